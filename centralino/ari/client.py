@@ -1,0 +1,226 @@
+"""A small ARI client on aiohttp: REST requests and the events WebSocket with reconnect.
+
+One ClientSession (one keep-alive connection pool) serves every request: most of a controller's
+CPU goes into REST calls, so fewer and cheaper requests are the lever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from centralino.ari.models import EVENT_TYPES, Event, parse_event
+
+log = logging.getLogger("centralino.ari")
+
+# Set by a call's task when it takes an event; the next REST request measures the service's
+# reaction time (event read off the socket -> command sent) and clears it.
+reacting_to: ContextVar[float | None] = ContextVar("reacting_to", default=None)
+
+
+class AriError(Exception):
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status
+
+
+class AriUnavailable(AriError):
+    """Asterisk cannot be reached (not running, wrong URL, HTTP or ARI disabled)."""
+
+
+class AriAuthError(AriError):
+    """Asterisk refused our credentials."""
+
+
+class AriNotFound(AriError):
+    """The channel, bridge or playback no longer exists (usually: the caller hung up)."""
+
+
+class AriClient:
+    def __init__(self, url: str, username: str, password: str, app: str,
+                 observe_reaction: Callable[[float], None] | None = None):
+        self.base = url.rstrip("/") + "/ari"
+        self.username = username
+        self.app = app
+        self._auth = aiohttp.encode_basic_auth(username, password)
+        self._session: aiohttp.ClientSession | None = None
+        self.connected = asyncio.Event()
+        self.reaction_samples: deque[float] = deque(maxlen=200_000)
+        self._observe = observe_reaction
+
+    async def __aenter__(self) -> AriClient:
+        self._session = aiohttp.ClientSession(
+            headers={"Authorization": self._auth},
+            connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=60),
+            timeout=aiohttp.ClientTimeout(total=10, connect=3),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session:
+            await self._session.close()
+
+    # --- REST -----------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | Iterable[tuple[str, str]] | None = None,
+        body: Any = None,
+    ) -> Any:
+        assert self._session is not None, "use `async with AriClient(...)`"
+        started = reacting_to.get()
+        if started is not None:
+            elapsed = time.perf_counter() - started
+            self.reaction_samples.append(elapsed)
+            if self._observe:
+                self._observe(elapsed)
+            reacting_to.set(None)
+        url = self.base + path
+        try:
+            async with self._session.request(method, url, params=params, json=body) as resp:
+                text = await resp.text()
+                if resp.status >= 400:
+                    raise self._error(method, path, resp.status, text)
+                return json.loads(text) if text else None
+        except aiohttp.ClientConnectionError as exc:
+            raise AriUnavailable(f"Asterisk unreachable at {self.base}: {exc}") from None
+        except TimeoutError:
+            raise AriUnavailable(f"Asterisk at {self.base} did not answer {method} {path}") from None
+
+    def _error(self, method: str, path: str, status: int, text: str) -> AriError:
+        try:
+            reason = json.loads(text).get("message", text)
+        except (ValueError, AttributeError):
+            reason = text.strip() or "no reason given"
+        if status == 401:
+            return AriAuthError(
+                f"Asterisk refused ARI user {self.username!r} (HTTP 401): check the user and "
+                "password in ari.conf and in centralino's asterisk settings", status)
+        message = f"{method} {path}: HTTP {status}: {reason}"
+        return (AriNotFound if status == 404 else AriError)(message, status)
+
+    async def raw(self, method: str, path: str) -> bytes:
+        """A binary response (a stored recording's file)."""
+        assert self._session is not None
+        async with self._session.request(method, self.base + path) as resp:
+            body = await resp.read()
+            if resp.status >= 400:
+                raise self._error(method, path, resp.status, body.decode(errors="replace"))
+            return body
+
+    async def check(self) -> dict[str, Any]:
+        """Fail fast with a clear error if Asterisk is unreachable or refuses us."""
+        return await self.request("GET", "/asterisk/info", {"only": "system"})
+
+    # Thin helpers for the requests we use; names follow the ARI operations.
+    async def answer(self, channel: str) -> None:
+        await self.request("POST", f"/channels/{channel}/answer")
+
+    async def play(self, channel: str, playback_id: str, media: list[str], lang: str) -> None:
+        params = {"media": ",".join(media), "lang": lang}
+        await self.request("POST", f"/channels/{channel}/play/{playback_id}", params)
+
+    async def stop_playback(self, playback_id: str) -> None:
+        try:
+            await self.request("DELETE", f"/playbacks/{playback_id}")
+        except AriNotFound:
+            pass  # finished on its own meanwhile
+
+    async def hangup(self, channel: str, reason: str = "normal") -> None:
+        try:
+            await self.request("DELETE", f"/channels/{channel}", {"reason": reason})
+        except AriNotFound:
+            pass  # already gone
+
+    async def create_bridge(self, bridge_id: str, kind: str, name: str = "") -> dict[str, Any]:
+        return await self.request("POST", f"/bridges/{bridge_id}", {"type": kind, "name": name})
+
+    async def add_channel(self, bridge_id: str, channel: str, role: str | None = None) -> None:
+        params = {"channel": channel} | ({"role": role} if role else {})
+        await self.request("POST", f"/bridges/{bridge_id}/addChannel", params)
+
+    async def set_var(self, channel: str, name: str, value: str) -> None:
+        await self.request("POST", f"/channels/{channel}/variable",
+                           {"variable": name, "value": value})
+
+    async def send_dtmf(self, channel: str, digits: str, duration_ms: int = 100) -> None:
+        await self.request("POST", f"/channels/{channel}/dtmf",
+                           {"dtmf": digits, "duration": str(duration_ms)})
+
+    async def originate(self, channel_id: str, endpoint: str, **params: str) -> dict[str, Any]:
+        return await self.request("POST", f"/channels/{channel_id}",
+                                  {"endpoint": endpoint, **params})
+
+    async def channel_ids(self) -> set[str]:
+        """The channels currently in our Stasis application."""
+        app = await self.request("GET", f"/applications/{quote(self.app)}")
+        return {s.removeprefix("channel:") for s in app.get("channel_ids", [])}
+
+    async def get_channel(self, channel: str) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", f"/channels/{channel}")
+        except AriNotFound:
+            return None
+
+    # --- events ---------------------------------------------------------------------------
+
+    async def run_events(
+        self,
+        on_event: Callable[[Event], None],
+        on_connected: Callable[[], Awaitable[None]],
+        event_types: Iterable[str] = EVENT_TYPES,
+    ) -> None:
+        """Read events forever; reconnect with backoff when the socket drops or Asterisk
+        restarts. `on_connected` runs after every (re)connection, to resynchronise."""
+        assert self._session is not None
+        url = self.base.replace("http", "ws", 1) + "/events"
+        params = {"app": self.app, "subscribeAll": "false"}
+        delay = 0.2
+        while True:
+            try:
+                async with self._session.ws_connect(url, params=params, heartbeat=15,
+                                                    timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
+                    log.info("ARI events connected to %s as application %r", self.base, self.app)
+                    delay = 0.2
+                    await self._filter_events(event_types)
+                    self.connected.set()
+                    asyncio.get_running_loop().create_task(on_connected())
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            event = parse_event(json.loads(msg.data), time.perf_counter())
+                            if event is not None:
+                                on_event(event)
+                        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                            break
+                log.warning("ARI events socket closed; reconnecting")
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status == 401:
+                    log.error("%s", self._error("GET", "/events", 401, ""))
+                else:
+                    log.error("ARI events refused (HTTP %s): is res_ari loaded and app name "
+                              "valid?", exc.status)
+            except (aiohttp.ClientError, OSError, AriError) as exc:
+                log.warning("Asterisk unreachable at %s (%s); retrying in %.1f s",
+                            self.base, exc or type(exc).__name__, delay)
+            finally:
+                self.connected.clear()
+            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+            delay = min(delay * 2, 5.0)
+
+    async def _filter_events(self, event_types: Iterable[str]) -> None:
+        # Asterisk sends only what we handle: less JSON to read for every call.
+        allowed = [{"type": t} for t in event_types]
+        await self.request("PUT", f"/applications/{quote(self.app)}/eventFilter",
+                           body={"allowed": allowed})

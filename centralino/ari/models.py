@@ -1,0 +1,133 @@
+"""Typed ARI events: only the ones centralino subscribes to (see EVENT_TYPES)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class CallerId(_Model):
+    name: str = ""
+    number: str = ""
+
+
+class DialplanCEP(_Model):
+    context: str = ""
+    exten: str = ""
+    priority: int = 0
+    app_name: str = ""
+    app_data: str = ""
+
+
+class Channel(_Model):
+    id: str
+    name: str = ""
+    state: str = ""
+    caller: CallerId = CallerId()
+    dialplan: DialplanCEP = DialplanCEP()
+    language: str = ""
+
+
+class Playback(_Model):
+    id: str
+    media_uri: str = ""
+    next_media_uri: str | None = None
+    target_uri: str = ""
+    state: str = ""
+
+    @property
+    def channel_id(self) -> str | None:
+        kind, _, ident = self.target_uri.partition(":")
+        return ident if kind == "channel" else None
+
+
+class Event(_Model):
+    type: str
+    application: str = ""
+    timestamp: str = ""
+    # When our process read the event off the socket (time.perf_counter()); not from Asterisk.
+    received: float = 0.0
+
+    @property
+    def channel_id(self) -> str | None:
+        return None
+
+
+class ChannelEvent(Event):
+    channel: Channel
+
+    @property
+    def channel_id(self) -> str | None:
+        return self.channel.id
+
+
+class StasisStart(ChannelEvent):
+    args: list[str] = []
+    replace_channel: Channel | None = None
+
+
+class StasisEnd(ChannelEvent):
+    pass
+
+
+class ChannelDtmfReceived(ChannelEvent):
+    digit: str
+    duration_ms: int = 0
+
+
+class ChannelHangupRequest(ChannelEvent):
+    cause: int = 0
+
+
+class ChannelDestroyed(ChannelEvent):
+    cause: int = 0
+    cause_txt: str = ""
+
+
+class ChannelStateChange(ChannelEvent):
+    pass
+
+
+class PlaybackEvent(Event):
+    playback: Playback
+
+    @property
+    def channel_id(self) -> str | None:
+        return self.playback.channel_id
+
+
+class PlaybackStarted(PlaybackEvent):
+    pass
+
+
+class PlaybackContinuing(PlaybackEvent):
+    pass
+
+
+class PlaybackFinished(PlaybackEvent):
+    pass
+
+
+EVENT_MODELS: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        StasisStart, StasisEnd, ChannelDtmfReceived, ChannelHangupRequest, ChannelDestroyed,
+        ChannelStateChange, PlaybackStarted, PlaybackContinuing, PlaybackFinished,
+    )
+}
+EVENT_TYPES = tuple(EVENT_MODELS)
+
+
+def parse_event(data: dict[str, Any], received: float) -> Event | None:
+    """The typed event, or None for a type we do not use."""
+    model = EVENT_MODELS.get(data.get("type", ""))
+    if model is None:
+        return None
+    event = model.model_validate(data)
+    event.received = received
+    return event

@@ -1,0 +1,219 @@
+"""The running service: wires settings, storage, prompts, the ARI client, calls and the web API.
+
+    async with Service(settings) as service:
+        await service.wait_closed()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from centralino.ari.client import AriClient, AriError
+from centralino.ari.models import Channel, Event, StasisStart
+from centralino import metrics
+from centralino.calls import CallSession, ChannelGone
+from centralino.media import PromptCatalog
+from centralino.promptbuild import build_prompts
+from centralino.settings import Settings
+from centralino.storage.store import Store
+from ivr.clock import Clock, ShiftedClock, SystemClock
+from ivr.config import CallConfig, load_call_config
+from ivr.hours import Override
+from ivr.schema import QueueTopic
+from ivr.yamlfile import ConfigError
+from queue_manager.queues import QueueManager
+
+log = logging.getLogger("centralino")
+QUEUE_BRIDGE = "centralino-queue-{topic}"
+
+
+class Service:
+    def __init__(self, settings: Settings, clock: Clock | None = None):
+        self.settings = settings
+        if clock is None:
+            start = settings.clock_start
+            clock = ShiftedClock(start) if start else SystemClock()
+        self.clock = clock
+        self.store = Store(settings.database.url)
+        self.ari = AriClient(settings.asterisk.ari_url, settings.asterisk.username,
+                             settings.asterisk.password, settings.asterisk.app,
+                             observe_reaction=metrics.ARI_REACTION.observe)
+        self.queues = QueueManager()
+        self.sessions: dict[str, CallSession] = {}
+        self.overrides: dict[str, Override] = {}
+        self.call_config: CallConfig
+        self.catalog: PromptCatalog
+        self.started_at = self.clock.now()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._bridges: dict[str, asyncio.Task[None]] = {}
+        self._reload_lock = asyncio.Lock()
+        self._runner: web.AppRunner | None = None
+        self._events: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Service:
+        config, catalog = await self._prepare()  # a broken config stops us before anything runs
+        self.call_config, self.catalog = config, catalog
+        await self.store.__aenter__()
+        interrupted = await self.store.mark_unfinished("interrupted", self.clock.now())
+        if interrupted:
+            log.warning("%d call records were left open by the previous run", interrupted)
+        await self._load_overrides()
+        await self.ari.__aenter__()
+        await self.ari.check()  # clear error now for wrong credentials or no Asterisk
+        from centralino.web.app import create_app  # web imports the service module
+
+        self._runner = web.AppRunner(create_app(self), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
+        await site.start()
+        self._events = asyncio.create_task(self.ari.run_events(self._on_event, self._resync))
+        log.info("centralino serving %d numbers (config %s) on http://%s:%d",
+                 len(config.flows), config.version, self.settings.http.host,
+                 self.settings.http.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # Calls stay up in Asterisk: a restarted service adopts them (see _resync).
+        if self._events:
+            self._events.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner:
+            await self._runner.cleanup()
+        await self.ari.__aexit__()
+        await self.store.__aexit__()
+
+    async def wait_connected(self, timeout: float = 10) -> None:
+        await asyncio.wait_for(self.ari.connected.wait(), timeout)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- configuration --------------------------------------------------------------------
+
+    async def _prepare(self) -> tuple[CallConfig, PromptCatalog]:
+        """Load the call config and build its prompts; raise ConfigError and change nothing
+        if anything is wrong."""
+        s = self.settings
+        config = load_call_config(s.config_dir, s.prompts.manifest)
+        report = await asyncio.to_thread(build_prompts, config.prompts, s.prompts.recordings,
+                                         s.prompts.build_dir)
+        for error in report.errors:
+            log.error("prompt build: %s", error)
+        catalog = PromptCatalog(s.prompts.build_dir, s.http.public_url)
+        if missing := catalog.missing(config.prompts):
+            raise ConfigError.single(str(s.prompts.manifest), f"prompts without audio: "
+                                     f"{', '.join(missing)} ({'; '.join(report.errors)})")
+        return config, catalog
+
+    async def reload(self) -> CallConfig:
+        """Validate the new configuration and swap it in; on any error keep the running one
+        and raise ConfigError. Calls in progress finish on the version they started with."""
+        async with self._reload_lock:
+            config, catalog = await self._prepare()
+            self.call_config, self.catalog = config, catalog
+            self._bridges.clear()  # topics may have changed their music
+            log.info("configuration %s loaded (%d numbers)", config.version, len(config.flows))
+            return config
+
+    # --- line overrides -------------------------------------------------------------------
+
+    async def _load_overrides(self) -> None:
+        rows = await self.store.active_overrides(self.clock.now())
+        self.overrides = {r.number: Override(r.state, r.until, r.reason, r.set_by)  # type: ignore[arg-type]
+                          for r in rows}
+
+    async def set_override(self, number: str, state: str, until: datetime, reason: str,
+                           by: str) -> Override:
+        await self.store.set_override(number, state, until, reason, by, self.clock.now())
+        override = Override(state, until, reason, by)  # type: ignore[arg-type]
+        self.overrides[number] = override
+        log.warning("line %s forced %s until %s by %s: %s", number, state, until.isoformat(),
+                    by, reason)
+        return override
+
+    async def clear_override(self, number: str, by: str) -> bool:
+        cleared = await self.store.clear_override(number, by, self.clock.now())
+        self.overrides.pop(number, None)
+        log.warning("line %s back to its opening hours (override cleared by %s)", number, by)
+        return cleared > 0
+
+    # --- events and calls -----------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, StasisStart):
+            if event.channel.id not in self.sessions:
+                number = event.args[0] if event.args else event.channel.dialplan.exten
+                self._start_session(CallSession(self, event.channel, number))
+            return
+        channel_id = event.channel_id
+        session = self.sessions.get(channel_id) if channel_id else None
+        if session is not None:
+            session.deliver(event)
+
+    def _start_session(self, session: CallSession) -> None:
+        self.sessions[session.channel_id] = session
+        task = self._spawn(session.run())
+        task.add_done_callback(lambda _: self.sessions.pop(session.channel_id, None))
+
+    async def _resync(self) -> None:
+        """After (re)connecting: end calls whose channel vanished, adopt calls we do not know
+        (the service restarted while they were in Stasis) and re-create queue bridges."""
+        self._bridges.clear()
+        try:
+            live = await self.ari.channel_ids()
+            bridges = await self.ari.request("GET", "/bridges")
+        except AriError as exc:
+            log.error("resync after connecting failed: %s", exc)
+            return
+        for channel_id, session in list(self.sessions.items()):
+            if channel_id not in live:
+                session.deliver(ChannelGone(type="ChannelGone"))
+        waiting_in = {
+            ch: b["id"].removeprefix(QUEUE_BRIDGE.format(topic=""))
+            for b in bridges if b["id"].startswith(QUEUE_BRIDGE.format(topic=""))
+            for ch in b["channels"]
+        }
+        for channel_id in live - set(self.sessions):
+            data = await self.ari.get_channel(channel_id)
+            if data is None:
+                continue
+            channel = Channel.model_validate(data)
+            number = channel.dialplan.app_data.partition(",")[2] or channel.dialplan.exten
+            topic = waiting_in.get(channel_id)
+            log.info("adopting call on %s (%s) %s", channel_id, number,
+                     f"waiting in {topic}" if topic else "from its first menu")
+            self._start_session(CallSession(self, channel, number, resume_topic=topic,
+                                            resumed=True))
+
+    async def hold(self, channel_id: str, topic: str, settings: QueueTopic) -> None:
+        """Put a caller in the topic's holding bridge, which plays the topic's music."""
+        ready = self._bridges.get(topic)
+        if ready is None or (ready.done() and ready.exception()):
+            ready = self._bridges[topic] = asyncio.ensure_future(self._make_bridge(topic, settings))
+        await asyncio.shield(ready)
+        await self.ari.add_channel(QUEUE_BRIDGE.format(topic=topic), channel_id, "participant")
+
+    async def _make_bridge(self, topic: str, settings: QueueTopic) -> None:
+        bridge = QUEUE_BRIDGE.format(topic=topic)
+        try:
+            await self.ari.create_bridge(bridge, "holding", f"queue {topic}")
+        except AriError as exc:
+            if exc.status != 409:  # 409: it exists already (we restarted, Asterisk did not)
+                raise
+            return
+        # One music stream per topic, heard by every waiting caller (one REST call per topic
+        # instead of one per caller, and one MOH generator instead of hundreds).
+        await self.ari.request("POST", f"/bridges/{bridge}/moh",
+                               {"mohClass": settings.music_class})

@@ -1,0 +1,118 @@
+"""Service settings: config/centralino.yaml, overridable by CENTRALINO_* environment variables.
+
+Environment overrides use `__` between levels: CENTRALINO_DATABASE__URL, CENTRALINO_ASTERISK__PASSWORD.
+Relative paths are relative to the settings file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ivr.yamlfile import ConfigError, ConfigProblem, load_yaml
+
+DEV_ARI_PASSWORD = "centralino-dev"
+DEV_ADMIN_TOKEN = "dev-admin-token"
+DEFAULT_SETTINGS = Path("config/centralino.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AsteriskSettings(_Section):
+    ari_url: str = "http://127.0.0.1:8088"
+    username: str = "centralino"
+    password: str = DEV_ARI_PASSWORD
+    app: str = "centralino"
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # How Asterisk reaches this service to fetch prompts (sound:http://...).
+    public_url: str = "http://127.0.0.1:8080"
+    admin_token: str = DEV_ADMIN_TOKEN
+
+
+class DatabaseSettings(_Section):
+    # SQLite needs no set-up; production uses postgresql+asyncpg://user:pass@host/db
+    url: str = "sqlite+aiosqlite:///../var/centralino.db"
+
+
+class PromptSettings(_Section):
+    manifest: Path = Path("../prompts/manifest.yaml")
+    recordings: Path = Path("../prompts/recordings")
+    build_dir: Path = Path("../var/prompts")
+
+
+class Settings(_Section):
+    mode: Literal["development", "production"] = "development"
+    asterisk: AsteriskSettings = AsteriskSettings()
+    http: HttpSettings = HttpSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    prompts: PromptSettings = PromptSettings()
+    # Development only: start the service clock at this local time (rehearse Christmas Day).
+    clock_start: datetime | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    config_dir: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _production_has_secrets(self) -> Settings:
+        if self.mode != "production":
+            return self
+        if self.asterisk.password == DEV_ARI_PASSWORD:
+            raise ValueError("production mode: set asterisk.password (the development one is public)")
+        if self.http.admin_token == DEV_ADMIN_TOKEN or len(self.http.admin_token) < 16:
+            raise ValueError("production mode: set http.admin_token (16+ characters, not the dev one)")
+        if self.clock_start is not None:
+            raise ValueError("production mode: clock_start is for rehearsals in development only")
+        return self
+
+    def resolve(self, base: Path) -> Settings:
+        """Make every path absolute against the settings file's folder."""
+        db = self.database.url
+        if db.startswith("sqlite") and ":///" in db and not db.split(":///", 1)[1].startswith("/"):
+            prefix, rel = db.split(":///", 1)
+            db = f"{prefix}:///{(base / rel).resolve()}"
+        prompts = PromptSettings(
+            manifest=(base / self.prompts.manifest).resolve(),
+            recordings=(base / self.prompts.recordings).resolve(),
+            build_dir=(base / self.prompts.build_dir).resolve(),
+        )
+        return self.model_copy(update={
+            "database": DatabaseSettings(url=db),
+            "prompts": prompts,
+            "config_dir": (base / self.config_dir).resolve(),
+        })
+
+
+def _apply_env(data: dict, environ: dict[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.startswith("CENTRALINO_"):
+            continue
+        parts = name.removeprefix("CENTRALINO_").lower().split("__")
+        if parts[0] not in Settings.model_fields:
+            continue
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[parts[-1]] = value
+
+
+def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    path = path or Path(os.environ.get("CENTRALINO_SETTINGS", DEFAULT_SETTINGS))
+    if not path.exists():
+        raise ConfigError([ConfigProblem(str(path), 1, 1, "", "settings file not found")])
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([doc.problem((), "settings must be a mapping")])
+    _apply_env(doc.data, dict(os.environ if environ is None else environ))
+    return doc.validate(Settings).resolve(path.parent)

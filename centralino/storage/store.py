@@ -1,0 +1,153 @@
+"""Durable records through SQLAlchemy async: SQLite by default, PostgreSQL in production."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import selectinload
+
+from centralino.storage.models import Call, CallStep, LineOverride
+from ivr.engine import Step
+
+log = logging.getLogger("centralino.storage")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True)
+class NewCall:
+    id: str
+    channel_id: str
+    number: str
+    line: str
+    caller_number: str
+    caller_name: str
+    config_version: str
+    started_at: datetime
+
+
+class Store:
+    def __init__(self, url: str):
+        if url.startswith("sqlite"):
+            Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def __aenter__(self) -> Store:
+        await self.migrate()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        """Bring the schema to the latest migration (idempotent)."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+
+    # --- calls ----------------------------------------------------------------------------
+
+    async def start_call(self, new: NewCall) -> None:
+        async with self.sessions.begin() as s:
+            s.add(Call(**new.__dict__))
+
+    async def answered(self, call_id: str, at: datetime) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(update(Call).where(Call.id == call_id).values(answered_at=at))
+
+    async def finish_call(
+        self, call_id: str, *, ended_at: datetime, outcome: str, topic: str | None,
+        detail: str, steps: Sequence[Step], answered_at: datetime | None,
+    ) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(
+                update(Call).where(Call.id == call_id).values(
+                    ended_at=ended_at, outcome=outcome, topic=topic, detail=detail[:255],
+                    answered_at=answered_at,
+                )
+            )
+            s.add_all(
+                CallStep(call_id=call_id, seq=i, at=st.at, kind=st.kind, node=st.node,
+                         key=st.key, prompt=st.prompt, detail=st.detail[:255])
+                for i, st in enumerate(steps)
+            )
+
+    async def mark_unfinished(self, outcome: str, at: datetime) -> int:
+        """Calls left open by a crash: close them so reports do not count them forever."""
+        async with self.sessions.begin() as s:
+            result = await s.execute(
+                update(Call).where(Call.outcome.is_(None)).values(outcome=outcome, ended_at=at)
+            )
+            return result.rowcount or 0
+
+    async def get_call(self, call_id: str) -> Call | None:
+        async with self.sessions() as s:
+            return await s.get(Call, call_id, options=[selectinload(Call.steps)])
+
+    async def find_calls(self, *, channel_id: str | None = None, number: str | None = None,
+                         caller: str | None = None, limit: int = 50) -> list[Call]:
+        query = select(Call).options(selectinload(Call.steps)).order_by(Call.started_at.desc())
+        if channel_id:
+            query = query.where(Call.channel_id == channel_id)
+        if number:
+            query = query.where(Call.number == number)
+        if caller:
+            query = query.where(Call.caller_number == caller)
+        async with self.sessions() as s:
+            return list((await s.scalars(query.limit(limit))).all())
+
+    # --- line overrides -------------------------------------------------------------------
+
+    async def set_override(self, number: str, state: str, until: datetime, reason: str,
+                           by: str, at: datetime) -> LineOverride:
+        async with self.sessions.begin() as s:
+            await self._clear(s, number, by, at)
+            row = LineOverride(number=number, state=state, until=until, reason=reason,
+                               set_by=by, set_at=at)
+            s.add(row)
+        return row
+
+    async def clear_override(self, number: str, by: str, at: datetime) -> int:
+        async with self.sessions.begin() as s:
+            return await self._clear(s, number, by, at)
+
+    @staticmethod
+    async def _clear(s, number: str, by: str, at: datetime) -> int:  # type: ignore[no-untyped-def]
+        result = await s.execute(
+            update(LineOverride)
+            .where(LineOverride.number == number, LineOverride.cleared_at.is_(None))
+            .values(cleared_at=at, cleared_by=by)
+        )
+        return result.rowcount or 0
+
+    async def active_overrides(self, at: datetime) -> list[LineOverride]:
+        async with self.sessions() as s:
+            rows = await s.scalars(
+                select(LineOverride).where(LineOverride.cleared_at.is_(None),
+                                           LineOverride.until > at)
+            )
+            return list(rows.all())
+
+    async def override_history(self, number: str, limit: int = 50) -> list[LineOverride]:
+        async with self.sessions() as s:
+            rows = await s.scalars(
+                select(LineOverride).where(LineOverride.number == number)
+                .order_by(LineOverride.set_at.desc(), LineOverride.id.desc()).limit(limit)
+            )
+            return list(rows.all())
+
+
+def _upgrade(connection: Connection) -> None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")

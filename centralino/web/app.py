@@ -1,0 +1,244 @@
+"""HTTP: prompt files for Asterisk, health and metrics, and the admin REST API.
+
+Admin endpoints need `Authorization: Bearer <http.admin_token>`. Errors are JSON
+`{"error": "<reason>"}` with a 4xx status that says whose fault it was.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import statistics
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from centralino import metrics
+from centralino.storage.models import Call, LineOverride
+from ivr.clock import aware
+from ivr.hours import line_status
+from ivr.yamlfile import ConfigError
+
+if TYPE_CHECKING:
+    from centralino.service import Service
+
+SERVICE = web.AppKey("service", "Service")
+
+
+def _error(status: type[web.HTTPException], reason: str) -> web.HTTPException:
+    return status(text=json.dumps({"error": reason}), content_type="application/json")
+
+
+@web.middleware
+async def admin_auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path.startswith("/api/"):
+        token = request.app[SERVICE].settings.http.admin_token
+        given = request.headers.get("Authorization", "")
+        if not given.startswith("Bearer "):
+            raise _error(web.HTTPUnauthorized, "missing `Authorization: Bearer <token>`")
+        if not hmac.compare_digest(given.removeprefix("Bearer ").encode(), token.encode()):
+            raise _error(web.HTTPForbidden, "this token is not allowed here")
+    return await handler(request)
+
+
+def create_app(service: Service) -> web.Application:
+    app = web.Application(middlewares=[admin_auth])
+    app[SERVICE] = service
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/metrics", prometheus)
+    app.router.add_get(r"/prompts/{lang:[a-z]{2}}/{digest:[0-9a-f]+}/{prompt:[a-z0-9_]+}.wav",
+                       prompt_file)
+    app.router.add_post("/api/admin/reload", reload_config)
+    app.router.add_get("/api/admin/ari-latency", ari_latency)
+    app.router.add_get("/api/lines", list_lines)
+    app.router.add_put("/api/lines/{number}/override", put_override)
+    app.router.add_delete("/api/lines/{number}/override", delete_override)
+    app.router.add_get("/api/lines/{number}/overrides", override_history)
+    app.router.add_get("/api/calls", list_calls)
+    app.router.add_get("/api/calls/{call_id}", get_call)
+    app.router.add_get("/api/queues", list_queues)
+    return app
+
+
+async def health(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    connected = svc.ari.connected.is_set()
+    return web.json_response({
+        "status": "ok" if connected else "asterisk unreachable",
+        "asterisk_connected": connected,
+        "config_version": svc.call_config.version,
+        "calls_in_progress": len(svc.sessions),
+    }, status=200 if connected else 503)
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    metrics.ACTIVE_CALLS.set(len(svc.sessions))
+    for topic in svc.call_config.queues:
+        metrics.WAITING.labels(topic).set(len(svc.queues.waiting(topic)))
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def prompt_file(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICE]
+    path = svc.catalog.path(request.match_info["lang"], request.match_info["prompt"])
+    if path is None or not path.exists():
+        raise _error(web.HTTPNotFound, "no such prompt")
+    # The URL carries the content hash: a changed prompt has a new URL, so cache forever.
+    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable",
+                                           "Content-Type": "audio/wav"})
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    try:
+        config = await svc.reload()
+    except ConfigError as exc:
+        metrics.CONFIG_RELOADS.labels("refused").inc()
+        return web.json_response({
+            "error": "configuration refused; the running one stays",
+            "problems": [str(p) for p in exc.problems],
+            "running_version": svc.call_config.version,
+        }, status=422)
+    metrics.CONFIG_RELOADS.labels("ok").inc()
+    return web.json_response({"version": config.version,
+                              "warnings": [str(w) for w in config.warnings]})
+
+
+async def ari_latency(request: web.Request) -> web.Response:
+    """Percentiles of the service's reaction time (benchmarks read this)."""
+    samples = request.app[SERVICE].ari.reaction_samples
+    values = sorted(samples)
+    if request.query.get("reset") in ("1", "true"):
+        samples.clear()
+    if not values:
+        return web.json_response({"count": 0})
+    q = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else values * 99
+    return web.json_response({"count": len(values), "p50_ms": q[49] * 1e3, "p90_ms": q[89] * 1e3,
+                              "p99_ms": q[98] * 1e3, "max_ms": values[-1] * 1e3})
+
+
+def _line(svc: Service, number: str) -> Any:
+    flow = svc.call_config.flows.get(number)
+    if flow is None:
+        raise _error(web.HTTPNotFound, f"no line with number {number}")
+    return flow
+
+
+async def list_lines(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    now = svc.clock.now()
+    out = []
+    for number, flow in svc.call_config.flows.items():
+        schedule = svc.call_config.schedules.get(flow.hours) if flow.hours else None
+        override = svc.overrides.get(number)
+        status = line_status(schedule, override, now)
+        out.append({
+            "number": number, "name": flow.name, "open": status.open, "why": status.why,
+            "detail": status.detail,
+            "override": _override_json(override) if override and now < override.until else None,
+        })
+    return web.json_response(out)
+
+
+class OverrideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: Literal["open", "closed"]
+    until: datetime
+    reason: str = Field(min_length=3, max_length=255)
+    by: str = Field("api", min_length=1, max_length=64)
+
+    @field_validator("until")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return aware(value)
+
+
+async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
+        raise _error(web.HTTPBadRequest, "; ".join(problems)) from None
+
+
+async def put_override(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    number = request.match_info["number"]
+    _line(svc, number)
+    body: OverrideRequest = await _json_body(request, OverrideRequest)
+    if body.until <= svc.clock.now():
+        raise _error(web.HTTPBadRequest, "until: must be in the future")
+    override = await svc.set_override(number, body.state, body.until, body.reason, body.by)
+    return web.json_response(_override_json(override))
+
+
+async def delete_override(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    number = request.match_info["number"]
+    _line(svc, number)
+    by = request.query.get("by", "api")[:64]
+    return web.json_response({"cleared": await svc.clear_override(number, by)})
+
+
+async def override_history(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    rows = await svc.store.override_history(request.match_info["number"])
+    return web.json_response([_override_row(r) for r in rows])
+
+
+def _override_json(o: Any) -> dict[str, Any]:
+    return {"state": o.state, "until": o.until.isoformat(), "reason": o.reason, "by": o.set_by}
+
+
+def _override_row(r: LineOverride) -> dict[str, Any]:
+    return {
+        "state": r.state, "until": r.until.isoformat(), "reason": r.reason, "set_by": r.set_by,
+        "set_at": r.set_at.isoformat(),
+        "cleared_at": r.cleared_at.isoformat() if r.cleared_at else None,
+        "cleared_by": r.cleared_by,
+    }
+
+
+def call_json(call: Call) -> dict[str, Any]:
+    iso = lambda t: t.isoformat() if t else None  # noqa: E731
+    return {
+        "id": call.id, "channel_id": call.channel_id, "number": call.number, "line": call.line,
+        "caller_number": call.caller_number, "caller_name": call.caller_name,
+        "config_version": call.config_version, "started_at": iso(call.started_at),
+        "answered_at": iso(call.answered_at), "ended_at": iso(call.ended_at),
+        "outcome": call.outcome, "topic": call.topic, "detail": call.detail,
+        "steps": [
+            {"at": iso(s.at), "kind": s.kind, "node": s.node, "key": s.key, "prompt": s.prompt,
+             "detail": s.detail}
+            for s in call.steps
+        ],
+    }
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    try:
+        limit = min(int(request.query.get("limit", "50")), 500)
+    except ValueError:
+        raise _error(web.HTTPBadRequest, "limit: must be a number") from None
+    calls = await svc.store.find_calls(
+        channel_id=request.query.get("channel_id"), number=request.query.get("number"),
+        caller=request.query.get("caller"), limit=limit,
+    )
+    return web.json_response([call_json(c) for c in calls])
+
+
+async def get_call(request: web.Request) -> web.Response:
+    call = await request.app[SERVICE].store.get_call(request.match_info["call_id"])
+    if call is None:
+        raise _error(web.HTTPNotFound, "no such call")
+    return web.json_response(call_json(call))
+
+
+async def list_queues(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    return web.json_response(svc.queues.snapshot(svc.clock.now()))

@@ -1,0 +1,151 @@
+"""The shape of a flow file: what ops write in `config/flows/*.yaml`.
+
+Validation here is per file (types, unknown keys, one action per key). Checks that need the
+whole configuration (does this queue exist? is this prompt in the manifest?) live in
+`ivr.config`, which knows every file.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from ivr.hours import Schedule
+
+
+def _key(value: object) -> object:
+    # `1:` in YAML is the integer 1; accept it as the key "1" (but `#` and `*` must be quoted).
+    return str(value) if isinstance(value, int) and 0 <= value <= 9 else value
+
+
+Key = Annotated[str, BeforeValidator(_key), Field(pattern=r"^[0-9*#]$")]
+PromptId = Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Announcement(Strict):
+    """One message of the chain played before the menu."""
+
+    prompt: PromptId
+    skippable: bool = False
+    # Promotional/informative messages: played only between these dates (inclusive).
+    valid_from: date | None = None
+    valid_until: date | None = None
+    # Played even when the line is closed (the carrier's cost notice, typically).
+    when_closed: bool = False
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Announcement:
+        if self.valid_from and self.valid_until and self.valid_until < self.valid_from:
+            raise ValueError("valid_until is before valid_from")
+        return self
+
+    def valid_on(self, day: date) -> bool:
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_until is None or day <= self.valid_until
+        )
+
+
+class Action(Strict):
+    """What a key (or a menu's fallback) does. Exactly one of menu/info/queue/do."""
+
+    menu: Name | None = None  # go to a submenu
+    info: PromptId | None = None  # play an information message...
+    then: Literal["menu", "goodbye"] = "menu"  # ...then back to this menu, or goodbye
+    queue: Name | None = None  # wait for an operator of this topic
+    do: Literal["repeat", "back", "operator", "hangup"] | None = None
+    label: str | None = None  # shown in records and screen pops ("SUAP", "Tributi")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Action:
+        chosen = [k for k in ("menu", "info", "queue", "do") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            found = ", ".join(chosen) or "none"
+            raise ValueError(f"give exactly one of menu, info, queue, do (found: {found})")
+        if "then" in self.model_fields_set and self.info is None:
+            raise ValueError("`then` applies only to an `info` action")
+        return self
+
+    @property
+    def kind(self) -> str:
+        for k in ("menu", "info", "queue", "do"):
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("validated Action has no kind")
+
+    def describe(self) -> str:
+        if self.do:
+            return self.do
+        target = self.menu or self.info or self.queue
+        return f"{self.kind}:{target}"
+
+
+HANGUP = Action(do="hangup")
+
+
+class Menu(Strict):
+    prompt: PromptId
+    label: str | None = None
+    options: dict[Key, Action]
+    timeout: float = Field(5.0, gt=0, le=60, description="seconds to wait for a key")
+    max_retries: int = Field(3, ge=1, le=10, description="timeouts + invalid keys before fallback")
+    barge_in: bool = True  # a key cuts the prompt short
+    invalid_prompt: PromptId | None = None  # default: the flow's
+    timeout_prompt: PromptId | None = None  # default: the flow's (or just the reprompt)
+    fallback: Action | None = None  # default: the flow's
+
+    @model_validator(mode="after")
+    def _has_options(self) -> Menu:
+        if not self.options:
+            raise ValueError("a menu needs at least one option")
+        return self
+
+
+class Flow(Strict):
+    """Everything a caller of one number hears and can do."""
+
+    number: Annotated[str, Field(pattern=r"^\+?[0-9]{3,20}$")]
+    name: str
+    language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "it"
+    hours: Name | None = None  # a schedule from hours.yaml; none: always open
+    skip_key: Key | Literal["any"] = "#"  # the key that skips a skippable announcement
+    announcements: list[Announcement] = []
+    closed_prompt: PromptId | None = None  # outside hours; required when `hours` is set
+    emergency_prompt: PromptId | None = None  # forced closure; default: closed_prompt
+    goodbye_prompt: PromptId | None = None
+    invalid_prompt: PromptId | None = None
+    timeout_prompt: PromptId | None = None
+    fallback: Action = HANGUP  # when a menu runs out of retries
+    operator: Name | None = None  # the topic `do: operator` leads to
+    menu: Name | None = None  # the first menu...
+    queue: Name | None = None  # ...or, for a line with no menu, the topic to wait in
+    menus: dict[Name, Menu] = {}
+
+    @model_validator(mode="after")
+    def _entry(self) -> Flow:
+        if (self.menu is None) == (self.queue is None):
+            raise ValueError("give exactly one of `menu` (the first menu) or `queue` (no menu)")
+        if self.hours and not self.closed_prompt:
+            raise ValueError("`closed_prompt` is required when `hours` is set")
+        return self
+
+
+class QueueTopic(Strict):
+    """A waiting line for one topic. Agents, messages and rules come with queue_manager."""
+
+    name: str
+    music_class: Name = "default"
+
+
+class QueuesFile(Strict):
+    queues: dict[Name, QueueTopic]
+
+
+class HoursFile(Strict):
+    schedules: dict[Name, Schedule]
