@@ -7,7 +7,10 @@
 #   asterisk-dev/chroot.sh restart
 #   asterisk-dev/chroot.sh status     exit 0 when ARI answers
 #   asterisk-dev/chroot.sh cli "..."  run an Asterisk CLI command
+#   asterisk-dev/chroot.sh dialplan FILE   install FILE as extensions_centralino.conf and reload
 #
+# CENTRALINO_DIALPLAN=FILE makes `start` install FILE instead of dialplan/extensions_centralino.conf
+# (the tests route their own numbers this way, and keep them across restarts).
 # The chroot lives outside the clone (default /var/cache/centralino/asterisk-sid) so that every
 # clone and every CI run on this machine reuses it; it is rebuilt when missing or when the
 # package list below changes. The chroot shares the host network: ARI answers on 127.0.0.1:8088.
@@ -68,7 +71,8 @@ install_config() {
   mkdir -p "$ROOT/etc/asterisk"
   cp -r "$here/etc/." "$ROOT/etc/asterisk/"
   # The dialplan for the configured numbers, rendered by `centralino dialplan`.
-  cp "$repo/dialplan/"*.conf "$ROOT/etc/asterisk/"
+  cp "${CENTRALINO_DIALPLAN:-$repo/dialplan/extensions_centralino.conf}" \
+    "$ROOT/etc/asterisk/extensions_centralino.conf"
   chroot "$ROOT" chown -R asterisk:asterisk /etc/asterisk /var/lib/asterisk /var/log/asterisk \
     /var/spool/asterisk /var/run/asterisk 2>/dev/null || true
 }
@@ -117,6 +121,10 @@ case "${1:-}" in
   status) ari_up ;;
   wait) wait_ari ;;
   cli) shift; chroot "$ROOT" asterisk -rx "$*" ;;
+  dialplan)
+    [ -f "${2:-}" ] || { log "usage: $0 dialplan FILE"; exit 2; }
+    cp "$2" "$ROOT/etc/asterisk/extensions_centralino.conf"
+    chroot "$ROOT" asterisk -rx 'dialplan reload' >/dev/null ;;
   root) echo "$ROOT" ;;
-  *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -87,6 +87,7 @@ class AriCallPort:
     async def play(self, prompts: Sequence[str], interrupt: str) -> Played:
         playback = uuid.uuid4().hex
         media = [self.media_uri(p, self.language) for p in prompts]
+        log.debug("%s play %s as %s", self.channel_id, prompts, playback)
         try:
             await self.ari.play(self.channel_id, playback, media, self.language)
         except AriNotFound:
@@ -186,6 +187,7 @@ class CallSession:
                 await svc.ari.hangup(ch)
         except _Lost:
             outcome, detail = "lost", "the channel vanished while Asterisk was unreachable"
+            await self._hangup_quietly()
         except CallerHungUp:
             outcome = "abandoned" if self.queued else "caller_hangup"
             if self.queued:

@@ -81,6 +81,7 @@ class Service:
 
     async def __aexit__(self, *exc: object) -> None:
         # Calls stay up in Asterisk: a restarted service adopts them (see _resync).
+        await self.ari.close_events()
         if self._events:
             self._events.cancel()
         for task in list(self._tasks):
@@ -152,6 +153,8 @@ class Service:
     # --- events and calls -----------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("event %s %s", event.type, event.channel_id)
         if isinstance(event, StasisStart):
             if event.channel.id not in self.sessions:
                 number = event.args[0] if event.args else event.channel.dialplan.exten
@@ -171,29 +174,28 @@ class Service:
         """After (re)connecting: end calls whose channel vanished, adopt calls we do not know
         (the service restarted while they were in Stasis) and re-create queue bridges."""
         self._bridges.clear()
+        known = dict(self.sessions)  # calls that start from now on are live by definition
         try:
             live = await self.ari.channel_ids()
             bridges = await self.ari.request("GET", "/bridges")
         except AriError as exc:
             log.error("resync after connecting failed: %s", exc)
             return
-        for channel_id, session in list(self.sessions.items()):
-            if channel_id not in live:
+        for channel_id, session in known.items():
+            if channel_id not in live and self.sessions.get(channel_id) is session:
                 session.deliver(ChannelGone(type="ChannelGone"))
-        waiting_in = {
-            ch: b["id"].removeprefix(QUEUE_BRIDGE.format(topic=""))
-            for b in bridges if b["id"].startswith(QUEUE_BRIDGE.format(topic=""))
-            for ch in b["channels"]
-        }
-        for channel_id in live - set(self.sessions):
+        prefix = QUEUE_BRIDGE.format(topic="")
+        waiting_in = {ch: b["id"].removeprefix(prefix)
+                      for b in bridges if b["id"].startswith(prefix) for ch in b["channels"]}
+        for channel_id in live - set(known):
             data = await self.ari.get_channel(channel_id)
-            if data is None:
+            if data is None or channel_id in self.sessions:  # gone, or its StasisStart came
                 continue
             channel = Channel.model_validate(data)
             number = channel.dialplan.app_data.partition(",")[2] or channel.dialplan.exten
             topic = waiting_in.get(channel_id)
             log.info("adopting call on %s (%s) %s", channel_id, number,
-                     f"waiting in {topic}" if topic else "from its first menu")
+                     f"waiting in {topic}" if topic else "from the start of its flow")
             self._start_session(CallSession(self, channel, number, resume_topic=topic,
                                             resumed=True))
 
@@ -212,8 +214,9 @@ class Service:
         except AriError as exc:
             if exc.status != 409:  # 409: it exists already (we restarted, Asterisk did not)
                 raise
-            return
         # One music stream per topic, heard by every waiting caller (one REST call per topic
-        # instead of one per caller, and one MOH generator instead of hundreds).
+        # instead of one per caller, and one MOH generator instead of hundreds). Asterisk drops
+        # it when the application that started it goes away, so start it on every (re)start;
+        # starting it twice is harmless.
         await self.ari.request("POST", f"/bridges/{bridge}/moh",
                                {"mohClass": settings.music_class})

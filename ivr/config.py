@@ -164,6 +164,9 @@ def _check_flow(
         if loc[-1] == "fallback" and action.do in ("repeat", "back"):
             out.append(doc.problem((*loc, "do"), f"a fallback cannot be `{action.do}`: callers "
                                    "who keep failing would loop forever"))
+        if loc[-1] == "fallback" and action.info and action.then == "menu":
+            out.append(doc.problem((*loc, "info"), "a fallback `info` needs `then: goodbye`: "
+                                   "callers who keep failing would loop forever"))
         if action.do == "operator" and flow.operator is None:
             out.append(doc.problem((*loc, "do"), "`do: operator` needs the flow's `operator` topic"))
     if out:

@@ -102,20 +102,17 @@ async def run_flow(
 async def _announce(flow: Flow, call: CallPort, journal: Journal, today: date, *, closed: bool):
     """Play the announcement chain. Consecutive unskippable messages go out in one playback
     (one request to Asterisk); a skippable one is played alone so a key skips only it."""
-    chain = []
-    for ann in flow.announcements:
-        if closed and not ann.when_closed:
-            continue
-        if not ann.valid_on(today):
-            journal.add("announcement", prompt=ann.prompt, detail="out_of_dates")
-        else:
-            chain.append(ann)
+    chain = [a for a in flow.announcements if a.when_closed or not closed]
     i = 0
     while i < len(chain):
+        if not chain[i].valid_on(today):
+            journal.add("announcement", prompt=chain[i].prompt, detail="out_of_dates")
+            i += 1
+            continue
         group = [chain[i]]
-        if not chain[i].skippable:
-            while i + len(group) < len(chain) and not chain[i + len(group)].skippable:
-                group.append(chain[i + len(group)])
+        while (not group[0].skippable and i + len(group) < len(chain)
+               and not (nxt := chain[i + len(group)]).skippable and nxt.valid_on(today)):
+            group.append(nxt)
         interrupt = flow.skip_key if group[0].skippable else ""
         prompts = [a.prompt for a in group]
         try:

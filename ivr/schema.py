@@ -17,7 +17,8 @@ from ivr.hours import Schedule
 
 def _key(value: object) -> object:
     # `1:` in YAML is the integer 1; accept it as the key "1" (but `#` and `*` must be quoted).
-    return str(value) if isinstance(value, int) and 0 <= value <= 9 else value
+    # Any other integer (`10:`) becomes text too, so it fails the key pattern like "10" does.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 Key = Annotated[str, BeforeValidator(_key), Field(pattern=r"^[0-9*#]$")]

@@ -78,21 +78,24 @@ class YamlDoc:
         return self.problem(loc, msg)
 
 
-def _plain(node: Any, loc: Loc, positions: dict[Loc, tuple[int, int]]) -> Any:
+def _plain(node: Any, loc: Loc, positions: dict[Loc, tuple[int, int]],
+           dupes: list[tuple[Loc, int, int]]) -> Any:
     if isinstance(node, CommentedMap):
         out = {}
         for k, v in node.items():
             child = (*loc, str(k))
             line, col = node.lc.key(k)
+            if child in positions:  # `1:` and `"1":` differ for YAML, not for us
+                dupes.append((child, line + 1, col + 1))
             positions[child] = (line + 1, col + 1)
-            out[k] = _plain(v, child, positions)
+            out[k] = _plain(v, child, positions, dupes)
         return out
     if isinstance(node, CommentedSeq):
         out_list = []
         for i, v in enumerate(node):
             line, col = node.lc.item(i)
             positions[(*loc, str(i))] = (line + 1, col + 1)
-            out_list.append(_plain(v, (*loc, str(i)), positions))
+            out_list.append(_plain(v, (*loc, str(i)), positions, dupes))
         return out_list
     if isinstance(node, str):
         return str(node)  # ruamel's scalar string subclasses
@@ -120,7 +123,14 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
         what = " ".join(filter(None, [exc.context, exc.problem]))
         raise ConfigError([ConfigProblem(name, line, col, "", f"YAML syntax: {what}")]) from None
     positions: dict[Loc, tuple[int, int]] = {}
-    data = _plain(node, (), positions)
+    dupes: list[tuple[Loc, int, int]] = []
+    data = _plain(node, (), positions, dupes)
+    if dupes:
+        raise ConfigError([
+            ConfigProblem(name, line, col, ".".join(map(str, loc)),
+                          f"duplicate key {loc[-1]!r} (quoted or not, it is the same key)")
+            for loc, line, col in dupes
+        ])
     if data is None:
         data = {}
     return YamlDoc(name, data, positions)

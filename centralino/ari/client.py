@@ -57,6 +57,7 @@ class AriClient:
         self.connected = asyncio.Event()
         self.reaction_samples: deque[float] = deque(maxlen=200_000)
         self._observe = observe_reaction
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
 
     async def __aenter__(self) -> AriClient:
         self._session = aiohttp.ClientSession(
@@ -67,8 +68,15 @@ class AriClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.close_events()
         if self._session:
             await self._session.close()
+
+    async def close_events(self) -> None:
+        """Close the events socket cleanly, so that Asterisk has unregistered the application
+        before anyone (a restarted service) registers it again."""
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
 
     # --- REST -----------------------------------------------------------------------------
 
@@ -192,6 +200,7 @@ class AriClient:
             try:
                 async with self._session.ws_connect(url, params=params, heartbeat=15,
                                                     timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
+                    self._ws = ws
                     log.info("ARI events connected to %s as application %r", self.base, self.app)
                     delay = 0.2
                     await self._filter_events(event_types)

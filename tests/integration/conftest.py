@@ -1,0 +1,124 @@
+"""Integration tests: the real Asterisk 22 (asterisk-dev/chroot.sh), real calls, real storage.
+
+Callers are Local channels originated into the inbound context (centralino.simcaller); what they
+heard comes from Asterisk's playback events. Records are stored in PostgreSQL when
+CENTRALINO_TEST_DATABASE_URL is set (the README's test command does), else in SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from centralino.dialplan import render_dialplan
+from centralino.service import Service
+from centralino.settings import Settings, load_settings
+from centralino.simcaller import SimCall, SimCaller
+from centralino.storage.models import Call
+from ivr.clock import ShiftedClock, aware
+from ivr.config import load_call_config
+
+REPO = Path(__file__).resolve().parents[2]
+CHROOT = REPO / "asterisk-dev" / "chroot.sh"
+TEST_SETTINGS = REPO / "tests" / "integration" / "config" / "centralino.yaml"
+EXAMPLE_SETTINGS = REPO / "config" / "centralino.yaml"
+DIALPLAN = REPO / "var" / "test-dialplan.conf"
+# A Tuesday in December during office hours: every test line is open.
+OPEN = datetime(2026, 12, 1, 10, 0)
+
+pytestmark = pytest.mark.asterisk
+
+
+def test_settings(path: Path = TEST_SETTINGS, **env: str) -> Settings:
+    environ = {"CENTRALINO_HTTP__PORT": "18081", "CENTRALINO_HTTP__PUBLIC_URL":
+               "http://127.0.0.1:18081", **env}
+    if url := os.environ.get("CENTRALINO_TEST_DATABASE_URL"):
+        environ["CENTRALINO_DATABASE__URL"] = url
+    return load_settings(path, environ)
+
+
+def chroot(*args: str, **env: str) -> None:
+    subprocess.run(["bash", str(CHROOT), *args], check=True, env={**os.environ, **env},
+                   stdout=subprocess.DEVNULL)
+
+
+def _render_test_dialplan() -> None:
+    """Route both the example numbers and the test numbers to centralino."""
+    merged = None
+    for path in (EXAMPLE_SETTINGS, TEST_SETTINGS):
+        s = load_settings(path, {})
+        config = load_call_config(s.config_dir, s.prompts.manifest)
+        merged = config if merged is None else dataclasses.replace(
+            merged, flows={**merged.flows, **config.flows},
+            flow_files={**merged.flow_files, **config.flow_files})
+    assert merged is not None
+    DIALPLAN.parent.mkdir(exist_ok=True)
+    DIALPLAN.write_text(render_dialplan(merged, "centralino"))
+
+
+@dataclasses.dataclass
+class Asterisk:
+    def restart(self) -> None:
+        chroot("restart", CENTRALINO_DIALPLAN=str(DIALPLAN))
+
+    def cli(self, command: str) -> str:
+        return subprocess.run(["bash", str(CHROOT), "cli", command], check=True,
+                              capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="session")
+def asterisk() -> Asterisk:
+    _render_test_dialplan()
+    if subprocess.run(["bash", str(CHROOT), "status"]).returncode == 0:
+        chroot("dialplan", str(DIALPLAN))
+    else:
+        chroot("start", CENTRALINO_DIALPLAN=str(DIALPLAN))
+    return Asterisk()
+
+
+ServiceFactory = Callable[..., Awaitable[Service]]
+
+
+@pytest.fixture
+async def start_service(asterisk: Asterisk) -> AsyncIterator[ServiceFactory]:
+    """start_service(at=datetime, settings=Settings) -> a running in-process service."""
+    running: list[Service] = []
+
+    async def start(at: datetime = OPEN, settings: Settings | None = None) -> Service:
+        service = Service(settings or test_settings(), clock=ShiftedClock(aware(at)))
+        await service.__aenter__()
+        running.append(service)
+        await service.wait_connected()
+        return service
+
+    yield start
+    for service in running:
+        await service.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def caller(asterisk: Asterisk) -> AsyncIterator[SimCaller]:
+    async with SimCaller("http://127.0.0.1:8088", "centralino", "centralino-dev") as sim:
+        yield sim
+
+
+async def record_of(service: Service, call: SimCall, timeout: float = 10) -> Call:
+    """The stored record of `call`, once the service has finished it."""
+    async with asyncio.timeout(timeout):
+        while True:
+            found = await service.store.find_calls(channel_id=call.service_half)
+            if found and found[0].outcome is not None:
+                return found[0]
+            await asyncio.sleep(0.1)
+
+
+def steps(record: Call, *kinds: str) -> list[tuple[str, str, str | None, str | None, str]]:
+    return [(s.kind, s.node, s.key, s.prompt, s.detail) for s in record.steps
+            if not kinds or s.kind in kinds]
