@@ -46,7 +46,11 @@ class ChannelGone(Event):
 
 
 class _Lost(CallerHungUp):
-    pass
+    """The call ended without the caller hanging up: Asterisk stopped or lost the channel."""
+
+    def __init__(self, completed: int, why: str):
+        super().__init__(completed)
+        self.why = why
 
 
 class AriCallPort:
@@ -79,7 +83,10 @@ class AriCallPort:
     def _took(self, event: Event, completed: int) -> Event:
         reacting_to.set(event.received)
         if isinstance(event, ChannelGone):
-            raise _Lost(completed)
+            raise _Lost(completed, "the channel vanished while Asterisk was unreachable")
+        if isinstance(event, ChannelHangupRequest) and event.soft:
+            raise _Lost(completed, f"Asterisk ended the call (shutdown or admin hangup, "
+                                   f"cause {event.cause})")
         if isinstance(event, _HANGUP):
             raise CallerHungUp(completed)
         return event
@@ -185,8 +192,8 @@ class CallSession:
             else:
                 outcome = result.outcome
                 await svc.ari.hangup(ch)
-        except _Lost:
-            outcome, detail = "lost", "the channel vanished while Asterisk was unreachable"
+        except _Lost as lost:
+            outcome, detail = "lost", lost.why
             await self._hangup_quietly()
         except CallerHungUp:
             outcome = "abandoned" if self.queued else "caller_hangup"

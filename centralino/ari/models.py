@@ -82,6 +82,7 @@ class ChannelDtmfReceived(ChannelEvent):
 
 class ChannelHangupRequest(ChannelEvent):
     cause: int = 0
+    soft: bool = False  # Asterisk itself ends the call (shutdown, admin hangup), not the caller
 
 
 class ChannelDestroyed(ChannelEvent):

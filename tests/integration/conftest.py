@@ -36,7 +36,7 @@ OPEN = datetime(2026, 12, 1, 10, 0)
 pytestmark = pytest.mark.asterisk
 
 
-def test_settings(path: Path = TEST_SETTINGS, **env: str) -> Settings:
+def settings_for(path: Path = TEST_SETTINGS, **env: str) -> Settings:
     environ = {"CENTRALINO_HTTP__PORT": "18081", "CENTRALINO_HTTP__PUBLIC_URL":
                "http://127.0.0.1:18081", **env}
     if url := os.environ.get("CENTRALINO_TEST_DATABASE_URL"):
@@ -90,9 +90,11 @@ ServiceFactory = Callable[..., Awaitable[Service]]
 async def start_service(asterisk: Asterisk) -> AsyncIterator[ServiceFactory]:
     """start_service(at=datetime, settings=Settings) -> a running in-process service."""
     running: list[Service] = []
+    clocks: dict[datetime, ShiftedClock] = {}  # a restarted service keeps the test's time
 
     async def start(at: datetime = OPEN, settings: Settings | None = None) -> Service:
-        service = Service(settings or test_settings(), clock=ShiftedClock(aware(at)))
+        clock = clocks.setdefault(at, ShiftedClock(aware(at)))
+        service = Service(settings or settings_for(), clock=clock)
         await service.__aenter__()
         running.append(service)
         await service.wait_connected()
@@ -110,12 +112,13 @@ async def caller(asterisk: Asterisk) -> AsyncIterator[SimCaller]:
 
 
 async def record_of(service: Service, call: SimCall, timeout: float = 10) -> Call:
-    """The stored record of `call`, once the service has finished it."""
+    """The stored record of `call` once the service has finished it (the last one, if a
+    restarted service adopted the call)."""
     async with asyncio.timeout(timeout):
         while True:
             found = await service.store.find_calls(channel_id=call.service_half)
-            if found and found[0].outcome is not None:
-                return found[0]
+            if found and all(c.outcome is not None for c in found):
+                return max(found, key=lambda c: c.ended_at)
             await asyncio.sleep(0.1)
 
 

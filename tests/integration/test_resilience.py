@@ -1,0 +1,81 @@
+"""Asterisk restarts, wrong credentials, an unreachable Asterisk, a service restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+
+from centralino.ari.client import AriAuthError, AriUnavailable
+from centralino.service import Service
+from tests.integration.conftest import REPO, TEST_SETTINGS, record_of, settings_for
+
+MENU, DIRECT = "0999000001", "0999000002"
+
+
+async def test_asterisk_restart_service_reconnects_and_takes_new_calls(
+        start_service, caller, asterisk):
+    service = await start_service()
+    waiting = await caller.dial(DIRECT)
+    await waiting.wait_idle()
+    assert len(service.queues.waiting("beta")) == 1
+
+    await asyncio.to_thread(asterisk.restart)  # every channel dies with it
+    record = await record_of(service, waiting, timeout=30)
+    assert record.outcome == "lost"
+    assert service.queues.waiting("beta") == []
+
+    await service.wait_connected(timeout=30)
+    # The SimCaller's own socket reconnects too; then a new call is served normally.
+    await asyncio.wait_for(caller.ari.connected.wait(), 30)
+    call = await caller.dial(MENU)
+    await call.wait_heard("menu_main")
+    await call.hangup()
+    assert (await record_of(service, call)).outcome == "caller_hangup"
+
+
+async def test_service_restart_adopts_calls_still_in_asterisk(start_service, caller):
+    service = await start_service()
+    waiting = await caller.dial(DIRECT, caller_number="0655555555")
+    await waiting.wait_idle()
+    await service.__aexit__(None, None, None)  # the service stops; the caller stays on hold
+    assert await waiting.listen(1) > 0.005, "still hearing the queue's music"
+
+    restarted = await start_service()
+    async with asyncio.timeout(10):
+        while not restarted.queues.waiting("beta"):
+            await asyncio.sleep(0.05)
+    assert [w.caller for w in restarted.queues.waiting("beta")] == ["0655555555"]
+    await waiting.hangup()
+    record = await record_of(restarted, waiting)
+    assert record.outcome == "abandoned" and record.topic == "beta"
+    both = await restarted.store.find_calls(channel_id=waiting.service_half)
+    # the first service's part of the call, then the restarted one's
+    assert sorted(c.outcome for c in both) == ["abandoned", "interrupted"]
+
+
+async def test_wrong_ari_password_is_a_clear_error(asterisk):
+    settings = settings_for(CENTRALINO_ASTERISK__PASSWORD="wrong")
+    with pytest.raises(AriAuthError, match="refused ARI user 'centralino'.*ari.conf"):
+        async with Service(settings):
+            pass
+
+
+async def test_unreachable_asterisk_is_a_clear_error():
+    settings = settings_for(CENTRALINO_ASTERISK__ARI_URL="http://127.0.0.1:1")
+    with pytest.raises(AriUnavailable, match="unreachable at http://127.0.0.1:1"):
+        async with Service(settings):
+            pass
+
+
+def test_cli_run_explains_wrong_credentials(asterisk):
+    env = {**os.environ, "CENTRALINO_ASTERISK__PASSWORD": "wrong",
+           "CENTRALINO_HTTP__PORT": "18084"}
+    result = subprocess.run(
+        [sys.executable, "-m", "centralino", "--settings", str(TEST_SETTINGS), "run"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "refused ARI user 'centralino'" in result.stderr
