@@ -18,6 +18,7 @@ import soundfile
 
 from centralino.ari.client import AriClient
 from centralino.ari.models import (
+    EVENT_MODELS,
     ChannelDestroyed,
     Event,
     PlaybackFinished,
@@ -136,7 +137,8 @@ class SimCaller:
         async def nothing() -> None:
             return None
 
-        self._events = asyncio.create_task(self.ari.run_events(self._on_event, nothing))
+        self._events = asyncio.create_task(
+            self.ari.run_events(self._on_event, nothing, event_types=EVENT_MODELS))
         await asyncio.wait_for(self.ari.connected.wait(), 10)
         return self
 

@@ -52,7 +52,7 @@ class FakeCall:
         self.waits: list[float] = []  # the timeout of each wait for a key
 
     def _event_for(self, prompt: str) -> tuple | None:
-        if self.script and self.script[0][0] in ("during", "hangup") and self.script[0][1] == prompt:
+        if self.script and self.script[0][:2] in (("during", prompt), ("hangup", prompt)):
             return self.script.pop(0)
         return None
 

@@ -229,6 +229,7 @@ def test_parse_keys(text, keys):
 
 @pytest.mark.parametrize("text, bad", [
     ("1,10", "10"),
+    ("1,12", "12"),  # "12" is a substring of "0123456789*#", still not one key
     ("a", "a"),
     ("1,x,y", "x, y"),
     ("12a", "a"),

@@ -1,0 +1,178 @@
+"""Benchmarks against the real Asterisk: `./dev bench` or `python -m bench menus --calls 50 200`.
+
+menus: N simulated callers navigate the test line's menus at the same time (barge-in into a
+submenu, an information message, back, again) through the real Asterisk, while `centralino run`
+serves them as a separate process. Measured:
+  - the service's added latency: ARI event read off the socket -> the command it caused sent
+    (p50/p99, from the service's own /api/admin/ari-latency);
+  - service CPU per call (utime+stime of the process over the steady period / calls);
+  - service memory per call ((RSS with N calls up - RSS before) / N);
+  - Asterisk's CPU, for context.
+Results are written to bench/results/<name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from centralino.simcaller import SimCall, SimCaller
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = REPO / "tests" / "integration" / "config" / "centralino.yaml"
+RESULTS = Path(__file__).parent / "results"
+PORT = 18090
+MENU = "0999000001"
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+
+
+def asterisk_pid() -> int | None:
+    out = subprocess.run(["pgrep", "-f", "^asterisk -U asterisk"], capture_output=True, text=True)
+    return int(out.stdout.split()[0]) if out.stdout.split() else None
+
+
+def api(path: str) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}",
+                                     headers={"Authorization": "Bearer test-admin-token"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def start_service(workdir: Path) -> subprocess.Popen:
+    env = {**os.environ,
+           "CENTRALINO_HTTP__PORT": str(PORT),
+           "CENTRALINO_HTTP__PUBLIC_URL": f"http://127.0.0.1:{PORT}",
+           "CENTRALINO_DATABASE__URL": os.environ.get(
+               "CENTRALINO_BENCH_DATABASE_URL", f"sqlite+aiosqlite:///{workdir}/bench.db"),
+           "CENTRALINO_CLOCK_START": "2026-12-01T10:00:00+01:00",
+           "CENTRALINO_LOG_LEVEL": "warning"}
+    nice = ["nice", "-n", os.environ.get("CENTRALINO_BENCH_NICE", "0")]
+    proc = subprocess.Popen([*nice, sys.executable, "-m", "centralino", "--settings", str(SETTINGS),
+                             "run"], cwd=REPO, env=env)
+    for _ in range(200):
+        try:
+            if api("/healthz")["asterisk_connected"]:
+                return proc
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the service did not start")
+
+
+async def navigate(call: SimCall, until: float) -> int:
+    """Barge into the submenu, hear an information message, go back; repeat. Returns the
+    number of keys pressed."""
+    keys = 0
+    await call.wait_heard("menu_main", timeout=60)
+    rounds = 0
+    while time.monotonic() < until and not call.ended.is_set():
+        rounds += 1
+        await call.press("1", gap=0)
+        await call.wait_heard("menu_sub", count=2 * rounds - 1, timeout=60)
+        await call.press("2", gap=0)
+        await call.wait_heard("menu_sub", count=2 * rounds, timeout=60)
+        await call.press("*", gap=0)
+        await call.wait_heard("menu_main", count=rounds + 1, timeout=60)
+        keys += 3
+    return keys
+
+
+async def run_menus(calls: int, ramp: float, steady: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = start_service(Path(tmp))
+        try:
+            ast = asterisk_pid()
+            async with SimCaller("http://127.0.0.1:8088", "centralino", "centralino-dev") as sim:
+                # Warm up (imports, connection pools, prompt cache) so the baseline is fair.
+                warm = [await sim.dial(MENU) for _ in range(5)]
+                await asyncio.gather(*(navigate(c, time.monotonic()) for c in warm))
+                for call in warm:
+                    await call.hangup()
+                await asyncio.sleep(1)
+                rss_before = rss_bytes(proc.pid)
+                dialled: list[SimCall] = []
+                ramp_end = time.monotonic() + ramp
+                until = ramp_end + steady
+                tasks = []
+                for n in range(calls):
+                    call = await sim.dial(MENU, caller_number=f"06{n:08d}")
+                    dialled.append(call)
+                    tasks.append(asyncio.create_task(navigate(call, until)))
+                    await asyncio.sleep(ramp / calls)
+                await asyncio.sleep(max(0.0, ramp_end - time.monotonic()) + 2)
+                api("/api/admin/ari-latency?reset=1")
+                cpu0, ast0, t0 = cpu_seconds(proc.pid), cpu_seconds(ast) if ast else 0, time.monotonic()
+                rss_peak = rss_bytes(proc.pid)
+                keys = await asyncio.gather(*tasks, return_exceptions=True)
+                cpu1, ast1, t1 = cpu_seconds(proc.pid), cpu_seconds(ast) if ast else 0, time.monotonic()
+                rss_peak = max(rss_peak, rss_bytes(proc.pid))
+                latency = api("/api/admin/ari-latency")
+                in_progress = api("/healthz")["calls_in_progress"]
+                for call in dialled:
+                    if not call.ended.is_set():
+                        await sim.ari.hangup(call.id)
+            errors = [k for k in keys if isinstance(k, BaseException)]
+            elapsed = t1 - t0
+            return {
+                "benchmark": "menus", "concurrent_calls": calls, "steady_seconds": round(elapsed, 1),
+                "calls_up_at_end": in_progress, "keys_pressed": sum(k for k in keys if isinstance(k, int)),
+                "failed_callers": len(errors), "first_error": repr(errors[0]) if errors else None,
+                "latency_ms": {clock: {k: round(v, 3) for k, v in latency[clock].items()}
+                               for clock in ("wall", "cpu") if clock in latency},
+                "latency_samples": latency.get("count", 0),
+                "service_cpu_percent": round(100 * (cpu1 - cpu0) / elapsed, 1),
+                "service_cpu_ms_per_call_second": round(1000 * (cpu1 - cpu0) / elapsed / calls, 3),
+                "service_rss_mb_before": round(rss_before / 2**20, 1),
+                "service_rss_mb_peak": round(rss_peak / 2**20, 1),
+                "service_kb_per_call": round((rss_peak - rss_before) / 1024 / calls, 1),
+                "asterisk_cpu_percent": round(100 * (ast1 - ast0) / elapsed, 1) if ast else None,
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            }
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", nargs="?", default="menus", choices=["menus"])
+    parser.add_argument("--calls", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--ramp", type=float, default=10.0, help="seconds to dial them all")
+    parser.add_argument("--steady", type=float, default=30.0, help="seconds measured")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    gc.collect()
+    gc.freeze()  # the simulated callers must not stall on the collector either
+    for calls in args.calls:
+        result = asyncio.run(run_menus(calls, args.ramp, args.steady))
+        print(json.dumps(result, indent=2))
+        (RESULTS / f"menus-{calls}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
