@@ -27,6 +27,7 @@ from centralino.ari.models import (
     StasisEnd,
 )
 from centralino.storage.store import NewCall
+from ivr.clock import LOCAL
 from ivr.config import CallConfig
 from ivr.engine import ANY_KEY, CallerHungUp, FlowResult, Journal, Played, run_flow
 from ivr.hours import line_status
@@ -225,8 +226,7 @@ class CallSession:
         now = svc.clock.now()
         schedule = self.config.schedules.get(flow.hours) if flow.hours else None
         status = line_status(schedule, svc.overrides.get(flow.number), now)
-        zone = schedule.zone if schedule else None
-        today = now.astimezone(zone).date() if zone else now.astimezone().date()
+        today = now.astimezone(schedule.zone if schedule else LOCAL).date()
         return await run_flow(flow, self.port, self.journal, status=status, today=today)
 
     async def _wait_in_queue(self, topic: str) -> None:

@@ -43,12 +43,14 @@ def load_call_config(config_dir: Path, manifest_path: Path) -> CallConfig:
     """Read config_dir/{flows/*.yaml,queues.yaml,hours.yaml} and the manifest; raise ConfigError
     listing every problem found (not just the first)."""
     problems: list[ConfigProblem] = []
+    warnings: list[ConfigProblem] = []
     digest = hashlib.sha256()
 
     def read(path: Path, model: type) -> tuple[YamlDoc | None, object | None]:
         display = _display(path)
         try:
             doc = load_yaml(path, display)
+            warnings.extend(doc.warnings)
             digest.update(display.encode() + b"\0" + path.read_bytes())
             return doc, doc.validate(model)
         except ConfigError as exc:
@@ -76,7 +78,6 @@ def load_call_config(config_dir: Path, manifest_path: Path) -> CallConfig:
             continue
         flows[flow.number] = (doc, flow)
 
-    warnings: list[ConfigProblem] = []
     if queues_file is not None and hours_file is not None and manifest is not None:
         known = _Known(queues_file.queues, hours_file.schedules, manifest.root)
         for doc, flow in flows.values():
@@ -197,6 +198,12 @@ def _check_flow(
                 "then goodbye), not even through its submenus: callers would loop forever",
             ))
 
+    if loop := _fallback_loop(flow):
+        first = loop[0]
+        where = ("menus", first, "fallback") if flow.menus[first].fallback else ("fallback",)
+        out.append(doc.problem(where, f"fallbacks go round in a loop ({' -> '.join(loop)}): a "
+                                      "caller who never presses a key would never leave"))
+
     reachable: set[str] = set()
     todo = [m for m in (flow.menu, flow.fallback.menu) if m]
     while todo:
@@ -212,3 +219,16 @@ def _check_flow(
         if menu_id not in reachable:
             warnings.append(doc.problem(("menus", menu_id), "no key leads to this menu"))
     return out
+
+
+def _fallback_loop(flow: Flow) -> list[str] | None:
+    """A caller who never presses a key follows fallbacks from menu to menu: the first loop
+    found, as [a, b, ..., a], or None if every chain ends."""
+    for start in flow.menus:
+        chain, menu_id = [start], start
+        while (target := (flow.menus[menu_id].fallback or flow.fallback).menu) is not None:
+            if target in chain:
+                return chain[chain.index(target):] + [target]
+            chain.append(target)
+            menu_id = target
+    return None

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Literal, Protocol
 
 from ivr.hours import LineStatus
-from ivr.schema import Action, Flow
+from ivr.schema import Action, Flow, Menu
 
 ANY_KEY = "any"
 
@@ -166,6 +166,8 @@ class _Navigator:
                     self.journal.add("invalid", menu_id, key=key)
                     error_prompt = menu.invalid_prompt or self.flow.invalid_prompt
                 if failures >= menu.max_retries:
+                    if error_prompt:  # say what went wrong before moving the caller on
+                        await self.call.play([error_prompt], interrupt="")
                     action = menu.fallback or self.flow.fallback
                     self.journal.add("fallback", menu_id, detail=action.describe())
                 else:
@@ -176,32 +178,38 @@ class _Navigator:
             else:
                 self.journal.add("key", menu_id, key=key, detail=action.label or action.describe())
 
-            result, next_menu = await self._do(menu_id, action)
+            result, next_menu, typed_ahead = await self._do(menu_id, menu, action)
             if result is not None:
                 return result
             failures = 0
             menu_id = next_menu
 
-    async def _do(self, menu_id: str, action: Action) -> tuple[FlowResult | None, str]:
+    async def _do(self, menu_id: str, menu: Menu, action: Action
+                  ) -> tuple[FlowResult | None, str, str | None]:
+        """Carry out an action: (the end of the flow, or None; the menu to go on with; a key
+        the caller pressed meanwhile, to be taken as the next choice)."""
         if action.menu:
             self.parents.append(menu_id)
-            return None, action.menu
+            return None, action.menu, None
         if action.queue:
-            return _queue(self.journal, menu_id, action.queue, action.label), menu_id
+            return _queue(self.journal, menu_id, action.queue, action.label), menu_id, None
         if action.info:
             self.journal.add("info", menu_id, prompt=action.info)
-            await self.call.play([action.info], interrupt="")
             if action.then == "goodbye":
-                return await self._goodbye(menu_id), menu_id
-            return None, menu_id
+                await self.call.play([action.info], interrupt="")
+                return await self._goodbye(menu_id), menu_id, None
+            # Back to this menu: a caller who already knows the answer may press a key of the
+            # menu during the message (with barge-in), e.g. * to go back.
+            played = await self.call.play([action.info], ANY_KEY if menu.barge_in else "")
+            return None, menu_id, played.key
         if action.do == "back":
-            return None, self.parents.pop() if self.parents else menu_id
+            return None, self.parents.pop() if self.parents else menu_id, None
         if action.do == "operator":
             assert self.flow.operator is not None  # checked when the config was loaded
-            return _queue(self.journal, menu_id, self.flow.operator, action.label), menu_id
+            return _queue(self.journal, menu_id, self.flow.operator, action.label), menu_id, None
         if action.do == "hangup":
-            return await self._goodbye(menu_id), menu_id
-        return None, menu_id  # repeat
+            return await self._goodbye(menu_id), menu_id, None
+        return None, menu_id, None  # repeat
 
     async def _goodbye(self, menu_id: str) -> FlowResult:
         self.journal.add("goodbye", menu_id)

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ivr.hours import Schedule
+from ivr.yamlfile import KEY_PATTERN
 
 
 def _key(value: object) -> object:
@@ -21,7 +22,7 @@ def _key(value: object) -> object:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-Key = Annotated[str, BeforeValidator(_key), Field(pattern=r"^[0-9*#]$")]
+Key = Annotated[str, BeforeValidator(_key), Field(pattern=KEY_PATTERN)]
 PromptId = Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
 

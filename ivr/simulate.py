@@ -6,10 +6,12 @@ always play to the end. When the keys run out in a menu, the caller hangs up.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ivr.clock import LOCAL
 from ivr.config import CallConfig
 from ivr.engine import CallerHungUp, FlowResult, Journal, Played, Step, run_flow
 from ivr.hours import Override, line_status
@@ -60,7 +62,8 @@ def _show(step: Step, say: Callable[[str], None]) -> None:
 
 def parse_keys(text: str) -> list[str]:
     """'1,2,#' or '12#' -> ['1', '2', '#']; '-' is a timeout."""
-    parts = [p.strip() for p in text.split(",")] if "," in text else list(text.strip())
+    separated = re.split(r"[,\s]+", text.strip())
+    parts = separated if len(separated) > 1 else list(text.strip())
     bad = [p for p in parts if p and p != TIMEOUT and (len(p) != 1 or p not in "0123456789*#")]
     if bad:
         raise ValueError(f"not a key: {', '.join(bad)} (use 0-9, *, # and - for no key)")
@@ -73,7 +76,7 @@ async def simulate(config: CallConfig, number: str, keys: list[str], at: datetim
     flow = config.flows[number]
     schedule = config.schedules.get(flow.hours) if flow.hours else None
     status = line_status(schedule, override, at)
-    local = at.astimezone(schedule.zone) if schedule else at
+    local = at.astimezone(schedule.zone if schedule else LOCAL)
     state = "open" if status.open else "closed"
     say(f"{flow.name} ({number}) at {local:%a %Y-%m-%d %H:%M %Z}: {state} "
         f"({status.why}{': ' + status.detail if status.detail else ''})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,6 +13,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
+_COMMENTED_KEY = re.compile(r"^\s*#\s*:\s*\{")
+KEY_PATTERN = r"^[0-9*#]$"  # a DTMF key; here so that its error message can be friendly
 Loc = tuple[str | int, ...]  # stored with every part as str
 M = TypeVar("M", bound=BaseModel)
 
@@ -48,6 +51,7 @@ class YamlDoc:
     file: str
     data: Any
     positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    warnings: list[ConfigProblem] = field(default_factory=list)
 
     def where(self, loc: Loc) -> tuple[int, int]:
         """Position of the longest prefix of `loc` we know (1-based line and column)."""
@@ -75,6 +79,14 @@ class YamlDoc:
             msg = "unknown field (check its spelling and indentation)"
         elif err["type"] == "missing":
             msg = "required field is missing"
+        elif err["type"] == "string_pattern_mismatch" and err["ctx"]["pattern"] == KEY_PATTERN:
+            msg = f"{err['input']!r} is not a key: use one of 0-9, * or # (quoted: \"#\")"
+        # A rule about several fields (`menu` or `queue`) fails on the whole mapping: point at
+        # the first field it names that is present, rather than at the mapping's first line.
+        for name in re.findall(r"`(\w+)`", msg):
+            if tuple(map(str, (*loc, name))) in self.positions:
+                loc = (*loc, name)
+                break
         return self.problem(loc, msg)
 
 
@@ -133,4 +145,11 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
         ])
     if data is None:
         data = {}
-    return YamlDoc(name, data, positions)
+    # An unquoted `#` key starts a comment: the option silently vanishes. Say so.
+    warnings = [
+        ConfigProblem(name, n, len(line) - len(line.lstrip()) + 1, "",
+                      'this line is a comment: to use the # key, quote it ("#": ...)')
+        for n, line in enumerate(text.splitlines(), start=1)
+        if _COMMENTED_KEY.match(line)
+    ]
+    return YamlDoc(name, data, positions, warnings)

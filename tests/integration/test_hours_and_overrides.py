@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -42,14 +43,15 @@ async def test_patron_saint_closure_from_config(start_service, caller):
 async def test_emergency_closure_by_api_expires_and_is_logged(start_service, caller):
     service = await start_service()
     until = (service.clock.now() + timedelta(seconds=6)).isoformat()
+    reason = f"guasto linee {uuid.uuid4().hex[:6]}"  # the database outlives this test
     async with aiohttp.ClientSession(headers=ADMIN) as http:
-        body = {"state": "closed", "until": until, "reason": "guasto linee", "by": "mario"}
+        body = {"state": "closed", "until": until, "reason": reason, "by": "mario"}
         async with http.put(f"{API}/api/lines/{MENU}/override", json=body) as resp:
             assert resp.status == 200, await resp.text()
         async with http.get(f"{API}/api/lines") as resp:
             line = next(ln for ln in await resp.json() if ln["number"] == MENU)
             assert line["open"] is False and line["why"] == "override"
-            assert line["override"]["reason"] == "guasto linee"
+            assert line["override"]["reason"] == reason
 
         call = await caller.dial(MENU)
         await call.wait_ended()
@@ -63,14 +65,16 @@ async def test_emergency_closure_by_api_expires_and_is_logged(start_service, cal
 
         async with http.get(f"{API}/api/lines/{MENU}/overrides") as resp:
             log = await resp.json()
-        assert [(e["state"], e["reason"], e["set_by"]) for e in log] == [
-            ("closed", "guasto linee", "mario")]
+        ours = [e for e in log if e["reason"] == reason]
+        assert [(e["state"], e["set_by"], e["until"]) for e in ours] == [
+            ("closed", "mario", datetime.fromisoformat(until).isoformat())]
 
 
 async def test_force_open_on_a_holiday_and_clear(start_service, caller):
     service = await start_service(at=datetime(2026, 12, 25, 10, 0))
     async with aiohttp.ClientSession(headers=ADMIN) as http:
-        body = {"state": "open", "until": "2026-12-25T18:00", "reason": "apertura straordinaria"}
+        reason = f"apertura straordinaria {uuid.uuid4().hex[:6]}"
+        body = {"state": "open", "until": "2026-12-25T18:00", "reason": reason}
         async with http.put(f"{API}/api/lines/{MENU}/override", json=body) as resp:
             assert resp.status == 200
         call = await caller.dial(MENU)
@@ -82,7 +86,7 @@ async def test_force_open_on_a_holiday_and_clear(start_service, caller):
         await call.wait_ended()
         assert call.heard == ["cost", "closed"]
         async with http.get(f"{API}/api/lines/{MENU}/overrides") as resp:
-            entry = (await resp.json())[0]
+            entry = next(e for e in await resp.json() if e["reason"] == reason)
         assert entry["cleared_by"] == "anna" and entry["cleared_at"] is not None
 
 

@@ -92,7 +92,8 @@ async def test_timeout_reprompt_then_fallback(start_service, caller):
     service = await start_service()
     call = await caller.dial(MENU)
     await call.wait_ended(timeout=30)  # the caller presses nothing at all
-    assert call.heard == [*CHAIN, "menu_main", "no_key", "menu_main", "sorry", "goodbye"]
+    assert call.heard == [*CHAIN, "menu_main", "no_key", "menu_main", "no_key", "sorry",
+                          "goodbye"]
     record = await record_of(service, call)
     assert record.outcome == "goodbye"
     assert [k for k, *_ in steps(record, "timeout", "fallback")] == ["timeout", "timeout",
@@ -166,3 +167,19 @@ async def test_unknown_number_in_dialplan_but_not_configured(start_service, call
     assert call.heard == ["ss-noservice"]
     record = await record_of(service, call)
     assert record.outcome == "unknown_number"
+
+
+async def test_a_key_during_an_info_message_is_taken_as_the_next_choice(start_service, caller):
+    service = await start_service()
+    call = await caller.dial(MENU)
+    await call.wait_heard("menu_main")
+    await call.press("1")
+    await call.wait_heard("menu_sub")
+    await call.press("2")
+    await call.wait_heard("info_a")
+    await call.press("*")  # the caller already knows: back, without hearing menu_sub again
+    await call.wait_heard("menu_main", count=2)
+    assert call.heard[len(CHAIN):] == ["menu_main", "menu_sub", "info_a", "menu_main"]
+    await call.hangup()
+    record = await record_of(service, call)
+    assert [s[4] for s in steps(record, "key")] == ["Sub", "Info A", "back"]

@@ -184,18 +184,20 @@ CASES = {
         [Expect(('"0": {', "do"), "menus.main.options.0.do",
                 "`do: operator` needs the flow's `operator` topic")],
     ),
-    # Rules about the whole flow have no single field: reported at the top of the file.
+    # Rules about several fields point at the first field they name that is there...
     "both menu and queue": Broken(
         REF, "queue: tecnico\n", "queue: tecnico\nmenu: main\n",
-        [Expect((), "", "give exactly one of `menu` (the first menu) or `queue` (no menu)")],
+        [Expect(("queue: tecnico", "menu:"), "menu",
+                "give exactly one of `menu` (the first menu) or `queue` (no menu)")],
     ),
+    # ...or, when none of them is there, at the top of the file.
     "neither menu nor queue": Broken(
         REF, "queue: tecnico\n", "",
         [Expect((), "", "give exactly one of `menu` (the first menu) or `queue` (no menu)")],
     ),
     "hours without closed_prompt": Broken(
         REF, "closed_prompt: closed_hours_referenti\n", "",
-        [Expect((), "", "`closed_prompt` is required when `hours` is set")],
+        [Expect(("hours: esteso",), "hours", "`closed_prompt` is required when `hours` is set")],
     ),
     "overlapping hours, same day": Broken(
         HOURS, '"14:00-17:00"]\n      sat', '"12:30-17:00"]\n      sat',
@@ -225,20 +227,27 @@ CASES = {
     ),
     "then on a queue": Broken(
         ASSOC, "{queue: tributi, label: Tributi}", "{queue: tributi, then: goodbye}",
-        [Expect(('"2": {queue',), "menus.main.options.2", "`then` applies only to an `info`")],
+        [Expect(('"2": {queue', "then:"), "menus.main.options.2.then",
+                "`then` applies only to an `info`")],
+    ),
+    "fallbacks in a loop": Broken(
+        ASSOC, "fallback: {do: operator}", "fallback: {menu: suap}",
+        [Expect(("fallback: {menu: suap}",), "fallback",
+                "fallbacks go round in a loop (suap -> suap)")],
     ),
     'key "10"': Broken(
         ASSOC, '"9": {do: repeat}', '"10": {do: repeat}',
-        [Expect(('"10":',), "menus.main.options.10", "String should match pattern '^[0-9*#]$'")],
+        [Expect(('"10":',), "menus.main.options.10",
+                "'10' is not a key: use one of 0-9, * or #")],
     ),
     "key 10 unquoted": Broken(
         ASSOC, '"9": {do: repeat}', '10: {do: repeat}',
-        [Expect(("10:",), "menus.main.options.10", "String should match pattern '^[0-9*#]$'")],
+        [Expect(("10:",), "menus.main.options.10", "'10' is not a key: use one of 0-9, * or #")],
     ),
     "key a": Broken(
         ASSOC, '"9": {do: repeat}', 'a: {do: repeat}',
         [Expect(("a: {do: repeat}",), "menus.main.options.a",
-                "String should match pattern '^[0-9*#]$'")],
+                "'a' is not a key: use one of 0-9, * or #")],
     ),
     "dates of an announcement in the wrong order": Broken(
         ASSOC, "valid_until: 2027-03-31", "valid_until: 2026-03-31",
@@ -342,3 +351,14 @@ def test_without_hours_file_a_flow_naming_a_schedule_is_refused(workdir):
         (CITT, "hours", "unknown schedule 'ufficio' (see hours.yaml)"),
         (REF, "hours", "unknown schedule 'esteso' (see hours.yaml)"),
     ]
+
+
+def test_an_unquoted_hash_key_is_flagged_as_a_swallowed_option(workdir):
+    # YAML reads `#: ...` as a comment: the option would silently not exist.
+    edit(ASSOC, '      "9": {do: repeat}\n', '      "9": {do: repeat}\n      #: {do: hangup}\n')
+    config = load()
+    assert "#" not in config.flows["0612345001"].menus["main"].options
+    line, column = position(ASSOC, ("      #: {do: hangup}",))
+    assert [str(w) for w in config.warnings] == [
+        f'{ASSOC}:{line}:{column + 6}: this line is a comment: to use the # key, quote it '
+        '("#": ...)']

@@ -360,15 +360,17 @@ async def test_wrong_key_during_the_invalid_message_counts_as_another_failure():
     result, fake, journal = await call(flow, press("7"), during("invalid_key", "6"))
     assert trail(journal, "invalid", "fallback") == [
         "invalid main 7", "invalid main 6", "fallback main queue:generale"]
-    assert fake.heard == [MENU, "invalid_key"]
+    # The last failure is explained too (not interruptible) before the fallback.
+    assert fake.heard == [MENU, "invalid_key", "invalid_key"]
+    assert fake.plays[-1] == (["invalid_key"], "")
     assert result == FlowResult("queue", "generale", None)
 
 
 async def test_timeouts_and_invalid_keys_count_together_towards_max_retries():
     flow = tree(main={"max_retries": 3, "fallback": {"queue": "generale"}})
     result, fake, journal = await call(flow, NO_KEY, press("7"), NO_KEY)
-    # The third failure leads to the fallback at once, with no error message.
-    assert fake.heard == [MENU, "no_key", MENU, "invalid_key", MENU]
+    # The third failure is explained, then leads to the fallback.
+    assert fake.heard == [MENU, "no_key", MENU, "invalid_key", MENU, "no_key"]
     assert trail(journal, "timeout", "invalid", "fallback", "queue") == [
         "timeout main", "invalid main 7", "timeout main",
         "fallback main queue:generale", "queue main generale"]
@@ -377,8 +379,8 @@ async def test_timeouts_and_invalid_keys_count_together_towards_max_retries():
 
 @pytest.mark.parametrize("menu_fallback, flow_fallback, chosen, result, last_heard", [
     ({"queue": "tributi"}, {"do": "operator"}, "queue:tributi", FlowResult("queue", "tributi"),
-     MENU),
-    (None, {"do": "operator"}, "operator", FlowResult("queue", "generale"), MENU),
+     "no_key"),
+    (None, {"do": "operator"}, "operator", FlowResult("queue", "generale"), "no_key"),
     (None, None, "hangup", FlowResult("goodbye"), "goodbye"),  # default: goodbye and hang up
 ])
 async def test_fallback_is_the_menus_else_the_flows_else_hangup(
@@ -400,7 +402,7 @@ async def test_a_chosen_option_resets_the_failure_count():
 async def test_fallback_to_a_submenu_then_back_returns_to_the_menu():
     flow = tree(main={"max_retries": 1, "fallback": {"menu": "suap"}})
     result, fake, _ = await call(flow, NO_KEY, press("*"), CHOOSE_TRIBUTI)
-    assert fake.heard == [MENU, "menu_suap", MENU]
+    assert fake.heard == [MENU, "no_key", "menu_suap", MENU]
     assert result.topic == "tributi"
 
 
@@ -432,13 +434,26 @@ async def test_repeat_plays_the_menu_again():
 
 
 async def test_info_then_back_to_the_same_menu():
-    result, fake, journal = await call(tree(), press("3"), during("info_orari", "2"),
-                                       CHOOSE_TRIBUTI)
+    result, fake, journal = await call(tree(), press("3"), CHOOSE_TRIBUTI)
     assert fake.heard == [MENU, "info_orari", MENU]
-    assert fake.plays[1] == (["info_orari"], "")  # plays to its end
-    assert fake.ignored == ["2"]
     assert trail(journal, "key", "info") == [
         "key main 3 Orari", "info main info_orari", "key main 2 Tributi"]
+    assert result.topic == "tributi"
+
+
+async def test_a_key_during_an_info_message_is_the_next_choice_of_its_menu():
+    result, fake, journal = await call(tree(), press("3"), during("info_orari", "2"))
+    assert fake.heard == [MENU, "info_orari"]  # the menu is not played again
+    assert fake.plays[1] == (["info_orari"], "any")
+    assert journal.path() == ["3 Orari", "2 Tributi"]
+    assert result.topic == "tributi"
+
+
+async def test_info_cannot_be_cut_in_a_menu_without_barge_in():
+    result, fake, _ = await call(tree(main={"barge_in": False}), press("3"),
+                                 during("info_orari", "2"), CHOOSE_TRIBUTI)
+    assert fake.plays[1] == (["info_orari"], "")
+    assert fake.ignored == ["2"]
     assert result.topic == "tributi"
 
 

@@ -222,6 +222,7 @@ async def test_fallback_hangup_after_max_retries(always_open):
     ("--0", ["-", "-", "0"]),
     ("", []),
     ("1,,2", ["1", "2"]),
+    ("1 2 #", ["1", "2", "#"]),
 ])
 def test_parse_keys(text, keys):
     assert parse_keys(text) == keys
