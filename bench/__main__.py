@@ -33,6 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS = REPO / "tests" / "integration" / "config" / "centralino.yaml"
 RESULTS = Path(__file__).parent / "results"
 PORT = 18090
+# The simulated callers' codec. slin (8 kHz linear) needs no transcoding of our 8 kHz prompts, so
+# Asterisk leaves more CPU to the service under test; CENTRALINO_BENCH_CODEC=alaw measures the
+# heavier case of a SIP trunk.
+CODEC = os.environ.get("CENTRALINO_BENCH_CODEC", "slin")
 MENU = "0999000001"
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -119,16 +123,18 @@ async def run_menus(calls: int, ramp: float, steady: float) -> dict:
                 until = ramp_end + steady
                 tasks = []
                 for n in range(calls):
-                    call = await sim.dial(MENU, caller_number=f"06{n:08d}")
+                    call = await sim.dial(MENU, caller_number=f"06{n:08d}", codec=CODEC)
                     dialled.append(call)
                     tasks.append(asyncio.create_task(navigate(call, until)))
                     await asyncio.sleep(ramp / calls)
                 await asyncio.sleep(max(0.0, ramp_end - time.monotonic()) + 2)
                 api("/api/admin/ari-latency?reset=1")
                 cpu0, ast0, t0 = cpu_seconds(proc.pid), cpu_seconds(ast) if ast else 0, time.monotonic()
+                gen0 = time.process_time()
                 rss_peak = rss_bytes(proc.pid)
                 keys = await asyncio.gather(*tasks, return_exceptions=True)
                 cpu1, ast1, t1 = cpu_seconds(proc.pid), cpu_seconds(ast) if ast else 0, time.monotonic()
+                gen1 = time.process_time()
                 rss_peak = max(rss_peak, rss_bytes(proc.pid))
                 latency = api("/api/admin/ari-latency")
                 in_progress = api("/healthz")["calls_in_progress"]
@@ -150,6 +156,9 @@ async def run_menus(calls: int, ramp: float, steady: float) -> dict:
                 "service_rss_mb_peak": round(rss_peak / 2**20, 1),
                 "service_kb_per_call": round((rss_peak - rss_before) / 1024 / calls, 1),
                 "asterisk_cpu_percent": round(100 * (ast1 - ast0) / elapsed, 1) if ast else None,
+                "load_generator_cpu_percent": round(100 * (gen1 - gen0) / elapsed, 1),
+                "service_nice": int(os.environ.get("CENTRALINO_BENCH_NICE", "0")),
+                "caller_codec": CODEC,
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             }
         finally:

@@ -18,7 +18,6 @@ import soundfile
 
 from centralino.ari.client import AriClient
 from centralino.ari.models import (
-    EVENT_MODELS,
     ChannelDestroyed,
     Event,
     PlaybackFinished,
@@ -114,6 +113,10 @@ class SimCall:
         return float(np.sqrt(np.mean(np.square(data)))) if len(data) else 0.0
 
 
+# What a simulated caller needs to know: what plays, and when the call is over.
+CALLER_EVENTS = ("PlaybackStarted", "PlaybackFinished", "ChannelDestroyed")
+
+
 def media_name(uri: str) -> str:
     """sound:http://h/prompts/it/<hash>/welcome.wav -> welcome; sound:digits/3 -> digits/3."""
     target = uri.removeprefix("sound:")
@@ -138,7 +141,7 @@ class SimCaller:
             return None
 
         self._events = asyncio.create_task(
-            self.ari.run_events(self._on_event, nothing, event_types=EVENT_MODELS))
+            self.ari.run_events(self._on_event, nothing, event_types=CALLER_EVENTS))
         await asyncio.wait_for(self.ari.connected.wait(), 10)
         return self
 
