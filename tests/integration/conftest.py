@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
+import shutil
+import signal
 import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +36,7 @@ CHROOT = REPO / "asterisk-dev" / "chroot.sh"
 TEST_SETTINGS = REPO / "tests" / "integration" / "config" / "centralino.yaml"
 EXAMPLE_SETTINGS = REPO / "config" / "centralino.yaml"
 DIALPLAN = REPO / "var" / "test-dialplan.conf"
+MENU = "0999000001"  # the test line with menus
 # A Tuesday in December during office hours: every test line is open.
 OPEN = datetime(2026, 12, 1, 10, 0)
 
@@ -125,3 +132,49 @@ async def record_of(service: Service, call: SimCall, timeout: float = 10) -> Cal
 def steps(record: Call, *kinds: str) -> list[tuple[str, str, str | None, str | None, str]]:
     return [(s.kind, s.node, s.key, s.prompt, s.detail) for s in record.steps
             if not kinds or s.kind in kinds]
+
+
+# --- a real `centralino run` process -------------------------------------------------------
+
+PORT = 18085
+
+
+def api_get(path: str) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}",
+                                     headers={"Authorization": "Bearer test-admin-token"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def running(tmp_path: Path, asterisk):
+    """`centralino run` as a real process, on a copy of the test config it may edit."""
+    config = tmp_path / "config"
+    shutil.copytree(TEST_SETTINGS.parent, config)
+    env = {**os.environ,
+           "CENTRALINO_HTTP__PORT": str(PORT),
+           "CENTRALINO_HTTP__PUBLIC_URL": f"http://127.0.0.1:{PORT}",
+           "CENTRALINO_PROMPTS__BUILD_DIR": str(REPO / "var" / "test-prompts"),
+           "CENTRALINO_CLOCK_START": "2026-12-01T10:00:00+01:00"}
+    if url := os.environ.get("CENTRALINO_TEST_DATABASE_URL"):
+        env["CENTRALINO_DATABASE__URL"] = url
+    else:
+        env["CENTRALINO_DATABASE__URL"] = f"sqlite+aiosqlite:///{tmp_path}/centralino.db"
+    log = open(tmp_path / "service.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "centralino", "--settings", str(config / "centralino.yaml"), "run"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(100):
+        try:
+            api_get("/healthz")
+            break
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    else:
+        proc.kill()
+    assert proc.poll() is None, (tmp_path / "service.log").read_text()
+    yield proc, config, env, tmp_path / "service.log"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
