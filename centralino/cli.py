@@ -73,8 +73,6 @@ async def _serve(settings: Settings) -> None:
             # collector's full passes, which otherwise stall every call for tens of ms.
             gc.collect()
             gc.freeze()
-            pid_file = settings.prompts.build_dir.parent / "centralino.pid"
-            pid_file.write_text(str(os.getpid()))
 
             async def reload() -> None:
                 try:

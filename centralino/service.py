@@ -21,6 +21,7 @@ from centralino.media import PromptCatalog
 from centralino.promptbuild import build_prompts
 from centralino.settings import Settings
 from centralino.storage.store import Store
+from centralino.web.app import create_app
 from ivr.clock import Clock, ShiftedClock, SystemClock
 from ivr.config import CallConfig, load_call_config
 from ivr.hours import Override
@@ -60,6 +61,17 @@ class Service:
     async def __aenter__(self) -> Service:
         config, catalog = await self._prepare()  # a broken config stops us before anything runs
         self.call_config, self.catalog = config, catalog
+        try:
+            await self._start()
+        except BaseException:
+            await self.__aexit__()  # close what did start (database, HTTP session)
+            raise
+        log.info("centralino serving %d numbers (config %s) on http://%s:%d",
+                 len(config.flows), config.version, self.settings.http.host,
+                 self.settings.http.port)
+        return self
+
+    async def _start(self) -> None:
         await self.store.__aenter__()
         interrupted = await self.store.mark_unfinished("interrupted", self.clock.now())
         if interrupted:
@@ -67,17 +79,11 @@ class Service:
         await self._load_overrides()
         await self.ari.__aenter__()
         await self.ari.check()  # clear error now for wrong credentials or no Asterisk
-        from centralino.web.app import create_app  # web imports the service module
-
         self._runner = web.AppRunner(create_app(self), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
         await site.start()
         self._events = asyncio.create_task(self.ari.run_events(self._on_event, self._resync))
-        log.info("centralino serving %d numbers (config %s) on http://%s:%d",
-                 len(config.flows), config.version, self.settings.http.host,
-                 self.settings.http.port)
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
         # Calls stay up in Asterisk: a restarted service adopts them (see _resync).
@@ -202,7 +208,7 @@ class Service:
     async def hold(self, channel_id: str, topic: str, settings: QueueTopic) -> None:
         """Put a caller in the topic's holding bridge, which plays the topic's music."""
         ready = self._bridges.get(topic)
-        if ready is None or (ready.done() and ready.exception()):
+        if ready is None or (ready.done() and (ready.cancelled() or ready.exception())):
             ready = self._bridges[topic] = asyncio.ensure_future(self._make_bridge(topic, settings))
         await asyncio.shield(ready)
         await self.ari.add_channel(QUEUE_BRIDGE.format(topic=topic), channel_id, "participant")
