@@ -55,6 +55,8 @@ build() {
   log "chroot ready: $(chroot "$ROOT" dpkg-query -W -f '${Version}' asterisk)"
 }
 
+config_hash() { cat "$here"/etc/* | sha256sum; }
+
 umount_proc() {
   if mountpoint -q "$1/proc" 2>/dev/null; then umount -l "$1/proc"; fi
 }
@@ -73,6 +75,7 @@ install_config() {
   # The dialplan for the configured numbers, rendered by `centralino dialplan`.
   cp "${CENTRALINO_DIALPLAN:-$repo/dialplan/extensions_centralino.conf}" \
     "$ROOT/etc/asterisk/extensions_centralino.conf"
+  config_hash >"$ROOT/etc/asterisk/.centralino-config"
   chroot "$ROOT" chown -R asterisk:asterisk /etc/asterisk /var/lib/asterisk /var/log/asterisk \
     /var/spool/asterisk /var/run/asterisk 2>/dev/null || true
 }
@@ -80,6 +83,12 @@ install_config() {
 start() {
   need_root
   build
+  # A running Asterisk with an older asterisk-dev/etc is restarted (the dialplan of our numbers
+  # is not part of this: `dialplan FILE` reloads it in place).
+  if running && [ "$(cat "$ROOT/etc/asterisk/.centralino-config" 2>/dev/null)" != "$(config_hash)" ]; then
+    log "asterisk-dev/etc changed: restarting Asterisk with it"
+    stop
+  fi
   if running; then
     log "Asterisk already running"
   else

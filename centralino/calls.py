@@ -25,18 +25,26 @@ from centralino.ari.models import (
     PlaybackContinuing,
     PlaybackFinished,
     StasisEnd,
+    StasisStart,
 )
+from centralino.desk import OfferMade
+from centralino.storage.models import Offer as OfferRow
+from centralino.storage.models import QueueLogEntry
 from centralino.storage.store import NewCall
 from ivr.clock import LOCAL
 from ivr.config import CallConfig
 from ivr.engine import ANY_KEY, CallerHungUp, FlowResult, Journal, Played, run_flow
 from ivr.hours import line_status
+from cti.agents import Agent
+from ivr.schema import QueueTopic
 from queue_manager.queues import Waiting
 
 if TYPE_CHECKING:
     from centralino.service import Service
 
 log = logging.getLogger("centralino.calls")
+QUEUE_BRIDGE = "centralino-queue-{topic}"  # a holding bridge per topic, with its music
+CALL_BRIDGE = "centralino-call-{call}"  # caller and agent talking
 _HANGUP = (StasisEnd, ChannelHangupRequest, ChannelDestroyed)
 
 
@@ -85,6 +93,8 @@ class AriCallPort:
         reacting_to.set(event.received)
         if isinstance(event, ChannelGone):
             raise _Lost(completed, "the channel vanished while Asterisk was unreachable")
+        if event.channel_id != self.channel_id:
+            return event  # the agent's leg, or ours (an offer): the call decides what it means
         if isinstance(event, ChannelHangupRequest) and event.soft:
             raise _Lost(completed, f"Asterisk ended the call (shutdown or admin hangup, "
                                    f"cause {event.cause})")
@@ -127,10 +137,10 @@ class AriCallPort:
                 return event.digit
         return None
 
-    async def wait_hangup(self) -> None:
-        """Hold until the caller goes (CallerHungUp ends the wait)."""
-        while True:
-            await self._next()
+    async def next_event(self, timeout: float | None = None) -> Event | None:
+        """The next event of the call (its legs included); None after `timeout`."""
+        return await self._next(timeout=timeout)
+
 
 
 @dataclass
@@ -141,24 +151,40 @@ class CallInfo:
     started_at: datetime
 
 
+@dataclass
+class Leg:
+    """The agent's phone, rung for this caller."""
+
+    offer_id: str
+    agent: Agent
+    channel_id: str
+    topic: str
+    rang_at: datetime
+    answered_at: datetime | None = None
+
+
 class CallSession:
-    """Runs one call from StasisStart to its end and records it."""
+    """Runs one call from StasisStart to its end and records it: the flow, the wait in the
+    queue, ringing agents, the conversation."""
 
     def __init__(self, service: Service, channel: Channel, number: str, *,
-                 resume_topic: str | None = None, resumed: bool = False):
+                 resume_topic: str | None = None, resume_since: datetime | None = None,
+                 resumed: bool = False):
         self.service = service
         self.config: CallConfig = service.call_config  # this call's version, even after reload
+        self.version = service.config.version
         self.catalog = service.catalog
         self.info = CallInfo(uuid.uuid4().hex, channel, number, service.clock.now())
         self.flow = self.config.flows.get(number)
         language = self.flow.language if self.flow else "it"
         self.port = AriCallPort(service, channel.id, language, self.catalog.uri)
         self.journal = Journal(service.clock.now)
-        self.resume_topic = resume_topic
-        self.resumed = resumed
+        self.resume_topic, self.resume_since, self.resumed = resume_topic, resume_since, resumed
         self.queued: Waiting | None = None
+        self.position_on_entry = 0
+        self.leg: Leg | None = None  # the agent leg ringing or talking
         self.answered_at: datetime | None = None
-        self._record_started: asyncio.Task[None] | None = None
+        self.ended_by = ""  # "caller" or "agent", once connected
 
     @property
     def channel_id(self) -> str:
@@ -167,10 +193,23 @@ class CallSession:
     def deliver(self, event: Event) -> None:
         self.port.events.put_nowait(event)
 
+    def _log(self, event: str, agent: str = "NONE", *data: object) -> None:
+        """A queue_log line (Asterisk's format) for this call."""
+        if self.queued is None:
+            return
+        svc = self.service
+        fields = {f"data{i}": str(d) for i, d in enumerate(data, start=1)}
+        svc.writer.put(svc.store.add, QueueLogEntry(
+            at=svc.clock.now(), call_id=self.info.call_id, queue=self.queued.topic, agent=agent,
+            event=event, **fields))
+
+    # --- the call, start to end -----------------------------------------------------------
+
     async def run(self) -> None:
         svc, ch = self.service, self.channel_id
-        outcome, topic, detail = "failed", None, ""
-        self._record_started = asyncio.create_task(self._start_record())
+        outcome, detail = "failed", ""
+        svc.calls[self.info.call_id] = self
+        self._start_record()
         try:
             if self.flow is None:
                 outcome, detail = await self._unknown_number()
@@ -185,11 +224,10 @@ class CallSession:
                 if self.resumed:
                     self.journal.add("resumed", detail="restarted flow")
                 result = await self._run_flow()
-            topic = result.topic
             if result.outcome == "queue":
                 assert result.topic is not None
-                outcome = "queued"
                 await self._wait_in_queue(result.topic)
+                outcome, detail = "answered", f"ended by the {self.ended_by}"
             else:
                 outcome = result.outcome
                 await svc.ari.hangup(ch)
@@ -197,13 +235,7 @@ class CallSession:
             outcome, detail = "lost", lost.why
             await self._hangup_quietly()
         except CallerHungUp:
-            outcome = "abandoned" if self.queued else "caller_hangup"
-            if self.queued:
-                waited = (svc.clock.now() - self.queued.since).total_seconds()
-                detail = f"waited {waited:.1f} s"
-            else:
-                last = next((s for s in reversed(self.journal.steps) if s.node), None)
-                detail = f"in menu {last.node}" if last else "during announcements"
+            outcome, detail = self._caller_left()
         except asyncio.CancelledError:
             outcome, detail = "interrupted", "service stopped during the call"
             raise
@@ -216,9 +248,37 @@ class CallSession:
             outcome, detail = "failed", "internal error (see the service log)"
             await self._hangup_quietly()
         finally:
-            if self.queued:
-                svc.queues.leave(self.info.call_id, self.queued.topic)
-            await asyncio.shield(self._finish_record(outcome, topic, detail))
+            self._end(outcome, detail)
+
+    def _caller_left(self) -> tuple[str, str]:
+        svc = self.service
+        if self.leg and self.leg.answered_at:  # hung up while talking to the agent
+            self.ended_by = "caller"
+            return "answered", "ended by the caller"
+        if self.queued:
+            waited = (svc.clock.now() - self.queued.since).total_seconds()
+            position = svc.queues.position(self.info.call_id) or 0
+            self._log("ABANDON", "NONE", position, self.position_on_entry, round(waited))
+            return "abandoned", f"waited {waited:.1f} s"
+        last = next((s for s in reversed(self.journal.steps) if s.node), None)
+        return "caller_hangup", f"in menu {last.node}" if last else "during announcements"
+
+    def _end(self, outcome: str, detail: str) -> None:
+        svc = self.service
+        svc.calls.pop(self.info.call_id, None)
+        if self.queued and svc.queues.leave(self.info.call_id):
+            svc.desk.broadcast({"type": "queue", "event": "left", "call_id": self.info.call_id,
+                                "topic": self.queued.topic, "outcome": outcome})
+        metrics.CALLS.labels(self.flow.name if self.flow else "", outcome).inc()
+        leg = self.leg
+        svc.writer.put(
+            svc.store.finish_call, self.info.call_id, list(self.journal.steps),
+            {"ended_at": svc.clock.now(), "outcome": outcome,
+             "topic": self.queued.topic if self.queued else None, "detail": detail,
+             "answered_at": self.answered_at,
+             "queued_at": self.queued.since if self.queued else None,
+             "connected_at": leg.answered_at if leg else None,
+             "agent_id": leg.agent.id if leg and leg.answered_at else None})
 
     async def _run_flow(self) -> FlowResult:
         assert self.flow is not None
@@ -229,18 +289,168 @@ class CallSession:
         today = now.astimezone(schedule.zone if schedule else LOCAL).date()
         return await run_flow(flow, self.port, self.journal, status=status, today=today)
 
+    # --- waiting, ringing, talking --------------------------------------------------------
+
     async def _wait_in_queue(self, topic: str) -> None:
         svc = self.service
         settings = self.config.queues[topic]
-        self.queued = Waiting(self.info.call_id, topic, svc.clock.now(),
-                              caller=self.info.channel.caller.number, line=self.flow.name if self.flow else "")
-        position = svc.queues.join(self.queued)
-        log.info("call %s waits in %s at position %d", self.info.call_id, topic, position)
+        boost = settings.priority_boost + (self.flow.priority_boost if self.flow else 0)
+        self.queued = Waiting(self.info.call_id, topic, self.resume_since or svc.clock.now(),
+                              caller=self.info.channel.caller.number,
+                              line=self.flow.name if self.flow else "", boost=boost)
+        self.position_on_entry = svc.queues.join(self.queued)
+        if not self.resume_since:
+            self._log("ENTERQUEUE", "NONE", "", self.info.channel.caller.number)
+        svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": self.info.call_id,
+                            "topic": topic, "caller": self.queued.caller,
+                            "position": self.position_on_entry})
+        log.info("call %s waits in %s at position %d", self.info.call_id, topic,
+                 self.position_on_entry)
         try:
             await svc.hold(self.channel_id, topic, settings)
         except AriNotFound:
             raise CallerHungUp() from None
-        await self.port.wait_hangup()
+        svc.desk.distribute()
+        while True:
+            event = await self.port.next_event()
+            if isinstance(event, OfferMade) and await self._ring(event.offer.agent_id, settings):
+                await self._talk()
+                return
+
+    async def _ring(self, agent_id: str, settings: QueueTopic) -> bool:
+        """Ring the agent; True once they answered and the caller is bridged to them."""
+        svc, desk = self.service, self.service.desk
+        assert self.queued is not None
+        agent = desk.agents[agent_id]
+        leg = self.leg = Leg(uuid.uuid4().hex, agent, f"{self.channel_id}-{uuid.uuid4().hex[:8]}",
+                             self.queued.topic, svc.clock.now())
+        svc.sessions[leg.channel_id] = self  # the leg's events come to this call, in order
+        svc.writer.put(svc.store.add, OfferRow(id=leg.offer_id, call_id=self.info.call_id,
+                                               agent_id=agent.id, offered_at=leg.rang_at))
+        await desk.pop(agent.id, await self._screen_pop(leg))
+        outcome = "no_answer"
+        try:
+            await svc.ari.originate(
+                leg.channel_id, agent.device, app=svc.settings.asterisk.app,
+                appArgs=f"agent,{self.info.call_id}",
+                callerId=self.info.channel.caller.number or "anonymous",
+                timeout=str(round(settings.ring_timeout) + 5))
+            outcome = await self._until_answered(leg, settings.ring_timeout)
+        except CallerHungUp:
+            await svc.ari.hangup(leg.channel_id)
+            self._leg_done(leg, "cancelled")
+            desk.record(agent.cancelled(svc.clock.now()))
+            raise
+        except AriError as exc:
+            log.error("could not ring %s (%s): %s", agent.id, agent.device, exc)
+            outcome = "failed"
+        if outcome == "answered":
+            return True
+        await svc.ari.hangup(leg.channel_id)
+        self._leg_done(leg, outcome)
+        ring_ms = round((svc.clock.now() - leg.rang_at).total_seconds() * 1000)
+        self._log("RINGNOANSWER", agent.id, ring_ms)
+        self.queued.offered_to = None  # back at its place: still the oldest of the line
+        self.leg = None
+        desk.missed(agent)
+        desk.distribute()
+        return False
+
+    async def _until_answered(self, leg: Leg, ring_timeout: float) -> str:
+        svc = self.service
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ring_timeout
+        while (left := deadline - loop.time()) > 0:
+            event = await self.port.next_event(timeout=left)
+            if event is None:
+                break
+            if event.channel_id != leg.channel_id:
+                continue
+            if isinstance(event, StasisStart):  # the agent picked up
+                await self._bridge(leg)
+                return "answered"
+            if isinstance(event, (ChannelDestroyed, ChannelHangupRequest)):
+                return "refused"
+        return "no_answer"
+
+    async def _bridge(self, leg: Leg) -> None:
+        svc = self.service
+        assert self.queued is not None
+        now = svc.clock.now()
+        leg.answered_at = now
+        bridge = CALL_BRIDGE.format(call=self.info.call_id)
+        await svc.ari.create_bridge(bridge, "mixing", f"call {self.info.call_id}")
+        await svc.ari.request("POST", f"/bridges/{QUEUE_BRIDGE.format(topic=leg.topic)}"
+                              "/removeChannel", {"channel": self.channel_id})
+        await svc.ari.add_channel(bridge, f"{self.channel_id},{leg.channel_id}")
+        svc.queues.leave(self.info.call_id)
+        svc.desk.record(leg.agent.answered(now))
+        svc.writer.put(svc.store.update_offer, leg.offer_id, {"answered_at": now,
+                                                               "outcome": "answered"})
+        held = round((now - self.queued.since).total_seconds())
+        rang = round((now - leg.rang_at).total_seconds())
+        self._log("CONNECT", leg.agent.id, held, leg.channel_id, rang)
+        svc.desk.broadcast({"type": "queue", "event": "connected", "call_id": self.info.call_id,
+                            "topic": leg.topic, "agent": leg.agent.id})
+
+    async def _talk(self) -> None:
+        """Until one side hangs up; then the other is hung up and the agent wraps up."""
+        svc, leg = self.service, self.leg
+        assert leg is not None and leg.answered_at is not None and self.queued is not None
+        try:
+            while True:
+                event = await self.port.next_event()
+                if event is not None and event.channel_id == leg.channel_id and isinstance(
+                        event, (StasisEnd, ChannelHangupRequest, ChannelDestroyed)):
+                    self.ended_by = "agent"
+                    await svc.ari.hangup(self.channel_id)
+                    return
+        except CallerHungUp:
+            self.ended_by = "caller"
+            await svc.ari.hangup(leg.channel_id)
+            raise
+        finally:
+            self._hang_up_done(leg)
+
+    def _hang_up_done(self, leg: Leg) -> None:
+        svc = self.service
+        assert self.queued is not None and leg.answered_at is not None
+        now = svc.clock.now()
+        talked = round((now - leg.answered_at).total_seconds())
+        held = round((leg.answered_at - self.queued.since).total_seconds())
+        event = "COMPLETECALLER" if self.ended_by == "caller" else "COMPLETEAGENT"
+        self._log(event, leg.agent.id, held, talked, self.position_on_entry)
+        self._leg_done(leg, "answered")
+        svc.spawn(svc.ari.request("DELETE", f"/bridges/{CALL_BRIDGE.format(call=self.info.call_id)}"))
+        settings = self.config.queues[leg.topic]
+        svc.desk.call_ended(leg.agent, settings.wrap_up)
+
+    def _leg_done(self, leg: Leg, outcome: str) -> None:
+        svc = self.service
+        svc.sessions.pop(leg.channel_id, None)
+        values: dict[str, object] = {"ended_at": svc.clock.now()}
+        if outcome != "answered":
+            values["outcome"] = outcome
+        svc.writer.put(svc.store.update_offer, leg.offer_id, values)
+
+    async def _screen_pop(self, leg: Leg) -> dict[str, object]:
+        """What the agent's console shows when their phone starts ringing."""
+        svc, info = self.service, self.info
+        assert self.queued is not None
+        previous = await svc.store.previous_contacts(info.channel.caller.number, info.started_at)
+        return {
+            "type": "offer", "offer_id": leg.offer_id, "call_id": info.call_id,
+            "caller_number": info.channel.caller.number, "caller_name": info.channel.caller.name,
+            "number": info.number, "line": self.flow.name if self.flow else "",
+            "topic": leg.topic, "topic_name": self.config.queues[leg.topic].name,
+            "path": [{"menu": s.node, "key": s.key, "label": s.detail}
+                     for s in self.journal.steps if s.kind == "key"],
+            "waited_seconds": round((leg.rang_at - self.queued.since).total_seconds(), 1),
+            "previous_contacts": [
+                {"at": c.started_at.isoformat(), "line": c.line, "topic": c.topic,
+                 "outcome": c.outcome, "agent": c.agent_id} for c in previous],
+            "offered_at": leg.rang_at.isoformat(),
+        }
 
     async def _unknown_number(self) -> tuple[str, str]:
         log.warning("call to %s: no flow for this number (check the dialplan and flows/)",
@@ -259,24 +469,11 @@ class CallSession:
         except AriError:
             pass
 
-    async def _start_record(self) -> None:
-        info, flow = self.info, self.flow
-        await self.service.store.start_call(NewCall(
+    def _start_record(self) -> None:
+        info, flow, svc = self.info, self.flow, self.service
+        svc.writer.put(svc.store.start_call, NewCall(
             id=info.call_id, channel_id=info.channel.id, number=info.number,
             line=flow.name if flow else "", caller_number=info.channel.caller.number,
-            caller_name=info.channel.caller.name, config_version=self.config.version,
+            caller_name=info.channel.caller.name, config_version=self.version,
             started_at=info.started_at,
         ))
-
-    async def _finish_record(self, outcome: str, topic: str | None, detail: str) -> None:
-        metrics.CALLS.labels(self.flow.name if self.flow else "", outcome).inc()
-        try:
-            if self._record_started:
-                await self._record_started
-            await self.service.store.finish_call(
-                self.info.call_id, ended_at=self.service.clock.now(), outcome=outcome,
-                topic=topic, detail=detail, steps=self.journal.steps,
-                answered_at=self.answered_at,
-            )
-        except Exception:
-            log.exception("could not store the record of call %s", self.info.call_id)

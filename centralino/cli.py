@@ -29,10 +29,10 @@ def _settings(ctx: click.Context) -> Settings:
         raise click.ClickException(f"bad settings:\n{exc}") from None
 
 
-def _call_config(settings: Settings):  # type: ignore[no-untyped-def]
-    from ivr.config import load_call_config
+def _config(settings: Settings):  # type: ignore[no-untyped-def]
+    from centralino.config import load_config
 
-    return load_call_config(settings.config_dir, settings.prompts.manifest)
+    return load_config(settings)
 
 
 @click.group()
@@ -98,15 +98,17 @@ def check(ctx: click.Context) -> None:
     """Validate the settings and the whole configuration; exit 1 on any problem."""
     settings = _settings(ctx)
     try:
-        config = _call_config(settings)
+        config = _config(settings)
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         click.echo(f"{len(exc.problems)} problem(s): configuration refused", err=True)
         sys.exit(1)
-    for warning in config.warnings:
+    for warning in config.call.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"ok: {len(config.flows)} numbers, {len(config.queues)} queues, "
-               f"{len(config.prompts)} prompts (version {config.version})")
+    call = config.call
+    click.echo(f"ok: {len(call.flows)} numbers, {len(call.queues)} queues, "
+               f"{len(call.prompts)} prompts, {len(config.agents.agents)} agents "
+               f"(version {config.version})")
 
 
 @main.command()
@@ -123,7 +125,7 @@ def simulate(ctx: click.Context, number: str, keys: str, at: datetime | None) ->
 
     settings = _settings(ctx)
     try:
-        config = _call_config(settings)
+        config = _config(settings).call
         pressed = parse_keys(keys)
     except ConfigError as exc:
         raise click.ClickException(f"configuration refused:\n{exc}") from None
@@ -147,7 +149,7 @@ def dialplan(ctx: click.Context, output: Path | None, check_file: Path | None) -
 
     settings = _settings(ctx)
     try:
-        text = render_dialplan(_call_config(settings), settings.asterisk.app)
+        text = render_dialplan(_config(settings).call, settings.asterisk.app)
     except ConfigError as exc:
         raise click.ClickException(f"configuration refused:\n{exc}") from None
     if check_file:
@@ -175,7 +177,7 @@ def prompts_build(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     try:
-        config = _call_config(settings)
+        config = _config(settings).call
     except ConfigError as exc:
         raise click.ClickException(f"configuration refused:\n{exc}") from None
     report = build_prompts(config.prompts, settings.prompts.recordings, settings.prompts.build_dir)

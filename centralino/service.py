@@ -13,24 +13,26 @@ from typing import Any
 
 from aiohttp import web
 
+from centralino import metrics
 from centralino.ari.client import AriClient, AriError
 from centralino.ari.models import Channel, Event, StasisStart
-from centralino import metrics
-from centralino.calls import CallSession, ChannelGone
+from centralino.calls import QUEUE_BRIDGE, CallSession, ChannelGone
+from centralino.config import Config, load_config
+from centralino.desk import Desk
 from centralino.media import PromptCatalog
 from centralino.promptbuild import build_prompts
 from centralino.settings import Settings
 from centralino.storage.store import Store
+from centralino.storage.writer import Writer
 from centralino.web.app import create_app
 from ivr.clock import Clock, ShiftedClock, SystemClock
-from ivr.config import CallConfig, load_call_config
+from ivr.config import CallConfig
 from ivr.hours import Override
 from ivr.schema import QueueTopic
 from ivr.yamlfile import ConfigError
 from queue_manager.queues import QueueManager
 
 log = logging.getLogger("centralino")
-QUEUE_BRIDGE = "centralino-queue-{topic}"
 
 
 class Service:
@@ -44,10 +46,13 @@ class Service:
         self.ari = AriClient(settings.asterisk.ari_url, settings.asterisk.username,
                              settings.asterisk.password, settings.asterisk.app,
                              observe_reaction=metrics.ARI_REACTION.observe)
+        self.writer = Writer()
         self.queues = QueueManager()
-        self.sessions: dict[str, CallSession] = {}
+        self.desk = Desk(self)
+        self.sessions: dict[str, CallSession] = {}  # by channel: callers and agents' legs
+        self.calls: dict[str, CallSession] = {}  # by call id
         self.overrides: dict[str, Override] = {}
-        self.call_config: CallConfig
+        self.config: Config
         self.catalog: PromptCatalog
         self.started_at = self.clock.now()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -58,25 +63,32 @@ class Service:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    @property
+    def call_config(self) -> CallConfig:
+        return self.config.call
+
     async def __aenter__(self) -> Service:
         config, catalog = await self._prepare()  # a broken config stops us before anything runs
-        self.call_config, self.catalog = config, catalog
+        self.config, self.catalog = config, catalog
         try:
             await self._start()
         except BaseException:
             await self.__aexit__()  # close what did start (database, HTTP session)
             raise
-        log.info("centralino serving %d numbers (config %s) on http://%s:%d",
-                 len(config.flows), config.version, self.settings.http.host,
+        log.info("centralino serving %d numbers and %d agents (config %s) on http://%s:%d",
+                 len(config.call.flows), len(config.agents.agents), config.version,
+                 self.settings.http.host,
                  self.settings.http.port)
         return self
 
     async def _start(self) -> None:
         await self.store.__aenter__()
+        self.writer.start()
         interrupted = await self.store.mark_unfinished("interrupted", self.clock.now())
         if interrupted:
             log.warning("%d call records were left open by the previous run", interrupted)
         await self._load_overrides()
+        self.desk.configure(self.config.agents, await self.store.last_agent_states())
         await self.ari.__aenter__()
         await self.ari.check()  # clear error now for wrong credentials or no Asterisk
         self._runner = web.AppRunner(create_app(self), access_log=None)
@@ -96,12 +108,13 @@ class Service:
         if self._runner:
             await self._runner.cleanup()
         await self.ari.__aexit__()
+        await self.writer.close()
         await self.store.__aexit__()
 
     async def wait_connected(self, timeout: float = 10) -> None:
         await asyncio.wait_for(self.ari.connected.wait(), timeout)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -109,29 +122,31 @@ class Service:
 
     # --- configuration --------------------------------------------------------------------
 
-    async def _prepare(self) -> tuple[CallConfig, PromptCatalog]:
-        """Load the call config and build its prompts; raise ConfigError and change nothing
+    async def _prepare(self) -> tuple[Config, PromptCatalog]:
+        """Load the configuration and build its prompts; raise ConfigError and change nothing
         if anything is wrong."""
         s = self.settings
-        config = load_call_config(s.config_dir, s.prompts.manifest)
-        report = await asyncio.to_thread(build_prompts, config.prompts, s.prompts.recordings,
+        config = load_config(s)
+        report = await asyncio.to_thread(build_prompts, config.call.prompts, s.prompts.recordings,
                                          s.prompts.build_dir)
         for error in report.errors:
             log.error("prompt build: %s", error)
         catalog = PromptCatalog(s.prompts.build_dir, s.http.public_url)
-        if missing := catalog.missing(config.prompts):
+        if missing := catalog.missing(config.call.prompts):
             raise ConfigError.single(str(s.prompts.manifest), f"prompts without audio: "
                                      f"{', '.join(missing)} ({'; '.join(report.errors)})")
         return config, catalog
 
-    async def reload(self) -> CallConfig:
+    async def reload(self) -> Config:
         """Validate the new configuration and swap it in; on any error keep the running one
         and raise ConfigError. Calls in progress finish on the version they started with."""
         async with self._reload_lock:
             config, catalog = await self._prepare()
-            self.call_config, self.catalog = config, catalog
+            self.config, self.catalog = config, catalog
             self._bridges.clear()  # topics may have changed their music
-            log.info("configuration %s loaded (%d numbers)", config.version, len(config.flows))
+            self.desk.configure(config.agents)
+            log.info("configuration %s loaded (%d numbers, %d agents)", config.version,
+                     len(config.call.flows), len(config.agents.agents))
             return config
 
     # --- line overrides -------------------------------------------------------------------
@@ -161,10 +176,12 @@ class Service:
     def _on_event(self, event: Event) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("event %s %s", event.type, event.channel_id)
-        if isinstance(event, StasisStart):
-            if event.channel.id not in self.sessions:
-                number = event.args[0] if event.args else event.channel.dialplan.exten
-                self._start_session(CallSession(self, event.channel, number))
+        if isinstance(event, StasisStart) and event.channel.id not in self.sessions:
+            if event.args[:1] == ["agent"]:  # an agent's leg whose call is gone (a restart)
+                self.spawn(self.ari.hangup(event.channel.id))
+                return
+            number = event.args[0] if event.args else event.channel.dialplan.exten
+            self._start_session(CallSession(self, event.channel, number))
             return
         channel_id = event.channel_id
         session = self.sessions.get(channel_id) if channel_id else None
@@ -173,7 +190,7 @@ class Service:
 
     def _start_session(self, session: CallSession) -> None:
         self.sessions[session.channel_id] = session
-        task = self._spawn(session.run())
+        task = self.spawn(session.run())
         task.add_done_callback(lambda _: self.sessions.pop(session.channel_id, None))
 
     async def _resync(self) -> None:
@@ -200,10 +217,13 @@ class Service:
             channel = Channel.model_validate(data)
             number = channel.dialplan.app_data.partition(",")[2] or channel.dialplan.exten
             topic = waiting_in.get(channel_id)
+            since = None
+            if topic and (found := await self.store.waiting_since(channel_id)):
+                since = found[1]  # back in their place in the line
             log.info("adopting call on %s (%s) %s", channel_id, number,
                      f"waiting in {topic}" if topic else "from the start of its flow")
             self._start_session(CallSession(self, channel, number, resume_topic=topic,
-                                            resumed=True))
+                                            resume_since=since, resumed=True))
 
     async def hold(self, channel_id: str, topic: str, settings: QueueTopic) -> None:
         """Put a caller in the topic's holding bridge, which plays the topic's music."""

@@ -173,3 +173,102 @@ class SimCaller:
             callerId=f'"{caller_name}" <{caller_number}>',
         )
         return call
+
+
+AGENT_CONTEXT = "centralino-agents"  # asterisk-dev/etc/extensions.conf routes it to AGENT_APP
+AGENT_APP = "centralino-agents"
+
+
+@dataclass
+class Ring:
+    """An agent's simulated phone ringing."""
+
+    agent: str  # the extension dialled: Local/<agent>@centralino-agents
+    channel: str  # the phone's side of the Local channel (;2)
+    caller_number: str
+    at: float  # loop time
+    answered: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class SimAgents:
+    """The phones of simulated agents. Each agent's behaviour is set by the test:
+    "answer" (after `delay` s), "refuse" (busy) or "ignore" (let it ring)."""
+
+    def __init__(self, url: str, username: str, password: str):
+        self.ari = AriClient(url, username, password, AGENT_APP)
+        self.behaviour: dict[str, tuple[str, float]] = {}
+        self.rings: list[Ring] = []
+        self._changed = asyncio.Event()
+        self._events: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> SimAgents:
+        await self.ari.__aenter__()
+
+        async def nothing() -> None:
+            return None
+
+        # The phones enter Stasis from the dialplan: the application hears of them only until
+        # StasisEnd (no ChannelDestroyed after it), so StasisEnd is what says "hung up".
+        self._events = asyncio.create_task(self.ari.run_events(
+            self._on_event, nothing, event_types=("StasisStart", "StasisEnd")))
+        await asyncio.wait_for(self.ari.connected.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ring in self.rings:
+            if not ring.ended.is_set():
+                await self.ari.hangup(ring.channel)
+        if self._events:
+            self._events.cancel()
+        await self.ari.__aexit__()
+
+    def set(self, agent: str, behaviour: str, delay: float = 0.3) -> None:
+        self.behaviour[agent] = (behaviour, delay)
+
+    def _on_event(self, event: Event) -> None:
+        if event.type == "StasisStart":
+            agent = event.args[0] if event.args else "?"  # type: ignore[attr-defined]
+            ring = Ring(agent, event.channel_id or "", event.channel.caller.number,  # type: ignore[attr-defined]
+                        asyncio.get_running_loop().time())
+            self.rings.append(ring)
+            behaviour, delay = self.behaviour.get(agent, ("answer", 0.3))
+            if behaviour == "answer":
+                asyncio.get_running_loop().call_later(
+                    delay, lambda: asyncio.ensure_future(self._answer(ring)))
+            elif behaviour == "refuse":
+                asyncio.ensure_future(self.ari.hangup(ring.channel, "busy"))
+        elif event.type == "StasisEnd":
+            for ring in self.rings:
+                if ring.channel == event.channel_id:
+                    ring.ended.set()
+        self._changed.set()
+
+    async def _answer(self, ring: Ring) -> None:
+        if not ring.ended.is_set():
+            await self.ari.answer(ring.channel)
+            ring.answered = True
+            self._changed.set()
+
+    def rings_of(self, agent: str) -> list[Ring]:
+        return [r for r in self.rings if r.agent == agent]
+
+    async def wait_rings(self, count: int, timeout: float = 30) -> list[Ring]:
+        async with asyncio.timeout(timeout):
+            while len(self.rings) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.rings
+
+    async def wait_answered(self, agent: str, timeout: float = 30) -> Ring:
+        async with asyncio.timeout(timeout):
+            while True:
+                for ring in self.rings_of(agent):
+                    if ring.answered and not ring.ended.is_set():
+                        return ring
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def hang_up(self, ring: Ring) -> None:
+        await self.ari.hangup(ring.channel)
+        await asyncio.wait_for(ring.ended.wait(), 5)

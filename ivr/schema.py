@@ -125,6 +125,8 @@ class Flow(Strict):
     timeout_prompt: PromptId | None = None
     fallback: Action = HANGUP  # when a menu runs out of retries
     operator: Name | None = None  # the topic `do: operator` leads to
+    # Callers of this line count as having waited this many seconds more (a priority line).
+    priority_boost: float = Field(0, ge=0, le=3600)
     menu: Name | None = None  # the first menu...
     queue: Name | None = None  # ...or, for a line with no menu, the topic to wait in
     menus: dict[Name, Menu] = {}
@@ -139,10 +141,13 @@ class Flow(Strict):
 
 
 class QueueTopic(Strict):
-    """A waiting line for one topic. Agents, messages and rules come with queue_manager."""
+    """A waiting line for one topic (see config/queues.yaml for what each field means)."""
 
     name: str
     music_class: Name = "default"
+    ring_timeout: float = Field(15, ge=3, le=120)  # seconds an agent's phone rings
+    wrap_up: float = Field(5, ge=0, le=600)  # seconds after a call before the next one
+    priority_boost: float = Field(0, ge=0, le=3600)  # seconds counted as already waited
 
 
 class QueuesFile(Strict):

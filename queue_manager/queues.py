@@ -1,62 +1,105 @@
-"""Per-topic waiting lines, first come first served.
+"""Per-topic waiting lines.
 
-The queue manager keeps the order; holding the caller (a holding bridge with music on hold) is
-done by the service through `HoldPort`, so this module never talks to Asterisk.
+Order: a caller's rank is the time they joined minus their boost (seconds counted as already
+waited: a priority line, a priority topic). Lower rank is served first; with no boosts this is
+strict arrival order. A boost never starves anyone: a caller without it who has waited longer
+than the boost still goes first.
+
+The queue manager only keeps the order; holding the caller (a holding bridge with music on
+hold) is done by the service, so this module never talks to Asterisk.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
-
-from ivr.schema import QueueTopic
 
 
-class HoldPort(Protocol):
-    async def hold(self, topic: str, settings: QueueTopic) -> None:
-        """Put the caller on hold in the topic's waiting room (music on hold)."""
-        ...
-
-
-@dataclass
+@dataclass(eq=False)
 class Waiting:
     call_id: str
     topic: str
-    since: datetime
+    since: datetime  # when the caller joined; kept across ring-no-answer and service restarts
     caller: str = ""
     line: str = ""
+    boost: float = 0.0  # seconds counted as already waited
+    offered_to: str | None = None  # the agent whose phone rings for this caller, if any
+    rank: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rank = self.since.timestamp() - self.boost
 
 
 class QueueManager:
     def __init__(self) -> None:
-        # dicts keep insertion order: each topic's dict is its FIFO
-        self._topics: dict[str, dict[str, Waiting]] = {}
+        self._by_id: dict[str, Waiting] = {}
+        # per topic: (rank, seq, call_id) sorted; seq keeps equal ranks in arrival order
+        self._order: dict[str, list[tuple[float, int, str]]] = {}
+        self._seq = 0
 
     def join(self, waiting: Waiting) -> int:
-        """Add a caller at the end of its topic's line; return its position (1 = next)."""
-        line = self._topics.setdefault(waiting.topic, {})
-        line[waiting.call_id] = waiting
-        return len(line)
+        """Add a caller to its topic's line; return its position (1 = next)."""
+        if waiting.call_id in self._by_id:
+            raise ValueError(f"call {waiting.call_id} is already waiting")
+        self._seq += 1
+        self._by_id[waiting.call_id] = waiting
+        line = self._order.setdefault(waiting.topic, [])
+        bisect.insort(line, (waiting.rank, self._seq, waiting.call_id))
+        return self.position(waiting.call_id) or 0
 
-    def leave(self, call_id: str, topic: str) -> Waiting | None:
-        return self._topics.get(topic, {}).pop(call_id, None)
+    def leave(self, call_id: str) -> Waiting | None:
+        waiting = self._by_id.pop(call_id, None)
+        if waiting is not None:
+            line = self._order[waiting.topic]
+            for i, (_, _, cid) in enumerate(line):
+                if cid == call_id:
+                    del line[i]
+                    break
+        return waiting
 
-    def position(self, call_id: str, topic: str) -> int | None:
-        for n, waiting_id in enumerate(self._topics.get(topic, {}), start=1):
-            if waiting_id == call_id:
+    def get(self, call_id: str) -> Waiting | None:
+        return self._by_id.get(call_id)
+
+    def position(self, call_id: str) -> int | None:
+        waiting = self._by_id.get(call_id)
+        if waiting is None:
+            return None
+        for n, (_, _, cid) in enumerate(self._order[waiting.topic], start=1):
+            if cid == call_id:
                 return n
         return None
 
     def waiting(self, topic: str) -> list[Waiting]:
-        return list(self._topics.get(topic, {}).values())
+        """The topic's line in serving order."""
+        return [self._by_id[cid] for _, _, cid in self._order.get(topic, ())]
+
+    def first_unoffered(self, topics: Iterable[str]) -> Waiting | None:
+        """The best-ranked caller of these topics whose phone is not already ringing somewhere."""
+        best: Waiting | None = None
+        for topic in topics:
+            for _, _, cid in self._order.get(topic, ()):
+                waiting = self._by_id[cid]
+                if waiting.offered_to is None:
+                    if best is None or waiting.rank < best.rank:
+                        best = waiting
+                    break
+        return best
+
+    def __iter__(self) -> Iterator[Waiting]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
 
     def snapshot(self, now: datetime) -> dict[str, list[dict[str, object]]]:
         return {
             topic: [
                 {"call_id": w.call_id, "caller": w.caller, "line": w.line,
-                 "since": w.since.isoformat(), "waited": round((now - w.since).total_seconds(), 1)}
-                for w in line.values()
+                 "since": w.since.isoformat(), "waited": round((now - w.since).total_seconds(), 1),
+                 "ringing": w.offered_to}
+                for w in self.waiting(topic)
             ]
-            for topic, line in self._topics.items()
+            for topic in self._order
         }

@@ -41,7 +41,7 @@ class Call(Base):
     line: Mapped[str] = mapped_column(String(128))  # its flow's name
     caller_number: Mapped[str] = mapped_column(String(64), index=True)
     caller_name: Mapped[str] = mapped_column(String(128), default="")
-    config_version: Mapped[str] = mapped_column(String(16))
+    config_version: Mapped[str] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -49,6 +49,9 @@ class Call(Base):
     outcome: Mapped[str | None] = mapped_column(String(24))
     topic: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(String(255), default="")
+    queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # joined the topic's queue
+    connected_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # an agent answered
+    agent_id: Mapped[str | None] = mapped_column(String(64), index=True)
     steps: Mapped[list[CallStep]] = relationship(
         back_populates="call", order_by="CallStep.seq", cascade="all, delete-orphan"
     )
@@ -86,3 +89,47 @@ class LineOverride(Base):
     set_at: Mapped[datetime] = mapped_column(UtcDateTime)
     cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     cleared_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class AgentEvent(Base):
+    """Every change of an agent's state: who, when, why, asked by whom."""
+
+    __tablename__ = "agent_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Offer(Base):
+    """A call offered to an agent: when the phone rang, when the screen pop was seen, how it went."""
+
+    __tablename__ = "offers"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # also the agent leg's tag
+    call_id: Mapped[str] = mapped_column(String(32), index=True)
+    agent_id: Mapped[str] = mapped_column(String(64), index=True)
+    offered_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # the console showed the pop
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # answered | no_answer | refused | failed | cancelled (the caller left)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+
+
+class QueueLogEntry(Base):
+    """Asterisk queue_log lines (ENTERQUEUE, CONNECT, ABANDON, ...) for existing report tools."""
+
+    __tablename__ = "queue_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    call_id: Mapped[str] = mapped_column(String(32), index=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    agent: Mapped[str] = mapped_column(String(64), default="NONE")
+    event: Mapped[str] = mapped_column(String(32))
+    data1: Mapped[str] = mapped_column(String(255), default="")
+    data2: Mapped[str] = mapped_column(String(255), default="")
+    data3: Mapped[str] = mapped_column(String(255), default="")
+    data4: Mapped[str] = mapped_column(String(255), default="")
+    data5: Mapped[str] = mapped_column(String(255), default="")

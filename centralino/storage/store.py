@@ -10,12 +10,19 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
-from centralino.storage.models import Call, CallStep, LineOverride
+from centralino.storage.models import (
+    AgentEvent,
+    Call,
+    CallStep,
+    LineOverride,
+    Offer,
+    QueueLogEntry,
+)
 from ivr.engine import Step
 
 log = logging.getLogger("centralino.storage")
@@ -64,17 +71,13 @@ class Store:
         async with self.sessions.begin() as s:
             await s.execute(update(Call).where(Call.id == call_id).values(answered_at=at))
 
-    async def finish_call(
-        self, call_id: str, *, ended_at: datetime, outcome: str, topic: str | None,
-        detail: str, steps: Sequence[Step], answered_at: datetime | None,
-    ) -> None:
+    async def finish_call(self, call_id: str, steps: Sequence[Step],
+                          values: dict[str, object]) -> None:
+        """Close a call record: `values` are Call columns (ended_at, outcome, topic, ...)."""
+        if isinstance(detail := values.get("detail"), str):
+            values = {**values, "detail": detail[:255]}
         async with self.sessions.begin() as s:
-            await s.execute(
-                update(Call).where(Call.id == call_id).values(
-                    ended_at=ended_at, outcome=outcome, topic=topic, detail=detail[:255],
-                    answered_at=answered_at,
-                )
-            )
+            await s.execute(update(Call).where(Call.id == call_id).values(**values))
             s.add_all(
                 CallStep(call_id=call_id, seq=i, at=st.at, kind=st.kind, node=st.node,
                          key=st.key, prompt=st.prompt, detail=st.detail[:255])
@@ -104,6 +107,72 @@ class Store:
             query = query.where(Call.caller_number == caller)
         async with self.sessions() as s:
             return list((await s.scalars(query.limit(limit))).all())
+
+    async def previous_contacts(self, caller: str, before: datetime, limit: int = 5) -> list[Call]:
+        """Earlier calls from the same number, newest first (for the agent's screen pop)."""
+        if not caller:
+            return []
+        query = (select(Call).where(Call.caller_number == caller, Call.started_at < before)
+                 .order_by(Call.started_at.desc()).limit(limit))
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    # --- agents, offers, queue_log --------------------------------------------------------
+
+    async def add(self, *rows: object) -> None:
+        async with self.sessions.begin() as s:
+            s.add_all(rows)
+
+    async def update_offer(self, offer_id: str, values: dict[str, object]) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(update(Offer).where(Offer.id == offer_id).values(**values))
+
+    async def ack_offer(self, offer_id: str, agent_id: str, at: datetime) -> None:
+        """Only the agent the call was offered to can acknowledge it, once."""
+        async with self.sessions.begin() as s:
+            await s.execute(update(Offer).where(Offer.id == offer_id, Offer.agent_id == agent_id,
+                                                Offer.acked_at.is_(None)).values(acked_at=at))
+
+    async def last_agent_states(self) -> dict[str, AgentEvent]:
+        """Each agent's latest state change (to restore logins and pauses after a restart)."""
+        latest = (select(AgentEvent.agent_id, func.max(AgentEvent.id).label("id"))
+                  .group_by(AgentEvent.agent_id).subquery())
+        query = select(AgentEvent).join(latest, AgentEvent.id == latest.c.id)
+        async with self.sessions() as s:
+            return {e.agent_id: e for e in (await s.scalars(query)).all()}
+
+    async def agent_events(self, agent_id: str, limit: int = 100) -> list[AgentEvent]:
+        query = (select(AgentEvent).where(AgentEvent.agent_id == agent_id)
+                 .order_by(AgentEvent.id.desc()).limit(limit))
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    async def offers_for(self, call_id: str) -> list[Offer]:
+        query = select(Offer).where(Offer.call_id == call_id).order_by(Offer.offered_at)
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    async def queue_log(self, since: datetime | None = None, until: datetime | None = None,
+                        call_id: str | None = None) -> list[QueueLogEntry]:
+        query = select(QueueLogEntry).order_by(QueueLogEntry.at, QueueLogEntry.id)
+        if since:
+            query = query.where(QueueLogEntry.at >= since)
+        if until:
+            query = query.where(QueueLogEntry.at < until)
+        if call_id:
+            query = query.where(QueueLogEntry.call_id == call_id)
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    async def waiting_since(self, channel_id: str) -> tuple[str, datetime] | None:
+        """(call id, queued_at) of the latest record of a channel that was waiting in a queue:
+        a restarted service puts an adopted caller back in their place."""
+        query = (select(Call.id, Call.queued_at).where(Call.channel_id == channel_id,
+                                                       Call.queued_at.is_not(None))
+                 .order_by(Call.started_at.desc()).limit(1))
+        async with self.sessions() as s:
+            row = (await s.execute(query)).first()
+        return (row[0], row[1]) if row else None
 
     # --- line overrides -------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ Admin endpoints need `Authorization: Bearer <http.admin_token>`. Errors are JSON
 
 from __future__ import annotations
 
-import hmac
 import json
 import statistics
 from datetime import datetime
@@ -14,9 +13,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from centralino import metrics
+from centralino.web import agents
+from centralino.web.common import SERVICE, allow, authenticate, error, json_body
 from centralino.storage.models import Call, LineOverride
 from ivr.clock import aware
 from ivr.hours import line_status
@@ -25,27 +26,8 @@ from ivr.yamlfile import ConfigError
 if TYPE_CHECKING:
     from centralino.service import Service
 
-SERVICE = web.AppKey("service", "Service")
-
-
-def _error(status: type[web.HTTPException], reason: str) -> web.HTTPException:
-    return status(text=json.dumps({"error": reason}), content_type="application/json")
-
-
-@web.middleware
-async def admin_auth(request: web.Request, handler: Any) -> web.StreamResponse:
-    if request.path.startswith("/api/"):
-        token = request.app[SERVICE].settings.http.admin_token
-        given = request.headers.get("Authorization", "")
-        if not given.startswith("Bearer "):
-            raise _error(web.HTTPUnauthorized, "missing `Authorization: Bearer <token>`")
-        if not hmac.compare_digest(given.removeprefix("Bearer ").encode(), token.encode()):
-            raise _error(web.HTTPForbidden, "this token is not allowed here")
-    return await handler(request)
-
-
 def create_app(service: Service) -> web.Application:
-    app = web.Application(middlewares=[admin_auth])
+    app = web.Application(middlewares=[authenticate])
     app[SERVICE] = service
     app.router.add_get("/healthz", health)
     app.router.add_get("/metrics", prometheus)
@@ -60,6 +42,7 @@ def create_app(service: Service) -> web.Application:
     app.router.add_get("/api/calls", list_calls)
     app.router.add_get("/api/calls/{call_id}", get_call)
     app.router.add_get("/api/queues", list_queues)
+    agents.add_routes(app)
     return app
 
 
@@ -69,7 +52,7 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({
         "status": "ok" if connected else "asterisk unreachable",
         "asterisk_connected": connected,
-        "config_version": svc.call_config.version,
+        "config_version": svc.config.version,
         "calls_in_progress": len(svc.sessions),
     }, status=200 if connected else 503)
 
@@ -86,12 +69,13 @@ async def prompt_file(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICE]
     path = svc.catalog.path(request.match_info["lang"], request.match_info["prompt"])
     if path is None or not path.exists():
-        raise _error(web.HTTPNotFound, "no such prompt")
+        raise error(web.HTTPNotFound, "no such prompt")
     # The URL carries the content hash: a changed prompt has a new URL, so cache forever.
     return web.FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable",
                                            "Content-Type": "audio/wav"})
 
 
+@allow("admin")
 async def reload_config(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     try:
@@ -101,13 +85,14 @@ async def reload_config(request: web.Request) -> web.Response:
         return web.json_response({
             "error": "configuration refused; the running one stays",
             "problems": [str(p) for p in exc.problems],
-            "running_version": svc.call_config.version,
+            "running_version": svc.config.version,
         }, status=422)
     metrics.CONFIG_RELOADS.labels("ok").inc()
     return web.json_response({"version": config.version,
-                              "warnings": [str(w) for w in config.warnings]})
+                              "warnings": [str(w) for w in config.call.warnings]})
 
 
+@allow("admin")
 async def ari_latency(request: web.Request) -> web.Response:
     """Percentiles of the service's reaction time (benchmarks read this): wall clock, and the
     event loop's CPU time over the same interval (what remains if the OS never preempted us)."""
@@ -130,10 +115,11 @@ async def ari_latency(request: web.Request) -> web.Response:
 def _line(svc: Service, number: str) -> Any:
     flow = svc.call_config.flows.get(number)
     if flow is None:
-        raise _error(web.HTTPNotFound, f"no line with number {number}")
+        raise error(web.HTTPNotFound, f"no line with number {number}")
     return flow
 
 
+@allow("admin", "supervisor")
 async def list_lines(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     now = svc.clock.now()
@@ -163,25 +149,19 @@ class OverrideRequest(BaseModel):
         return aware(value)
 
 
-async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
-    try:
-        return model.model_validate_json(await request.read())
-    except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
-        raise _error(web.HTTPBadRequest, "; ".join(problems)) from None
-
-
+@allow("admin")
 async def put_override(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     number = request.match_info["number"]
     _line(svc, number)
-    body: OverrideRequest = await _json_body(request, OverrideRequest)
+    body: OverrideRequest = await json_body(request, OverrideRequest)
     if body.until <= svc.clock.now():
-        raise _error(web.HTTPBadRequest, "until: must be in the future")
+        raise error(web.HTTPBadRequest, "until: must be in the future")
     override = await svc.set_override(number, body.state, body.until, body.reason, body.by)
     return web.json_response(_override_json(override))
 
 
+@allow("admin")
 async def delete_override(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     number = request.match_info["number"]
@@ -190,6 +170,7 @@ async def delete_override(request: web.Request) -> web.Response:
     return web.json_response({"cleared": await svc.clear_override(number, by)})
 
 
+@allow("admin")
 async def override_history(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     rows = await svc.store.override_history(request.match_info["number"])
@@ -225,12 +206,14 @@ def call_json(call: Call) -> dict[str, Any]:
     }
 
 
+@allow("admin", "supervisor")
 async def list_calls(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     try:
         limit = min(int(request.query.get("limit", "50")), 500)
     except ValueError:
-        raise _error(web.HTTPBadRequest, "limit: must be a number") from None
+        raise error(web.HTTPBadRequest, "limit: must be a number") from None
+    await svc.writer.drain()  # read what was just done, not what was written so far
     calls = await svc.store.find_calls(
         channel_id=request.query.get("channel_id"), number=request.query.get("number"),
         caller=request.query.get("caller"), limit=limit,
@@ -238,13 +221,17 @@ async def list_calls(request: web.Request) -> web.Response:
     return web.json_response([call_json(c) for c in calls])
 
 
+@allow("admin", "supervisor")
 async def get_call(request: web.Request) -> web.Response:
-    call = await request.app[SERVICE].store.get_call(request.match_info["call_id"])
+    svc = request.app[SERVICE]
+    await svc.writer.drain()
+    call = await svc.store.get_call(request.match_info["call_id"])
     if call is None:
-        raise _error(web.HTTPNotFound, "no such call")
+        raise error(web.HTTPNotFound, "no such call")
     return web.json_response(call_json(call))
 
 
+@allow("admin", "supervisor")
 async def list_queues(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     return web.json_response(svc.queues.snapshot(svc.clock.now()))

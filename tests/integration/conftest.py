@@ -26,7 +26,7 @@ import pytest
 from centralino.dialplan import render_dialplan
 from centralino.service import Service
 from centralino.settings import Settings, load_settings
-from centralino.simcaller import SimCall, SimCaller
+from centralino.simcaller import SimAgents, SimCall, SimCaller
 from centralino.storage.models import Call
 from ivr.clock import ShiftedClock, aware
 from ivr.config import load_call_config
@@ -83,10 +83,8 @@ class Asterisk:
 @pytest.fixture(scope="session")
 def asterisk() -> Asterisk:
     _render_test_dialplan()
-    if subprocess.run(["bash", str(CHROOT), "status"]).returncode == 0:
-        chroot("dialplan", str(DIALPLAN))
-    else:
-        chroot("start", CENTRALINO_DIALPLAN=str(DIALPLAN))
+    chroot("start", CENTRALINO_DIALPLAN=str(DIALPLAN))  # restarts it if asterisk-dev/etc changed
+    chroot("dialplan", str(DIALPLAN))
     return Asterisk()
 
 
@@ -95,7 +93,8 @@ ServiceFactory = Callable[..., Awaitable[Service]]
 
 @pytest.fixture
 async def start_service(asterisk: Asterisk) -> AsyncIterator[ServiceFactory]:
-    """start_service(at=datetime, settings=Settings) -> a running in-process service."""
+    """start_service(at=datetime, settings=Settings) -> a running in-process service, with
+    every agent logged out (tests that want agents log them in with `staff`)."""
     running: list[Service] = []
     clocks: dict[datetime, ShiftedClock] = {}  # a restarted service keeps the test's time
 
@@ -105,6 +104,7 @@ async def start_service(asterisk: Asterisk) -> AsyncIterator[ServiceFactory]:
         await service.__aenter__()
         running.append(service)
         await service.wait_connected()
+        staff(service)
         return service
 
     yield start
@@ -116,6 +116,28 @@ async def start_service(asterisk: Asterisk) -> AsyncIterator[ServiceFactory]:
 async def caller(asterisk: Asterisk) -> AsyncIterator[SimCaller]:
     async with SimCaller("http://127.0.0.1:8088", "centralino", "centralino-dev") as sim:
         yield sim
+
+
+@pytest.fixture
+async def phones(asterisk: Asterisk) -> AsyncIterator[SimAgents]:
+    """The simulated agents' phones (answer, refuse or ignore, per agent)."""
+    async with SimAgents("http://127.0.0.1:8088", "centralino", "centralino-dev") as sim:
+        yield sim
+
+
+def staff(service: Service, *agent_ids: str) -> None:
+    """Exactly these agents available, in this order (the first is the longest idle); the
+    others logged out. The database remembers logins across tests and restarts."""
+    for agent in service.desk.agents.values():
+        if agent.id not in agent_ids:
+            service.desk.ask(agent.id, "logout", "test")
+    for agent_id in agent_ids:
+        agent = service.desk.agents[agent_id]
+        if agent.state == "paused":
+            service.desk.ask(agent_id, "resume", "test")
+        elif agent.state == "available":
+            service.desk.ask(agent_id, "logout", "test")
+        service.desk.ask(agent_id, "login", "test")
 
 
 async def record_of(service: Service, call: SimCall, timeout: float = 10) -> Call:
@@ -175,6 +197,11 @@ def running(tmp_path: Path, asterisk):
     else:
         proc.kill()
     assert proc.poll() is None, (tmp_path / "service.log").read_text()
+    for agent in api_get("/api/agents"):  # logins survive restarts: start with nobody
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{PORT}/api/agents/{agent['id']}/logout", data=b"{}",
+            method="POST", headers={"Authorization": "Bearer test-admin-token"})
+        urllib.request.urlopen(request, timeout=5).close()
     yield proc, config, env, tmp_path / "service.log"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0

@@ -1,0 +1,33 @@
+"""The whole configuration the service runs on: call flows (ivr) and agents (cti)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from centralino.settings import Settings
+from cti.config import AgentsConfig, load_agents_config
+from ivr.config import CallConfig, load_call_config
+from ivr.yamlfile import ConfigError
+
+
+@dataclass(frozen=True)
+class Config:
+    call: CallConfig
+    agents: AgentsConfig
+
+    @property
+    def version(self) -> str:
+        """The call flows' version (what call records name), plus the agents file's."""
+        if not self.agents.digest:
+            return self.call.version
+        return f"{self.call.version}-{self.agents.digest[:6]}"
+
+
+def load_config(settings: Settings) -> Config:
+    """Everything under config_dir; one ConfigError listing every problem found."""
+    call = load_call_config(settings.config_dir, settings.prompts.manifest)
+    agents = load_agents_config(settings.config_dir / "agents.yaml", set(call.queues))
+    if settings.mode == "production" and (dev := agents.dev_tokens_in_use()):
+        raise ConfigError.single("agents.yaml", f"production mode: {', '.join(dev)} still use "
+                                 "the public development token; give them their own")
+    return Config(call, agents)

@@ -1,0 +1,170 @@
+"""The agents' side of the service: their states, who gets which caller, consoles and supervisors.
+
+Calls drive themselves (centralino.calls); the desk tells a waiting call which agent to ring
+(an `OfferMade` event in the call's own queue, so it is handled in order with the channel's
+events) and keeps every agent's state, stored and streamed to supervisors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from centralino.ari.models import Event
+from centralino.storage.models import AgentEvent
+from cti.agents import Agent, AgentState, Change
+from cti.config import AgentsConfig
+from cti.distributor import Distributor, Offer
+
+if TYPE_CHECKING:
+    from centralino.service import Service
+
+log = logging.getLogger("centralino.desk")
+
+
+class OfferMade(Event):
+    """Ours, not Asterisk's: ring this agent for this caller."""
+
+    type: str = "OfferMade"
+    offer: Offer
+
+
+class Desk:
+    def __init__(self, service: Service):
+        self.service = service
+        self.config: AgentsConfig | None = None
+        self.agents: dict[str, Agent] = {}
+        self.distributor = Distributor(service.queues)
+        self.consoles: dict[str, set[web.WebSocketResponse]] = {}
+        self.supervisors: set[web.WebSocketResponse] = set()
+        self._wrap_ups: dict[str, asyncio.TimerHandle] = {}
+
+    @property
+    def now(self) -> datetime:
+        return self.service.clock.now()
+
+    def configure(self, config: AgentsConfig, restored: dict[str, AgentEvent] | None = None
+                  ) -> None:
+        """Take a (re)loaded agents.yaml. Agents keep their state across reloads; at start-up
+        they get back the login or pause they had before the restart."""
+        self.config = config
+        for agent_id, entry in config.agents.items():
+            agent = self.agents.get(agent_id)
+            if agent is None:
+                agent = self.agents[agent_id] = Agent(agent_id, entry.name, entry.device,
+                                                      dict(entry.topics))
+                last = (restored or {}).get(agent_id)
+                if last and last.state != AgentState.LOGGED_OUT:
+                    # Busy states end with the service; the agent is free again.
+                    state = AgentState(last.state)
+                    agent.state = state if state is AgentState.PAUSED else AgentState.AVAILABLE
+                    agent.since = agent.idle_since = last.at
+                    agent.reason = last.reason if state is AgentState.PAUSED else ""
+            else:
+                agent.name, agent.device, agent.topics = entry.name, entry.device, dict(entry.topics)
+        for agent_id in list(self.agents):
+            if agent_id not in config.agents and self.agents[agent_id].state not in (
+                    AgentState.RINGING, AgentState.ON_CALL):
+                del self.agents[agent_id]
+        self.distributor.agents = self.agents
+        self.distribute()
+
+    # --- state changes --------------------------------------------------------------------
+
+    def record(self, change: Change | None) -> None:
+        """Store, stream and act on a change (an agent who became available may take a call)."""
+        if change is None:
+            return
+        svc = self.service
+        svc.writer.put(svc.store.add, AgentEvent(agent_id=change.agent_id, at=change.at,
+                                                 state=str(change.state), reason=change.reason,
+                                                 by=change.by))
+        self.broadcast({"type": "agent", "agent": change.agent_id, "state": str(change.state),
+                        "reason": change.reason, "by": change.by, "at": change.at.isoformat()})
+        if change.state is AgentState.AVAILABLE:
+            self.distribute()
+
+    def distribute(self) -> None:
+        for offer, change in self.distributor.match(self.now):
+            agent = self.agents[offer.agent_id]
+            self.record(change)
+            session = self.service.calls.get(offer.call_id)
+            if session is None:  # the caller left in the same instant
+                self.record(agent.cancelled(self.now))
+                continue
+            session.deliver(OfferMade(type="OfferMade", offer=offer))
+
+    def ask(self, agent_id: str, action: str, by: str, reason: str = "") -> Agent:
+        """login/logout/pause/resume on behalf of `by`; raises AgentStateError."""
+        agent = self.agents[agent_id]
+        now = self.now
+        if action == "login":
+            change = agent.login(now, by)
+        elif action == "logout":
+            change = agent.logout(now, by)
+        elif action == "pause":
+            change = agent.pause(now, reason, by)
+        else:
+            change = agent.resume(now, by)
+        self.record(change)
+        return agent
+
+    def missed(self, agent: Agent) -> None:
+        assert self.config is not None
+        self.record(agent.missed_offer(self.now, self.config.max_missed))
+
+    def call_ended(self, agent: Agent, wrap_up: float) -> None:
+        self.record(agent.call_ended(self.now, wrap_up))
+        if agent.state is AgentState.WRAP_UP:
+            loop = asyncio.get_running_loop()
+            self._wrap_ups[agent.id] = loop.call_later(wrap_up, self._wrap_up_done, agent)
+
+    def _wrap_up_done(self, agent: Agent) -> None:
+        self._wrap_ups.pop(agent.id, None)
+        if agent.state is AgentState.WRAP_UP:
+            self.record(agent.wrap_up_done(self.now))
+
+    # --- consoles and supervisors ---------------------------------------------------------
+
+    def acknowledged(self, agent_id: str, offer_id: str) -> None:
+        """The console showed the screen pop: store when."""
+        svc = self.service
+        svc.writer.put(svc.store.ack_offer, offer_id, agent_id, self.now)
+
+    async def pop(self, agent_id: str, payload: dict[str, Any]) -> int:
+        """Send a screen pop to the agent's open consoles; how many got it."""
+        sent = 0
+        for ws in list(self.consoles.get(agent_id, ())):
+            try:
+                await ws.send_str(json.dumps(payload))
+                sent += 1
+            except (ConnectionError, RuntimeError):
+                self.consoles[agent_id].discard(ws)
+        return sent
+
+    def broadcast(self, event: dict[str, Any]) -> None:
+        if not self.supervisors:
+            return
+        text = json.dumps(event)
+        for ws in list(self.supervisors):
+            if ws.closed:
+                self.supervisors.discard(ws)
+            else:
+                asyncio.ensure_future(ws.send_str(text))
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [agent_json(a) for a in self.agents.values()]
+
+
+def agent_json(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": agent.id, "name": agent.name, "state": str(agent.state), "reason": agent.reason,
+        "since": agent.since.isoformat() if agent.since else None,
+        "topics": agent.topics, "call_id": agent.call_id, "missed_in_a_row": agent.missed,
+        "after_call": str(agent.after_call[0]) if agent.after_call else None,
+    }

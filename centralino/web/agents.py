@@ -1,0 +1,147 @@
+"""Agents over HTTP: log in/out, pause/resume (REST), the console's screen pops and the
+supervisors' live stream (WebSockets).
+
+Browsers cannot put a token in a WebSocket handshake, so a socket's first message must be
+`{"token": "..."}`; anything else, or nothing within 10 s, closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field
+
+from centralino.desk import agent_json
+from centralino.web.common import SERVICE, WHO, allow, error, identify, json_body
+from cti.agents import AgentStateError
+
+AUTH_TIMEOUT = 10.0
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/agents", list_agents)
+    app.router.add_get("/api/agents/{agent_id}", get_agent)
+    app.router.add_get("/api/agents/{agent_id}/events", agent_events)
+    app.router.add_post("/api/agents/{agent_id}/{action:login|logout|pause|resume}",
+                        change_state)
+    app.router.add_get("/ws/agents/{agent_id}", console)
+    app.router.add_get("/ws/supervisor", supervisor)
+
+
+def _agent(request: web.Request) -> Any:
+    agent = request.app[SERVICE].desk.agents.get(request.match_info["agent_id"])
+    if agent is None:
+        raise error(web.HTTPNotFound, f"no agent {request.match_info['agent_id']!r}")
+    return agent
+
+
+@allow("admin", "supervisor")
+async def list_agents(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SERVICE].desk.snapshot())
+
+
+@allow("admin", "supervisor", "self")
+async def get_agent(request: web.Request) -> web.Response:
+    return web.json_response(agent_json(_agent(request)))
+
+
+@allow("admin", "supervisor", "self")
+async def agent_events(request: web.Request) -> web.Response:
+    agent = _agent(request)
+    svc = request.app[SERVICE]
+    await svc.writer.drain()  # read what was just done, not what was written so far
+    rows = await svc.store.agent_events(agent.id)
+    return web.json_response([{"at": r.at.isoformat(), "state": r.state, "reason": r.reason,
+                               "by": r.by} for r in rows])
+
+
+class StateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=255)
+
+
+@allow("admin", "supervisor", "self")
+async def change_state(request: web.Request) -> web.Response:
+    agent = _agent(request)
+    action = request.match_info["action"]
+    body: StateRequest = await json_body(request, StateRequest)
+    if action == "pause" and len(body.reason.strip()) < 2:
+        raise error(web.HTTPBadRequest, "reason: say why (a pause needs a reason)")
+    role, person = request[WHO]
+    try:
+        request.app[SERVICE].desk.ask(agent.id, action, f"{role}:{person}", body.reason.strip())
+    except AgentStateError as exc:
+        raise error(web.HTTPConflict, str(exc)) from None
+    return web.json_response(agent_json(agent))
+
+
+async def _open(request: web.Request) -> tuple[web.WebSocketResponse, tuple[str, str]] | None:
+    """Accept the socket and read its token; None (and the socket closed) if it is wrong."""
+    ws = web.WebSocketResponse(heartbeat=20)
+    await ws.prepare(request)
+    try:
+        msg = await ws.receive(timeout=AUTH_TIMEOUT)
+        token = json.loads(msg.data).get("token", "") if msg.type == WSMsgType.TEXT else ""
+    except (TimeoutError, ValueError, AttributeError):
+        token = ""
+    who = identify(request.app[SERVICE], str(token)) if token else None
+    if who is None:
+        await ws.send_json({"type": "error", "error": "send {\"token\": ...} first"})
+        await ws.close(code=4001, message=b"unauthorized")
+        return None
+    return ws, who
+
+
+async def console(request: web.Request) -> web.WebSocketResponse:
+    """An agent's console: receives a screen pop when their phone starts ringing and answers
+    {"type": "ack", "offer_id": ...} once it is on screen."""
+    svc = request.app[SERVICE]
+    opened = await _open(request)
+    if opened is None:
+        return web.WebSocketResponse()
+    ws, (role, person) = opened
+    agent = svc.desk.agents.get(request.match_info["agent_id"])
+    if agent is None or (role == "agent" and person != agent.id):
+        await ws.send_json({"type": "error", "error": "not your console"})
+        await ws.close(code=4003, message=b"forbidden")
+        return ws
+    svc.desk.consoles.setdefault(agent.id, set()).add(ws)
+    await ws.send_json({"type": "hello", "agent": agent_json(agent)})
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(msg.data)
+            except ValueError:
+                continue
+            if data.get("type") == "ack" and isinstance(data.get("offer_id"), str):
+                svc.desk.acknowledged(agent.id, data["offer_id"])
+    finally:
+        svc.desk.consoles.get(agent.id, set()).discard(ws)
+    return ws
+
+
+async def supervisor(request: web.Request) -> web.WebSocketResponse:
+    """Live agent and queue changes, after a snapshot of both."""
+    svc = request.app[SERVICE]
+    opened = await _open(request)
+    if opened is None:
+        return web.WebSocketResponse()
+    ws, (role, _) = opened
+    if role not in ("admin", "supervisor"):
+        await ws.send_json({"type": "error", "error": "supervisors only"})
+        await ws.close(code=4003, message=b"forbidden")
+        return ws
+    await ws.send_json({"type": "snapshot", "agents": svc.desk.snapshot(),
+                        "queues": svc.queues.snapshot(svc.clock.now())})
+    svc.desk.supervisors.add(ws)
+    try:
+        async for _ in ws:
+            await asyncio.sleep(0)  # nothing to read: supervisors only listen
+    finally:
+        svc.desk.supervisors.discard(ws)
+    return ws

@@ -1,0 +1,72 @@
+"""What every HTTP handler shares: the service, JSON errors, who is calling and what they may do.
+
+Tokens: the admin token (settings http.admin_token) may do everything; a supervisor's token
+(agents.yaml) may see and change every agent; an agent's token only their own state.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from centralino.service import Service
+
+SERVICE = web.AppKey("service", "Service")
+WHO = web.RequestKey("who", tuple)  # (role, id): role is admin, supervisor or agent
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error(status: type[web.HTTPException], reason: str) -> web.HTTPException:
+    return status(text=json.dumps({"error": reason}), content_type="application/json")
+
+
+def identify(service: Service, token: str) -> tuple[str, str] | None:
+    admin = service.settings.http.admin_token
+    if hmac.compare_digest(token.encode(), admin.encode()):
+        return "admin", "admin"
+    return service.config.agents.who(token)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/api/"):
+        given = request.headers.get("Authorization", "")
+        if not given.startswith("Bearer "):
+            raise error(web.HTTPUnauthorized, "missing `Authorization: Bearer <token>`")
+        who = identify(request.app[SERVICE], given.removeprefix("Bearer "))
+        if who is None:
+            raise error(web.HTTPForbidden, "this token is not allowed here")
+        request[WHO] = who
+    return await handler(request)
+
+
+def allow(*roles: str) -> Callable[[Handler], Handler]:
+    """Only these roles; `self` lets an agent act on the agent in the URL ({agent_id})."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(request: web.Request) -> web.StreamResponse:
+            role, person = request[WHO]
+            if role in roles or ("self" in roles and role == "agent"
+                                 and person == request.match_info.get("agent_id")):
+                return await handler(request)
+            raise error(web.HTTPForbidden, f"a {role} token cannot do this")
+
+        return checked
+
+    return decorate
+
+
+async def json_body(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate_json(await request.read() or b"{}")
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
+        raise error(web.HTTPBadRequest, "; ".join(problems)) from None

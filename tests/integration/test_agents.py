@@ -1,0 +1,246 @@
+"""Queues and agents on the real Asterisk: the first free operator of the topic gets the caller."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import aiohttp
+
+from tests.integration.conftest import MENU, record_of, staff
+
+DIRECT = "0999000002"  # straight to queue beta (agents 1001 and 1003)
+API = "http://127.0.0.1:18081"
+
+
+def token(person: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer dev-{person}"}
+
+
+async def until_talking(service, agent_id: str) -> None:
+    """Until the service has bridged the caller to the agent (not just the phone picked up)."""
+    async with asyncio.timeout(10):
+        while service.desk.agents[agent_id].state != "on_call":
+            await asyncio.sleep(0.02)
+
+
+async def to_alpha(caller, number: str = "0611111111"):
+    """A caller on the menu line who picks 1 (submenu) then 1 (queue alpha)."""
+    call = await caller.dial(MENU, caller_number=number)
+    await call.wait_heard("menu_main")
+    await call.press("1")
+    await call.wait_heard("menu_sub")
+    await call.press("1")
+    return call
+
+
+async def test_three_callers_one_agent_served_in_arrival_order(start_service, caller, phones):
+    service = await start_service()
+    staff(service)  # nobody yet: the callers queue up
+    calls = []
+    for n in range(3):
+        call = await caller.dial(DIRECT, caller_number=f"060000000{n}")
+        await call.wait_idle()
+        calls.append(call)
+    assert [w.caller for w in service.queues.waiting("beta")] == [
+        "0600000000", "0600000001", "0600000002"]
+
+    phones.set("1003", "answer")
+    staff(service, "1003")
+    for n in range(3):
+        ring = await phones.wait_answered("1003")
+        assert ring.caller_number == f"060000000{n}"
+        await asyncio.sleep(0.3)
+        await phones.hang_up(ring)  # the agent ends the call; wrap-up; the next one
+    for n, call in enumerate(calls):
+        record = await record_of(service, call)
+        assert (record.outcome, record.agent_id, record.detail) == (
+            "answered", "1003", "ended by the agent")
+        assert record.connected_at > record.queued_at
+
+
+async def test_longest_idle_agent_gets_the_call(start_service, caller, phones):
+    service = await start_service()
+    staff(service, "1002", "1001")  # 1002 logged in first: idle longest
+    call = await to_alpha(caller)
+    ring = await phones.wait_answered("1002")
+    assert [r.agent for r in phones.rings] == ["1002"]
+    await until_talking(service, "1002")
+    await call.hangup()
+    await asyncio.wait_for(ring.ended.wait(), 5)  # the agent's leg goes with the caller
+    record = await record_of(service, call)
+    assert (record.outcome, record.agent_id, record.detail) == (
+        "answered", "1002", "ended by the caller")
+
+
+async def test_ring_no_answer_moves_on_and_pauses_after_max_missed(start_service, caller, phones):
+    service = await start_service()
+    phones.set("1001", "ignore")
+    phones.set("1002", "answer")
+    staff(service, "1001", "1002")  # 1001 is idle longest but never answers
+    first = await to_alpha(caller, "0611111111")
+    ring = await phones.wait_answered("1002", timeout=15)
+    assert [r.agent for r in phones.rings] == ["1001", "1002"]
+    assert phones.rings[0].ended.is_set()  # we hung up 1001's phone after ring_timeout
+    assert service.desk.agents["1001"].state == "available"
+
+    second = await to_alpha(caller, "0622222222")  # 1002 is busy: 1001 again, misses again
+    async with asyncio.timeout(15):
+        while service.desk.agents["1001"].state != "paused":
+            await asyncio.sleep(0.1)
+    assert service.desk.agents["1001"].reason == "2 calls not answered"
+    assert [w.caller for w in service.queues.waiting("alpha")] == ["0622222222"]
+    await phones.hang_up(ring)
+    ring2 = await phones.wait_answered("1002", timeout=15)  # after 1002's wrap-up
+    assert ring2.caller_number == "0622222222"
+    await second.hangup()
+    record = await record_of(service, first)
+    assert record.agent_id == "1002"
+    log = [(e.event, e.agent) for e in await service.store.queue_log(call_id=record.id)]
+    assert log == [("ENTERQUEUE", "NONE"), ("RINGNOANSWER", "1001"), ("CONNECT", "1002"),
+                   ("COMPLETEAGENT", "1002")]
+    events = [(e.state, e.reason, e.by) for e in await service.store.agent_events("1001")][:1]
+    assert events == [("paused", "2 calls not answered", "system")]
+
+
+async def test_wrap_up_is_respected(start_service, caller, phones):
+    service = await start_service()
+    phones.set("1003", "answer", delay=0.1)
+    staff(service, "1003")
+    first = await caller.dial(DIRECT, caller_number="0611111111")
+    await first.wait_idle()
+    second = await caller.dial(DIRECT, caller_number="0622222222")
+    ring = await phones.wait_answered("1003")
+    await second.wait_idle()
+    loop = asyncio.get_running_loop()
+    await phones.hang_up(ring)
+    hung_up = loop.time()
+    await phones.wait_rings(2)
+    assert phones.rings[1].caller_number == "0622222222"
+    assert phones.rings[1].at - hung_up >= 1.0  # queues.yaml: wrap_up 1 s for beta
+    await second.hangup()
+
+
+async def test_abandon_is_recorded_with_its_wait(start_service, caller):
+    service = await start_service()
+    staff(service)
+    call = await caller.dial(DIRECT)
+    await call.wait_idle()
+    await asyncio.sleep(1.5)
+    await call.hangup()
+    record = await record_of(service, call)
+    assert record.outcome == "abandoned"
+    waited = float(record.detail.split()[1])
+    assert 1.5 <= waited < 5
+    abandon = (await service.store.queue_log(call_id=record.id))[-1]
+    assert (abandon.event, abandon.data1, abandon.data2) == ("ABANDON", "1", "1")
+    assert 1 <= int(abandon.data3) < 5
+
+
+async def test_caller_hangs_up_while_the_agent_rings(start_service, caller, phones):
+    service = await start_service()
+    phones.set("1003", "ignore")
+    staff(service, "1003")
+    call = await caller.dial(DIRECT)
+    await phones.wait_rings(1)
+    await call.hangup()
+    await asyncio.wait_for(phones.rings[0].ended.wait(), 5)  # the agent's phone stops ringing
+    record = await record_of(service, call)
+    assert record.outcome == "abandoned"
+    assert service.desk.agents["1003"].state == "available"
+    assert service.desk.agents["1003"].missed == 0  # not the agent's fault
+    await service.writer.drain()
+    offers = await service.store.offers_for(record.id)
+    assert [(o.agent_id, o.outcome) for o in offers] == [("1003", "cancelled")]
+
+
+async def test_screen_pop_arrives_before_the_bridge_with_the_journey(start_service, caller,
+                                                                     phones):
+    service = await start_service()
+    staff(service)
+    number = f"06{random.randrange(10**8):08d}"  # the database outlives this test
+    earlier = await caller.dial(DIRECT, caller_number=number)  # a previous contact
+    await earlier.wait_idle()
+    await earlier.hangup()
+    await record_of(service, earlier)
+
+    phones.set("1002", "answer", delay=1.0)
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect("http://127.0.0.1:18081/ws/agents/1002") as ws:
+            await ws.send_json({"token": "dev-1002"})
+            assert (await ws.receive_json())["type"] == "hello"
+            staff(service, "1002")
+            call = await to_alpha(caller, number)
+            pop = await ws.receive_json(timeout=20)
+            popped_at = loop.time()
+            await ws.send_json({"type": "ack", "offer_id": pop["offer_id"]})
+            ring = await phones.wait_answered("1002")
+            await until_talking(service, "1002")
+    assert popped_at < ring.at + 1.0  # before the agent could answer, let alone be bridged
+    assert pop["type"] == "offer" and pop["caller_number"] == number
+    assert (pop["number"], pop["line"], pop["topic"], pop["topic_name"]) == (
+        MENU, "Test menu line", "alpha", "Alpha")
+    assert pop["path"] == [{"menu": "main", "key": "1", "label": "Sub"},
+                           {"menu": "sub", "key": "1", "label": "Alpha"}]
+    assert 0 <= pop["waited_seconds"] < 5
+    assert [(c["line"], c["outcome"]) for c in pop["previous_contacts"]] == [
+        ("Test direct line", "abandoned")]
+    await call.hangup()
+    await service.writer.drain()
+    [offer] = await service.store.offers_for(pop["call_id"])
+    assert offer.acked_at is not None and offer.acked_at <= offer.answered_at
+
+
+async def test_agents_change_only_their_own_state(start_service):
+    service = await start_service()
+    staff(service)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{API}/api/agents/1001/login", headers=token("1001")) as r:
+            assert r.status == 200 and (await r.json())["state"] == "available"
+        async with http.post(f"{API}/api/agents/1002/login", headers=token("1001")) as r:
+            assert r.status == 403
+        async with http.post(f"{API}/api/agents/1001/pause", headers=token("1001"),
+                             json={}) as r:
+            assert r.status == 400 and "reason" in (await r.json())["error"]
+        async with http.post(f"{API}/api/agents/1001/pause", headers=token("1001"),
+                             json={"reason": "pausa pranzo"}) as r:
+            assert (await r.json())["state"] == "paused"
+        async with http.post(f"{API}/api/agents/1001/pause", headers=token("1001"),
+                             json={"reason": "ancora"}) as r:
+            assert r.status == 200
+        async with http.post(f"{API}/api/agents/1002/resume", headers=token("sup")) as r:
+            assert r.status == 409  # 1002 is logged out, not paused
+        async with http.post(f"{API}/api/agents/1001/resume", headers=token("sup")) as r:
+            assert r.status == 200 and (await r.json())["state"] == "available"
+        async with http.get(f"{API}/api/agents", headers=token("1001")) as r:
+            assert r.status == 403
+        async with http.get(f"{API}/api/agents/1001/events", headers=token("1001")) as r:
+            events = [(e["state"], e["reason"], e["by"]) for e in await r.json()][:3]
+    assert events == [("available", "", "supervisor:sup"),
+                      ("paused", "ancora", "agent:1001"),
+                      ("paused", "pausa pranzo", "agent:1001")]
+
+
+async def test_supervisor_stream_sees_agents_and_queues(start_service, caller):
+    service = await start_service()
+    staff(service)
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{API}/ws/supervisor") as ws:
+            await ws.send_json({"token": "dev-1001"})  # an agent is not a supervisor
+            assert (await ws.receive_json())["type"] == "error"
+        async with http.ws_connect(f"{API}/ws/supervisor") as ws:
+            await ws.send_json({"token": "dev-sup"})
+            snapshot = await ws.receive_json()
+            assert snapshot["type"] == "snapshot" and len(snapshot["agents"]) == 3
+            service.desk.ask("1002", "login", "test")
+            call = await caller.dial(DIRECT, caller_number="0644444444")
+            seen = []
+            async with asyncio.timeout(10):
+                while not any(e["type"] == "queue" for e in seen):
+                    seen.append(json.loads((await ws.receive()).data))
+            await call.hangup()
+    assert {"type": "agent", "agent": "1002", "state": "available"}.items() <= seen[0].items()
+    joined = next(e for e in seen if e["type"] == "queue")
+    assert (joined["event"], joined["topic"], joined["caller"]) == ("joined", "beta", "0644444444")
