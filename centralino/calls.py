@@ -52,6 +52,23 @@ class ChannelGone(Event):
     """Ours, not Asterisk's: the channel vanished while we were disconnected (a restart)."""
 
     type: str = "ChannelGone"
+    gone: str
+
+    @property
+    def channel_id(self) -> str | None:
+        return self.gone
+
+
+@dataclass(frozen=True)
+class ResumeTalk:
+    """A conversation that was going on when the service restarted."""
+
+    old_call_id: str
+    leg_channel: str
+    agent_id: str
+    topic: str
+    queued_at: datetime
+    connected_at: datetime
 
 
 class _Lost(CallerHungUp):
@@ -91,10 +108,10 @@ class AriCallPort:
 
     def _took(self, event: Event, completed: int) -> Event:
         reacting_to.set(event.received)
-        if isinstance(event, ChannelGone):
-            raise _Lost(completed, "the channel vanished while Asterisk was unreachable")
         if event.channel_id != self.channel_id:
             return event  # the agent's leg, or ours (an offer): the call decides what it means
+        if isinstance(event, ChannelGone):
+            raise _Lost(completed, "the channel vanished while Asterisk was unreachable")
         if isinstance(event, ChannelHangupRequest) and event.soft:
             raise _Lost(completed, f"Asterisk ended the call (shutdown or admin hangup, "
                                    f"cause {event.cause})")
@@ -169,7 +186,7 @@ class CallSession:
 
     def __init__(self, service: Service, channel: Channel, number: str, *,
                  resume_topic: str | None = None, resume_since: datetime | None = None,
-                 resumed: bool = False):
+                 resume_talk: ResumeTalk | None = None, resumed: bool = False):
         self.service = service
         self.config: CallConfig = service.call_config  # this call's version, even after reload
         self.version = service.config.version
@@ -180,6 +197,7 @@ class CallSession:
         self.port = AriCallPort(service, channel.id, language, self.catalog.uri)
         self.journal = Journal(service.clock.now)
         self.resume_topic, self.resume_since, self.resumed = resume_topic, resume_since, resumed
+        self.resume_talk = resume_talk
         self.queued: Waiting | None = None
         self.position_on_entry = 0
         self.leg: Leg | None = None  # the agent leg ringing or talking
@@ -217,6 +235,10 @@ class CallSession:
             if self.info.channel.state != "Up":
                 await svc.ari.answer(ch)
             self.answered_at = svc.clock.now()
+            if self.resume_talk:
+                await self._resume_talk(self.resume_talk)
+                outcome, detail = "answered", f"ended by the {self.ended_by}"
+                return
             if self.resume_topic:
                 self.journal.add("resumed", detail=f"queue:{self.resume_topic}")
                 result = FlowResult("queue", self.resume_topic)
@@ -299,6 +321,10 @@ class CallSession:
                               caller=self.info.channel.caller.number,
                               line=self.flow.name if self.flow else "", boost=boost)
         self.position_on_entry = svc.queues.join(self.queued)
+        # Written now, not at the end: a restarted service (even after a crash) reads it to
+        # put the caller back in their place.
+        svc.writer.put(svc.store.update_call, self.info.call_id,
+                       {"topic": topic, "queued_at": self.queued.since})
         if not self.resume_since:
             self._log("ENTERQUEUE", "NONE", "", self.info.channel.caller.number)
         svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": self.info.call_id,
@@ -369,7 +395,7 @@ class CallSession:
             if isinstance(event, StasisStart):  # the agent picked up
                 await self._bridge(leg)
                 return "answered"
-            if isinstance(event, (ChannelDestroyed, ChannelHangupRequest)):
+            if isinstance(event, (ChannelDestroyed, ChannelHangupRequest, ChannelGone)):
                 return "refused"
         return "no_answer"
 
@@ -387,30 +413,45 @@ class CallSession:
         svc.desk.record(leg.agent.answered(now))
         svc.writer.put(svc.store.update_offer, leg.offer_id, {"answered_at": now,
                                                                "outcome": "answered"})
+        svc.writer.put(svc.store.update_call, self.info.call_id,
+                       {"connected_at": now, "agent_id": leg.agent.id})
         held = round((now - self.queued.since).total_seconds())
         rang = round((now - leg.rang_at).total_seconds())
         self._log("CONNECT", leg.agent.id, held, leg.channel_id, rang)
         svc.desk.broadcast({"type": "queue", "event": "connected", "call_id": self.info.call_id,
                             "topic": leg.topic, "agent": leg.agent.id})
 
+    async def _resume_talk(self, resume: ResumeTalk) -> None:
+        """Pick up a conversation the previous run of the service left going."""
+        svc = self.service
+        self.journal.add("resumed", detail=f"talking to {resume.agent_id}")
+        self.queued = Waiting(self.info.call_id, resume.topic, resume.queued_at,
+                              caller=self.info.channel.caller.number)
+        agent = svc.desk.agents[resume.agent_id]  # marked on call by the service's adoption
+        self.leg = Leg(uuid.uuid4().hex, agent, resume.leg_channel, resume.topic,
+                       resume.connected_at, answered_at=resume.connected_at)
+        svc.sessions[resume.leg_channel] = self
+        await self._talk()
+
     async def _talk(self) -> None:
-        """Until one side hangs up; then the other is hung up and the agent wraps up."""
+        """Until one side hangs up; then the other is hung up and the agent wraps up. If the
+        service stops meanwhile, the conversation goes on: a restarted service adopts it."""
         svc, leg = self.service, self.leg
         assert leg is not None and leg.answered_at is not None and self.queued is not None
         try:
             while True:
                 event = await self.port.next_event()
                 if event is not None and event.channel_id == leg.channel_id and isinstance(
-                        event, (StasisEnd, ChannelHangupRequest, ChannelDestroyed)):
+                        event, (StasisEnd, ChannelHangupRequest, ChannelDestroyed, ChannelGone)):
                     self.ended_by = "agent"
                     await svc.ari.hangup(self.channel_id)
-                    return
+                    break
         except CallerHungUp:
             self.ended_by = "caller"
             await svc.ari.hangup(leg.channel_id)
-            raise
-        finally:
             self._hang_up_done(leg)
+            raise
+        self._hang_up_done(leg)
 
     def _hang_up_done(self, leg: Leg) -> None:
         svc = self.service

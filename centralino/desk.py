@@ -114,6 +114,12 @@ class Desk:
         self.record(change)
         return agent
 
+    def resume_call(self, agent_id: str, call_id: str) -> Agent:
+        """After a restart: the agent is still talking to this call."""
+        agent = self.agents[agent_id]
+        self.record(agent.resume_call(call_id, self.now))
+        return agent
+
     def missed(self, agent: Agent) -> None:
         assert self.config is not None
         self.record(agent.missed_offer(self.now, self.config.max_missed))

@@ -16,7 +16,7 @@ from aiohttp import web
 from centralino import metrics
 from centralino.ari.client import AriClient, AriError
 from centralino.ari.models import Channel, Event, StasisStart
-from centralino.calls import QUEUE_BRIDGE, CallSession, ChannelGone
+from centralino.calls import CALL_BRIDGE, QUEUE_BRIDGE, CallSession, ChannelGone, ResumeTalk
 from centralino.config import Config, load_config
 from centralino.desk import Desk
 from centralino.media import PromptCatalog
@@ -177,7 +177,7 @@ class Service:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("event %s %s", event.type, event.channel_id)
         if isinstance(event, StasisStart) and event.channel.id not in self.sessions:
-            if event.args[:1] == ["agent"]:  # an agent's leg whose call is gone (a restart)
+            if event.args and event.args[0].startswith("agent"):  # a leg whose call is gone
                 self.spawn(self.ari.hangup(event.channel.id))
                 return
             number = event.args[0] if event.args else event.channel.dialplan.exten
@@ -206,16 +206,45 @@ class Service:
             return
         for channel_id, session in known.items():
             if channel_id not in live and self.sessions.get(channel_id) is session:
-                session.deliver(ChannelGone(type="ChannelGone"))
-        prefix = QUEUE_BRIDGE.format(topic="")
-        waiting_in = {ch: b["id"].removeprefix(prefix)
-                      for b in bridges if b["id"].startswith(prefix) for ch in b["channels"]}
-        for channel_id in live - set(known):
+                session.deliver(ChannelGone(type="ChannelGone", gone=channel_id))
+        await self._adopt(live - set(known), bridges)
+
+    async def _adopt(self, channels: set[str], bridges: list[dict[str, Any]]) -> None:
+        """Take over calls a previous run of the service left in Asterisk: conversations go on,
+        waiting callers get back their place in the line, the others restart their flow."""
+        queue_prefix, call_prefix = QUEUE_BRIDGE.format(topic=""), CALL_BRIDGE.format(call="")
+        waiting_in = {ch: b["id"].removeprefix(queue_prefix)
+                      for b in bridges if b["id"].startswith(queue_prefix) for ch in b["channels"]}
+        talking: dict[str, tuple[str, str]] = {}  # caller channel -> (old call id, agent leg)
+        for b in bridges:
+            if b["id"].startswith(call_prefix) and len(b["channels"]) == 2:
+                caller, leg = sorted(b["channels"], key=len)  # a leg's id is its caller's + "-…"
+                talking[caller] = (b["id"].removeprefix(call_prefix), leg)
+        legs = {leg for _, leg in talking.values()}
+        # Agents' phones still ringing for callers of the previous run: stop them, the callers
+        # will be offered again (never two phones ringing for one caller).
+        try:
+            for channel in await self.ari.request("GET", "/channels"):
+                cid = channel["id"]
+                if cid not in channels and any(cid.startswith(c + "-") for c in channels):
+                    await self.ari.hangup(cid)
+        except AriError as exc:
+            log.error("could not list channels to stop stale rings: %s", exc)
+        for channel_id in sorted(channels - legs, key=lambda c: c not in talking):
             data = await self.ari.get_channel(channel_id)
             if data is None or channel_id in self.sessions:  # gone, or its StasisStart came
                 continue
             channel = Channel.model_validate(data)
             number = channel.dialplan.app_data.partition(",")[2] or channel.dialplan.exten
+            if channel_id in talking:
+                resume = await self._resume_talk(*talking[channel_id])
+                if resume is not None:
+                    log.info("adopting call on %s talking to %s", channel_id, resume.agent_id)
+                    session = CallSession(self, channel, number, resume_talk=resume, resumed=True)
+                    # Now, before any adopted caller asks for an agent: this one is busy.
+                    self.desk.resume_call(resume.agent_id, session.info.call_id)
+                    self._start_session(session)
+                    continue
             topic = waiting_in.get(channel_id)
             since = None
             if topic and (found := await self.store.waiting_since(channel_id)):
@@ -224,6 +253,15 @@ class Service:
                      f"waiting in {topic}" if topic else "from the start of its flow")
             self._start_session(CallSession(self, channel, number, resume_topic=topic,
                                             resume_since=since, resumed=True))
+
+    async def _resume_talk(self, old_call_id: str, leg: str) -> ResumeTalk | None:
+        record = await self.store.get_call(old_call_id)
+        answered = [o for o in await self.store.offers_for(old_call_id) if o.answered_at]
+        if (record is None or not answered or record.topic is None or record.queued_at is None
+                or answered[-1].agent_id not in self.desk.agents):
+            return None
+        return ResumeTalk(old_call_id, leg, answered[-1].agent_id, record.topic,
+                          record.queued_at, answered[-1].answered_at)  # type: ignore[arg-type]
 
     async def hold(self, channel_id: str, topic: str, settings: QueueTopic) -> None:
         """Put a caller in the topic's holding bridge, which plays the topic's music."""

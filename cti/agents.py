@@ -67,6 +67,7 @@ class Agent:
     def login(self, at: datetime, by: str) -> Change | None:
         if self.state is not AgentState.LOGGED_OUT:
             return None  # already in: nothing to change
+        self.missed = 0  # "in a row" does not reach across a logout
         return self._set(AgentState.AVAILABLE, at, by=by)
 
     def logout(self, at: datetime, by: str) -> Change | None:
@@ -101,6 +102,11 @@ class Agent:
         self.call_id = call_id
         return self._set(AgentState.RINGING, at, by="system")
 
+    def resume_call(self, call_id: str, at: datetime) -> Change:
+        """The service restarted while this agent talked: they still do, whatever we thought."""
+        self.call_id = call_id
+        return self._set(AgentState.ON_CALL, at, by="system")
+
     def answered(self, at: datetime) -> Change:
         self.missed = 0
         return self._set(AgentState.ON_CALL, at, by="system")
@@ -110,10 +116,10 @@ class Agent:
         after `max_missed` in a row so that callers stop ringing an empty desk."""
         self.call_id = None
         self.missed += 1
+        if self.after_call:  # a pause or logout asked while it rang: what they asked, not stale
+            return self._after_call(at)
         if self.missed >= max_missed:
             return self._set(AgentState.PAUSED, at, f"{self.missed} calls not answered", "system")
-        if self.after_call:
-            return self._after_call(at)
         return self._set(AgentState.AVAILABLE, at, by="system")
 
     def cancelled(self, at: datetime) -> Change:

@@ -77,15 +77,14 @@ class QueueManager:
 
     def first_unoffered(self, topics: Iterable[str]) -> Waiting | None:
         """The best-ranked caller of these topics whose phone is not already ringing somewhere."""
-        best: Waiting | None = None
+        best: tuple[float, int, str] | None = None  # equal ranks: who joined first, any topic
         for topic in topics:
-            for _, _, cid in self._order.get(topic, ()):
-                waiting = self._by_id[cid]
-                if waiting.offered_to is None:
-                    if best is None or waiting.rank < best.rank:
-                        best = waiting
+            for entry in self._order.get(topic, ()):
+                if self._by_id[entry[2]].offered_to is None:
+                    if best is None or entry < best:
+                        best = entry
                     break
-        return best
+        return None if best is None else self._by_id[best[2]]
 
     def __iter__(self) -> Iterator[Waiting]:
         return iter(self._by_id.values())

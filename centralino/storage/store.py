@@ -84,6 +84,10 @@ class Store:
                 for i, st in enumerate(steps)
             )
 
+    async def update_call(self, call_id: str, values: dict[str, object]) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(update(Call).where(Call.id == call_id).values(**values))
+
     async def mark_unfinished(self, outcome: str, at: datetime) -> int:
         """Calls left open by a crash: close them so reports do not count them forever."""
         async with self.sessions.begin() as s:

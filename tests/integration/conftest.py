@@ -98,13 +98,15 @@ async def start_service(asterisk: Asterisk) -> AsyncIterator[ServiceFactory]:
     running: list[Service] = []
     clocks: dict[datetime, ShiftedClock] = {}  # a restarted service keeps the test's time
 
-    async def start(at: datetime = OPEN, settings: Settings | None = None) -> Service:
+    async def start(at: datetime = OPEN, settings: Settings | None = None,
+                    keep_agents: bool = False) -> Service:
         clock = clocks.setdefault(at, ShiftedClock(aware(at)))
         service = Service(settings or settings_for(), clock=clock)
         await service.__aenter__()
         running.append(service)
         await service.wait_connected()
-        staff(service)
+        if not keep_agents:
+            staff(service)
         return service
 
     yield start

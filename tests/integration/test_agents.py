@@ -244,3 +244,42 @@ async def test_supervisor_stream_sees_agents_and_queues(start_service, caller):
     assert {"type": "agent", "agent": "1002", "state": "available"}.items() <= seen[0].items()
     joined = next(e for e in seen if e["type"] == "queue")
     assert (joined["event"], joined["topic"], joined["caller"]) == ("joined", "beta", "0644444444")
+
+
+async def test_restart_keeps_the_conversation_and_the_line(start_service, caller, phones):
+    service = await start_service()
+    phones.set("1003", "answer")
+    staff(service, "1003")
+    talking = await caller.dial(DIRECT, caller_number="0610000000")
+    ring = await phones.wait_answered("1003")
+    await until_talking(service, "1003")
+    waiting = []
+    for n in (1, 2):
+        call = await caller.dial(DIRECT, caller_number=f"061000000{n}")
+        await call.wait_idle()
+        waiting.append(call)
+
+    await service.__aexit__(None, None, None)  # the service stops; Asterisk keeps the calls
+    assert not ring.ended.is_set() and not talking.ended.is_set()
+    restarted = await start_service_keeping_agents(start_service)
+    async with asyncio.timeout(10):
+        while len(restarted.queues.waiting("beta")) < 2:
+            await asyncio.sleep(0.05)
+    assert [w.caller for w in restarted.queues.waiting("beta")] == ["0610000001", "0610000002"]
+    assert restarted.desk.agents["1003"].state == "on_call"  # not offered anything meanwhile
+
+    await phones.hang_up(ring)  # the conversation that survived the restart ends
+    for n in (1, 2):
+        nxt = await phones.wait_answered("1003", timeout=15)
+        assert nxt.caller_number == f"061000000{n}"
+        await until_talking(restarted, "1003")
+        await phones.hang_up(nxt)
+    records = [await record_of(restarted, c) for c in (talking, *waiting)]
+    assert [(r.outcome, r.agent_id) for r in records] == [("answered", "1003")] * 3
+    rings_per_caller = [r.caller_number for r in phones.rings]
+    assert rings_per_caller == ["0610000000", "0610000001", "0610000002"]  # nobody twice
+
+
+async def start_service_keeping_agents(start_service):
+    """Restart without logging the agents out (the fixture does by default)."""
+    return await start_service(keep_agents=True)
