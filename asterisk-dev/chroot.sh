@@ -96,7 +96,10 @@ start() {
     mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
     mkdir -p "$ROOT/var/run/asterisk" "$ROOT/var/spool/asterisk/recording"
     chroot "$ROOT" chown asterisk:asterisk /var/run/asterisk /var/spool/asterisk/recording
-    chroot "$ROOT" asterisk -U asterisk -G asterisk
+    # Only stdin/out/err go to the daemon: a lock file held by whoever started us (flock)
+    # must not stay locked for as long as Asterisk runs.
+    (for fd in /proc/self/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done 2>/dev/null
+     exec chroot "$ROOT" asterisk -U asterisk -G asterisk)
   fi
   wait_ari
 }

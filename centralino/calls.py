@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ from ivr.clock import LOCAL
 from ivr.config import CallConfig
 from ivr.engine import ANY_KEY, CallerHungUp, FlowResult, Journal, Played, run_flow
 from ivr.hours import line_status
-from cti.agents import Agent
-from ivr.schema import QueueTopic
+from cti.agents import Agent, AgentState
+from ivr.schema import Destination, QueueTopic
+from queue_manager.hold import Due, HoldPlan, estimate_wait, position_phrase, wait_band, wait_phrase
 from queue_manager.queues import Waiting
 
 if TYPE_CHECKING:
@@ -46,6 +48,9 @@ log = logging.getLogger("centralino.calls")
 QUEUE_BRIDGE = "centralino-queue-{topic}"  # a holding bridge per topic, with its music
 CALL_BRIDGE = "centralino-call-{call}"  # caller and agent talking
 _HANGUP = (StasisEnd, ChannelHangupRequest, ChannelDestroyed)
+MAX_MOVES = 5  # rules moving a caller from line to line: then they wait where they are
+LEAVE_KEY_PRESSED = Event(type="LeaveKeyPressed")  # ours: the key came while an agent rang
+EMPTY_CHECK = 5.0  # seconds between checks that somebody is still logged in (no_agents rule)
 
 
 class ChannelGone(Event):
@@ -198,7 +203,10 @@ class CallSession:
         self.journal = Journal(service.clock.now)
         self.resume_topic, self.resume_since, self.resumed = resume_topic, resume_since, resumed
         self.resume_talk = resume_talk
-        self.queued: Waiting | None = None
+        self.queued: Waiting | None = None  # the caller's place (kept once out of the line)
+        self.in_line = False  # in `queued.topic`'s line now
+        self.left_line = ""  # the rule that took the caller out of the last line
+        self.announced_wait: int | None = None  # seconds, the first estimate told
         self.position_on_entry = 0
         self.leg: Leg | None = None  # the agent leg ringing or talking
         self.answered_at: datetime | None = None
@@ -248,8 +256,7 @@ class CallSession:
                 result = await self._run_flow()
             if result.outcome == "queue":
                 assert result.topic is not None
-                await self._wait_in_queue(result.topic)
-                outcome, detail = "answered", f"ended by the {self.ended_by}"
+                outcome, detail = await self._wait_in_queue(result.topic)
             else:
                 outcome = result.outcome
                 await svc.ari.hangup(ch)
@@ -277,17 +284,20 @@ class CallSession:
         if self.leg and self.leg.answered_at:  # hung up while talking to the agent
             self.ended_by = "caller"
             return "answered", "ended by the caller"
-        if self.queued:
+        if self.queued and self.in_line:
             waited = (svc.clock.now() - self.queued.since).total_seconds()
             position = svc.queues.position(self.info.call_id) or 0
             self._log("ABANDON", "NONE", position, self.position_on_entry, round(waited))
             return "abandoned", f"waited {waited:.1f} s"
+        if self.left_line:
+            return self.left_line, "hung up during the message after the queue"
         last = next((s for s in reversed(self.journal.steps) if s.node), None)
         return "caller_hangup", f"in menu {last.node}" if last else "during announcements"
 
     def _end(self, outcome: str, detail: str) -> None:
         svc = self.service
         svc.calls.pop(self.info.call_id, None)
+        self._withdraw_offer()
         if self.queued and svc.queues.leave(self.info.call_id):
             svc.desk.broadcast({"type": "queue", "event": "left", "call_id": self.info.call_id,
                                 "topic": self.queued.topic, "outcome": outcome})
@@ -313,20 +323,59 @@ class CallSession:
 
     # --- waiting, ringing, talking --------------------------------------------------------
 
-    async def _wait_in_queue(self, topic: str) -> None:
+    async def _wait_in_queue(self, topic: str) -> tuple[str, str]:
+        """Wait for an agent, in `topic` or where its rules send the caller; the call's
+        (outcome, detail) once it is over."""
+        moved = 0
+        while True:
+            resuming = moved == 0 and self.resume_topic == topic  # back in their place
+            exit_ = await self._wait_in(topic, rules_on_entry=moved < MAX_MOVES and not resuming,
+                                        resuming=resuming)
+            if exit_ is None:
+                return "answered", f"ended by the {self.ended_by}"
+            outcome, dest = exit_
+            self.left_line = outcome
+            self.journal.add("queue_exit", topic, detail=f"{outcome} -> {dest.describe()}")
+            if dest.queue:
+                moved += 1
+                topic = dest.queue
+                continue
+            assert dest.info is not None
+            await self.port.play([dest.info], interrupt="")
+            await self.service.ari.hangup(self.channel_id)
+            return outcome, f"{topic}: {dest.info}, then goodbye"
+
+    async def _wait_in(self, topic: str, rules_on_entry: bool, resuming: bool
+                       ) -> tuple[str, Destination] | None:
+        """One stay in one topic's line: None once the caller talked to an agent, else why they
+        left and where to (a rule). Waiting means music, messages and announcements."""
         svc = self.service
         settings = self.config.queues[topic]
+        if self.queued:  # moved here by a rule: out of the previous line's bridge
+            await self._unhold(self.queued.topic)
+        self.in_line = False
         boost = settings.priority_boost + (self.flow.priority_boost if self.flow else 0)
-        self.queued = Waiting(self.info.call_id, topic, self.resume_since or svc.clock.now(),
+        arrived = self.queued.since if self.queued else (self.resume_since or svc.clock.now())
+        self.queued = Waiting(self.info.call_id, topic, arrived,
                               caller=self.info.channel.caller.number,
                               line=self.flow.name if self.flow else "", boost=boost)
+        logged_in = svc.desk.staffing(topic)[0]
+        if rules_on_entry and settings.no_agents and not logged_in:
+            log.info("call %s: nobody logged in for %s", self.info.call_id, topic)
+            return "no_agents", settings.no_agents
+        if rules_on_entry and settings.max_callers and len(
+                svc.queues.waiting(topic)) >= settings.max_callers.callers:
+            log.info("call %s: %s is full", self.info.call_id, topic)
+            return "queue_full", settings.max_callers.then
         self.position_on_entry = svc.queues.join(self.queued)
+        self.in_line = True
         # Written now, not at the end: a restarted service (even after a crash) reads it to
         # put the caller back in their place.
         svc.writer.put(svc.store.update_call, self.info.call_id,
                        {"topic": topic, "queued_at": self.queued.since})
-        if not self.resume_since:
-            self._log("ENTERQUEUE", "NONE", "", self.info.channel.caller.number)
+        if not resuming:
+            self._log("ENTERQUEUE", "NONE", "", self.info.channel.caller.number,
+                      self.position_on_entry)
         svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": self.info.call_id,
                             "topic": topic, "caller": self.queued.caller,
                             "position": self.position_on_entry})
@@ -337,14 +386,154 @@ class CallSession:
         except AriNotFound:
             raise CallerHungUp() from None
         svc.desk.distribute()
+        loop = asyncio.get_running_loop()
+        entered = loop.time()
+        plan = HoldPlan(settings.messages, settings.announce, entered,
+                        svc.queues.rotation_start(topic) if settings.messages
+                        and settings.messages.order == "rotate" else 0)
+        # A caller back after a restart has already waited part of the time in this line.
+        already = (svc.clock.now() - arrived).total_seconds() if resuming else 0.0
+        deadline = entered + settings.max_wait.seconds - already if settings.max_wait else math.inf
+        leave_key = settings.leave_key.key if settings.leave_key else None
+        while True:
+            now = loop.time()
+            wake = min(plan.due_at, deadline, now + EMPTY_CHECK if settings.no_agents else math.inf)
+            event = await self.port.next_event(timeout=None if wake == math.inf
+                                               else max(0.0, wake - now))
+            if event is None and self.leg is None:
+                now = loop.time()
+                if now >= deadline:
+                    assert settings.max_wait is not None
+                    return self._leave_line("EXITWITHTIMEOUT", "max_wait", settings.max_wait.then)
+                if settings.no_agents and not svc.desk.staffing(topic)[0]:
+                    return self._leave_line("EXITEMPTY", "no_agents", settings.no_agents)
+                if due := plan.take(now, svc.clock.now().astimezone(LOCAL).date()):
+                    event = await self._announce(due, settings, leave_key)
+                    plan.played(due, loop.time())
+            if isinstance(event, OfferMade) and self._offer_stands(event):
+                rang = await self._ring(event.offer.agent_id, settings)
+                if rang == "answered":
+                    await self._talk()
+                    return None
+                if rang == "left":
+                    event = LEAVE_KEY_PRESSED
+            if event is LEAVE_KEY_PRESSED or (
+                    isinstance(event, ChannelDtmfReceived) and event.digit == leave_key):
+                assert settings.leave_key is not None
+                return self._leave_line("EXITWITHKEY", "left_queue", settings.leave_key.then,
+                                        key=leave_key)
+
+    def _leave_line(self, event: str, outcome: str, dest: Destination, key: str = ""
+                    ) -> tuple[str, Destination]:
+        """A rule takes the caller out of the line (queue_log as app_queue writes it)."""
+        svc = self.service
+        assert self.queued is not None
+        position = svc.queues.position(self.info.call_id) or 0
+        waited = round((svc.clock.now() - self.queued.since).total_seconds())
+        data = (key, position, self.position_on_entry, waited) if key else (
+            position, self.position_on_entry, waited)
+        self._log(event, "NONE", *data)
+        svc.queues.leave(self.info.call_id)
+        self.in_line = False
+        self._withdraw_offer()
+        svc.desk.broadcast({"type": "queue", "event": "left", "call_id": self.info.call_id,
+                            "topic": self.queued.topic, "outcome": outcome})
+        log.info("call %s leaves %s: %s -> %s", self.info.call_id, self.queued.topic, outcome,
+                 dest.describe())
+        return outcome, dest
+
+    def _offer_stands(self, made: OfferMade) -> bool:
+        """An offer is for this stay in this line (not one made just before a rule moved us)."""
+        return (self.in_line and self.queued is not None and made.offer.topic == self.queued.topic
+                and self.queued.offered_to == made.offer.agent_id)
+
+    def _withdraw_offer(self) -> None:
+        """An offer made for this caller that the call never took up (they left the line just
+        then): the agent's phone never rang, so they are free again at once."""
+        svc = self.service
+        if self.queued is None or self.leg is not None or not self.queued.offered_to:
+            return
+        agent = svc.desk.agents.get(self.queued.offered_to)
+        self.queued.offered_to = None
+        if agent and agent.state is AgentState.RINGING and agent.call_id == self.info.call_id:
+            svc.desk.record(agent.cancelled(svc.clock.now()))
+
+    async def _unhold(self, topic: str) -> None:
+        try:
+            await self.service.ari.request(
+                "POST", f"/bridges/{QUEUE_BRIDGE.format(topic=topic)}/removeChannel",
+                {"channel": self.channel_id})
+        except AriNotFound:
+            raise CallerHungUp() from None
+        except AriError as exc:  # not in it (any more): nothing to undo
+            log.debug("%s was not in %s's bridge: %s", self.channel_id, topic, exc)
+
+    async def _announce(self, due: Due, settings: QueueTopic, leave_key: str | None
+                        ) -> Event | None:
+        """Play what is due over the music; an offer or the leave key cuts it short and is
+        returned to be acted on."""
+        svc = self.service
+        assert self.queued is not None
+        media: list[str] = []
+        if due.announce and settings.announce:
+            media += self._announcement(settings)
+        if due.message:
+            self.journal.add("hold_message", self.queued.topic, prompt=due.message)
+            media.append(self.port.media_uri(due.message, self.port.language))
+        if not media:
+            return None
+        playback = uuid.uuid4().hex
+        try:
+            await svc.ari.play(self.channel_id, playback, media, self.port.language)
+        except AriNotFound:
+            raise CallerHungUp() from None
         while True:
             event = await self.port.next_event()
-            if isinstance(event, OfferMade) and await self._ring(event.offer.agent_id, settings):
-                await self._talk()
-                return
+            if isinstance(event, PlaybackFinished) and event.playback.id == playback:
+                return None
+            if isinstance(event, OfferMade) or (
+                    isinstance(event, ChannelDtmfReceived) and event.digit == leave_key):
+                try:
+                    await svc.ari.stop_playback(playback)
+                except AriNotFound:
+                    pass  # it had just finished
+                return event
 
-    async def _ring(self, agent_id: str, settings: QueueTopic) -> bool:
-        """Ring the agent; True once they answered and the caller is bridged to them."""
+    def _announcement(self, settings: QueueTopic) -> list[str]:
+        """Position and estimated wait, computed now from the live line and desk."""
+        svc, announce = self.service, settings.announce
+        assert announce is not None and self.queued is not None
+        topic = self.queued.topic
+        position = svc.queues.position(self.info.call_id) or 1
+        phrase: list[tuple[str, str]] = []
+        said = []
+        if announce.position:
+            phrase += position_phrase(position)
+            said.append(f"position {position}")
+        if announce.wait:
+            _, serving, free = svc.desk.staffing(topic)
+            handle = svc.queues.handle_times.average(topic, announce.handle_time)
+            estimate = estimate_wait(position, free, serving, handle)
+            if estimate is not None and estimate >= 60:  # "less than a minute" is not news
+                phrase += wait_phrase(estimate, announce.wait_bands)
+                less, minutes = wait_band(estimate, announce.wait_bands)
+                said.append(f"wait {'<' if less else '~'}{minutes} min ({estimate:.0f} s)")
+                if self.announced_wait is None:
+                    self.announced_wait = round(estimate)
+                    svc.writer.put(svc.store.update_call, self.info.call_id,
+                                   {"announced_wait": self.announced_wait})
+        if said:
+            self.journal.add("announce", topic, detail="; ".join(said))
+        return [self._media(kind, value) for kind, value in phrase]
+
+    def _media(self, kind: str, value: str) -> str:
+        if kind == "prompt":
+            return self.port.media_uri(value, self.port.language)
+        return f"{kind}:{value}"
+
+    async def _ring(self, agent_id: str, settings: QueueTopic) -> str:
+        """Ring the agent: "answered" once the caller is bridged to them, "left" if the caller
+        pressed the leave key meanwhile, else "missed" (the caller is back in their place)."""
         svc, desk = self.service, self.service.desk
         assert self.queued is not None
         agent = desk.agents[agent_id]
@@ -361,7 +550,8 @@ class CallSession:
                 appArgs=f"agent,{self.info.call_id}",
                 callerId=self.info.channel.caller.number or "anonymous",
                 timeout=str(round(settings.ring_timeout) + 5))
-            outcome = await self._until_answered(leg, settings.ring_timeout)
+            outcome = await self._until_answered(
+                leg, settings.ring_timeout, settings.leave_key.key if settings.leave_key else None)
         except CallerHungUp:
             await svc.ari.hangup(leg.channel_id)
             self._leg_done(leg, "cancelled")
@@ -371,8 +561,13 @@ class CallSession:
             log.error("could not ring %s (%s): %s", agent.id, agent.device, exc)
             outcome = "failed"
         if outcome == "answered":
-            return True
+            return "answered"
         await svc.ari.hangup(leg.channel_id)
+        if outcome == "left":  # not the agent's fault: no missed call for them
+            self._leg_done(leg, "cancelled")
+            self.queued.offered_to, self.leg = None, None
+            desk.record(agent.cancelled(svc.clock.now()))
+            return "left"
         self._leg_done(leg, outcome)
         ring_ms = round((svc.clock.now() - leg.rang_at).total_seconds() * 1000)
         self._log("RINGNOANSWER", agent.id, ring_ms)
@@ -380,9 +575,9 @@ class CallSession:
         self.leg = None
         desk.missed(agent)
         desk.distribute()
-        return False
+        return "missed"
 
-    async def _until_answered(self, leg: Leg, ring_timeout: float) -> str:
+    async def _until_answered(self, leg: Leg, ring_timeout: float, leave_key: str | None) -> str:
         svc = self.service
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ring_timeout
@@ -390,6 +585,9 @@ class CallSession:
             event = await self.port.next_event(timeout=left)
             if event is None:
                 break
+            if isinstance(event, ChannelDtmfReceived) and event.digit == leave_key and (
+                    event.channel_id == self.channel_id):
+                return "left"
             if event.channel_id != leg.channel_id:
                 continue
             if isinstance(event, StasisStart):  # the agent picked up
@@ -405,7 +603,11 @@ class CallSession:
         now = svc.clock.now()
         leg.answered_at = now
         bridge = CALL_BRIDGE.format(call=self.info.call_id)
-        await svc.ari.create_bridge(bridge, "mixing", f"call {self.info.call_id}")
+        try:
+            await svc.ari.create_bridge(bridge, "mixing", f"call {self.info.call_id}")
+        except AriError as exc:  # 409: left by an agent who hung up before we could bridge
+            if exc.status != 409:
+                raise
         await svc.ari.request("POST", f"/bridges/{QUEUE_BRIDGE.format(topic=leg.topic)}"
                               "/removeChannel", {"channel": self.channel_id})
         await svc.ari.add_channel(bridge, f"{self.channel_id},{leg.channel_id}")
@@ -464,6 +666,7 @@ class CallSession:
         self._leg_done(leg, "answered")
         svc.spawn(svc.ari.request("DELETE", f"/bridges/{CALL_BRIDGE.format(call=self.info.call_id)}"))
         settings = self.config.queues[leg.topic]
+        svc.queues.handle_times.add(leg.topic, talked + settings.wrap_up)
         svc.desk.call_ended(leg.agent, settings.wrap_up)
 
     def _leg_done(self, leg: Leg, outcome: str) -> None:

@@ -114,6 +114,19 @@ class Desk:
         self.record(change)
         return agent
 
+    def staffing(self, topic: str) -> tuple[int, int, int]:
+        """(logged in, serving, free) agents of `topic`: logged in includes paused agents;
+        serving are those taking calls (not paused); free are available now."""
+        logged = serving = free = 0
+        for agent in self.agents.values():
+            if topic not in agent.topics or agent.state is AgentState.LOGGED_OUT:
+                continue
+            logged += 1
+            if agent.state is not AgentState.PAUSED:
+                serving += 1
+                free += agent.state is AgentState.AVAILABLE
+        return logged, serving, free
+
     def resume_call(self, agent_id: str, call_id: str) -> Agent:
         """After a restart: the agent is still talking to this call."""
         agent = self.agents[agent_id]

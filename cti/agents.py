@@ -98,7 +98,8 @@ class Agent:
     # --- what calls do ---------------------------------------------------------------------
 
     def offer(self, call_id: str, at: datetime) -> Change:
-        assert self.state is AgentState.AVAILABLE, f"{self.id} offered while {self.state}"
+        if self.state is not AgentState.AVAILABLE:  # never two calls at once, even with -O
+            raise AgentStateError(f"{self.id} offered a call while {self.state}")
         self.call_id = call_id
         return self._set(AgentState.RINGING, at, by="system")
 

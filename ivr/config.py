@@ -57,7 +57,7 @@ def load_call_config(config_dir: Path, manifest_path: Path) -> CallConfig:
             problems.extend(exc.problems)
             return None, None
 
-    _, queues_file = read(config_dir / "queues.yaml", QueuesFile)
+    queues_doc, queues_file = read(config_dir / "queues.yaml", QueuesFile)
     hours_path = config_dir / "hours.yaml"
     hours_file = read(hours_path, HoursFile)[1] if hours_path.exists() else HoursFile(schedules={})
     _, manifest = read(manifest_path, Manifest)
@@ -82,6 +82,9 @@ def load_call_config(config_dir: Path, manifest_path: Path) -> CallConfig:
         known = _Known(queues_file.queues, hours_file.schedules, manifest.root)
         for doc, flow in flows.values():
             problems.extend(_check_flow(doc, flow, known, warnings))
+        assert queues_doc is not None
+        languages = {flow.language for _, flow in flows.values()} or {"it"}
+        problems.extend(_check_queues(queues_doc, queues_file, known, languages))
 
     if problems:
         raise ConfigError(problems)
@@ -218,6 +221,46 @@ def _check_flow(
     for menu_id in flow.menus:
         if menu_id not in reachable:
             warnings.append(doc.problem(("menus", menu_id), "no key leads to this menu"))
+    return out
+
+
+def _check_queues(doc: YamlDoc, file: QueuesFile, known: _Known,
+                  languages: set[str]) -> list[ConfigProblem]:
+    out: list[ConfigProblem] = []
+    for topic_id, topic in file.queues.items():
+        for loc, prompt in topic.prompts():
+            texts = known.prompts.get(prompt)
+            where = ("queues", topic_id, *loc)
+            if texts is None:
+                out.append(doc.problem(where, f"unknown prompt {prompt!r} (add it to the manifest)"))
+            elif missing := sorted(languages - set(texts)):
+                out.append(doc.problem(where, f"prompt {prompt!r} has no text in "
+                                              f"{', '.join(missing)} (a line speaks it)"))
+        for rule, dest in topic.destinations():
+            where = ("queues", topic_id, *rule.split("."), "queue")
+            if dest.queue is not None and dest.queue not in file.queues:
+                out.append(doc.problem(where, f"unknown queue {dest.queue!r}"))
+            elif dest.queue == topic_id:
+                out.append(doc.problem(where, "a rule cannot send callers back to the same queue"))
+    # Rules that act on entry (no agents, too many callers) may chain from queue to queue;
+    # a ring of them would bounce a caller forever without waiting anywhere.
+    for start in file.queues:
+        chain, topic_id = [start], start
+        while True:
+            topic = file.queues.get(topic_id)
+            nxt = topic.no_agents.queue if topic and topic.no_agents else None
+            if nxt is None or nxt not in file.queues:
+                break
+            if nxt in chain:
+                loop = chain[chain.index(nxt):] + [nxt]
+                if loop[0] == start == min(loop[:-1]):  # each loop once
+                    out.append(doc.problem(("queues", start, "no_agents", "queue"),
+                                           f"no_agents rules go round in a loop "
+                                           f"({' -> '.join(loop)}): with nobody logged in a "
+                                           "caller would never stop moving"))
+                break
+            chain.append(nxt)
+            topic_id = nxt
     return out
 
 

@@ -140,6 +140,87 @@ class Flow(Strict):
         return self
 
 
+class Destination(Strict):
+    """Where a queue rule sends a caller: exactly one of `queue` or `info`."""
+
+    queue: Name | None = None  # wait in another topic, keeping their arrival time
+    info: PromptId | None = None  # play this message, then goodbye
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Destination:
+        if (self.queue is None) == (self.info is None):
+            raise ValueError("give exactly one of `queue` (another topic) or `info` (a message, "
+                             "then goodbye)")
+        return self
+
+    def describe(self) -> str:
+        return f"queue:{self.queue}" if self.queue else f"info:{self.info}"
+
+
+class HoldMessage(Strict):
+    """An informative or promotional message played to callers while they wait."""
+
+    prompt: PromptId
+    valid_from: date | None = None  # played only between these dates (inclusive)
+    valid_until: date | None = None
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> HoldMessage:
+        if self.valid_from and self.valid_until and self.valid_until < self.valid_from:
+            raise ValueError("valid_until is before valid_from")
+        return self
+
+    def valid_on(self, day: date) -> bool:
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_until is None or day <= self.valid_until
+        )
+
+
+class HoldMessages(Strict):
+    every: float = Field(45, ge=2, le=3600)  # seconds from the end of one message to the next
+    first_after: float = Field(10, ge=0, le=3600)  # seconds of music before the first
+    # sequence: each caller hears them in the listed order; rotate: each new caller starts
+    # with the next message, so every message reaches as many callers.
+    order: Literal["sequence", "rotate"] = "sequence"
+    items: list[HoldMessage] = Field(min_length=1)
+
+
+class Announce(Strict):
+    """Position and estimated wait, told to each caller on entry and then every `every` s."""
+
+    position: bool = True  # "there are 3 calls waiting" / "you are next"
+    wait: bool = True  # "the estimated wait is less than 5 minutes"
+    every: float = Field(60, ge=2, le=3600)
+    first_after: float = Field(0, ge=0, le=3600)
+    # Estimated waits are rounded up to the first of these (minutes): "less than 5 minutes".
+    # Beyond the last band the estimate is said in those units ("about 40 minutes").
+    wait_bands: list[Annotated[int, Field(ge=1, le=240)]] = Field(
+        [2, 5, 10, 15, 20, 30], min_length=1)
+    # Seconds an agent spends per call (talk + wrap-up) until real calls give their average.
+    handle_time: float = Field(180, ge=10, le=7200)
+
+    @model_validator(mode="after")
+    def _bands_ascending(self) -> Announce:
+        if self.wait_bands != sorted(set(self.wait_bands)):
+            raise ValueError("wait_bands must be ascending, without repeats")
+        return self
+
+
+class MaxWait(Strict):
+    seconds: float = Field(gt=0, le=86400)
+    then: Destination
+
+
+class MaxCallers(Strict):
+    callers: int = Field(ge=1, le=100000)  # a caller who would be one more goes to `then`
+    then: Destination
+
+
+class LeaveKey(Strict):
+    key: Key
+    then: Destination
+
+
 class QueueTopic(Strict):
     """A waiting line for one topic (see config/queues.yaml for what each field means)."""
 
@@ -148,6 +229,32 @@ class QueueTopic(Strict):
     ring_timeout: float = Field(15, ge=3, le=120)  # seconds an agent's phone rings
     wrap_up: float = Field(5, ge=0, le=600)  # seconds after a call before the next one
     priority_boost: float = Field(0, ge=0, le=3600)  # seconds counted as already waited
+    # Figures: answered within `service_level` seconds counts for the service level; callers who
+    # hang up within `short_abandon` seconds are short abandons (reported apart).
+    service_level: float = Field(20, gt=0, le=3600)
+    short_abandon: float = Field(5, ge=0, le=600)
+    messages: HoldMessages | None = None
+    announce: Announce | None = None
+    max_wait: MaxWait | None = None
+    max_callers: MaxCallers | None = None
+    no_agents: Destination | None = None  # nobody logged in for the topic (paused counts as in)
+    leave_key: LeaveKey | None = None
+
+    def destinations(self) -> list[tuple[str, Destination]]:
+        rules = [("max_wait", self.max_wait), ("max_callers", self.max_callers),
+                 ("leave_key", self.leave_key)]
+        found = [(f"{name}.then", rule.then) for name, rule in rules if rule is not None]
+        return found + ([("no_agents", self.no_agents)] if self.no_agents else [])
+
+    def prompts(self) -> list[tuple[tuple[str | int, ...], str]]:
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        if self.messages:
+            found += [(("messages", "items", i, "prompt"), m.prompt)
+                      for i, m in enumerate(self.messages.items)]
+        for where, dest in self.destinations():
+            if dest.info:
+                found.append(((*where.split("."), "info"), dest.info))
+        return found
 
 
 class QueuesFile(Strict):

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from queue_manager.hold import HandleTimes
+
 
 @dataclass(eq=False)
 class Waiting:
@@ -38,6 +40,14 @@ class QueueManager:
         # per topic: (rank, seq, call_id) sorted; seq keeps equal ranks in arrival order
         self._order: dict[str, list[tuple[float, int, str]]] = {}
         self._seq = 0
+        self._rotation: dict[str, int] = {}
+        self.handle_times = HandleTimes()
+
+    def rotation_start(self, topic: str) -> int:
+        """Where the next caller of `topic` starts in a rotating message list."""
+        start = self._rotation.get(topic, 0)
+        self._rotation[topic] = start + 1
+        return start
 
     def join(self, waiting: Waiting) -> int:
         """Add a caller to its topic's line; return its position (1 = next)."""

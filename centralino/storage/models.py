@@ -52,6 +52,8 @@ class Call(Base):
     queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # joined the topic's queue
     connected_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # an agent answered
     agent_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The first estimated wait announced to the caller (seconds), to measure the estimate's error.
+    announced_wait: Mapped[int | None] = mapped_column(Integer)
     steps: Mapped[list[CallStep]] = relationship(
         back_populates="call", order_by="CallStep.seq", cascade="all, delete-orphan"
     )

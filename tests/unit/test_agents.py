@@ -225,7 +225,7 @@ def test_offer_rings_the_agent():
 @pytest.mark.parametrize("state", [S.LOGGED_OUT, S.PAUSED, *BUSY])
 def test_only_an_available_agent_can_be_offered_a_call(state):
     a = in_state(state)
-    with pytest.raises(AssertionError):
+    with pytest.raises(AgentStateError, match="offered a call while"):
         a.offer("call-2", t(50))
 
 

@@ -139,6 +139,48 @@ CASES = {
         QUEUES, "  tecnico:\n    name: Referenti tecnici\n", "",
         [Expect(("queue: tecnico",), "queue", "unknown queue 'tecnico'", file=REF)],
     ),
+    "queue rule to an unknown queue": Broken(
+        QUEUES, "then: {queue: generale}", "then: {queue: generali}",
+        [Expect(("max_wait", "queue: generali"), "queues.suap.max_wait.then.queue",
+                "unknown queue 'generali'")],
+    ),
+    "queue rule back to the same queue": Broken(
+        QUEUES, "then: {queue: generale}", "then: {queue: suap}",
+        [Expect(("max_wait", "queue: suap"), "queues.suap.max_wait.then.queue",
+                "cannot send callers back to the same queue")],
+    ),
+    "queue rule with two destinations": Broken(
+        QUEUES, "no_agents: {info: hold_nobody}", "no_agents: {info: hold_nobody, queue: generale}",
+        [Expect(("no_agents: {info: hold_nobody, ", "queue"), "queues.suap.no_agents.queue",
+                "give exactly one of `queue` (another topic) or `info`")],
+    ),
+    "hold message with an unknown prompt": Broken(
+        QUEUES, "        - prompt: hold_leave_key", "        - prompt: hold_leave_keys",
+        [Expect(("prompt: hold_leave_keys",), "queues.suap.messages.items.1.prompt",
+                "unknown prompt 'hold_leave_keys' (add it to the manifest)")],
+    ),
+    "hold message dates reversed": Broken(
+        QUEUES, "          valid_from: 2026-09-01\n          valid_until: 2027-03-31",
+        "          valid_from: 2027-09-01\n          valid_until: 2027-03-31",
+        [Expect(("suap:", "prompt: promo"), "queues.suap.messages.items.0",
+                "valid_until is before valid_from")],
+    ),
+    "wait bands out of order": Broken(
+        QUEUES, "announce: {every: 60}", "announce: {every: 60, wait_bands: [5, 2]}",
+        [Expect(("announce: {every: 60",), "queues.suap.announce",
+                "wait_bands must be ascending")],
+    ),
+    "leave key that is not a key": Broken(
+        QUEUES, 'leave_key: {key: "0", then: {info', 'leave_key: {key: "10", then: {info',
+        [Expect(('key: "10"',), "queues.suap.leave_key.key", "")],
+    ),
+    "no_agents rules in a loop": Broken(
+        QUEUES, "    music_class: calm\n  generale:\n    name: Informazioni generali\n",
+        "    music_class: calm\n    no_agents: {queue: generale}\n  generale:\n"
+        "    name: Informazioni generali\n    no_agents: {queue: anagrafe}\n",
+        [Expect(("no_agents: {queue: generale}", "queue"), "queues.anagrafe.no_agents.queue",
+                "no_agents rules go round in a loop (anagrafe -> generale -> anagrafe)")],
+    ),
     "unknown operator queue": Broken(
         ASSOC, "operator: generale", "operator: generali",
         [Expect(("operator: generali",), "operator", "unknown queue 'generali'")],
