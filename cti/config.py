@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from ivr.schema import Name, Strict
 from ivr.yamlfile import ConfigError, ConfigProblem, YamlDoc, load_yaml
@@ -22,6 +22,14 @@ def token_hash(token: str) -> str:
 def dev_token(person_id: str) -> str:
     """The token the example configuration gives each person: public, so refused in production."""
     return f"dev-{person_id}"
+
+
+def _id(value: object) -> object:
+    # `1001:` in YAML is the integer 1001: an agent id is text (an extension number, say).
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+PersonId = Annotated[Name, BeforeValidator(_id)]
 
 
 class AgentEntry(Strict):
@@ -39,8 +47,8 @@ class SupervisorEntry(Strict):
 class AgentsFile(Strict):
     # After this many offers in a row not answered, the agent is paused.
     max_missed: int = Field(3, ge=1, le=20)
-    agents: dict[Name, AgentEntry] = {}
-    supervisors: dict[Name, SupervisorEntry] = {}
+    agents: dict[PersonId, AgentEntry] = {}
+    supervisors: dict[PersonId, SupervisorEntry] = {}
 
 
 @dataclass(frozen=True)
