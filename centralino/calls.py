@@ -191,7 +191,8 @@ class CallSession:
 
     def __init__(self, service: Service, channel: Channel, number: str, *,
                  resume_topic: str | None = None, resume_since: datetime | None = None,
-                 resume_talk: ResumeTalk | None = None, resumed: bool = False):
+                 resume_talk: ResumeTalk | None = None, queue_log_id: str | None = None,
+                 resumed: bool = False):
         self.service = service
         self.config: CallConfig = service.call_config  # this call's version, even after reload
         self.version = service.config.version
@@ -203,6 +204,11 @@ class CallSession:
         self.journal = Journal(service.clock.now)
         self.resume_topic, self.resume_since, self.resumed = resume_topic, resume_since, resumed
         self.resume_talk = resume_talk
+        # queue_log lines of an adopted call continue under the id its ENTERQUEUE was written
+        # with, so that reports can follow it across the restart.
+        self.queue_log_id = queue_log_id or (resume_talk.old_call_id if resume_talk
+                                             else self.info.call_id)
+        self.line_entered: datetime | None = None  # when the caller joined the current line
         self.queued: Waiting | None = None  # the caller's place (kept once out of the line)
         self.in_line = False  # in `queued.topic`'s line now
         self.left_line = ""  # the rule that took the caller out of the last line
@@ -226,8 +232,13 @@ class CallSession:
         svc = self.service
         fields = {f"data{i}": str(d) for i, d in enumerate(data, start=1)}
         svc.writer.put(svc.store.add, QueueLogEntry(
-            at=svc.clock.now(), call_id=self.info.call_id, queue=self.queued.topic, agent=agent,
+            at=svc.clock.now(), call_id=self.queue_log_id, queue=self.queued.topic, agent=agent,
             event=event, **fields))
+
+    def _in_line_for(self, until: datetime) -> int:
+        """Seconds in the current line (app_queue counts each queue from its own entry)."""
+        assert self.queued is not None
+        return round((until - (self.line_entered or self.queued.since)).total_seconds())
 
     # --- the call, start to end -----------------------------------------------------------
 
@@ -287,7 +298,8 @@ class CallSession:
         if self.queued and self.in_line:
             waited = (svc.clock.now() - self.queued.since).total_seconds()
             position = svc.queues.position(self.info.call_id) or 0
-            self._log("ABANDON", "NONE", position, self.position_on_entry, round(waited))
+            self._log("ABANDON", "NONE", position, self.position_on_entry,
+                      self._in_line_for(svc.clock.now()))
             return "abandoned", f"waited {waited:.1f} s"
         if self.left_line:
             return self.left_line, "hung up during the message after the queue"
@@ -362,12 +374,15 @@ class CallSession:
         logged_in = svc.desk.staffing(topic)[0]
         if rules_on_entry and settings.no_agents and not logged_in:
             log.info("call %s: nobody logged in for %s", self.info.call_id, topic)
+            self._log("JOINEMPTY")
             return "no_agents", settings.no_agents
         if rules_on_entry and settings.max_callers and len(
                 svc.queues.waiting(topic)) >= settings.max_callers.callers:
             log.info("call %s: %s is full", self.info.call_id, topic)
+            self._log("FULL")
             return "queue_full", settings.max_callers.then
         self.position_on_entry = svc.queues.join(self.queued)
+        self.line_entered = arrived if resuming else svc.clock.now()
         self.in_line = True
         # Written now, not at the end: a restarted service (even after a crash) reads it to
         # put the caller back in their place.
@@ -429,7 +444,7 @@ class CallSession:
         svc = self.service
         assert self.queued is not None
         position = svc.queues.position(self.info.call_id) or 0
-        waited = round((svc.clock.now() - self.queued.since).total_seconds())
+        waited = self._in_line_for(svc.clock.now())
         data = (key, position, self.position_on_entry, waited) if key else (
             position, self.position_on_entry, waited)
         self._log(event, "NONE", *data)
@@ -617,9 +632,8 @@ class CallSession:
                                                                "outcome": "answered"})
         svc.writer.put(svc.store.update_call, self.info.call_id,
                        {"connected_at": now, "agent_id": leg.agent.id})
-        held = round((now - self.queued.since).total_seconds())
         rang = round((now - leg.rang_at).total_seconds())
-        self._log("CONNECT", leg.agent.id, held, leg.channel_id, rang)
+        self._log("CONNECT", leg.agent.id, self._in_line_for(now), leg.channel_id, rang)
         svc.desk.broadcast({"type": "queue", "event": "connected", "call_id": self.info.call_id,
                             "topic": leg.topic, "agent": leg.agent.id})
 
@@ -660,9 +674,9 @@ class CallSession:
         assert self.queued is not None and leg.answered_at is not None
         now = svc.clock.now()
         talked = round((now - leg.answered_at).total_seconds())
-        held = round((leg.answered_at - self.queued.since).total_seconds())
         event = "COMPLETECALLER" if self.ended_by == "caller" else "COMPLETEAGENT"
-        self._log(event, leg.agent.id, held, talked, self.position_on_entry)
+        self._log(event, leg.agent.id, self._in_line_for(leg.answered_at), talked,
+                  self.position_on_entry)
         self._leg_done(leg, "answered")
         svc.spawn(svc.ari.request("DELETE", f"/bridges/{CALL_BRIDGE.format(call=self.info.call_id)}"))
         settings = self.config.queues[leg.topic]

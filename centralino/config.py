@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from centralino.settings import Settings
 from cti.config import AgentsConfig, load_agents_config
 from ivr.config import CallConfig, load_call_config
-from ivr.yamlfile import ConfigError
+from ivr.yamlfile import ConfigError, ConfigProblem
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ def load_config(settings: Settings) -> Config:
     """Everything under config_dir; one ConfigError listing every problem found."""
     call = load_call_config(settings.config_dir, settings.prompts.manifest)
     agents = load_agents_config(settings.config_dir / "agents.yaml", set(call.queues))
+    if recalls := settings.recalls.problems(set(call.schedules), set(call.queues)):
+        raise ConfigError([ConfigProblem("centralino.yaml", 1, 1, f, m) for f, m in recalls])
     if settings.mode == "production" and (dev := agents.dev_tokens_in_use()):
         raise ConfigError.single("agents.yaml", f"production mode: {', '.join(dev)} still use "
                                  "the public development token; give them their own")

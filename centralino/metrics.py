@@ -11,3 +11,26 @@ ARI_REACTION = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
 CONFIG_RELOADS = Counter("centralino_config_reloads_total", "Reload attempts", ["result"])
+
+# Figures (centralino.figures), refreshed when /metrics is scraped (centralino.web.figures).
+LONGEST_WAIT = Gauge("centralino_queue_longest_wait_seconds",
+                     "How long the longest-waiting caller of the topic has waited", ["topic"])
+AGENTS = Gauge("centralino_agents", "Agents by state", ["state"])
+QUEUE_AGENTS = Gauge("centralino_queue_agents", "Agents serving the topic, by state",
+                     ["topic", "state"])
+# Since local midnight, per topic (gauges: they start again from 0 every day).
+TODAY_OFFERED = Gauge("centralino_today_offered", "Callers who entered the topic's queue today",
+                      ["topic"])
+TODAY_ANSWERED = Gauge("centralino_today_answered", "Of those, answered by an agent", ["topic"])
+TODAY_ABANDONED = Gauge("centralino_today_abandoned",
+                        "Of those, hung up after waiting at least short_abandon", ["topic"])
+TODAY_SHORT_ABANDONED = Gauge("centralino_today_short_abandoned",
+                              "Of those, hung up before short_abandon", ["topic"])
+TODAY_SERVICE_LEVEL = Gauge(
+    "centralino_today_service_level_ratio",
+    "Answered within service_level / (offered - short abandoned); absent when undefined",
+    ["topic"])
+TODAY_ASA = Gauge("centralino_today_asa_seconds", "Average wait of answered callers",
+                  ["topic"])
+TODAY_AHT = Gauge("centralino_today_aht_seconds", "Average talk time of completed calls",
+                  ["topic"])

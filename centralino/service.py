@@ -246,13 +246,14 @@ class Service:
                     self._start_session(session)
                     continue
             topic = waiting_in.get(channel_id)
-            since = None
+            since, first_id = None, None
             if topic and (found := await self.store.waiting_since(channel_id)):
-                since = found[1]  # back in their place in the line
+                first_id, since = found  # back in their place in the line
             log.info("adopting call on %s (%s) %s", channel_id, number,
                      f"waiting in {topic}" if topic else "from the start of its flow")
             self._start_session(CallSession(self, channel, number, resume_topic=topic,
-                                            resume_since=since, resumed=True))
+                                            resume_since=since, queue_log_id=first_id,
+                                            resumed=True))
 
     async def _resume_talk(self, old_call_id: str, leg: str) -> ResumeTalk | None:
         record = await self.store.get_call(old_call_id)

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cti.recalls import RecallSettings
 from ivr.yamlfile import ConfigError, ConfigProblem, load_yaml
 
 DEV_ARI_PASSWORD = "centralino-dev"
@@ -56,6 +57,8 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     database: DatabaseSettings = DatabaseSettings()
     prompts: PromptSettings = PromptSettings()
+    # Recall requests from the help desk portal (issue #4): clients, numbers, slots, limits.
+    recalls: RecallSettings = RecallSettings()
     # Development only: start the service clock at this local time (rehearse Christmas Day).
     clock_start: datetime | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -71,6 +74,9 @@ class Settings(_Section):
             raise ValueError("production mode: set http.admin_token (16+ characters, not the dev one)")
         if self.clock_start is not None:
             raise ValueError("production mode: clock_start is for rehearsals in development only")
+        if dev := self.recalls.dev_keys_in_use():
+            raise ValueError(f"production mode: recalls.clients: {', '.join(dev)}: the public "
+                             "development key (dev-portal); give each portal its own")
         return self
 
     def resolve(self, base: Path) -> Settings:

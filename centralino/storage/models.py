@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, TypeDecorator
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, TypeDecorator, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -135,3 +135,51 @@ class QueueLogEntry(Base):
     data3: Mapped[str] = mapped_column(String(255), default="")
     data4: Mapped[str] = mapped_column(String(255), default="")
     data5: Mapped[str] = mapped_column(String(255), default="")
+
+
+# Recall requests (issue #4). A partial unique index keeps one open request per number and
+# topic even when two POSTs race; SQLite and PostgreSQL both support it.
+OPEN_RECALL = text("status IN ('waiting', 'calling')")
+
+
+class RecallRequest(Base):
+    """A citizen asked the portal to be called: now, or back in a slot (cti/recalls.py)."""
+
+    __tablename__ = "recall_requests"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    number: Mapped[str] = mapped_column(String(16))  # E.164
+    number_type: Mapped[str] = mapped_column(String(24))  # fixed_line, mobile, ...
+    topic: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(8))  # now | back
+    slot_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # mode back only
+    name: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(String(500), default="")
+    portal_ref: Mapped[str | None] = mapped_column(String(128))
+    client: Mapped[str] = mapped_column(String(64), index=True)  # the portal client's id
+    # waiting | calling | done | failed | cancelled | expired
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When it joins the topic's queue: created_at (now), the slot (back), or the next opening.
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("ix_recall_requests_number_topic_status", "number", "topic", "status"),
+        Index("ux_recall_requests_open", "number", "topic", unique=True,
+              sqlite_where=OPEN_RECALL, postgresql_where=OPEN_RECALL),
+        Index("ix_recall_requests_status_due", "status", "due_at"),  # what is due next
+    )
+
+
+class RecallAttempt(Base):
+    """One try at a recall: when, and how it went (answered, no_answer, busy, failed...)."""
+
+    __tablename__ = "recall_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("recall_requests.id", ondelete="CASCADE"),
+                                            index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(String(255), default="")
+    agent_id: Mapped[str | None] = mapped_column(String(64))  # who took it, if an agent did

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, and_, func, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
@@ -22,6 +24,8 @@ from centralino.storage.models import (
     LineOverride,
     Offer,
     QueueLogEntry,
+    RecallAttempt,
+    RecallRequest,
 )
 from ivr.engine import Step
 
@@ -217,6 +221,134 @@ class Store:
                 .order_by(LineOverride.set_at.desc(), LineOverride.id.desc()).limit(limit)
             )
             return list(rows.all())
+
+    # --- figures and the queue_log export (issue #3) ----------------------------------------
+
+    async def figures_rows(self, since: datetime, until: datetime) -> list[Row[Any]]:
+        """Every queue_log event of the calls that entered a queue (or were refused one) in
+        [since, until), whenever it happened, with the call's line, number and announced
+        wait: a call that entered before `until` and was answered after it still counts."""
+        entered = (select(QueueLogEntry.call_id)
+                   .where(QueueLogEntry.at >= since, QueueLogEntry.at < until,
+                          QueueLogEntry.event.in_(("ENTERQUEUE", "FULL", "JOINEMPTY",
+                                                    "JOINUNAVAIL"))))
+        query = (select(QueueLogEntry.at, QueueLogEntry.call_id, QueueLogEntry.queue,
+                        QueueLogEntry.agent, QueueLogEntry.event, Call.line, Call.number,
+                        Call.announced_wait)
+                 .outerjoin(Call, Call.id == QueueLogEntry.call_id)
+                 .where(QueueLogEntry.call_id.in_(entered))
+                 .order_by(QueueLogEntry.at, QueueLogEntry.id))
+        rows: list[Row[Any]] = []
+        async with self.sessions() as s:
+            # In parts: a day of a busy help desk is thousands of rows, and converting them
+            # all at once would hold up the event loop (and the calls) for tens of ms.
+            async for part in (await s.stream(query)).partitions(500):
+                rows.extend(part)
+        return rows
+
+    async def agent_changes(self, since: datetime, until: datetime) -> list[Row[Any]]:
+        """(agent_id, at, state) in [since, until), in order per agent (wrap-up times)."""
+        query = (select(AgentEvent.agent_id, AgentEvent.at, AgentEvent.state)
+                 .where(AgentEvent.at >= since, AgentEvent.at < until)
+                 .order_by(AgentEvent.agent_id, AgentEvent.at, AgentEvent.id))
+        rows: list[Row[Any]] = []
+        async with self.sessions() as s:
+            async for part in (await s.stream(query)).partitions(500):  # as figures_rows
+                rows.extend(part)
+        return rows
+
+    async def queue_log_batches(self, since: datetime, until: datetime, size: int = 2000
+                                ) -> AsyncIterator[list[Row[Any]]]:
+        """queue_log rows in [since, until), oldest first, `size` at a time. Keyset pages:
+        no transaction stays open while the caller sends a page somewhere slow."""
+        cols = (QueueLogEntry.id, QueueLogEntry.at, QueueLogEntry.call_id, QueueLogEntry.queue,
+                QueueLogEntry.agent, QueueLogEntry.event, QueueLogEntry.data1,
+                QueueLogEntry.data2, QueueLogEntry.data3, QueueLogEntry.data4,
+                QueueLogEntry.data5)
+        after: tuple[datetime, int] | None = None
+        while True:
+            query = (select(*cols).where(QueueLogEntry.at >= since, QueueLogEntry.at < until)
+                     .order_by(QueueLogEntry.at, QueueLogEntry.id).limit(size))
+            if after is not None:
+                query = query.where(or_(QueueLogEntry.at > after[0],
+                                        and_(QueueLogEntry.at == after[0],
+                                             QueueLogEntry.id > after[1])))
+            async with self.sessions() as s:
+                rows = list((await s.execute(query)).all())
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = (rows[-1].at, rows[-1].id)
+
+    # --- recall requests (issue #4) ---------------------------------------------------------
+
+    async def create_recall(self, row: RecallRequest) -> tuple[RecallRequest, bool]:
+        """Insert and commit a new request: (row, True). If an open one exists for the same
+        number and topic (the partial unique index decides, even between racing inserts):
+        (that one, False)."""
+        try:
+            async with self.sessions.begin() as s:
+                s.add(row)
+            return row, True
+        except IntegrityError:
+            existing = await self.open_recall(row.number, row.topic)
+            if existing is None:  # not the open-request index: a real problem
+                raise
+            return existing, False
+
+    async def open_recall(self, number: str, topic: str) -> RecallRequest | None:
+        query = select(RecallRequest).where(RecallRequest.number == number,
+                                            RecallRequest.topic == topic,
+                                            RecallRequest.status.in_(("waiting", "calling")))
+        async with self.sessions() as s:
+            return (await s.scalars(query.limit(1))).first()
+
+    async def get_recall(self, recall_id: str) -> RecallRequest | None:
+        async with self.sessions() as s:
+            return await s.get(RecallRequest, recall_id)
+
+    async def recalls_since(self, number: str, since: datetime) -> tuple[int, datetime | None]:
+        """How many requests a number made since `since`, and the oldest one's time."""
+        query = (select(func.count(), func.min(RecallRequest.created_at))
+                 .where(RecallRequest.number == number, RecallRequest.created_at >= since))
+        async with self.sessions() as s:
+            count, oldest = (await s.execute(query)).one()
+        if oldest is not None and oldest.tzinfo is None:  # func.min loses the column's type
+            oldest = oldest.replace(tzinfo=UTC)
+        return count, oldest
+
+    async def set_recall_status(self, recall_id: str, status: str, at: datetime,
+                                only_from: Sequence[str]) -> RecallRequest | None:
+        """Move a request to `status` if it is in one of `only_from` (atomic: the dialler and
+        a cancelling portal cannot both win); the updated row, or None if it was not."""
+        async with self.sessions.begin() as s:
+            result = await s.execute(
+                update(RecallRequest)
+                .where(RecallRequest.id == recall_id, RecallRequest.status.in_(only_from))
+                .values(status=status, updated_at=at))
+            if not result.rowcount:
+                return None
+        return await self.get_recall(recall_id)
+
+    async def find_recalls(self, *, status: str | None = None, topic: str | None = None,
+                           client: str | None = None, limit: int = 100) -> list[RecallRequest]:
+        query = select(RecallRequest).order_by(RecallRequest.created_at.desc(),
+                                               RecallRequest.id)
+        if status:
+            query = query.where(RecallRequest.status == status)
+        if topic:
+            query = query.where(RecallRequest.topic == topic)
+        if client:
+            query = query.where(RecallRequest.client == client)
+        async with self.sessions() as s:
+            return list((await s.scalars(query.limit(limit))).all())
+
+    async def recall_attempts(self, recall_id: str) -> list[RecallAttempt]:
+        query = (select(RecallAttempt).where(RecallAttempt.request_id == recall_id)
+                 .order_by(RecallAttempt.at, RecallAttempt.id))
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
 
 
 def _upgrade(connection: Connection) -> None:

@@ -83,7 +83,7 @@ async def test_no_agents_logged_in_plays_its_message(start_service, caller):
     record = await record_of(service, call)
     assert record.outcome == "no_agents"
     assert "queue-youarenext" not in call.heard  # never joined the line
-    assert await log_of(service, record.id) == []
+    assert [e[:2] for e in await log_of(service, record.id)] == [("omega", "JOINEMPTY")]
 
 
 async def test_last_agent_logging_out_sends_waiting_callers_to_the_rule(start_service, caller):
@@ -108,7 +108,9 @@ async def test_a_full_line_sends_the_next_caller_to_its_message(start_service, c
     third = await caller.dial(RULES, caller_number="0620000009")
     await third.wait_heard("info_b")
     await third.wait_ended(10)
-    assert (await record_of(service, third)).outcome == "queue_full"
+    record = await record_of(service, third)
+    assert record.outcome == "queue_full"
+    assert [e[:2] for e in await log_of(service, record.id)] == [("omega", "FULL")]
     assert [w.caller for w in service.queues.waiting("omega")] == ["0620000000", "0620000001"]
     for call in waiting:
         await call.hangup()

@@ -1,0 +1,235 @@
+"""Recall requests from the help desk portal ("Call me now", "Call me back"): the rules.
+
+Pure logic, no aiohttp and no database: which numbers may be called, when a request joins its
+topic's queue, the portal clients' keys and the rate limits. centralino/web/recalls.py applies
+them to HTTP requests; the dialling (next slice) will read the same settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+from pydantic import Field, model_validator
+
+from ivr.clock import aware
+from ivr.hours import Schedule, line_status, next_opening
+from ivr.schema import Name, Strict
+
+DEV_PORTAL_KEY = "dev-portal"  # the example portal's key: public, so refused in production
+STATUSES = ("waiting", "calling", "done", "failed", "cancelled", "expired")
+OPEN_STATUSES = ("waiting", "calling")  # at most one open request per number and topic
+
+# phonenumbers' types by the names used in the settings and the API.
+NUMBER_TYPES: dict[int, str] = {
+    PhoneNumberType.FIXED_LINE: "fixed_line",
+    PhoneNumberType.MOBILE: "mobile",
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: "fixed_line_or_mobile",
+    PhoneNumberType.TOLL_FREE: "toll_free",
+    PhoneNumberType.PREMIUM_RATE: "premium_rate",
+    PhoneNumberType.SHARED_COST: "shared_cost",
+    PhoneNumberType.VOIP: "voip",
+    PhoneNumberType.PERSONAL_NUMBER: "personal_number",
+    PhoneNumberType.PAGER: "pager",
+    PhoneNumberType.UAN: "uan",
+    PhoneNumberType.VOICEMAIL: "voicemail",
+    PhoneNumberType.UNKNOWN: "unknown",
+}
+NumberType = Literal["fixed_line", "mobile", "fixed_line_or_mobile", "toll_free", "premium_rate",
+                     "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
+                     "unknown"]
+# Satellite services (Inmarsat +870, Iridium/Thuraya +881...) and other global numbers have
+# no country: phonenumbers gives them this region code.
+NON_GEOGRAPHIC = "001"
+
+TokenHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the key")]
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class RecallError(ValueError):
+    """A request the rules refuse; `field` names the part of the payload at fault."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+# --- settings (the `recalls:` section of centralino.yaml) -------------------------------------
+
+class PortalClient(Strict):
+    name: str = ""
+    key_sha256: TokenHash
+
+
+class RecallLimits(Strict):
+    # New requests for one number in any 24 hours (cancelled ones count: no create/cancel loop).
+    per_number_per_day: int = Field(3, ge=1, le=1000)
+    # POSTs from one client address (the portal's server, as seen by us) in any 60 seconds.
+    per_address_per_minute: int = Field(60, ge=1, le=100_000)
+
+
+class RecallSettings(Strict):
+    clients: dict[Name, PortalClient] = {}
+    default_region: str = Field("IT", pattern=r"^[A-Z]{2}$")  # numbers written without +CC
+    allowed_regions: list[Annotated[str, Field(pattern=r"^([A-Z]{2}|001)$")]] = ["IT"]
+    allowed_types: list[NumberType] = ["fixed_line", "mobile"]
+    topics: list[Name] = []  # topics the portal may ask for; empty: every queue
+    hours: Name | None = None  # schedule in hours.yaml; None: any time (always open)
+    horizon_days: int = Field(14, ge=1, le=90)
+    limits: RecallLimits = RecallLimits()
+    # Next slice (dialling): seconds before attempt 2, 3, ...; the last delay repeats.
+    retry_delays: list[Annotated[int, Field(ge=30, le=86_400)]] = [300, 900]
+    max_attempts: int = Field(3, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _distinct_keys(self) -> RecallSettings:
+        seen: dict[str, str] = {}
+        for client_id, client in self.clients.items():
+            if (twin := seen.get(client.key_sha256)) is not None:
+                raise ValueError(f"clients: {client_id} has the same key as {twin}")
+            seen[client.key_sha256] = client_id
+        return self
+
+    def client_for(self, key: str) -> str | None:
+        """The portal client whose key this is (compared in constant time)."""
+        hashed = key_hash(key).encode()
+        found = None
+        for client_id, client in self.clients.items():
+            if hmac.compare_digest(hashed, client.key_sha256.encode()):
+                found = client_id
+        return found
+
+    def dev_keys_in_use(self) -> list[str]:
+        dev = key_hash(DEV_PORTAL_KEY)
+        return sorted(cid for cid, c in self.clients.items() if c.key_sha256 == dev)
+
+    def problems(self, schedules: set[str], queues: set[str]) -> list[tuple[str, str]]:
+        """(field, message) for names that hours.yaml / queues.yaml do not define."""
+        out = []
+        if self.hours is not None and self.hours not in schedules:
+            known = ", ".join(sorted(schedules)) or "none"
+            out.append(("recalls.hours", f"unknown schedule {self.hours!r} (hours.yaml has: "
+                                         f"{known})"))
+        for topic in self.topics:
+            if topic not in queues:
+                out.append(("recalls.topics", f"unknown queue {topic!r} (see queues.yaml)"))
+        return out
+
+
+# --- numbers ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Destination:
+    e164: str
+    type: str  # a NumberType
+    region: str  # ISO country, or NON_GEOGRAPHIC
+
+
+def classify(raw: str, settings: RecallSettings) -> Destination:
+    """Parse a number as a citizen types it; RecallError unless config allows calling it."""
+    try:
+        number = phonenumbers.parse(raw, settings.default_region)
+    except phonenumbers.NumberParseException:
+        raise RecallError("number", "not a phone number") from None
+    if number.extension:
+        raise RecallError("number", "extensions cannot be dialled: give a direct number")
+    if not phonenumbers.is_valid_number(number):
+        raise RecallError("number", "not a valid phone number (check the digits and the "
+                                    "country code)")
+    region = phonenumbers.region_code_for_number(number) or "unknown"
+    kind = NUMBER_TYPES.get(phonenumbers.number_type(number), "unknown")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if region not in settings.allowed_regions:
+        what = ("satellite and other non-geographic numbers" if region == NON_GEOGRAPHIC
+                else f"numbers of {region}")
+        raise RecallError("number", f"{what} cannot be called back (allowed: "
+                                    f"{', '.join(settings.allowed_regions)})")
+    if kind not in settings.allowed_types:
+        raise RecallError("number", f"{kind.replace('_', '-')} numbers cannot be called back "
+                                    f"(allowed: {', '.join(settings.allowed_types)})")
+    return Destination(e164, kind, region)
+
+
+# --- when a request joins the queue -----------------------------------------------------------
+
+def due_time(mode: Literal["now", "back"], slot: datetime | None, now: datetime,
+             schedule: Schedule | None, horizon_days: int) -> datetime:
+    """When the request joins its topic's queue (UTC): now, or the next opening if closed, for
+    "now"; the slot for "back", which must be in the future, within the horizon and inside
+    opening hours. Overrides (a line forced closed) belong to lines, not to recalls: ignored."""
+    now = now.astimezone(UTC)
+    horizon = now + timedelta(days=horizon_days)
+    if mode == "now":
+        if slot is not None:
+            raise RecallError("slot", "only for mode \"back\"")
+        if schedule is None or line_status(schedule, None, now).open:
+            return now
+        opening = next_opening(schedule, now, horizon_days)
+        if opening is None:
+            raise RecallError("mode", f"the help desk does not open in the next {horizon_days} "
+                                      "days: try again later")
+        return opening.astimezone(UTC)
+    if slot is None:
+        raise RecallError("slot", "required for mode \"back\"")
+    try:
+        # A slot without an offset is Italian local time; out-of-range offsets near year 1 or
+        # 9999 would overflow here, not later.
+        slot = aware(slot).astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise RecallError("slot", "out of range") from None
+    if slot <= now:
+        raise RecallError("slot", "must be in the future")
+    if slot > horizon:
+        raise RecallError("slot", f"must be within {horizon_days} days")
+    if schedule is not None:
+        status = line_status(schedule, None, slot)
+        if not status.open:
+            why = {"hours": "outside opening hours", "holiday": f"a holiday ({status.detail})",
+                   "closure": f"the help desk is closed ({status.detail})"}.get(status.why,
+                                                                                 "closed")
+            if (opening := next_opening(schedule, slot, horizon_days)) is not None:
+                why += f"; it opens again at {opening.isoformat(timespec='minutes')}"
+            raise RecallError("slot", why)
+    return slot
+
+
+# --- rate limits ------------------------------------------------------------------------------
+
+class SlidingWindow:
+    """At most `limit` events per key in any `window` seconds, counted in memory.
+
+    In memory on purpose: it guards the per-address minute limit, where losing the counts on a
+    restart costs at most a minute's extra requests. (The per-number daily limit is counted in
+    the database, which survives restarts.)"""
+
+    def __init__(self, limit: int, window: float):
+        self.limit, self.window = limit, window
+        self._events: dict[str, deque[datetime]] = {}
+
+    def hit(self, key: str, now: datetime) -> int | None:
+        """Count one event; None if allowed, else the seconds until one would be (not counted)."""
+        start = now - timedelta(seconds=self.window)
+        if len(self._events) > 10_000:  # forget idle keys so memory stays bounded
+            self._events = {k: q for k, q in self._events.items() if q and q[-1] > start}
+        events = self._events.setdefault(key, deque())
+        while events and events[0] <= start:
+            events.popleft()
+        if len(events) >= self.limit:
+            return retry_after(events[0] + timedelta(seconds=self.window), now)
+        events.append(now)
+        return None
+
+
+def retry_after(free_at: datetime, now: datetime) -> int:
+    """Whole seconds for a Retry-After header (at least 1)."""
+    return max(1, math.ceil((free_at - now).total_seconds()))

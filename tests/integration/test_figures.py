@@ -1,0 +1,218 @@
+"""Figures from real calls through the real Asterisk: one caller answered after a wait, one
+who gives up, one who hangs up at once; the report, the queue_log export and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+from ruamel.yaml import YAML
+
+from tests.integration.conftest import REPO, TEST_SETTINGS, record_of, settings_for, staff
+
+DIRECT = "0999000002"  # straight to queue beta (agents 1001 and 1003)
+API = "http://127.0.0.1:18081"
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+
+
+def beta_thresholds(tmp_path: Path, service_level: float, short_abandon: float) -> Path:
+    """A copy of the test configuration with beta's figure thresholds set."""
+    config = tmp_path / "config"
+    shutil.copytree(TEST_SETTINGS.parent, config)
+    yaml = YAML()
+    queues = yaml.load(config / "queues.yaml")
+    queues["queues"]["beta"].update(service_level=service_level, short_abandon=short_abandon)
+    yaml.dump(queues, config / "queues.yaml")
+    return config / "centralino.yaml"
+
+
+def a_day_of_our_own() -> datetime:
+    """The database outlives the test and other tests run at 2026-12-01: a random day of
+    the 2030s at 10:00 keeps "today" ours alone."""
+    return datetime(random.randrange(2030, 2040), random.randrange(1, 13),
+                    random.randrange(1, 29), 10, 0)
+
+
+def gauge(text: str, name: str, **labels: str) -> float | None:
+    """A sample's value from Prometheus' text format (labels in any order); None if absent."""
+    for found in re.finditer(rf"^{name}{{(.*)}} (\S+)$", text, re.M):
+        if dict(re.findall(r'(\w+)="([^"]*)"', found.group(1))) == labels:
+            return float(found.group(2))
+    return None
+
+
+async def until_talking(service, agent_id: str) -> None:
+    async with asyncio.timeout(10):
+        while service.desk.agents[agent_id].state != "on_call":
+            await asyncio.sleep(0.02)
+
+
+async def test_figures_queue_log_and_metrics_from_real_calls(start_service, caller, phones,
+                                                             tmp_path):
+    settings = settings_for(beta_thresholds(tmp_path, service_level=10, short_abandon=1.5),
+                            CENTRALINO_PROMPTS__BUILD_DIR=str(REPO / "var" / "test-prompts"),
+                            CENTRALINO_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path}/c.db")
+    service = await start_service(at=a_day_of_our_own(), settings=settings)
+    staff(service)  # nobody: callers wait
+    phones.set("1003", "answer", delay=0.1)
+    async with aiohttp.ClientSession() as http:
+        answered = await caller.dial(DIRECT, caller_number="0611111111")
+        await answered.wait_idle()
+        gives_up = await caller.dial(DIRECT, caller_number="0622222222")
+        await gives_up.wait_idle()
+
+        # Live, while two callers wait.
+        async with http.get(f"{API}/metrics") as r:
+            metrics = await r.text()
+        assert gauge(metrics, "centralino_queue_waiting", topic="beta") == 2
+        assert gauge(metrics, "centralino_queue_longest_wait_seconds", topic="beta") >= 0.4
+        async with http.get(f"{API}/api/figures", headers=ADMIN) as r:
+            assert r.status == 200
+            live = (await r.json())["live"]
+        assert (live["topics"]["beta"]["waiting"], live["topics"]["beta"]["ringing"]) == (2, 0)
+        assert live["topics"]["beta"]["agents"]["logged_out"] == 2  # 1001 and 1003 serve beta
+
+        await asyncio.sleep(2.0)
+        await gives_up.hangup()  # waited about 2.5 s: an abandon (short_abandon is 1.5 s)
+        hasty = await caller.dial(DIRECT, caller_number="0633333333")
+        await hasty.wait_idle(quiet=0.2)
+        await hasty.hangup()  # within 1.5 s: a short abandon
+
+        staff(service, "1003")
+        ring = await phones.wait_answered("1003")
+        await until_talking(service, "1003")
+        await asyncio.sleep(1.0)
+        await phones.hang_up(ring)  # the agent ends the call; 1 s wrap-up (queues.yaml)
+        records = [await record_of(service, c) for c in (answered, gives_up, hasty)]
+        async with asyncio.timeout(5):
+            while service.desk.agents["1003"].state != "available":
+                await asyncio.sleep(0.05)
+        await service.writer.drain()
+        waits = {}
+        for record in records:
+            log = await service.store.queue_log(call_id=record.id)
+            waits[record.id] = (log[-1].event, (log[1].at - log[0].at).total_seconds())
+        ids = [r.id for r in records]
+        assert [w[0] for w in waits.values()] == ["COMPLETEAGENT", "ABANDON", "ABANDON"]
+        wait_answered = waits[ids[0]][1]
+        assert 2.5 < wait_answered < 10  # within beta's service level of 10 s
+        assert waits[ids[1]][1] >= 1.5 > waits[ids[2]][1], waits
+
+        async with http.get(f"{API}/api/figures", headers=ADMIN) as r:
+            assert r.status == 200
+            body = await r.json()
+        beta = body["topics"]["beta"]
+        assert {k: beta[k] for k in ("offered", "answered", "abandoned", "short_abandoned",
+                                     "unfinished", "answered_within_service_level")} == {
+            "offered": 3, "answered": 1, "abandoned": 1, "short_abandoned": 1, "unfinished": 0,
+            "answered_within_service_level": 1}
+        assert beta["service_level_pct"] == 50.0  # 1 of (3 offered - 1 short abandon)
+        assert abs(beta["asa_avg"] - wait_answered) < 0.1 and beta["asa_p90"] == beta["asa_avg"]
+        assert 0.9 < beta["aht_avg"] < 3
+        assert 0.9 < beta["wrap_up_avg"] < 2
+        assert body["lines"]["Test direct line"]["offered"] == 3
+        assert body["lines"]["Test direct line"]["numbers"] == [DIRECT]
+        assert body["total"]["offered"] == 3 and body["total"]["service_level_pct"] == 50.0
+        assert body["settings"]["beta"] == {"name": "Beta", "service_level": 10,
+                                            "short_abandon": 1.5}
+        assert body["live"]["topics"]["beta"]["waiting"] == 0
+        assert body["live"]["topics"]["beta"]["agents"]["available"] == 1
+
+        # Another topic on the same line; a day with nothing.
+        async with http.get(f"{API}/api/figures", headers=ADMIN,
+                            params={"topic": "alpha", "line": DIRECT}) as r:
+            alpha = await r.json()
+        assert list(alpha["topics"]) == ["alpha"] and alpha["topics"]["alpha"]["offered"] == 0
+        assert list(alpha["live"]["topics"]) == ["alpha"]
+        async with http.get(f"{API}/api/figures", headers=ADMIN,
+                            params={"from": "2029-01-01", "to": "2029-01-01"}) as r:
+            assert (await r.json())["total"]["offered"] == 0
+
+        # The history as Asterisk's queue_log file.
+        async with http.get(f"{API}/api/queue_log", headers=ADMIN) as r:
+            assert r.status == 200 and r.content_type == "text/plain"
+            lines = (await r.text()).splitlines()
+        fields = [line.split("|") for line in lines]
+        assert [(f[1], f[4]) for f in fields] == [
+            (ids[0], "ENTERQUEUE"), (ids[1], "ENTERQUEUE"), (ids[1], "ABANDON"),
+            (ids[2], "ENTERQUEUE"), (ids[2], "ABANDON"), (ids[0], "CONNECT"),
+            (ids[0], "COMPLETEAGENT")]
+        epochs = [int(f[0]) for f in fields]
+        assert epochs == sorted(epochs)
+        assert abs(epochs[0] - service.clock.now().timestamp()) < 60
+        assert {f[2] for f in fields} == {"beta"}
+        enter, connect, complete = fields[0], fields[5], fields[6]
+        assert (enter[3], enter[5:7]) == ("NONE", ["", "0611111111"])  # url|callerid|position
+        assert connect[3] == "1003" and int(connect[5]) == round(wait_answered)
+        assert complete[3] == "1003" and int(complete[6]) >= 1  # talk time
+        assert 1 <= int(fields[2][7]) < 5  # ABANDON position|origposition|waittime
+
+        async with http.get(f"{API}/metrics") as r:
+            metrics = await r.text()
+        assert gauge(metrics, "centralino_today_offered", topic="beta") == 3
+        assert gauge(metrics, "centralino_today_answered", topic="beta") == 1
+        assert gauge(metrics, "centralino_today_short_abandoned", topic="beta") == 1
+        assert gauge(metrics, "centralino_today_service_level_ratio", topic="beta") == 0.5
+        assert gauge(metrics, "centralino_today_service_level_ratio", topic="alpha") is None
+        assert gauge(metrics, "centralino_queue_waiting", topic="beta") == 0
+        assert gauge(metrics, "centralino_queue_agents", topic="beta", state="available") == 1
+        assert gauge(metrics, "centralino_agents", state="available") == 1
+
+
+async def test_who_may_read_figures_and_what_is_refused(start_service):
+    await start_service()
+    async with aiohttp.ClientSession() as http:
+        for path in ("/api/figures", "/api/queue_log"):
+            async with http.get(f"{API}{path}") as r:
+                assert r.status == 401
+            async with http.get(f"{API}{path}", headers={"Authorization": "Bearer dev-1001"}) as r:
+                assert r.status == 403  # an agent
+            async with http.get(f"{API}{path}", headers={"Authorization": "Bearer dev-sup"}) as r:
+                assert r.status == 200  # a supervisor
+            async with http.get(f"{API}{path}", headers=ADMIN, params={"from": "ieri"}) as r:
+                assert r.status == 400 and "from:" in (await r.json())["error"]
+            async with http.get(f"{API}{path}", headers=ADMIN,
+                                params={"from": "2026-12-02", "to": "2026-12-01"}) as r:
+                assert r.status == 400 and "must be before" in (await r.json())["error"]
+        async with http.get(f"{API}/api/figures", headers=ADMIN, params={"topic": "tributi"}) as r:
+            assert r.status == 404 and "tributi" in (await r.json())["error"]
+
+
+async def test_a_caller_moved_to_another_topic_counts_in_both_and_once_in_total(
+        start_service, caller, phones, tmp_path):
+    """omega's max_wait (3 s here) sends the caller to alpha, where 1002 answers."""
+    config = beta_thresholds(tmp_path, service_level=10, short_abandon=1.5)
+    yaml = YAML()
+    queues = yaml.load(config.parent / "queues.yaml")
+    queues["queues"]["omega"]["max_wait"]["seconds"] = 3
+    yaml.dump(queues, config.parent / "queues.yaml")
+    settings = settings_for(config,
+                            CENTRALINO_PROMPTS__BUILD_DIR=str(REPO / "var" / "test-prompts"),
+                            CENTRALINO_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path}/c.db")
+    service = await start_service(at=a_day_of_our_own(), settings=settings)
+    staff(service, "1003", "1002")
+    service.desk.ask("1003", "pause", "test", "busy")  # logged in: omega takes callers
+    phones.set("1002", "answer", delay=0.5)
+    call = await caller.dial("0999000004", caller_number="0640000000")
+    ring = await phones.wait_answered("1002", timeout=20)
+    await until_talking(service, "1002")
+    await phones.hang_up(ring)
+    record = await record_of(service, call)
+    assert (record.outcome, record.topic) == ("answered", "alpha")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{API}/api/figures", headers=ADMIN) as r:
+            body = await r.json()
+    omega, alpha, total = body["topics"]["omega"], body["topics"]["alpha"], body["total"]
+    assert (omega["offered"], omega["answered"], omega["exited"]) == (
+        1, 0, {"EXITWITHTIMEOUT": 1})
+    assert omega["service_level_pct"] == 0
+    # In alpha the caller waited only for 1002 to pick up; the caller waited 3 s more in all.
+    assert (alpha["offered"], alpha["answered"]) == (1, 1) and alpha["asa_avg"] < 2.5
+    assert (total["offered"], total["answered"], total["exited"]) == (1, 1, {})
+    assert total["asa_avg"] >= alpha["asa_avg"] + 3
+    assert body["lines"]["Test rules line"]["offered"] == 1

@@ -1,0 +1,276 @@
+"""Figures from hand-built queue_log rows: what a supervisor reads off the report (service
+level without short abandons, p90, calls moved between topics, lines, the estimate's error),
+the queue_log export format, the live state and the period parameters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiohttp import web
+
+from centralino.figures import (
+    LogRow,
+    Thresholds,
+    build_visits,
+    live,
+    p90,
+    queue_log_line,
+    report,
+    topic_figures,
+)
+from centralino.web.figures import period
+from cti.agents import Agent, AgentState
+from queue_manager.queues import Waiting
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+DAY = (T0 - timedelta(hours=1), T0 + timedelta(hours=12))
+LIMITS = {"alpha": Thresholds(service_level=20, short_abandon=5),
+          "beta": Thresholds(service_level=60, short_abandon=10)}
+
+
+def t(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def ev(at: float, call: str, event: str, queue: str = "alpha", agent: str = "NONE",
+       line: str = "Main", number: str = "0600000001", announced: int | None = None) -> LogRow:
+    return LogRow(t(at), call, queue, agent, event, line, number, announced)
+
+
+def answered(call: str, enter: float, connect: float, complete: float | None = None,
+             **kw) -> list[LogRow]:
+    rows = [ev(enter, call, "ENTERQUEUE", **kw), ev(connect, call, "CONNECT", agent="1001", **kw)]
+    if complete is not None:
+        rows.append(ev(complete, call, "COMPLETECALLER", agent="1001", **kw))
+    return rows
+
+
+def figures_of(rows: list[LogRow], since: datetime = DAY[0], until: datetime = DAY[1], **kw):
+    return report(rows, LIMITS, since, until, **kw)
+
+
+# --- counts and the service level ------------------------------------------------------------
+
+def test_service_level_leaves_out_short_abandons_and_counts_exits_as_missed():
+    rows = [
+        *answered("a", 0, 20, 80),  # answered exactly at the threshold: within
+        *answered("b", 0, 21, 141),  # one second late
+        ev(0, "c", "ENTERQUEUE"), ev(4, "c", "ABANDON"),  # short: changed their mind
+        ev(0, "d", "ENTERQUEUE"), ev(5, "d", "ABANDON"),  # exactly short_abandon: a real one
+        ev(0, "e", "ENTERQUEUE"), ev(300, "e", "EXITWITHTIMEOUT"),
+        ev(0, "f", "ENTERQUEUE"),  # still waiting
+    ]
+    f = figures_of(rows).topics["alpha"]
+    assert (f.offered, f.answered, f.short_abandoned, f.abandoned, f.unfinished) == (6, 2, 1, 1, 1)
+    assert f.exited == {"EXITWITHTIMEOUT": 1}
+    assert f.answered_within_service_level == 1
+    assert f.service_level_pct == pytest.approx(100 * 1 / 5)  # 6 offered - 1 short abandon
+    assert (f.asa_avg, f.longest_wait_answered) == (20.5, 21)
+    assert f.aht_avg == 90  # (60 + 120) / 2
+
+
+def test_each_topic_uses_its_own_thresholds():
+    rows = [*answered("a", 0, 30), *answered("b", 0, 30, queue="beta"),
+            ev(0, "c", "ENTERQUEUE", queue="beta"), ev(8, "c", "ABANDON", queue="beta")]
+    report_ = figures_of(rows)
+    assert report_.topics["alpha"].service_level_pct == 0  # 30 s > 20 s
+    assert report_.topics["beta"].service_level_pct == 100  # 30 s <= 60 s; 8 s is short there
+    assert report_.topics["beta"].short_abandoned == 1
+
+
+def test_p90_is_the_nearest_rank():
+    assert p90([]) is None
+    assert p90([7]) == 7
+    assert p90(list(range(1, 11))) == 9  # 9 of 10 waits are <= 9
+    assert p90(list(range(1, 12))) == 10  # 10 of 11 is the first share >= 90 %
+    assert p90(list(range(1, 71))) == 63
+    rows = [r for n in range(1, 21) for r in answered(f"c{n}", 0, n)]
+    f = figures_of(rows).topics["alpha"]
+    assert (f.asa_p90, f.asa_avg, f.answered) == (18, 10.5, 20)
+
+
+def test_ring_no_answer_and_refusals_are_counted_apart():
+    rows = [ev(0, "a", "ENTERQUEUE"), ev(15, "a", "RINGNOANSWER", agent="1002"),
+            ev(30, "a", "CONNECT", agent="1001"),
+            ev(1, "b", "FULL"), ev(2, "c", "JOINEMPTY"),  # Asterisk logs no ENTERQUEUE for these
+            ev(3, "d", "FULL"), ev(3, "d", "ENTERQUEUE", queue="beta"),  # sent on to beta
+            ev(9, "d", "CONNECT", queue="beta", agent="1003")]
+    r = figures_of(rows)
+    f = r.topics["alpha"]
+    assert (f.offered, f.answered, f.refused, f.ring_no_answer) == (
+        1, 1, {"FULL": 2, "JOINEMPTY": 1}, 1)
+    assert (f.service_level_pct, r.topics["beta"].offered) == (0, 1)  # 30 s > 20 s
+    # Callers: a, d (answered in beta) offered; b and c refused.
+    assert (r.total.offered, r.total.answered, r.total.refused) == (
+        2, 2, {"FULL": 1, "JOINEMPTY": 1})
+
+
+# --- topics, lines, the total ----------------------------------------------------------------
+
+def test_a_call_moved_between_topics_counts_in_each_and_once_in_the_total():
+    rows = [ev(0, "x", "ENTERQUEUE", announced=120), ev(60, "x", "EXITWITHTIMEOUT"),
+            ev(60, "x", "ENTERQUEUE", queue="beta", announced=120),
+            ev(75, "x", "CONNECT", queue="beta", agent="1003", announced=120),
+            ev(135, "x", "COMPLETEAGENT", queue="beta", agent="1003", announced=120)]
+    r = figures_of(rows)
+    alpha, beta, total = r.topics["alpha"], r.topics["beta"], r.total
+    assert (alpha.offered, alpha.answered, alpha.exited) == (1, 0, {"EXITWITHTIMEOUT": 1})
+    assert (beta.offered, beta.answered, beta.asa_avg, beta.aht_avg) == (1, 1, 15, 60)
+    # The caller waited 75 s in all: that is what the total (callers, not visits) says.
+    assert (total.offered, total.answered, total.exited, total.asa_avg) == (1, 1, {}, 75)
+    assert total.service_level_pct == 0  # beta's threshold is 60 s, the caller waited 75
+    # The estimate was told in alpha, where the call entered: 120 announced - 75 actual.
+    assert (alpha.estimate_count, alpha.estimate_mean_signed_error) == (1, 45)
+    assert beta.estimate_count == 0
+    assert total.estimate_mean_signed_error == 45
+    assert topic_figures(rows, LIMITS, *DAY) == r.topics  # what /metrics shows
+
+
+def test_lines_and_topic_lines():
+    rows = [*answered("a", 0, 10, line="Tributi", number="0611"),
+            *answered("b", 0, 40, line="Tributi", number="0612"),
+            *answered("c", 0, 5, queue="beta", line="Anagrafe", number="0621"),
+            ev(0, "d", "ENTERQUEUE", line="Anagrafe", number="0621"),
+            ev(30, "d", "ABANDON", line="Anagrafe", number="0621")]
+    r = figures_of(rows)
+    assert {name: (f.offered, f.answered, f.abandoned) for name, f in r.lines.items()} == {
+        "Tributi": (2, 2, 0), "Anagrafe": (2, 1, 1)}
+    assert r.numbers == {"Tributi": ["0611", "0612"], "Anagrafe": ["0621"]}
+    assert {k: (f.offered, f.answered) for k, f in r.topic_lines.items()} == {
+        ("alpha", "Tributi"): (2, 2), ("alpha", "Anagrafe"): (1, 0), ("beta", "Anagrafe"): (1, 1)}
+    assert r.lines["Tributi"].service_level_pct == 50
+    assert (r.total.offered, r.total.answered, r.total.abandoned) == (4, 3, 1)
+    by_number = figures_of(rows, line="0612")
+    assert (by_number.total.offered, list(by_number.lines)) == (1, ["Tributi"])
+    only_beta = figures_of(rows, topic="beta")
+    assert (list(only_beta.topics), only_beta.total.offered) == (["beta"], 1)
+
+
+def test_estimate_error_counts_answered_calls_that_heard_an_estimate():
+    rows = [*answered("a", 0, 30, announced=60),  # said 60, was 30: +30
+            *answered("b", 0, 50, announced=20),  # said 20, was 50: -30
+            *answered("c", 0, 10),  # no estimate announced
+            ev(0, "d", "ENTERQUEUE", announced=90), ev(40, "d", "ABANDON", announced=90)]
+    f = figures_of(rows).topics["alpha"]
+    assert (f.estimate_count, f.estimate_mean_abs_error, f.estimate_mean_signed_error) == (
+        2, 30, 0)
+
+
+# --- the period ------------------------------------------------------------------------------
+
+def test_empty_period():
+    r = figures_of([])
+    assert (r.total.offered, r.topics, r.lines) == (0, {}, {})
+    assert (r.total.service_level_pct, r.total.asa_avg, r.total.asa_p90) == (None, None, None)
+    assert r.total.as_dict()["estimate"] == {"count": 0, "mean_abs_error": None,
+                                             "mean_signed_error": None}
+    assert figures_of([], topic="alpha").topics["alpha"].offered == 0
+
+
+def test_a_call_counts_in_the_period_it_entered_the_queue():
+    rows = [*answered("late", -30, 10),  # entered before the period
+            *answered("edge", 590, 620, 700)]  # entered in it, answered after it ended
+    r = figures_of(rows, since=t(0), until=t(600))
+    f = r.topics["alpha"]
+    assert (f.offered, f.answered, f.asa_avg, f.aht_avg) == (1, 1, 30, 80)
+
+
+def test_events_without_their_enterqueue_are_not_counted():
+    # An adopted call logged under a new id after a restart: no ENTERQUEUE to start from.
+    rows = [ev(10, "new-id", "CONNECT", agent="1001"),
+            ev(70, "new-id", "COMPLETEAGENT", agent="1001")]
+    assert build_visits(rows) == []
+    assert figures_of(rows).total.offered == 0
+
+
+def test_wrap_up_is_taken_from_the_agents_state_changes():
+    rows = [*answered("a", 0, 10, 70), *answered("b", 100, 110, 200)]
+    changes = [("1001", t(10), "on_call"), ("1001", t(70), "wrap_up"),
+               ("1001", t(75), "available"), ("1001", t(110), "on_call"),
+               ("1001", t(200), "paused")]  # no wrap-up after b: 0 s
+    f = figures_of(rows, agent_changes=changes).topics["alpha"]
+    assert f.wrap_up_avg == 2.5
+    short = answered("s", 0, 10, 11)  # answered at 10, 1 s talk, 1 s wrap-up
+    changes = [("1001", t(9), "available"),  # logged in just before
+               ("1001", t(9.5), "ringing"), ("1001", t(10), "on_call"),
+               ("1001", t(11), "wrap_up"), ("1001", t(12), "available")]
+    assert figures_of(short, agent_changes=changes).topics["alpha"].wrap_up_avg == 1
+    assert figures_of(rows).topics["alpha"].wrap_up_avg is None  # unknown, not 0
+
+
+def test_as_dict_rounds_durations():
+    rows = answered("a", 0, 12.345, 42.0)
+    out = figures_of(rows).as_dict()
+    assert out["topics"]["alpha"]["asa_avg"] == 12.3
+    assert out["lines"]["Main"]["numbers"] == ["0600000001"]
+    assert out["topic_lines"][0]["topic"] == "alpha" and out["topic_lines"][0]["line"] == "Main"
+
+
+# --- the queue_log export --------------------------------------------------------------------
+
+def test_queue_log_lines_look_like_asterisks():
+    at = datetime(2026, 12, 1, 9, 0, 5, 700000, tzinfo=UTC)
+    epoch = int(at.timestamp())
+    assert queue_log_line(at, "ab12", "alpha", "NONE", "ENTERQUEUE", ["", "0612", "", "", ""]) \
+        == f"{epoch}|ab12|alpha|NONE|ENTERQUEUE||0612\n"
+    assert queue_log_line(at, "ab12", "alpha", "1001", "RINGNOANSWER", ["3000"] + [""] * 4) \
+        == f"{epoch}|ab12|alpha|1001|RINGNOANSWER|3000\n"
+    assert queue_log_line(at, "ab12", "alpha", "NONE", "FULL", [""] * 5) \
+        == f"{epoch}|ab12|alpha|NONE|FULL|\n"
+    assert queue_log_line(at, "ab12", "alpha", "", "ENTERQUEUE", ["", "06|12\n"]) \
+        == f"{epoch}|ab12|alpha|NONE|ENTERQUEUE||06 12 \n"
+
+
+# --- live ------------------------------------------------------------------------------------
+
+def test_live_longest_wait_and_agents_by_state_per_topic():
+    now = t(100)
+    waiting = {"alpha": [Waiting("a", "alpha", t(10)), Waiting("b", "alpha", t(70))],
+               "beta": []}
+    waiting["alpha"][0].offered_to = "1001"
+    agents = [Agent("1001", "Uno", "d", {"alpha": 0, "beta": 0}, AgentState.RINGING),
+              Agent("1002", "Due", "d", {"alpha": 0}, AgentState.PAUSED),
+              Agent("1003", "Tre", "d", {"beta": 0})]
+    out = live(waiting, agents, now)
+    alpha, beta = out["topics"]["alpha"], out["topics"]["beta"]
+    assert (alpha["waiting"], alpha["longest_wait"], alpha["ringing"]) == (2, 90, 1)
+    assert (beta["waiting"], beta["longest_wait"]) == (0, 0)
+    assert {s: n for s, n in alpha["agents"].items() if n} == {"ringing": 1, "paused": 1}
+    assert {s: n for s, n in beta["agents"].items() if n} == {"ringing": 1, "logged_out": 1}
+    assert out["agents"]["logged_out"] == 1 and sum(out["agents"].values()) == 3
+
+
+# --- period parameters -----------------------------------------------------------------------
+
+NOW = datetime(2026, 12, 1, 23, 30, tzinfo=UTC)  # already 2 December in Rome (UTC+1)
+
+
+def test_period_defaults_to_today_in_local_time():
+    since, until = period({}, NOW)
+    assert (since.isoformat(), until.isoformat()) == (
+        "2026-12-02T00:00:00+01:00", "2026-12-03T00:00:00+01:00")
+
+
+def test_period_dates_are_whole_local_days_and_naive_times_are_local():
+    since, until = period({"from": "2026-07-01", "to": "2026-07-01"}, NOW)
+    assert (since.isoformat(), until.isoformat()) == (
+        "2026-07-01T00:00:00+02:00", "2026-07-02T00:00:00+02:00")  # summer time
+    since, until = period({"from": "2026-12-01T09:30", "to": "2026-12-01T10:00:00Z"}, NOW)
+    assert since == datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
+    assert until == datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    # "+01:00" unencoded in a URL arrives as " 01:00"
+    since, _ = period({"from": "2026-12-01T09:30:00 01:00"}, NOW)
+    assert since == datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("params, says", [
+    ({"from": "yesterday"}, "from: expected an ISO date"),
+    ({"to": "2026-13-01"}, "to: not a date"),
+    ({"from": "2026-12-02", "to": "2026-12-01"}, "must be before"),
+    ({"from": "2026-12-01T10:00", "to": "2026-12-01T10:00"}, "must be before"),
+])
+def test_period_refuses_bad_values(params, says):
+    with pytest.raises(web.HTTPBadRequest) as refused:
+        period(params, NOW)
+    assert says in refused.value.text
