@@ -42,6 +42,8 @@ class Desk:
         self.distributor = Distributor(service.queues)
         self.consoles: dict[str, set[web.WebSocketResponse]] = {}
         self.supervisors: set[web.WebSocketResponse] = set()
+        # Consoles that asked for their own agent's state changes, by agent id.
+        self.state_watchers: dict[str, set[web.WebSocketResponse]] = {}
         self._wrap_ups: dict[str, asyncio.TimerHandle] = {}
 
     @property
@@ -84,8 +86,10 @@ class Desk:
         svc.writer.put(svc.store.add, AgentEvent(agent_id=change.agent_id, at=change.at,
                                                  state=str(change.state), reason=change.reason,
                                                  by=change.by))
-        self.broadcast({"type": "agent", "agent": change.agent_id, "state": str(change.state),
-                        "reason": change.reason, "by": change.by, "at": change.at.isoformat()})
+        event = {"type": "agent", "agent": change.agent_id, "state": str(change.state),
+                 "reason": change.reason, "by": change.by, "at": change.at.isoformat()}
+        self.broadcast(event)
+        self._send(self.state_watchers.get(change.agent_id, set()), json.dumps(event))
         if change.state is AgentState.AVAILABLE:
             self.distribute()
 
@@ -167,12 +171,14 @@ class Desk:
         return sent
 
     def broadcast(self, event: dict[str, Any]) -> None:
-        if not self.supervisors:
-            return
-        text = json.dumps(event)
-        for ws in list(self.supervisors):
+        if self.supervisors:
+            self._send(self.supervisors, json.dumps(event))
+
+    @staticmethod
+    def _send(sockets: set[web.WebSocketResponse], text: str) -> None:
+        for ws in list(sockets):
             if ws.closed:
-                self.supervisors.discard(ws)
+                sockets.discard(ws)
             else:
                 asyncio.ensure_future(ws.send_str(text))
 

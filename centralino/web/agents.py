@@ -2,7 +2,8 @@
 supervisors' live stream (WebSockets).
 
 Browsers cannot put a token in a WebSocket handshake, so a socket's first message must be
-`{"token": "..."}`; anything else, or nothing within 10 s, closes it.
+`{"token": "..."}`; anything else, or nothing within 10 s, closes it. A console that also
+wants its agent's state changes as they happen says `{"token": "...", "states": true}`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import json
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from centralino.desk import agent_json
@@ -29,6 +30,17 @@ def add_routes(app: web.Application) -> None:
                         change_state)
     app.router.add_get("/ws/agents/{agent_id}", console)
     app.router.add_get("/ws/supervisor", supervisor)
+    app.on_shutdown.append(_close_sockets)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """A stopping service closes its sockets (consoles then reconnect to the next run) instead
+    of letting aiohttp wait its shutdown timeout (60 s) for them."""
+    desk = app[SERVICE].desk
+    sockets = set(desk.supervisors)
+    sockets.update(ws for group in desk.consoles.values() for ws in group)
+    for ws in sockets:
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"service stopping")
 
 
 def _agent(request: web.Request) -> Any:
@@ -78,21 +90,24 @@ async def change_state(request: web.Request) -> web.Response:
     return web.json_response(agent_json(agent))
 
 
-async def _open(request: web.Request) -> tuple[web.WebSocketResponse, tuple[str, str]] | None:
-    """Accept the socket and read its token; None (and the socket closed) if it is wrong."""
+async def _open(request: web.Request
+                ) -> tuple[web.WebSocketResponse, tuple[str, str], dict[str, Any]] | None:
+    """Accept the socket and read its first message (the token, and what the client asks);
+    None (and the socket closed) if the token is wrong."""
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
     try:
         msg = await ws.receive(timeout=AUTH_TIMEOUT)
-        token = json.loads(msg.data).get("token", "") if msg.type == WSMsgType.TEXT else ""
+        first = json.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
+        token = first.get("token", "")
     except (TimeoutError, ValueError, AttributeError):
-        token = ""
+        first, token = {}, ""
     who = identify(request.app[SERVICE], str(token)) if token else None
     if who is None:
         await ws.send_json({"type": "error", "error": "send {\"token\": ...} first"})
         await ws.close(code=4001, message=b"unauthorized")
         return None
-    return ws, who
+    return ws, who, first
 
 
 async def console(request: web.Request) -> web.WebSocketResponse:
@@ -102,14 +117,18 @@ async def console(request: web.Request) -> web.WebSocketResponse:
     opened = await _open(request)
     if opened is None:
         return web.WebSocketResponse()
-    ws, (role, person) = opened
+    ws, (role, person), first = opened
     agent = svc.desk.agents.get(request.match_info["agent_id"])
     if agent is None or (role == "agent" and person != agent.id):
         await ws.send_json({"type": "error", "error": "not your console"})
         await ws.close(code=4003, message=b"forbidden")
         return ws
     svc.desk.consoles.setdefault(agent.id, set()).add(ws)
-    await ws.send_json({"type": "hello", "agent": agent_json(agent)})
+    if first.get("states") is True:  # the agent sees what the system did to them (auto-pause, wrap-up, ...)
+        svc.desk.state_watchers.setdefault(agent.id, set()).add(ws)
+    # Wrap-up seconds per topic: the console counts down after a call of that topic.
+    wrap_up = {t: q.wrap_up for t, q in svc.call_config.queues.items() if t in agent.topics}
+    await ws.send_json({"type": "hello", "agent": agent_json(agent), "wrap_up": wrap_up})
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -122,6 +141,7 @@ async def console(request: web.Request) -> web.WebSocketResponse:
                 svc.desk.acknowledged(agent.id, data["offer_id"])
     finally:
         svc.desk.consoles.get(agent.id, set()).discard(ws)
+        svc.desk.state_watchers.get(agent.id, set()).discard(ws)
     return ws
 
 
@@ -131,7 +151,7 @@ async def supervisor(request: web.Request) -> web.WebSocketResponse:
     opened = await _open(request)
     if opened is None:
         return web.WebSocketResponse()
-    ws, (role, _) = opened
+    ws, (role, _), _ = opened
     if role not in ("admin", "supervisor"):
         await ws.send_json({"type": "error", "error": "supervisors only"})
         await ws.close(code=4003, message=b"forbidden")

@@ -16,7 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from centralino import metrics
-from centralino.web import agents
+from centralino.web import agents, console
+from centralino.web import figures as figures_api
+from centralino.web import recalls as recalls_api
 from centralino.web.common import SERVICE, allow, authenticate, error, json_body
 from centralino.storage.models import Call, LineOverride
 from ivr.clock import aware
@@ -43,6 +45,9 @@ def create_app(service: Service) -> web.Application:
     app.router.add_get("/api/calls/{call_id}", get_call)
     app.router.add_get("/api/queues", list_queues)
     agents.add_routes(app)
+    console.add_routes(app)
+    figures_api.add_routes(app)
+    recalls_api.add_routes(app)
     return app
 
 

@@ -278,6 +278,14 @@ async def test_restart_keeps_the_conversation_and_the_line(start_service, caller
     assert [(r.outcome, r.agent_id) for r in records] == [("answered", "1003")] * 3
     rings_per_caller = [r.caller_number for r in phones.rings]
     assert rings_per_caller == ["0610000000", "0610000001", "0610000002"]  # nobody twice
+    # Reports follow each caller across the restart: one queue_log story per caller, under
+    # the id its ENTERQUEUE was written with.
+    await restarted.writer.drain()
+    for call in (talking, *waiting):
+        first = min(await restarted.store.find_calls(channel_id=call.service_half),
+                    key=lambda c: c.started_at)
+        story = [e.event for e in await restarted.store.queue_log(call_id=first.id)]
+        assert story == ["ENTERQUEUE", "CONNECT", "COMPLETEAGENT"], (call, story)
 
 
 async def start_service_keeping_agents(start_service):
