@@ -1,4 +1,5 @@
-"""Benchmarks against the real Asterisk: `./dev bench` or `python -m bench menus --calls 50 200`.
+"""Benchmarks against the real Asterisk: `./dev bench` or `python -m bench menus --calls 50 200`,
+`python -m bench fullflow` (the whole flow against native app_queue: see bench/fullflow.py).
 
 menus: N simulated callers navigate the test line's menus at the same time (barge-in into a
 submenu, an information message, back, again) through the real Asterisk, while `centralino run`
@@ -169,15 +170,25 @@ async def run_menus(calls: int, ramp: float, steady: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", nargs="?", default="menus", choices=["menus"])
-    parser.add_argument("--calls", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("name", nargs="?", default="menus", choices=["menus", "fullflow"])
+    parser.add_argument("--calls", type=int, nargs="+", default=None,
+                        help="menus: concurrent callers (50 200); fullflow: callers (100)")
+    parser.add_argument("--rate", type=float, default=5.0,
+                        help="fullflow: callers dialled per second")
+    parser.add_argument("--talk", type=float, default=2.0,
+                        help="fullflow: seconds each agent talks")
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds to dial them all")
     parser.add_argument("--steady", type=float, default=30.0, help="seconds measured")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
+    if args.name == "fullflow":
+        from bench.fullflow import main as fullflow
+
+        fullflow((args.calls or [100])[0], args.rate, args.talk)
+        return
     gc.collect()
     gc.freeze()  # the simulated callers must not stall on the collector either
-    for calls in args.calls:
+    for calls in args.calls or [50, 200]:
         result = asyncio.run(run_menus(calls, args.ramp, args.steady))
         print(json.dumps(result, indent=2))
         (RESULTS / f"menus-{calls}.json").write_text(json.dumps(result, indent=2) + "\n")
