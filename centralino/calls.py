@@ -50,6 +50,7 @@ CALL_BRIDGE = "centralino-call-{call}"  # caller and agent talking
 _HANGUP = (StasisEnd, ChannelHangupRequest, ChannelDestroyed)
 MAX_MOVES = 5  # rules moving a caller from line to line: then they wait where they are
 LEAVE_KEY_PRESSED = Event(type="LeaveKeyPressed")  # ours: the key came while an agent rang
+AGENT_LEG_FORMATS = "alaw,ulaw,slin"  # what the PSTN speaks in Italy first
 EMPTY_CHECK = 5.0  # seconds between checks that somebody is still logged in (no_agents rule)
 
 
@@ -560,11 +561,18 @@ class CallSession:
         await desk.pop(agent.id, await self._screen_pop(leg))
         outcome = "no_answer"
         try:
-            await svc.ari.originate(
-                leg.channel_id, agent.device, app=svc.settings.asterisk.app,
-                appArgs=f"agent,{self.info.call_id}",
-                callerId=self.info.channel.caller.number or "anonymous",
-                timeout=str(round(settings.ring_timeout) + 5))
+            try:
+                await svc.ari.originate(
+                    leg.channel_id, agent.device, app=svc.settings.asterisk.app,
+                    appArgs=f"agent,{self.info.call_id}",
+                    callerId=self.info.channel.caller.number or "anonymous",
+                    timeout=str(round(settings.ring_timeout) + 5),
+                    # Without it Asterisk gives Local legs slin192: resampling in every bridge.
+                    formats=AGENT_LEG_FORMATS)
+            except AriError as exc:  # an unregistered phone: Asterisk cannot even start the leg
+                log.error("could not ring %s (%s): %s", agent.id, agent.device, exc)
+                self._unreachable(leg, str(exc))
+                return "missed"
             outcome = await self._until_answered(
                 leg, settings.ring_timeout, settings.leave_key.key if settings.leave_key else None)
         except CallerHungUp:
@@ -591,6 +599,16 @@ class CallSession:
         desk.missed(agent)
         desk.distribute()
         return "missed"
+
+    def _unreachable(self, leg: Leg, why: str) -> None:
+        """The agent's phone cannot be rung at all: pause them at once (not a missed ring,
+        which would retry them in a loop), and keep the caller in their place."""
+        svc, desk = self.service, self.service.desk
+        assert self.queued is not None
+        self._leg_done(leg, "failed")
+        self.queued.offered_to, self.leg = None, None
+        desk.record(leg.agent.unreachable(svc.clock.now(), why))
+        desk.distribute()
 
     async def _until_answered(self, leg: Leg, ring_timeout: float, leave_key: str | None) -> str:
         svc = self.service

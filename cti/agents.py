@@ -123,6 +123,15 @@ class Agent:
             return self._set(AgentState.PAUSED, at, f"{self.missed} calls not answered", "system")
         return self._set(AgentState.AVAILABLE, at, by="system")
 
+    def unreachable(self, at: datetime, why: str) -> Change:
+        """The phone could not be rung at all (not registered, say): paused until the agent
+        fixes it and resumes; a pause or logout they asked for still wins."""
+        self.call_id = None
+        if self.after_call:
+            return self._after_call(at)
+        reason = f"phone unreachable: {why}"[:255]
+        return self._set(AgentState.PAUSED, at, reason, "system")
+
     def cancelled(self, at: datetime) -> Change:
         """The caller went away while the agent's phone rang: not the agent's fault."""
         self.call_id = None

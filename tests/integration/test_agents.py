@@ -233,7 +233,7 @@ async def test_supervisor_stream_sees_agents_and_queues(start_service, caller):
         async with http.ws_connect(f"{API}/ws/supervisor") as ws:
             await ws.send_json({"token": "dev-sup"})
             snapshot = await ws.receive_json()
-            assert snapshot["type"] == "snapshot" and len(snapshot["agents"]) == 3
+            assert snapshot["type"] == "snapshot" and len(snapshot["agents"]) == 4
             service.desk.ask("1002", "login", "test")
             call = await caller.dial(DIRECT, caller_number="0644444444")
             seen = []
@@ -291,3 +291,24 @@ async def test_restart_keeps_the_conversation_and_the_line(start_service, caller
 async def start_service_keeping_agents(start_service):
     """Restart without logging the agents out (the fixture does by default)."""
     return await start_service(keep_agents=True)
+
+
+async def test_an_unreachable_phone_pauses_its_agent_and_the_next_one_answers(
+        start_service, caller, phones):
+    service = await start_service()
+    phones.set("1003", "answer")
+    staff(service, "1004", "1003")  # 1004 idle longest, but its SIP phone is not registered
+    call = await caller.dial(DIRECT, caller_number="0640000000")
+    ring = await phones.wait_answered("1003")
+    assert ring.caller_number == "0640000000"
+    agent = service.desk.agents["1004"]
+    assert agent.state == "paused" and agent.reason.startswith("phone unreachable")
+    assert agent.missed == 0  # not a ring the agent let go
+    await until_talking(service, "1003")
+    await call.hangup()
+    record = await record_of(service, call)
+    assert record.agent_id == "1003"
+    offers = await service.store.offers_for(record.id)
+    assert [(o.agent_id, o.outcome) for o in offers] == [("1004", "failed"), ("1003", "answered")]
+    log = [(e.event, e.agent) for e in await service.store.queue_log(call_id=record.id)]
+    assert ("RINGNOANSWER", "1004") not in log

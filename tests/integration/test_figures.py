@@ -75,7 +75,7 @@ async def test_figures_queue_log_and_metrics_from_real_calls(start_service, call
             assert r.status == 200
             live = (await r.json())["live"]
         assert (live["topics"]["beta"]["waiting"], live["topics"]["beta"]["ringing"]) == (2, 0)
-        assert live["topics"]["beta"]["agents"]["logged_out"] == 2  # 1001 and 1003 serve beta
+        assert live["topics"]["beta"]["agents"]["logged_out"] == 3  # 1001, 1003 and 1004 serve beta
 
         await asyncio.sleep(2.0)
         await gives_up.hangup()  # waited about 2.5 s: an abandon (short_abandon is 1.5 s)

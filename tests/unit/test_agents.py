@@ -386,3 +386,11 @@ def test_cancelled_applies_a_deferred_request():
 def test_serves_its_topics_only():
     a = agent({"alpha": 0, "beta": 2})
     assert (a.serves("alpha"), a.serves("beta"), a.serves("gamma")) == (True, True, False)
+
+
+def test_an_unreachable_phone_pauses_the_agent_without_a_missed_call():
+    a = ringing(10)
+    change = a.unreachable(t(11), "Allocation failed")
+    assert (change.state, change.by) == (S.PAUSED, "system")
+    assert change.reason == "phone unreachable: Allocation failed"
+    assert a.missed == 0 and a.call_id is None
