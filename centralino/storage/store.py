@@ -131,6 +131,8 @@ class Store:
         async with self.sessions.begin() as s:
             s.add_all(rows)
 
+    add.batches = True  # type: ignore[attr-defined]  # the writer may merge consecutive adds
+
     async def update_offer(self, offer_id: str, values: dict[str, object]) -> None:
         async with self.sessions.begin() as s:
             await s.execute(update(Offer).where(Offer.id == offer_id).values(**values))

@@ -35,11 +35,33 @@ class Writer:
             self._task.cancel()
 
     async def _run(self) -> None:
+        carried: tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]] | None = None
         while True:
-            write, args = await self._queue.get()
+            write, args = carried or await self._queue.get()
+            carried, taken = None, 1
+            # Consecutive inserts (queue_log lines, offers, agent events) go in one transaction:
+            # one commit instead of many is most of the storage cost of a call. Order is kept:
+            # the first other write ends the batch and goes next.
+            while getattr(write, "batches", False) and not self._queue.empty():
+                following = self._queue.get_nowait()
+                if following[0] != write:
+                    carried = following
+                    break
+                args += following[1]
+                taken += 1
             try:
-                await write(*args)
-            except Exception:
-                log.exception("could not store %s%r", getattr(write, "__name__", write), args)
+                await self._write(write, args, taken)
             finally:
-                self._queue.task_done()
+                for _ in range(taken):
+                    self._queue.task_done()
+
+    async def _write(self, write: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
+                     taken: int) -> None:
+        try:
+            await write(*args)
+        except Exception:
+            if taken > 1:  # one bad row must not lose the others: one by one
+                for arg in args:
+                    await self._write(write, (arg,), 1)
+                return
+            log.exception("could not store %s%r", getattr(write, "__name__", write), args)
