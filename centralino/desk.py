@@ -44,7 +44,13 @@ class Desk:
         self.supervisors: set[web.WebSocketResponse] = set()
         # Consoles that asked for their own agent's state changes, by agent id.
         self.state_watchers: dict[str, set[web.WebSocketResponse]] = {}
+        self.last_pop: dict[str, dict[str, Any]] = {}  # by agent id
         self._wrap_ups: dict[str, asyncio.TimerHandle] = {}
+
+    def current_pop(self, agent: Agent) -> dict[str, Any] | None:
+        """The pop of the call the agent is ringing for or talking to, if any."""
+        pop = self.last_pop.get(agent.id)
+        return pop if pop and agent.call_id and pop.get("call_id") == agent.call_id else None
 
     @property
     def now(self) -> datetime:
@@ -161,6 +167,7 @@ class Desk:
 
     async def pop(self, agent_id: str, payload: dict[str, Any]) -> int:
         """Send a screen pop to the agent's open consoles; how many got it."""
+        self.last_pop[agent_id] = payload  # for a console that (re)connects during the call
         sent = 0
         for ws in list(self.consoles.get(agent_id, ())):
             try:

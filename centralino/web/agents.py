@@ -124,11 +124,14 @@ async def console(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=4003, message=b"forbidden")
         return ws
     svc.desk.consoles.setdefault(agent.id, set()).add(ws)
-    if first.get("states") is True:  # the agent sees what the system did to them (auto-pause, wrap-up, ...)
+    if first.get("states") is True:  # what the system did to them (auto-pause, wrap-up, ...)
         svc.desk.state_watchers.setdefault(agent.id, set()).add(ws)
     # Wrap-up seconds per topic: the console counts down after a call of that topic.
     wrap_up = {t: q.wrap_up for t, q in svc.call_config.queues.items() if t in agent.topics}
-    await ws.send_json({"type": "hello", "agent": agent_json(agent), "wrap_up": wrap_up})
+    hello = {"type": "hello", "agent": agent_json(agent), "wrap_up": wrap_up}
+    if pop := svc.desk.current_pop(agent):  # a console reopened during a call shows it again
+        hello["offer"] = pop
+    await ws.send_json(hello)
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:

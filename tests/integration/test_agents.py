@@ -178,6 +178,12 @@ async def test_screen_pop_arrives_before_the_bridge_with_the_journey(start_servi
             await ws.send_json({"type": "ack", "offer_id": pop["offer_id"]})
             ring = await phones.wait_answered("1002")
             await until_talking(service, "1002")
+        # The console reloaded during the call (a browser refresh): the pop comes back.
+        async with http.ws_connect("http://127.0.0.1:18081/ws/agents/1002") as again:
+            await again.send_json({"token": "dev-1002"})
+            hello = await again.receive_json()
+            assert hello["agent"]["state"] == "on_call"
+            assert hello["offer"] == pop
     assert popped_at < ring.at + 1.0  # before the agent could answer, let alone be bridged
     assert pop["type"] == "offer" and pop["caller_number"] == number
     assert (pop["number"], pop["line"], pop["topic"], pop["topic_name"]) == (

@@ -161,7 +161,8 @@ function received(data) {
     wrapUp = data.wrap_up || {};
     setLink("on", "connesso");
     showAgent(data.agent);
-    if (!BUSY.includes(data.agent.state)) clearPop();
+    if (data.offer) showPop(data.offer);  // reconnected during a call: the pop again
+    else if (!BUSY.includes(data.agent.state)) clearPop();
   } else if (data.type === "agent") {
     // A change from the server: the agent's own request, or the system's (a call, a missed
     // call, the end of wrap-up, a supervisor).
