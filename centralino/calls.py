@@ -186,7 +186,120 @@ class Leg:
     answered_at: datetime | None = None
 
 
-class CallSession:
+class AgentLegs:
+    """Ringing an agent's phone for somebody waiting in a line: shared by live calls
+    (CallSession) and recalls (centralino.recalls.RecallSession). The owner has `service`,
+    `port` (its events, the leg's included), `queued` (its place) and `leg`."""
+
+    service: Service
+    port: AriCallPort
+    queued: Waiting | None
+    leg: Leg | None
+
+    @property
+    def call_id(self) -> str:
+        raise NotImplementedError
+
+    def deliver(self, event: Event) -> None:
+        self.port.events.put_nowait(event)
+
+    def _new_leg(self, agent: Agent, channel_id: str) -> Leg:
+        """The agent's leg about to ring: its events come to this owner; the offer is stored."""
+        svc = self.service
+        assert self.queued is not None
+        leg = self.leg = Leg(uuid.uuid4().hex, agent, channel_id, self.queued.topic,
+                             svc.clock.now())
+        svc.sessions[leg.channel_id] = self
+        svc.writer.put(svc.store.add, OfferRow(id=leg.offer_id, call_id=self.call_id,
+                                               agent_id=agent.id, offered_at=leg.rang_at))
+        return leg
+
+    async def _ring_leg(self, leg: Leg, caller_id: str, ring_timeout: float,
+                        leave_key: str | None = None) -> str:
+        """Originate the agent's leg and wait: "answered" (in Stasis, not bridged yet),
+        "left" (the leave key), "unreachable" (already handled: agent paused), or the leg is
+        hung up and the outcome is "no_answer", "refused" or "failed"."""
+        svc, agent = self.service, leg.agent
+        try:
+            try:
+                await svc.ari.originate(
+                    leg.channel_id, agent.device, app=svc.settings.asterisk.app,
+                    appArgs=f"agent,{self.call_id}", callerId=caller_id,
+                    timeout=str(round(ring_timeout) + 5),
+                    # Without it Asterisk gives Local legs slin192: resampling in every bridge.
+                    formats=AGENT_LEG_FORMATS)
+            except AriError as exc:  # an unregistered phone: Asterisk cannot even start the leg
+                log.error("could not ring %s (%s): %s", agent.id, agent.device, exc)
+                self._unreachable(leg, str(exc))
+                return "unreachable"
+            outcome = await self._until_answered(leg, ring_timeout, leave_key)
+        except AriError as exc:
+            log.error("could not ring %s (%s): %s", agent.id, agent.device, exc)
+            outcome = "failed"
+        if outcome != "answered":
+            await svc.ari.hangup(leg.channel_id)
+        return outcome
+
+    def _missed(self, leg: Leg, outcome: str) -> None:
+        """The agent did not take it: their missed call; the waiting one keeps its place."""
+        desk = self.service.desk
+        assert self.queued is not None
+        self._leg_done(leg, outcome)
+        self.queued.offered_to = None  # back at its place: still the oldest of the line
+        self.leg = None
+        desk.missed(leg.agent)
+        desk.distribute()
+
+    def _unreachable(self, leg: Leg, why: str) -> None:
+        """The agent's phone cannot be rung at all: pause them at once (not a missed ring,
+        which would retry them in a loop), and keep the caller in their place."""
+        svc, desk = self.service, self.service.desk
+        assert self.queued is not None
+        self._leg_done(leg, "failed")
+        self.queued.offered_to, self.leg = None, None
+        desk.record(leg.agent.unreachable(svc.clock.now(), why))
+        desk.distribute()
+
+    async def _until_answered(self, leg: Leg, ring_timeout: float, leave_key: str | None) -> str:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ring_timeout
+        while (left := deadline - loop.time()) > 0:
+            event = await self.port.next_event(timeout=left)
+            if event is None:
+                break
+            if isinstance(event, ChannelDtmfReceived) and event.digit == leave_key and (
+                    event.channel_id == self.port.channel_id):
+                return "left"
+            if event.channel_id != leg.channel_id:
+                continue
+            if isinstance(event, StasisStart):  # the agent picked up
+                return "answered"
+            if isinstance(event, (ChannelDestroyed, ChannelHangupRequest, ChannelGone)):
+                return "refused"
+        return "no_answer"
+
+    def _withdraw_offer(self) -> None:
+        """An offer made for this caller that the call never took up (they left the line just
+        then): the agent's phone never rang, so they are free again at once."""
+        svc = self.service
+        if self.queued is None or self.leg is not None or not self.queued.offered_to:
+            return
+        agent = svc.desk.agents.get(self.queued.offered_to)
+        self.queued.offered_to = None
+        if agent and agent.state is AgentState.RINGING and agent.call_id == self.call_id:
+            svc.desk.record(agent.cancelled(svc.clock.now()))
+
+    def _leg_done(self, leg: Leg, outcome: str) -> None:
+        svc = self.service
+        svc.sessions.pop(leg.channel_id, None)
+        values: dict[str, object] = {"ended_at": svc.clock.now()}
+        if outcome != "answered":
+            values["outcome"] = outcome
+        svc.writer.put(svc.store.update_offer, leg.offer_id, values)
+
+
+class CallSession(AgentLegs):
+
     """Runs one call from StasisStart to its end and records it: the flow, the wait in the
     queue, ringing agents, the conversation."""
 
@@ -223,8 +336,9 @@ class CallSession:
     def channel_id(self) -> str:
         return self.info.channel.id
 
-    def deliver(self, event: Event) -> None:
-        self.port.events.put_nowait(event)
+    @property
+    def call_id(self) -> str:
+        return self.info.call_id
 
     def _log(self, event: str, agent: str = "NONE", *data: object) -> None:
         """A queue_log line (Asterisk's format) for this call."""
@@ -463,17 +577,6 @@ class CallSession:
         return (self.in_line and self.queued is not None and made.offer.topic == self.queued.topic
                 and self.queued.offered_to == made.offer.agent_id)
 
-    def _withdraw_offer(self) -> None:
-        """An offer made for this caller that the call never took up (they left the line just
-        then): the agent's phone never rang, so they are free again at once."""
-        svc = self.service
-        if self.queued is None or self.leg is not None or not self.queued.offered_to:
-            return
-        agent = svc.desk.agents.get(self.queued.offered_to)
-        self.queued.offered_to = None
-        if agent and agent.state is AgentState.RINGING and agent.call_id == self.info.call_id:
-            svc.desk.record(agent.cancelled(svc.clock.now()))
-
     async def _unhold(self, topic: str) -> None:
         try:
             await self.service.ari.request(
@@ -553,82 +656,36 @@ class CallSession:
         svc, desk = self.service, self.service.desk
         assert self.queued is not None
         agent = desk.agents[agent_id]
-        leg = self.leg = Leg(uuid.uuid4().hex, agent, f"{self.channel_id}-{uuid.uuid4().hex[:8]}",
-                             self.queued.topic, svc.clock.now())
-        svc.sessions[leg.channel_id] = self  # the leg's events come to this call, in order
-        svc.writer.put(svc.store.add, OfferRow(id=leg.offer_id, call_id=self.info.call_id,
-                                               agent_id=agent.id, offered_at=leg.rang_at))
+        leg = self._new_leg(agent, f"{self.channel_id}-{uuid.uuid4().hex[:8]}")
         await desk.pop(agent.id, await self._screen_pop(leg))
-        outcome = "no_answer"
+        leave_key = settings.leave_key.key if settings.leave_key else None
         try:
-            try:
-                await svc.ari.originate(
-                    leg.channel_id, agent.device, app=svc.settings.asterisk.app,
-                    appArgs=f"agent,{self.info.call_id}",
-                    callerId=self.info.channel.caller.number or "anonymous",
-                    timeout=str(round(settings.ring_timeout) + 5),
-                    # Without it Asterisk gives Local legs slin192: resampling in every bridge.
-                    formats=AGENT_LEG_FORMATS)
-            except AriError as exc:  # an unregistered phone: Asterisk cannot even start the leg
-                log.error("could not ring %s (%s): %s", agent.id, agent.device, exc)
-                self._unreachable(leg, str(exc))
-                return "missed"
-            outcome = await self._until_answered(
-                leg, settings.ring_timeout, settings.leave_key.key if settings.leave_key else None)
+            outcome = await self._ring_leg(leg, self.info.channel.caller.number or "anonymous",
+                                           settings.ring_timeout, leave_key)
+            if outcome == "answered":
+                try:
+                    await self._bridge(leg)
+                    return "answered"
+                except AriError as exc:  # as a ring that failed: the caller keeps their place
+                    log.error("could not bridge %s to %s: %s", self.call_id, agent.id, exc)
+                    await svc.ari.hangup(leg.channel_id)
+                    outcome = "failed"
         except CallerHungUp:
             await svc.ari.hangup(leg.channel_id)
             self._leg_done(leg, "cancelled")
             desk.record(agent.cancelled(svc.clock.now()))
             raise
-        except AriError as exc:
-            log.error("could not ring %s (%s): %s", agent.id, agent.device, exc)
-            outcome = "failed"
-        if outcome == "answered":
-            return "answered"
-        await svc.ari.hangup(leg.channel_id)
+        if outcome == "unreachable":
+            return "missed"
         if outcome == "left":  # not the agent's fault: no missed call for them
             self._leg_done(leg, "cancelled")
             self.queued.offered_to, self.leg = None, None
             desk.record(agent.cancelled(svc.clock.now()))
             return "left"
-        self._leg_done(leg, outcome)
         ring_ms = round((svc.clock.now() - leg.rang_at).total_seconds() * 1000)
         self._log("RINGNOANSWER", agent.id, ring_ms)
-        self.queued.offered_to = None  # back at its place: still the oldest of the line
-        self.leg = None
-        desk.missed(agent)
-        desk.distribute()
+        self._missed(leg, outcome)
         return "missed"
-
-    def _unreachable(self, leg: Leg, why: str) -> None:
-        """The agent's phone cannot be rung at all: pause them at once (not a missed ring,
-        which would retry them in a loop), and keep the caller in their place."""
-        svc, desk = self.service, self.service.desk
-        assert self.queued is not None
-        self._leg_done(leg, "failed")
-        self.queued.offered_to, self.leg = None, None
-        desk.record(leg.agent.unreachable(svc.clock.now(), why))
-        desk.distribute()
-
-    async def _until_answered(self, leg: Leg, ring_timeout: float, leave_key: str | None) -> str:
-        svc = self.service
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ring_timeout
-        while (left := deadline - loop.time()) > 0:
-            event = await self.port.next_event(timeout=left)
-            if event is None:
-                break
-            if isinstance(event, ChannelDtmfReceived) and event.digit == leave_key and (
-                    event.channel_id == self.channel_id):
-                return "left"
-            if event.channel_id != leg.channel_id:
-                continue
-            if isinstance(event, StasisStart):  # the agent picked up
-                await self._bridge(leg)
-                return "answered"
-            if isinstance(event, (ChannelDestroyed, ChannelHangupRequest, ChannelGone)):
-                return "refused"
-        return "no_answer"
 
     async def _bridge(self, leg: Leg) -> None:
         svc = self.service
@@ -700,14 +757,6 @@ class CallSession:
         settings = self.config.queues[leg.topic]
         svc.queues.handle_times.add(leg.topic, talked + settings.wrap_up)
         svc.desk.call_ended(leg.agent, settings.wrap_up)
-
-    def _leg_done(self, leg: Leg, outcome: str) -> None:
-        svc = self.service
-        svc.sessions.pop(leg.channel_id, None)
-        values: dict[str, object] = {"ended_at": svc.clock.now()}
-        if outcome != "answered":
-            values["outcome"] = outcome
-        svc.writer.put(svc.store.update_offer, leg.offer_id, values)
 
     async def _screen_pop(self, leg: Leg) -> dict[str, object]:
         """What the agent's console shows when their phone starts ringing."""

@@ -16,11 +16,19 @@ from aiohttp import web
 from centralino import metrics
 from centralino.ari.client import AriClient, AriError
 from centralino.ari.models import Channel, Event, StasisStart
-from centralino.calls import CALL_BRIDGE, QUEUE_BRIDGE, CallSession, ChannelGone, ResumeTalk
+from centralino.calls import (
+    CALL_BRIDGE,
+    QUEUE_BRIDGE,
+    AgentLegs,
+    CallSession,
+    ChannelGone,
+    ResumeTalk,
+)
 from centralino.config import Config, load_config
 from centralino.desk import Desk
 from centralino.media import PromptCatalog
 from centralino.promptbuild import build_prompts
+from centralino.recalls import RECALL_CHANNEL, Recalls
 from centralino.settings import Settings
 from centralino.storage.store import Store
 from centralino.storage.writer import Writer
@@ -49,8 +57,10 @@ class Service:
         self.writer = Writer()
         self.queues = QueueManager()
         self.desk = Desk(self)
-        self.sessions: dict[str, CallSession] = {}  # by channel: callers and agents' legs
-        self.calls: dict[str, CallSession] = {}  # by call id
+        # By channel: callers, agents' legs, recalls' legs; by call id (a recall's: its id).
+        self.sessions: dict[str, AgentLegs] = {}
+        self.calls: dict[str, AgentLegs] = {}
+        self.recalls = Recalls(self)
         self.overrides: dict[str, Override] = {}
         self.config: Config
         self.catalog: PromptCatalog
@@ -177,7 +187,7 @@ class Service:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("event %s %s", event.type, event.channel_id)
         if isinstance(event, StasisStart) and event.channel.id not in self.sessions:
-            if event.args and event.args[0].startswith("agent"):  # a leg whose call is gone
+            if event.args and event.args[0] in ("agent", "citizen"):  # a leg whose call is gone
                 self.spawn(self.ari.hangup(event.channel.id))
                 return
             number = event.args[0] if event.args else event.channel.dialplan.exten
@@ -207,7 +217,28 @@ class Service:
         for channel_id, session in known.items():
             if channel_id not in live and self.sessions.get(channel_id) is session:
                 session.deliver(ChannelGone(type="ChannelGone", gone=channel_id))
-        await self._adopt(live - set(known), bridges)
+        await self._adopt({c for c in live - set(known) if not c.startswith(RECALL_CHANNEL)},
+                          bridges)
+        await self._stale_recall_legs(bridges)
+        try:
+            await self.recalls.start()  # after the clean-up: never two dials at once
+        except Exception:
+            log.exception("could not start placing recalls")
+
+    async def _stale_recall_legs(self, bridges: list[dict[str, Any]]) -> None:
+        """Recall legs of a previous run still ringing: hang them up (their requests are
+        waiting again). A recall conversation going on is left alone (not adopted)."""
+        bridged = {ch for b in bridges if b["id"].startswith(CALL_BRIDGE.format(call=""))
+                   and len(b["channels"]) == 2 for ch in b["channels"]}
+        try:
+            for channel in await self.ari.request("GET", "/channels"):
+                cid = channel["id"]
+                if (cid.startswith(RECALL_CHANNEL) and cid not in self.sessions
+                        and cid not in bridged):
+                    log.info("hanging up %s, a recall leg of the previous run", cid)
+                    await self.ari.hangup(cid)
+        except AriError as exc:
+            log.error("could not list channels to stop stale recall legs: %s", exc)
 
     async def _adopt(self, channels: set[str], bridges: list[dict[str, Any]]) -> None:
         """Take over calls a previous run of the service left in Asterisk: conversations go on,

@@ -177,6 +177,7 @@ class SimCaller:
 
 AGENT_CONTEXT = "centralino-agents"  # asterisk-dev/etc/extensions.conf routes it to AGENT_APP
 AGENT_APP = "centralino-agents"
+CITIZEN_APP = "centralino-citizens"  # recalls dial Local/<number>@centralino-citizens
 
 
 @dataclass
@@ -195,8 +196,8 @@ class SimAgents:
     """The phones of simulated agents. Each agent's behaviour is set by the test:
     "answer" (after `delay` s), "refuse" (busy) or "ignore" (let it ring)."""
 
-    def __init__(self, url: str, username: str, password: str):
-        self.ari = AriClient(url, username, password, AGENT_APP)
+    def __init__(self, url: str, username: str, password: str, app: str = AGENT_APP):
+        self.ari = AriClient(url, username, password, app)
         self.behaviour: dict[str, tuple[str, float]] = {}
         self.rings: list[Ring] = []
         self._changed = asyncio.Event()
@@ -272,3 +273,12 @@ class SimAgents:
     async def hang_up(self, ring: Ring) -> None:
         await self.ari.hangup(ring.channel)
         await asyncio.wait_for(ring.ended.wait(), 5)
+
+
+class SimCitizens(SimAgents):
+    """Citizens' phones for recalls: the service dials Local/<number>@centralino-citizens,
+    whose far half waits in CITIZEN_APP. `set(number, ...)` as for agents; a Ring's `agent` is
+    the number dialled, its `caller_number` the caller id shown to the citizen."""
+
+    def __init__(self, url: str, username: str, password: str):
+        super().__init__(url, username, password, CITIZEN_APP)

@@ -2,7 +2,7 @@
 
 Pure logic, no aiohttp and no database: which numbers may be called, when a request joins its
 topic's queue, the portal clients' keys and the rate limits. centralino/web/recalls.py applies
-them to HTTP requests; the dialling (next slice) will read the same settings.
+them to HTTP requests; centralino/recalls.py places the calls with the retry rules below.
 """
 
 from __future__ import annotations
@@ -87,9 +87,15 @@ class RecallSettings(Strict):
     hours: Name | None = None  # schedule in hours.yaml; None: any time (always open)
     horizon_days: int = Field(14, ge=1, le=90)
     limits: RecallLimits = RecallLimits()
-    # Next slice (dialling): seconds before attempt 2, 3, ...; the last delay repeats.
-    retry_delays: list[Annotated[int, Field(ge=30, le=86_400)]] = [300, 900]
+    # Seconds before attempt 2, 3, ...; the last delay repeats. (ge=1: tests use seconds.)
+    retry_delays: list[Annotated[int, Field(ge=1, le=86_400)]] = [300, 900]
     max_attempts: int = Field(3, ge=1, le=10)
+    # How Asterisk reaches a citizen: {number} is the number as dialled from default_region
+    # (national digits for domestic numbers, 00<country><digits> for others), {e164} is
+    # +<country><digits>. Production: e.g. PJSIP/{number}@trunk.
+    dial: str = Field("Local/{number}@centralino-citizens", pattern=r"\{(number|e164)\}")
+    caller_id: str = Field("", max_length=32)  # the help desk's number, shown to the citizen
+    ring_timeout: float = Field(30, ge=1, le=120)  # seconds the citizen's phone rings
 
     @model_validator(mode="after")
     def _distinct_keys(self) -> RecallSettings:
@@ -99,6 +105,9 @@ class RecallSettings(Strict):
                 raise ValueError(f"clients: {client_id} has the same key as {twin}")
             seen[client.key_sha256] = client_id
         return self
+
+    def dial_string(self, e164: str) -> str:
+        return dial_string(self.dial, e164, self.default_region)
 
     def client_for(self, key: str) -> str | None:
         """The portal client whose key this is (compared in constant time)."""
@@ -233,3 +242,58 @@ class SlidingWindow:
 def retry_after(free_at: datetime, now: datetime) -> int:
     """Whole seconds for a Retry-After header (at least 1)."""
     return max(1, math.ceil((free_at - now).total_seconds()))
+
+
+# --- placing the calls ------------------------------------------------------------------------
+
+CITIZEN_OUTCOMES = ("answered", "no_answer", "busy", "failed")  # attempts that count
+AGENT_OUTCOMES = ("agent_missed", "agent_left")  # the citizen was not called: not counted
+BUSY_CAUSES = frozenset({17, 21})  # Q.850 user busy, call rejected
+NO_ANSWER_CAUSES = frozenset({0, 16, 18, 19, 31})  # normal clearing, no answer (Local legs: 16)
+
+
+def dial_string(template: str, e164: str, region: str) -> str:
+    """The dial string for a stored E.164 number (see RecallSettings.dial)."""
+    number = phonenumbers.parse(e164)
+    local = phonenumbers.format_out_of_country_calling_number(number, region)
+    digits = "".join(c for c in local if c.isdigit())
+    return template.format(number=digits, e164=e164)
+
+
+def citizen_outcome(cause: int) -> str:
+    """How an unanswered dial ended, from the Q.850 cause of the citizen's channel."""
+    if cause in BUSY_CAUSES:
+        return "busy"
+    return "no_answer" if cause in NO_ANSWER_CAUSES else "failed"
+
+
+@dataclass(frozen=True)
+class Next:
+    status: str  # done | waiting | failed
+    due_at: datetime | None  # the new due time when waiting again
+
+
+def after_attempt(outcome: str, attempts: int, settings: RecallSettings, now: datetime,
+                  schedule: Schedule | None = None) -> Next:
+    """What follows a dial of the citizen (`attempts` counts it): done if answered; failed
+    after max_attempts; else waiting again, retry_delays[attempts-1] later (the last delay
+    repeats), moved to the next opening if the help desk is closed then."""
+    if outcome == "answered":
+        return Next("done", None)
+    if attempts >= settings.max_attempts:
+        return Next("failed", None)
+    delays = settings.retry_delays
+    due = now.astimezone(UTC) + timedelta(seconds=delays[min(attempts, len(delays)) - 1])
+    if schedule is not None and not line_status(schedule, None, due).open:
+        opening = next_opening(schedule, due, settings.horizon_days)
+        if opening is None:
+            return Next("failed", None)
+        due = opening.astimezone(UTC)
+    return Next("waiting", due)
+
+
+def next_wake(due: list[datetime], now: datetime, longest: float = 60.0) -> float:
+    """Seconds until the scheduler should look again: the next due time, at most `longest`
+    (a safety net: a poke from the API is what normally wakes it)."""
+    future = [(d - now).total_seconds() for d in due]
+    return max(0.0, min([longest, *future]))

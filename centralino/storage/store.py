@@ -346,6 +346,51 @@ class Store:
         async with self.sessions() as s:
             return list((await s.scalars(query.limit(limit))).all())
 
+    async def due_recalls(self, until: datetime) -> list[RecallRequest]:
+        """Waiting requests due by `until`, oldest due first (they join their queues)."""
+        query = (select(RecallRequest).where(RecallRequest.status == "waiting",
+                                             RecallRequest.due_at <= until)
+                 .order_by(RecallRequest.due_at, RecallRequest.id))
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    async def next_recall_due(self, after: datetime) -> datetime | None:
+        query = select(func.min(RecallRequest.due_at)).where(RecallRequest.status == "waiting",
+                                                            RecallRequest.due_at > after)
+        async with self.sessions() as s:
+            due = (await s.execute(query)).scalar()
+        if due is not None and due.tzinfo is None:  # func.min loses the column's type
+            due = due.replace(tzinfo=UTC)
+        return due
+
+    async def release_calling(self, at: datetime) -> int:
+        """Requests left `calling` by a stopped service: waiting again, at their place (due_at
+        unchanged). Run at start, before anything is dialled."""
+        async with self.sessions.begin() as s:
+            result = await s.execute(update(RecallRequest)
+                                     .where(RecallRequest.status == "calling")
+                                     .values(status="waiting", updated_at=at))
+            return result.rowcount or 0
+
+    async def end_recall_attempt(self, attempt: RecallAttempt, status: str,
+                                 due_at: datetime | None, counted: bool) -> bool:
+        """Store an attempt and move its request (still `calling`) to `status` in one
+        transaction; `counted` attempts (the citizen was dialled) add to `attempts`. False if
+        the request was not calling any more (nothing changed)."""
+        values: dict[str, object] = {"status": status, "updated_at": attempt.at}
+        if due_at is not None:
+            values["due_at"] = due_at
+        if counted:
+            values["attempts"] = RecallRequest.attempts + 1
+        async with self.sessions.begin() as s:
+            result = await s.execute(update(RecallRequest)
+                                     .where(RecallRequest.id == attempt.request_id,
+                                            RecallRequest.status == "calling").values(**values))
+            if not result.rowcount:
+                return False
+            s.add(attempt)
+        return True
+
     async def recall_attempts(self, recall_id: str) -> list[RecallAttempt]:
         query = (select(RecallAttempt).where(RecallAttempt.request_id == recall_id)
                  .order_by(RecallAttempt.at, RecallAttempt.id))

@@ -257,6 +257,7 @@ async def create(request: web.Request) -> web.Response:
         created_at=now, updated_at=now, due_at=due, attempts=0,
     )
     row, created = await svc.store.create_recall(row)  # committed before we answer
+    svc.recalls.poke()  # the scheduler puts it in its line when due
     return _posted(row, duplicate=not created)
 
 
@@ -289,6 +290,7 @@ async def cancel(request: web.Request) -> web.Response:
             raise _fail(web.HTTPConflict, f"the request is {current.status}: only a waiting "
                         "request can be cancelled")
         row = updated
+        svc.recalls.cancelled(row.id)  # out of its line, if it was in one
     return web.json_response(_detail(row, await svc.store.recall_attempts(row.id)))
 
 

@@ -22,12 +22,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from centralino.dialplan import render_dialplan
 from centralino.service import Service
 from centralino.settings import Settings, load_settings
-from centralino.simcaller import SimAgents, SimCall, SimCaller
-from centralino.storage.models import Call
+from centralino.simcaller import SimAgents, SimCall, SimCaller, SimCitizens
+from centralino.storage.models import Call, RecallRequest
+from centralino.storage.store import Store
 from ivr.clock import ShiftedClock, aware
 from ivr.config import load_call_config
 
@@ -99,9 +101,12 @@ async def start_service(asterisk: Asterisk) -> AsyncIterator[ServiceFactory]:
     clocks: dict[datetime, ShiftedClock] = {}  # a restarted service keeps the test's time
 
     async def start(at: datetime = OPEN, settings: Settings | None = None,
-                    keep_agents: bool = False) -> Service:
+                    keep_agents: bool = False, keep_recalls: bool = False) -> Service:
         clock = clocks.setdefault(at, ShiftedClock(aware(at)))
-        service = Service(settings or settings_for(), clock=clock)
+        settings = settings or settings_for()
+        if not keep_recalls:
+            await close_open_recalls(settings.database.url)
+        service = Service(settings, clock=clock)
         await service.__aenter__()
         running.append(service)
         await service.wait_connected()
@@ -112,6 +117,22 @@ async def start_service(asterisk: Asterisk) -> AsyncIterator[ServiceFactory]:
     yield start
     for service in running:
         await service.__aexit__(None, None, None)
+
+
+async def close_open_recalls(url: str) -> None:
+    """Earlier tests' open recall requests would be placed by this service: expire them
+    (the database outlives tests, as it does agents' logins)."""
+    async with Store(url) as store, store.sessions.begin() as s:
+        await s.execute(update(RecallRequest)
+                        .where(RecallRequest.status.in_(("waiting", "calling")))
+                        .values(status="expired"))
+
+
+@pytest.fixture
+async def citizens(asterisk: Asterisk) -> AsyncIterator[SimCitizens]:
+    """The citizens' phones that recalls dial (answer, refuse or ignore, per number)."""
+    async with SimCitizens("http://127.0.0.1:8088", "centralino", "centralino-dev") as sim:
+        yield sim
 
 
 @pytest.fixture
@@ -182,6 +203,7 @@ def running(tmp_path: Path, asterisk):
            "CENTRALINO_CLOCK_START": "2026-12-01T10:00:00+01:00"}
     if url := os.environ.get("CENTRALINO_TEST_DATABASE_URL"):
         env["CENTRALINO_DATABASE__URL"] = url
+        asyncio.run(close_open_recalls(url))
     else:
         env["CENTRALINO_DATABASE__URL"] = f"sqlite+aiosqlite:///{tmp_path}/centralino.db"
     log = open(tmp_path / "service.log", "w+")

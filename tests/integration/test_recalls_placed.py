@@ -1,0 +1,157 @@
+"""Recalls placed through the distributor on the real Asterisk and database (issue #4, slice 2):
+FIFO with live callers, agent first then citizen, retries then failed, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import aiohttp
+
+from tests.integration.conftest import record_of, staff
+from tests.integration.test_agents import until_talking
+
+API = "http://127.0.0.1:18081/api/recalls"
+PORTAL = {"Authorization": "Bearer dev-portal"}
+DIRECT = "0999000002"  # live callers straight to queue beta (agent 1003)
+
+
+async def ask(**changes: Any) -> tuple[str, str]:
+    """POST a "now" recall for beta: (request id, the national number the citizen has)."""
+    national = f"347{random.randrange(10**7):07d}"
+    body = {"number": national, "topic": "beta", "mode": "now", "name": "Maria Rossi",
+            "note": "SUAP pratica 12", "portal_ref": "P-1", **changes}
+    async with aiohttp.ClientSession() as http, http.post(API, json=body,
+                                                          headers=PORTAL) as resp:
+        assert resp.status == 202, await resp.text()
+        return (await resp.json())["id"], national
+
+
+async def until(check, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+async def in_line(service, recall_id: str) -> None:
+    async def check() -> bool:
+        return any(w.call_id == recall_id for w in service.queues.waiting("beta"))
+    await until(check)
+
+
+async def status_is(service, recall_id: str, *statuses: str, timeout: float = 30) -> None:
+    async def check() -> bool:
+        return (await service.store.get_recall(recall_id)).status in statuses
+    await until(check, timeout)
+
+
+async def bridged(service, recall_id: str) -> None:
+    async def check() -> bool:
+        try:
+            bridge = await service.ari.request("GET", f"/bridges/centralino-call-{recall_id}")
+        except Exception:
+            return False
+        return len(bridge["channels"]) == 2
+    await until(check)
+
+
+async def test_recall_and_live_caller_in_arrival_order_then_bridged(start_service, caller,
+                                                                    phones, citizens):
+    service = await start_service()
+    recall_id, national = await ask()
+    await in_line(service, recall_id)
+    live = await caller.dial(DIRECT, caller_number="0611112222")
+    await live.wait_idle()
+    assert [w.call_id == recall_id for w in service.queues.waiting("beta")] == [True, False]
+
+    phones.set("1003", "answer", delay=0.1)
+    citizens.set(national, "answer", delay=0.2)
+    staff(service, "1003")
+    ring = await phones.wait_answered("1003")
+    assert ring.caller_number == "+39" + national  # the agent's phone shows the citizen
+    assert service.desk.last_pop["1003"]["type"] == "recall"
+    citizen = await citizens.wait_answered(national)
+    assert citizen.caller_number == "0612345000"  # settings recalls.caller_id
+    await bridged(service, recall_id)
+    assert (await service.store.get_recall(recall_id)).status == "calling"
+    await citizens.hang_up(citizen)  # the citizen ends it: the agent's leg goes too
+    await asyncio.wait_for(ring.ended.wait(), 5)
+    await status_is(service, recall_id, "done")
+    row = await service.store.get_recall(recall_id)
+    attempts = await service.store.recall_attempts(recall_id)
+    assert (row.attempts, [(a.outcome, a.agent_id) for a in attempts]) == (
+        1, [("answered", "1003")])
+    assert attempts[0].detail == "ended by the citizen"
+
+    second = await phones.wait_answered("1003")  # after the wrap-up: the live caller
+    assert second.caller_number == "0611112222"
+    assert [r.agent for r in phones.rings] == ["1003", "1003"]
+    await until_talking(service, "1003")
+    await live.hangup()
+    assert (await record_of(service, live)).agent_id == "1003"
+
+
+async def test_citizen_never_answers_retries_then_failed(start_service, phones, citizens):
+    service = await start_service()
+    phones.set("1003", "answer", delay=0.1)
+    staff(service, "1003")
+    recall_id, national = await ask()
+    citizens.set(national, "ignore")
+    await status_is(service, recall_id, "failed", timeout=40)
+    attempts = await service.store.recall_attempts(recall_id)
+    assert [a.outcome for a in attempts] == ["no_answer"] * 3  # max_attempts in the test config
+    gaps = [(b.at - a.at).total_seconds() for a, b in zip(attempts, attempts[1:])]
+    # Each gap: the retry delay (1 s, then 2 s) + ringing the agent and the 2 s citizen ring.
+    assert gaps[0] >= 1 + 2 and gaps[1] >= 2 + 2, gaps
+    rings = citizens.rings_of(national)
+    assert len(rings) == 3 and all(r.ended.is_set() for r in rings)
+    assert (await service.store.get_recall(recall_id)).attempts == 3
+    assert service.desk.last_pop["1003"]["status"] == "failed"
+    assert not service.queues.waiting("beta")
+
+
+async def test_agent_missed_ring_is_not_an_attempt(start_service, phones, citizens):
+    service = await start_service()
+    phones.set("1003", "ignore")
+    staff(service, "1003")
+    recall_id, national = await ask()
+    async def paused() -> bool:  # max_missed 2: two rings of 3 s, then paused
+        return service.desk.agents["1003"].state == "paused"
+    await until(paused, 20)
+    await status_is(service, recall_id, "waiting")
+    await in_line(service, recall_id)  # still at its place, for the next agent
+    row = await service.store.get_recall(recall_id)
+    assert row.attempts == 0 and not citizens.rings_of(national)
+    assert [a.outcome for a in await service.store.recall_attempts(recall_id)] == [
+        "agent_missed"] * 2
+
+
+async def test_restart_mid_dial_and_waiting_each_placed_once(start_service, phones, citizens):
+    service = await start_service()
+    dialled_id, dialled = await ask()
+    waiting_id, waiting = await ask()
+    phones.set("1003", "answer", delay=0.1)
+    citizens.set(dialled, "ignore")
+    staff(service, "1003")
+    first = (await citizens.wait_rings(1))[0]
+    assert first.agent == dialled
+    await service.__aexit__(None, None, None)  # mid-dial; the other request waits in line
+    await asyncio.wait_for(first.ended.wait(), 5)  # the stopped service hung up its legs
+    assert (await service.store.get_recall(dialled_id)).status == "calling"
+    assert (await service.store.get_recall(waiting_id)).status == "waiting"
+
+    citizens.set(dialled, "answer", delay=0.1)
+    citizens.set(waiting, "answer", delay=0.1)
+    restarted = await start_service(keep_recalls=True)
+    staff(restarted, "1003")
+    for recall_id, number in ((dialled_id, dialled), (waiting_id, waiting)):
+        ring = await citizens.wait_answered(number)
+        await bridged(restarted, recall_id)
+        await citizens.hang_up(ring)
+        await status_is(restarted, recall_id, "done")
+    assert [r.agent for r in citizens.rings] == [dialled, dialled, waiting]
+    assert citizens.rings[0].ended.is_set()  # never two dials of one request at once
+    for recall_id in (dialled_id, waiting_id):
+        attempts = await restarted.store.recall_attempts(recall_id)
+        assert [a.outcome for a in attempts] == ["answered"]
