@@ -37,7 +37,8 @@ from ivr.config import CallConfig
 from ivr.engine import ANY_KEY, CallerHungUp, FlowResult, Journal, Played, run_flow
 from ivr.hours import line_status
 from cti.agents import Agent, AgentState
-from ivr.schema import Destination, QueueTopic
+from cti.recalls import RecallError
+from ivr.schema import CallbackKey, Destination, QueueTopic
 from queue_manager.hold import Due, HoldPlan, estimate_wait, position_phrase, wait_band, wait_phrase
 from queue_manager.queues import Waiting
 
@@ -525,11 +526,14 @@ class CallSession(AgentLegs):
         already = (svc.clock.now() - arrived).total_seconds() if resuming else 0.0
         deadline = entered + settings.max_wait.seconds - already if settings.max_wait else math.inf
         leave_key = settings.leave_key.key if settings.leave_key else None
+        callback_key = settings.callback_key.key if settings.callback_key else None
+        keys = (leave_key or "") + (callback_key or "")  # cut a message short
+        pending: Event | None = None  # what a message was cut short by, to act on now
         while True:
             now = loop.time()
             wake = min(plan.due_at, deadline, now + EMPTY_CHECK if settings.no_agents else math.inf)
-            event = await self.port.next_event(timeout=None if wake == math.inf
-                                               else max(0.0, wake - now))
+            event, pending = pending or await self.port.next_event(
+                timeout=None if wake == math.inf else max(0.0, wake - now)), None
             if event is None and self.leg is None:
                 now = loop.time()
                 if now >= deadline:
@@ -538,8 +542,14 @@ class CallSession(AgentLegs):
                 if settings.no_agents and not svc.desk.staffing(topic)[0]:
                     return self._leave_line("EXITEMPTY", "no_agents", settings.no_agents)
                 if due := plan.take(now, svc.clock.now().astimezone(LOCAL).date()):
-                    event = await self._announce(due, settings, leave_key)
+                    event = await self._announce(due, settings, keys)
                     plan.played(due, loop.time())
+            if isinstance(event, ChannelDtmfReceived) and event.digit == callback_key:
+                assert settings.callback_key is not None
+                exit_, pending = await self._callback(settings.callback_key, keys)
+                if exit_ is not None:
+                    return exit_
+                continue
             if isinstance(event, OfferMade) and self._offer_stands(event):
                 rang = await self._ring(event.offer.agent_id, settings)
                 if rang == "answered":
@@ -587,11 +597,8 @@ class CallSession(AgentLegs):
         except AriError as exc:  # not in it (any more): nothing to undo
             log.debug("%s was not in %s's bridge: %s", self.channel_id, topic, exc)
 
-    async def _announce(self, due: Due, settings: QueueTopic, leave_key: str | None
-                        ) -> Event | None:
-        """Play what is due over the music; an offer or the leave key cuts it short and is
-        returned to be acted on."""
-        svc = self.service
+    async def _announce(self, due: Due, settings: QueueTopic, keys: str) -> Event | None:
+        """Play what is due over the music (see _play_on_hold)."""
         assert self.queued is not None
         media: list[str] = []
         if due.announce and settings.announce:
@@ -599,6 +606,12 @@ class CallSession(AgentLegs):
         if due.message:
             self.journal.add("hold_message", self.queued.topic, prompt=due.message)
             media.append(self.port.media_uri(due.message, self.port.language))
+        return await self._play_on_hold(media, keys)
+
+    async def _play_on_hold(self, media: list[str], keys: str) -> Event | None:
+        """Play to a waiting caller; an offer or one of `keys` cuts it short and is returned
+        to be acted on (nothing a waiting call must see is lost while it plays)."""
+        svc = self.service
         if not media:
             return None
         playback = uuid.uuid4().hex
@@ -611,12 +624,36 @@ class CallSession(AgentLegs):
             if isinstance(event, PlaybackFinished) and event.playback.id == playback:
                 return None
             if isinstance(event, OfferMade) or (
-                    isinstance(event, ChannelDtmfReceived) and event.digit == leave_key):
+                    isinstance(event, ChannelDtmfReceived) and event.digit in keys):
                 try:
                     await svc.ari.stop_playback(playback)
                 except AriNotFound:
                     pass  # it had just finished
                 return event
+
+    async def _callback(self, settings: CallbackKey, keys: str
+                        ) -> tuple[tuple[str, Destination] | None, Event | None]:
+        """The caller pressed the callback key: a recall request takes their place in the line
+        and they hear the confirmation (then the call ends). If their number cannot be called
+        back they hear why and keep waiting: (None, an event that cut the message short)."""
+        svc = self.service
+        assert self.queued is not None
+        topic, caller = self.queued.topic, self.info.channel.caller
+        try:
+            row = await svc.recalls.from_caller(
+                topic, caller.number, caller.name, self.queued.since, self.queued.boost,
+                self.flow.name if self.flow else self.info.number)
+        except RecallError as exc:
+            log.info("call %s: callback refused for %r: %s", self.call_id, caller.number,
+                     exc.reason)
+            self.journal.add("callback_refused", topic, prompt=settings.unavailable,
+                             detail=exc.reason)
+            return None, await self._play_on_hold(
+                [self.port.media_uri(settings.unavailable, self.port.language)], keys)
+        self.journal.add("callback", topic, detail=f"recall {row.id}")
+        log.info("call %s hands its place in %s to recall %s", self.call_id, topic, row.id)
+        return self._leave_line("EXITWITHKEY", "callback", Destination(info=settings.confirm),
+                                key=settings.key), None
 
     def _announcement(self, settings: QueueTopic) -> list[str]:
         """Position and estimated wait, computed now from the live line and desk."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from centralino.ari.client import AriError
@@ -37,7 +38,7 @@ from centralino.calls import (
 )
 from centralino.desk import OfferMade
 from centralino.storage.models import RecallAttempt, RecallRequest
-from cti.recalls import after_attempt, citizen_outcome, next_wake
+from cti.recalls import after_attempt, citizen_outcome, classify, next_wake
 from queue_manager.queues import Waiting
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("centralino.recalls")
 RECALL_CHANNEL = "recall-"  # prefix of every channel a recall originates (agent and citizen)
+IVR_CLIENT = "ivr"  # the `client` of requests made by callers in a line (no portal)
 CANCELLED = Event(type="RecallCancelled")  # ours: the portal cancelled a waiting request
 _GONE = (StasisEnd, ChannelHangupRequest, ChannelDestroyed, ChannelGone)
 
@@ -53,9 +55,10 @@ class RecallSession(AgentLegs):
     """One stay of a request in its topic's line, up to the end of one attempt (or until it
     is cancelled); a retry is a new session, made by the scheduler when it is due again."""
 
-    def __init__(self, service: Service, row: RecallRequest):
+    def __init__(self, service: Service, row: RecallRequest, boost: float = 0.0):
         self.service = service
         self.row = row
+        self.boost = boost  # a caller who asked in the line keeps their line's priority
         tag = f"{RECALL_CHANNEL}{row.id[:12]}-{uuid.uuid4().hex[:6]}"
         self.tag = tag
         # No channel of its own: every event (agent leg, citizen leg, offers) is "another" one.
@@ -70,16 +73,24 @@ class RecallSession(AgentLegs):
     def call_id(self) -> str:
         return self.row.id
 
-    async def run(self) -> None:
+    def join(self) -> None:
+        """Into its topic's line at its due time (synchronous: no gap for a caller who hands
+        their place over to this request)."""
         svc, row = self.service, self.row
         svc.calls[self.call_id] = self
-        self.queued = Waiting(row.id, row.topic, row.due_at, caller=row.number, line="recall")
+        self.queued = Waiting(row.id, row.topic, row.due_at, caller=row.number, line="recall",
+                              boost=self.boost, recall=True)
+        position = svc.queues.join(self.queued)
+        svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": row.id,
+                            "topic": row.topic, "caller": row.number, "position": position,
+                            "recall": True})
+        log.info("recall %s waits in %s at position %d", row.id, row.topic, position)
+
+    async def run(self) -> None:
+        """After join(): wait for an agent, place the call (or be cancelled)."""
+        svc, row = self.service, self.row
+        assert self.queued is not None
         try:
-            position = svc.queues.join(self.queued)
-            svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": row.id,
-                                "topic": row.topic, "caller": row.number, "position": position,
-                                "recall": True})
-            log.info("recall %s waits in %s at position %d", row.id, row.topic, position)
             svc.desk.distribute()
             while True:
                 event = await self.port.next_event()
@@ -302,6 +313,35 @@ class Recalls:
                         "waiting again, at their place", released)
         self._task = svc.spawn(self._run())
 
+    def place(self, row: RecallRequest, boost: float = 0.0) -> None:
+        """Into its line now (in svc.calls at once: a second pass must not start it again)."""
+        session = RecallSession(self.service, row, boost)
+        session.join()
+        self.service.spawn(session.run())
+
+    async def from_caller(self, topic: str, number: str, name: str, since: datetime,
+                          boost: float, line: str) -> RecallRequest:
+        """A caller waiting in `topic` pressed the callback key: a request at their place
+        (arrival `since`), stored, in the line now. RecallError if the number cannot be
+        called back. An open request of theirs for the topic stands, moved up to `since`."""
+        svc = self.service
+        target = classify(number, svc.settings.recalls)
+        now = svc.clock.now()
+        row = RecallRequest(
+            id=uuid.uuid4().hex, number=target.e164, number_type=target.type, topic=topic,
+            mode="queue", slot_at=None, name=name[:128], note=f"chiesta in coda ({line})"[:500],
+            portal_ref=None, client=IVR_CLIENT, status="waiting", created_at=now,
+            updated_at=now, due_at=since, attempts=0)
+        row, created = await svc.store.create_recall(row)
+        if not created:
+            log.info("recall %s: %s asked again from the line", row.id, row.number)
+            if row.status == "waiting" and row.due_at > since and row.id not in svc.calls:
+                row = await svc.store.advance_recall(row.id, since, now) or row
+        if row.status == "waiting" and row.due_at <= now and row.id not in svc.calls:
+            self.place(row, boost)
+        self.poke()
+        return row
+
     def cancelled(self, recall_id: str) -> None:
         session = self.service.calls.get(recall_id)
         if isinstance(session, RecallSession):
@@ -314,6 +354,10 @@ class Recalls:
             now = svc.clock.now()
             due: list[Any] = []
             try:
+                expire = timedelta(seconds=svc.settings.recalls.expire_after)
+                for recall_id in await svc.store.expire_recalls(now - expire, now):
+                    log.warning("recall %s expired: nobody reached it in %s", recall_id, expire)
+                    self.cancelled(recall_id)
                 for row in await svc.store.due_recalls(now):
                     if row.id in svc.calls:
                         continue
@@ -321,11 +365,12 @@ class Recalls:
                         log.warning("recall %s: topic %s is not in queues.yaml any more",
                                     row.id, row.topic)
                         continue
-                    session = RecallSession(svc, row)
-                    svc.calls[row.id] = session  # now: a second pass must not start it again
-                    svc.spawn(session.run())
+                    self.place(row)
                 if (later := await svc.store.next_recall_due(now)) is not None:
                     due.append(later)
+                due += [at for session in svc.calls.values()
+                        if isinstance(session, RecallSession)
+                        and (at := session.row.due_at + expire) > now]
             except Exception:
                 log.exception("recall scheduler: could not read due requests")
             try:

@@ -55,7 +55,7 @@ class Service:
                              settings.asterisk.password, settings.asterisk.app,
                              observe_reaction=metrics.ARI_REACTION.observe)
         self.writer = Writer()
-        self.queues = QueueManager()
+        self.queues = QueueManager(settings.recalls.share)
         self.desk = Desk(self)
         # By channel: callers, agents' legs, recalls' legs; by call id (a recall's: its id).
         self.sessions: dict[str, AgentLegs] = {}

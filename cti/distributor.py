@@ -3,6 +3,7 @@
 The rule, in full:
 1. Of the callers not already ringing an agent, the best-ranked one (queue_manager: earliest
    join time minus boosts) among those that some available agent can take goes first.
+   Recalls within their share (queue_manager.queues).
 2. Among the available agents serving that caller's topic, the lowest penalty wins, then the
    one idle longest (available since the earliest time), then the agent id.
 3. Repeat until no available agent can take any waiting caller.
@@ -45,6 +46,7 @@ class Distributor:
             agent = min((a for a in available if waiting.topic in a.topics),
                         key=lambda a: (a.topics[waiting.topic], a.idle_since or now, a.id))
             change = agent.offer(waiting.call_id, now)
+            self.queues.picked(waiting)
             waiting.offered_to = agent.id
             available.remove(agent)
             offers.append((Offer(waiting.call_id, waiting.topic, agent.id), change))

@@ -96,6 +96,12 @@ class RecallSettings(Strict):
     dial: str = Field("Local/{number}@centralino-citizens", pattern=r"\{(number|e164)\}")
     caller_id: str = Field("", max_length=32)  # the help desk's number, shown to the citizen
     ring_timeout: float = Field(30, ge=1, le=120)  # seconds the citizen's phone rings
+    # When recalls and live callers both wait in a topic, at most this share of the calls
+    # agents take go to recalls (queue_manager.queues); 1: plain arrival order.
+    share: float = Field(1.0, ge=0, le=1)
+    # Seconds a due request may wait for an agent before it is given up as expired (the
+    # citizen no longer expects the call).
+    expire_after: int = Field(86_400, ge=1, le=90 * 86_400)
 
     @model_validator(mode="after")
     def _distinct_keys(self) -> RecallSettings:

@@ -31,19 +31,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Announcement(Strict):
-    """One message of the chain played before the menu."""
+class Dated(Strict):
+    """A promotional or informative message: played only between these dates (inclusive)."""
 
-    prompt: PromptId
-    skippable: bool = False
-    # Promotional/informative messages: played only between these dates (inclusive).
     valid_from: date | None = None
     valid_until: date | None = None
-    # Played even when the line is closed (the carrier's cost notice, typically).
-    when_closed: bool = False
 
     @model_validator(mode="after")
-    def _dates_in_order(self) -> Announcement:
+    def _dates_in_order(self) -> Dated:
         if self.valid_from and self.valid_until and self.valid_until < self.valid_from:
             raise ValueError("valid_until is before valid_from")
         return self
@@ -52,6 +47,15 @@ class Announcement(Strict):
         return (self.valid_from is None or self.valid_from <= day) and (
             self.valid_until is None or day <= self.valid_until
         )
+
+
+class Announcement(Dated):
+    """One message of the chain played before the menu."""
+
+    prompt: PromptId
+    skippable: bool = False
+    # Played even when the line is closed (the carrier's cost notice, typically).
+    when_closed: bool = False
 
 
 class Action(Strict):
@@ -157,23 +161,10 @@ class Destination(Strict):
         return f"queue:{self.queue}" if self.queue else f"info:{self.info}"
 
 
-class HoldMessage(Strict):
+class HoldMessage(Dated):
     """An informative or promotional message played to callers while they wait."""
 
     prompt: PromptId
-    valid_from: date | None = None  # played only between these dates (inclusive)
-    valid_until: date | None = None
-
-    @model_validator(mode="after")
-    def _dates_in_order(self) -> HoldMessage:
-        if self.valid_from and self.valid_until and self.valid_until < self.valid_from:
-            raise ValueError("valid_until is before valid_from")
-        return self
-
-    def valid_on(self, day: date) -> bool:
-        return (self.valid_from is None or self.valid_from <= day) and (
-            self.valid_until is None or day <= self.valid_until
-        )
 
 
 class HoldMessages(Strict):
@@ -221,6 +212,17 @@ class LeaveKey(Strict):
     then: Destination
 
 
+class CallbackKey(Strict):
+    """A key to be called back instead of waiting: the caller's number becomes a recall request
+    that keeps their place in the line (issue #4)."""
+
+    key: Key
+    confirm: PromptId  # "we will call you back on this number": then the call ends
+    # The caller's number cannot be called back (withheld, foreign, premium...): they hear
+    # this and keep waiting in their place.
+    unavailable: PromptId
+
+
 class QueueTopic(Strict):
     """A waiting line for one topic (see config/queues.yaml for what each field means)."""
 
@@ -239,6 +241,13 @@ class QueueTopic(Strict):
     max_callers: MaxCallers | None = None
     no_agents: Destination | None = None  # nobody logged in for the topic (paused counts as in)
     leave_key: LeaveKey | None = None
+    callback_key: CallbackKey | None = None
+
+    @model_validator(mode="after")
+    def _distinct_keys(self) -> QueueTopic:
+        if self.leave_key and self.callback_key and self.leave_key.key == self.callback_key.key:
+            raise ValueError(f"leave_key and callback_key are both {self.leave_key.key!r}")
+        return self
 
     def destinations(self) -> list[tuple[str, Destination]]:
         rules = [("max_wait", self.max_wait), ("max_callers", self.max_callers),
@@ -254,6 +263,9 @@ class QueueTopic(Strict):
         for where, dest in self.destinations():
             if dest.info:
                 found.append(((*where.split("."), "info"), dest.info))
+        if self.callback_key:
+            found += [(("callback_key", "confirm"), self.callback_key.confirm),
+                      (("callback_key", "unavailable"), self.callback_key.unavailable)]
         return found
 
 

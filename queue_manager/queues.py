@@ -5,6 +5,12 @@ waited: a priority line, a priority topic). Lower rank is served first; with no 
 strict arrival order. A boost never starves anyone: a caller without it who has waited longer
 than the boost still goes first.
 
+Recalls (a citizen to be called back, issue #4) wait in the same lines, ranked by when they
+asked. `recall_share` bounds them when live callers wait too: of the last RECALL_WINDOW picks
+of a topic made while both kinds were waiting, at most that share went to recalls; beyond it
+the first live caller goes first. 1.0 (the default) is plain arrival order; 0.0 serves recalls
+only when no live caller waits.
+
 The queue manager only keeps the order; holding the caller (a holding bridge with music on
 hold) is done by the service, so this module never talks to Asterisk.
 """
@@ -12,11 +18,14 @@ hold) is done by the service, so this module never talks to Asterisk.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from queue_manager.hold import HandleTimes
+
+RECALL_WINDOW = 10
 
 
 @dataclass(eq=False)
@@ -28,6 +37,7 @@ class Waiting:
     line: str = ""
     boost: float = 0.0  # seconds counted as already waited
     offered_to: str | None = None  # the agent whose phone rings for this caller, if any
+    recall: bool = False  # a recall request, not a caller on the line
     rank: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -35,7 +45,10 @@ class Waiting:
 
 
 class QueueManager:
-    def __init__(self) -> None:
+    def __init__(self, recall_share: float = 1.0) -> None:
+        self.recall_share = recall_share
+        # per topic: was each of the last picks made with both kinds waiting a recall?
+        self._contested: dict[str, deque[bool]] = {}
         self._by_id: dict[str, Waiting] = {}
         # per topic: (rank, seq, call_id) sorted; seq keeps equal ranks in arrival order
         self._order: dict[str, list[tuple[float, int, str]]] = {}
@@ -86,15 +99,42 @@ class QueueManager:
         return [self._by_id[cid] for _, _, cid in self._order.get(topic, ())]
 
     def first_unoffered(self, topics: Iterable[str]) -> Waiting | None:
-        """The best-ranked caller of these topics whose phone is not already ringing somewhere."""
+        """The best-ranked caller of these topics whose phone is not already ringing somewhere
+        (recalls within their share)."""
         best: tuple[float, int, str] | None = None  # equal ranks: who joined first, any topic
         for topic in topics:
-            for entry in self._order.get(topic, ()):
-                if self._by_id[entry[2]].offered_to is None:
-                    if best is None or entry < best:
-                        best = entry
-                    break
+            entry = self._candidate(topic)
+            if entry is not None and (best is None or entry < best):
+                best = entry
         return None if best is None else self._by_id[best[2]]
+
+    def _candidate(self, topic: str) -> tuple[float, int, str] | None:
+        first: tuple[float, int, str] | None = None
+        for entry in self._order.get(topic, ()):
+            waiting = self._by_id[entry[2]]
+            if waiting.offered_to is not None:
+                continue
+            if first is None:
+                if not waiting.recall or self.recall_share >= 1:
+                    return entry
+                first = entry
+            elif not waiting.recall:  # a recall is first, and a live caller waits behind it
+                return first if self._recall_allowed(topic) else entry
+        return first
+
+    def _recall_allowed(self, topic: str) -> bool:
+        picks = self._contested.get(topic, ())
+        return (sum(picks) + 1) / (len(picks) + 1) <= self.recall_share
+
+    def picked(self, waiting: Waiting) -> None:
+        """The distributor offered `waiting` to an agent: count it for the recalls' share."""
+        if self.recall_share >= 1:
+            return
+        both = any(w.recall != waiting.recall and w.offered_to is None
+                   for w in self.waiting(waiting.topic) if w is not waiting)
+        if both:
+            self._contested.setdefault(waiting.topic, deque(maxlen=RECALL_WINDOW)).append(
+                waiting.recall)
 
     def __iter__(self) -> Iterator[Waiting]:
         return iter(self._by_id.values())

@@ -363,6 +363,30 @@ class Store:
             due = due.replace(tzinfo=UTC)
         return due
 
+    async def advance_recall(self, recall_id: str, due_at: datetime, at: datetime
+                             ) -> RecallRequest | None:
+        """A waiting request due later moved up to `due_at`; the row, or None if it was not
+        waiting (any more) or already due by then."""
+        async with self.sessions.begin() as s:
+            result = await s.execute(
+                update(RecallRequest)
+                .where(RecallRequest.id == recall_id, RecallRequest.status == "waiting",
+                       RecallRequest.due_at > due_at)
+                .values(due_at=due_at, updated_at=at))
+            if not result.rowcount:
+                return None
+        return await self.get_recall(recall_id)
+
+    async def expire_recalls(self, due_before: datetime, at: datetime) -> list[str]:
+        """Waiting requests due before `due_before` (nobody reached them in time): expired.
+        Their ids."""
+        async with self.sessions.begin() as s:
+            return list((await s.scalars(
+                update(RecallRequest)
+                .where(RecallRequest.status == "waiting", RecallRequest.due_at < due_before)
+                .values(status="expired", updated_at=at)
+                .returning(RecallRequest.id))).all())
+
     async def release_calling(self, at: datetime) -> int:
         """Requests left `calling` by a stopped service: waiting again, at their place (due_at
         unchanged). Run at start, before anything is dialled."""

@@ -110,7 +110,8 @@ class RecallOut(BaseModel):
     number: str = Field(description="E.164")
     number_type: str = Field(description="fixed_line, mobile, ... (phonenumbers)")
     topic: str
-    mode: Literal["now", "back"]
+    mode: Literal["now", "back", "queue"] = Field(description="queue: asked by a caller "
+                                                   "waiting on the line (the callback key)")
     slot: datetime | None
     name: str
     note: str

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
 
-from tests.integration.conftest import record_of, staff
+from tests.integration.conftest import record_of, settings_for, staff, steps
 from tests.integration.test_agents import until_talking
 
 API = "http://127.0.0.1:18081/api/recalls"
@@ -155,3 +156,145 @@ async def test_restart_mid_dial_and_waiting_each_placed_once(start_service, phon
     for recall_id in (dialled_id, waiting_id):
         attempts = await restarted.store.recall_attempts(recall_id)
         assert [a.outcome for a in attempts] == ["answered"]
+
+
+async def test_callback_key_keeps_the_callers_place(start_service, caller, phones, citizens):
+    """A caller presses the callback key: a recall takes their place in the line, they hear the
+    confirmation and the call ends; the agent then calls them back before the caller who came
+    after them."""
+    service = await start_service()
+    first = await caller.dial(DIRECT, caller_number="0611112222", caller_name="Anna Bianchi")
+    await first.wait_idle()
+    second = await caller.dial(DIRECT, caller_number="0633334444")
+    await second.wait_idle()
+    arrived = service.queues.get(next(iter(service.queues)).call_id).since
+
+    await first.press("5")
+    await first.wait_heard("callback_ok")
+    await first.wait_ended()
+    record = await record_of(service, first)
+    assert record.outcome == "callback"
+    request = await service.store.open_recall("+390611112222", "beta")
+    assert request is not None and (request.mode, request.name, request.status) == (
+        "queue", "Anna Bianchi", "waiting")
+    assert request.due_at == arrived == record.queued_at  # the caller's arrival: their place
+    assert ("callback", "beta", None, None, f"recall {request.id}") in steps(record, "callback")
+    assert [(w.call_id, w.recall) for w in service.queues.waiting("beta")][0] == (
+        request.id, True)
+    assert len(service.queues.waiting("beta")) == 2
+    exits = [e for e in await service.store.queue_log(call_id=record.id) if e.event != "ENTERQUEUE"]
+    assert [(e.event, e.data1) for e in exits] == [("EXITWITHKEY", "5")]
+
+    phones.set("1003", "answer", delay=0.1)
+    citizens.set("0611112222", "answer", delay=0.1)
+    staff(service, "1003")
+    ring = await phones.wait_answered("1003")
+    assert ring.caller_number == "+390611112222"  # the recall first, not the second caller
+    assert service.desk.last_pop["1003"]["mode"] == "queue"
+    citizen = await citizens.wait_answered("0611112222")
+    await bridged(service, request.id)
+    await citizens.hang_up(citizen)
+    await status_is(service, request.id, "done")
+    after = await phones.wait_answered("1003")
+    assert after.caller_number == "0633334444"
+    await second.hangup()
+
+
+async def test_callback_key_refused_for_a_foreign_number_keeps_waiting(start_service, caller):
+    service = await start_service()
+    call = await caller.dial(DIRECT, caller_number="00442071838750")
+    await call.wait_idle()
+    await call.press("5")
+    await call.wait_heard("callback_no")
+    await call.wait_idle()
+    assert [w.caller for w in service.queues.waiting("beta")] == ["00442071838750"]
+    assert await service.store.open_recall("+442071838750", "beta") is None
+    await call.hangup()
+    record = await record_of(service, call)
+    assert record.outcome == "abandoned"
+    refused = steps(record, "callback_refused")
+    assert len(refused) == 1 and refused[0][3] == "callback_no" and "GB" in refused[0][4]
+
+
+async def test_back_request_is_placed_at_its_slot_and_not_before(start_service, phones,
+                                                                  citizens):
+    service = await start_service()
+    phones.set("1003", "answer", delay=0.1)
+    staff(service, "1003")  # free all along: only the slot holds the request back
+    slot = (service.clock.now() + timedelta(seconds=4)).replace(microsecond=0)
+    recall_id, national = await ask(mode="back", slot=slot.isoformat())
+    citizens.set(national, "answer", delay=0.1)
+    assert (await service.store.get_recall(recall_id)).due_at == slot
+    await asyncio.sleep((slot - service.clock.now()).total_seconds() - 1)
+    assert not phones.rings and not service.queues.waiting("beta")  # a second before: nothing
+    ring = await citizens.wait_answered(national, timeout=10)
+    placed = [a for a in phones.rings if a.agent == "1003"][0]
+    assert placed.caller_number == "+39" + national
+    offers = await service.store.offers_for(recall_id)
+    assert len(offers) == 1 and offers[0].offered_at >= slot  # the agent rung at the slot
+    await citizens.hang_up(ring)
+    await status_is(service, recall_id, "done")
+
+
+async def test_busy_citizen_is_an_attempt_with_its_outcome(start_service, phones, citizens):
+    service = await start_service()
+    phones.set("1003", "answer", delay=0.1)
+    staff(service, "1003")
+    recall_id, national = await ask()
+    citizens.set(national, "refuse")  # hangs up "busy"
+    await status_is(service, recall_id, "failed", timeout=40)
+    attempts = await service.store.recall_attempts(recall_id)
+    assert [a.outcome for a in attempts] == ["busy"] * 3
+    assert len(citizens.rings_of(national)) == 3
+
+
+async def test_cancelled_while_in_line_is_never_placed(start_service, phones, citizens):
+    service = await start_service()
+    recall_id, national = await ask()
+    await in_line(service, recall_id)
+    async with aiohttp.ClientSession() as http, http.delete(f"{API}/{recall_id}",
+                                                            headers=PORTAL) as resp:
+        assert resp.status == 200 and (await resp.json())["status"] == "cancelled"
+    async def gone() -> bool:
+        return not service.queues.waiting("beta")
+    await until(gone, 5)
+    phones.set("1003", "answer", delay=0.1)
+    staff(service, "1003")
+    await asyncio.sleep(1.5)
+    assert not phones.rings and not citizens.rings_of(national)
+    assert (await service.store.get_recall(recall_id)).status == "cancelled"
+    assert service.desk.agents["1003"].state == "available"
+
+
+async def test_a_request_nobody_reaches_expires(start_service, phones):
+    service = await start_service(settings=settings_for(CENTRALINO_RECALLS__EXPIRE_AFTER="3"))
+    recall_id, _ = await ask()
+    await in_line(service, recall_id)
+    await status_is(service, recall_id, "expired", timeout=10)
+    async def gone() -> bool:
+        return not service.queues.waiting("beta")
+    await until(gone, 5)
+    staff(service, "1003")
+    await asyncio.sleep(1)
+    assert not phones.rings
+
+
+async def test_recall_share_zero_serves_live_callers_first(start_service, caller, phones,
+                                                           citizens):
+    service = await start_service(settings=settings_for(CENTRALINO_RECALLS__SHARE="0"))
+    recall_id, national = await ask()
+    await in_line(service, recall_id)
+    live = await caller.dial(DIRECT, caller_number="0611112222")
+    await live.wait_idle()
+    assert service.queues.waiting("beta")[0].call_id == recall_id  # first by arrival
+    phones.set("1003", "answer", delay=0.1)
+    citizens.set(national, "answer", delay=0.1)
+    staff(service, "1003")
+    first = await phones.wait_answered("1003")
+    assert first.caller_number == "0611112222"  # share 0: the live caller goes first
+    await live.hangup()
+    await asyncio.wait_for(first.ended.wait(), 5)
+    second = await phones.wait_answered("1003")  # then the recall, nobody else waits
+    assert second.caller_number == "+39" + national
+    await citizens.hang_up(await citizens.wait_answered(national))
+    await status_is(service, recall_id, "done")

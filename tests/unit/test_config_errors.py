@@ -174,6 +174,15 @@ CASES = {
         QUEUES, 'leave_key: {key: "0", then: {info', 'leave_key: {key: "10", then: {info',
         [Expect(('key: "10"',), "queues.suap.leave_key.key", "")],
     ),
+    "callback key that is also the leave key": Broken(
+        QUEUES, 'callback_key: {key: "2", confirm', 'callback_key: {key: "0", confirm',
+        [Expect(("suap:",), "queues.suap", "leave_key and callback_key are both '0'")],
+    ),
+    "callback key with an unknown prompt": Broken(
+        QUEUES, "confirm: hold_callback_confirm", "confirm: hold_callback_confirmed",
+        [Expect(("confirm: hold_callback_confirmed",), "queues.suap.callback_key.confirm",
+                "unknown prompt 'hold_callback_confirmed' (add it to the manifest)")],
+    ),
     "no_agents rules in a loop": Broken(
         QUEUES, "    music_class: calm\n  generale:\n    name: Informazioni generali\n",
         "    music_class: calm\n    no_agents: {queue: generale}\n  generale:\n"

@@ -188,3 +188,65 @@ def test_snapshot_lists_each_line_in_order_with_waiting_time_and_ringing():
 
 def test_snapshot_of_nothing():
     assert QueueManager().snapshot(T0) == {}
+
+
+# --- recalls' share -----------------------------------------------------------------------------
+
+def recall(call_id: str, at: float, topic: str = "alpha") -> Waiting:
+    return Waiting(call_id, topic, t(at), recall=True)
+
+
+def serve(queues: QueueManager, n: int, topic: str = "alpha") -> list[str]:
+    """Take the next `n` callers as agents free up one at a time."""
+    served = []
+    for _ in range(n):
+        waiting = queues.first_unoffered([topic])
+        assert waiting is not None
+        queues.picked(waiting)
+        queues.leave(waiting.call_id)
+        served.append(waiting.call_id)
+    return served
+
+
+def shared_line(share: float) -> QueueManager:
+    queues = QueueManager(recall_share=share)
+    for i in range(6):  # the recalls asked first: by arrival they would all go first
+        queues.join(recall(f"r{i}", i))
+    for i in range(6):
+        queues.join(caller(f"c{i}", 10 + i))
+    return queues
+
+
+def test_share_one_is_plain_arrival_order():
+    assert serve(shared_line(1.0), 12) == [f"r{i}" for i in range(6)] + [f"c{i}" for i in range(6)]
+
+
+def test_share_half_alternates_while_both_wait():
+    assert serve(shared_line(0.5), 12) == ["c0", "r0", "c1", "r1", "c2", "r2", "c3", "r3",
+                                           "c4", "r4", "c5", "r5"]
+
+
+def test_share_zero_serves_recalls_only_when_no_live_caller_waits():
+    assert serve(shared_line(0.0), 12) == [f"c{i}" for i in range(6)] + [f"r{i}" for i in range(6)]
+
+
+def test_share_a_third():
+    served = serve(shared_line(1 / 3), 9)
+    assert served == ["c0", "c1", "r0", "c2", "c3", "r1", "c4", "c5", "r2"]
+
+
+def test_an_older_live_caller_goes_first_whatever_the_share():
+    queues = QueueManager(recall_share=1.0)
+    queues.join(caller("c0", 0))
+    queues.join(recall("r0", 5))
+    assert serve(queues, 2) == ["c0", "r0"]
+
+
+def test_a_recall_ringing_an_agent_does_not_hold_back_the_others():
+    queues = shared_line(0.5)
+    first = queues.first_unoffered(["alpha"])
+    assert first is not None and first.call_id == "c0"
+    queues.picked(first)
+    first.offered_to = "agent-1"
+    second = queues.first_unoffered(["alpha"])  # c0 still ringing: the next one, a recall
+    assert second is not None and second.call_id == "r0"
