@@ -116,6 +116,23 @@ class RecallSession(AgentLegs):
                                     "topic": row.topic, "outcome": "recall"})
             svc.recalls.poke()  # a retry may be due later: the scheduler re-reads
 
+    async def resume(self, leg: Leg, citizen: str) -> None:
+        """A conversation the previous run left going (its attempt is stored already): the
+        agent stays on call until one side hangs up, then wraps up as after any call."""
+        svc = self.service
+        self.leg, self.citizen, self.talking = leg, citizen, True
+        svc.sessions[leg.channel_id] = self
+        svc.sessions[citizen] = self
+        try:
+            await self._talk(leg)
+            await self._agent_done(leg, "answered")
+        except asyncio.CancelledError:  # stopping again: the next run adopts it again
+            svc.sessions.pop(leg.channel_id, None)
+            svc.sessions.pop(citizen, None)
+            raise
+        except Exception:
+            log.exception("recall %s: following the adopted conversation", self.call_id)
+
     async def _offered(self, agent_id: str) -> bool:
         """Ring the agent, then the citizen; True once this session is over."""
         svc, desk = self.service, self.service.desk

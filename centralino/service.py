@@ -22,13 +22,14 @@ from centralino.calls import (
     AgentLegs,
     CallSession,
     ChannelGone,
+    Leg,
     ResumeTalk,
 )
 from centralino.config import Config, load_config
 from centralino.desk import Desk
 from centralino.media import PromptCatalog
 from centralino.promptbuild import build_prompts
-from centralino.recalls import RECALL_CHANNEL, Recalls
+from centralino.recalls import RECALL_CHANNEL, Recalls, RecallSession
 from centralino.settings import Settings
 from centralino.storage.store import Store
 from centralino.storage.writer import Writer
@@ -217,6 +218,9 @@ class Service:
         for channel_id, session in known.items():
             if channel_id not in live and self.sessions.get(channel_id) is session:
                 session.deliver(ChannelGone(type="ChannelGone", gone=channel_id))
+        # Recall conversations first: their agents must be on call before any adopted caller
+        # asks for an agent.
+        await self._adopt_recall_talks(bridges)
         await self._adopt({c for c in live - set(known) if not c.startswith(RECALL_CHANNEL)},
                           bridges)
         await self._stale_recall_legs(bridges)
@@ -224,6 +228,32 @@ class Service:
             await self.recalls.start()  # after the clean-up: never two dials at once
         except Exception:
             log.exception("could not start placing recalls")
+
+    async def _adopt_recall_talks(self, bridges: list[dict[str, Any]]) -> None:
+        """Recall conversations a previous run left going in Asterisk: their agents are on
+        call until they end (their attempts were stored when that run stopped)."""
+        prefix = CALL_BRIDGE.format(call="")
+        for bridge in bridges:
+            channels = sorted(bridge["channels"])  # the agent's leg "...-a", the citizen's "-c"
+            recall_id = bridge["id"].removeprefix(prefix)
+            if (not bridge["id"].startswith(prefix) or len(channels) != 2
+                    or not all(c.startswith(RECALL_CHANNEL) for c in channels)
+                    or recall_id in self.calls or any(c in self.sessions for c in channels)):
+                continue
+            row = await self.store.get_recall(recall_id)
+            answered = [o for o in await self.store.offers_for(recall_id) if o.answered_at]
+            agent = self.desk.agents.get(answered[-1].agent_id) if answered else None
+            if row is None or agent is None or row.topic not in self.call_config.queues:
+                continue
+            offer = answered[-1]
+            leg = Leg(offer.id, agent, channels[0], row.topic, offer.offered_at,
+                      answered_at=offer.answered_at)
+            log.info("adopting recall %s: %s is talking to %s", recall_id, agent.id, row.number)
+            self.desk.resume_call(agent.id, recall_id)
+            session = RecallSession(self, row)
+            self.calls[recall_id] = session
+            task = self.spawn(session.resume(leg, channels[1]))
+            task.add_done_callback(lambda _, rid=recall_id: self.calls.pop(rid, None))
 
     async def _stale_recall_legs(self, bridges: list[dict[str, Any]]) -> None:
         """Recall legs of a previous run still ringing: hang them up (their requests are
@@ -233,8 +263,9 @@ class Service:
         try:
             for channel in await self.ari.request("GET", "/channels"):
                 cid = channel["id"]
-                if (cid.startswith(RECALL_CHANNEL) and cid not in self.sessions
-                        and cid not in bridged):
+                base = cid.split(";")[0]  # a Local channel's far half goes with its near one
+                if (cid.startswith(RECALL_CHANNEL) and base not in self.sessions
+                        and base not in bridged):
                     log.info("hanging up %s, a recall leg of the previous run", cid)
                     await self.ari.hangup(cid)
         except AriError as exc:

@@ -298,3 +298,36 @@ async def test_recall_share_zero_serves_live_callers_first(start_service, caller
     assert second.caller_number == "+39" + national
     await citizens.hang_up(await citizens.wait_answered(national))
     await status_is(service, recall_id, "done")
+
+
+async def test_restart_during_a_recall_conversation_keeps_the_agent_on_call(
+        start_service, caller, phones, citizens):
+    service = await start_service()
+    recall_id, national = await ask()
+    phones.set("1003", "answer", delay=0.1)
+    citizens.set(national, "answer", delay=0.1)
+    staff(service, "1003")
+    agent_leg = await phones.wait_answered("1003")
+    citizen = await citizens.wait_answered(national)
+    await bridged(service, recall_id)
+
+    await service.__aexit__(None, None, None)  # the conversation goes on in Asterisk
+    assert not agent_leg.ended.is_set() and not citizen.ended.is_set()
+    restarted = await start_service(keep_agents=True, keep_recalls=True)
+    async def adopted() -> bool:
+        return recall_id in restarted.calls
+    await until(adopted, 5)
+    assert restarted.desk.agents["1003"].state == "on_call"
+    live = await caller.dial(DIRECT, caller_number="0622223333")
+    await live.wait_idle()
+    assert [r.caller_number for r in phones.rings] == ["+39" + national]  # not offered
+
+    await citizens.hang_up(citizen)  # the adopted conversation ends: the agent's leg goes too
+    await asyncio.wait_for(agent_leg.ended.wait(), 5)
+    nxt = await phones.wait_answered("1003", timeout=10)  # after the wrap-up: the live caller
+    assert nxt.caller_number == "0622223333"
+    await live.hangup()
+    attempts = await restarted.store.recall_attempts(recall_id)
+    assert [a.outcome for a in attempts] == ["answered"]  # one attempt, nothing dialled twice
+    assert len(citizens.rings_of(national)) == 1
+    assert (await restarted.store.get_recall(recall_id)).status == "done"
