@@ -331,3 +331,21 @@ async def test_restart_during_a_recall_conversation_keeps_the_agent_on_call(
     assert [a.outcome for a in attempts] == ["answered"]  # one attempt, nothing dialled twice
     assert len(citizens.rings_of(national)) == 1
     assert (await restarted.store.get_recall(recall_id)).status == "done"
+
+
+async def test_callback_key_moves_up_a_later_request_of_the_same_number(start_service, caller):
+    """The citizen asked the portal for a call in an hour, then rang and pressed the callback
+    key: one request, now at the caller's place (not two calls to one person)."""
+    service = await start_service()
+    slot = (service.clock.now() + timedelta(hours=1)).replace(microsecond=0)
+    recall_id, _ = await ask(mode="back", slot=slot.isoformat(), number="0611115555")
+    call = await caller.dial(DIRECT, caller_number="0611115555")
+    await call.wait_idle()
+    queued_at = service.queues.get(next(iter(service.queues)).call_id).since
+    await call.press("5")
+    await call.wait_heard("callback_ok")
+    await call.wait_ended()
+    row = await service.store.get_recall(recall_id)
+    assert (row.status, row.mode, row.due_at) == ("waiting", "back", queued_at)
+    await in_line(service, recall_id)
+    assert [w.call_id for w in service.queues.waiting("beta")] == [recall_id]
