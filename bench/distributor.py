@@ -7,6 +7,9 @@ each in 1-3 topics with penalties 0-2. Measured, on fresh seeded random state ea
       Each round is a second later on the same desk (last round's agent answers, a caller
       joins, another call ends); a fresh random desk every 10 rounds;
   (b) burst: all 200 agents log in at the same instant and one match() makes 200 offers.
+With `--recall-share 0.5`, one waiting caller in five is a recall request and recalls get at
+most that share of the agents (queue_manager.queues): the line is scanned further for a live
+caller, and each pick is counted (bench/results/distributor-share.json).
 Only match() is timed. Results are printed and written to bench/results/distributor.json.
 """
 
@@ -33,12 +36,17 @@ CALLERS, AGENTS = 1000, 200
 TARGET_P99_MS = 1.0
 
 
+SHARE = 1.0  # recalls' share (--recall-share); below 1, one waiting caller in five is a recall
+
+
 def callers(rng: random.Random) -> QueueManager:
-    queues = QueueManager()
+    queues = QueueManager(recall_share=SHARE)
     for n in range(CALLERS):
         since = NOW - timedelta(seconds=rng.uniform(0, 1800))
         boost = rng.choice((30, 60)) if rng.random() < 0.1 else 0
-        queues.join(Waiting(f"c{n}", rng.choice(TOPICS), since, caller=f"06{n:08d}", boost=boost))
+        recall = SHARE < 1 and rng.random() < 0.2
+        queues.join(Waiting(f"c{n}", rng.choice(TOPICS), since, caller=f"06{n:08d}", boost=boost,
+                            recall=recall))
     return queues
 
 
@@ -137,6 +145,7 @@ def run(rounds: int, bursts: int) -> dict:
         "topics": len(TOPICS),
         "agents": AGENTS,
         "seed": SEED,
+        "recall_share": SHARE,
         "one_free_agent": {"rounds": rounds, "offers_per_match": [1], **percentiles(single)},
         "burst": {"rounds": bursts, "offers_per_match": sorted(offers_burst),
                   "match": percentiles(whole), "per_offer": percentiles(per_offer)},
@@ -151,16 +160,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000, help="one-free-agent rounds")
     parser.add_argument("--bursts", type=int, default=50, help="burst rounds")
+    parser.add_argument("--recall-share", type=float, default=1.0,
+                        help="below 1: one caller in five is a recall, with this share")
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args()
+    global SHARE
+    SHARE = args.recall_share
     result = run(args.rounds, args.bursts)
     text = json.dumps(result, indent=2) + "\n"
     print(text, end="")
     if not args.no_save:
         RESULTS.mkdir(exist_ok=True)
-        tmp = RESULTS / "distributor.json.tmp"
+        name = "distributor.json" if SHARE >= 1 else "distributor-share.json"
+        tmp = RESULTS / f"{name}.tmp"
         tmp.write_text(text)
-        tmp.replace(RESULTS / "distributor.json")
+        tmp.replace(RESULTS / name)
 
 
 if __name__ == "__main__":
