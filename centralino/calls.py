@@ -509,7 +509,8 @@ class CallSession(AgentLegs):
                       self.position_on_entry)
         svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": self.info.call_id,
                             "topic": topic, "caller": self.queued.caller,
-                            "position": self.position_on_entry})
+                            "position": self.position_on_entry,
+                            "waited": round((svc.clock.now() - arrived).total_seconds(), 1)})
         log.info("call %s waits in %s at position %d", self.info.call_id, topic,
                  self.position_on_entry)
         try:

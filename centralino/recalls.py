@@ -81,9 +81,10 @@ class RecallSession(AgentLegs):
         self.queued = Waiting(row.id, row.topic, row.due_at, caller=row.number, line="recall",
                               boost=self.boost, recall=True)
         position = svc.queues.join(self.queued)
+        waited = (svc.clock.now() - self.queued.since).total_seconds()
         svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": row.id,
                             "topic": row.topic, "caller": row.number, "position": position,
-                            "recall": True})
+                            "waited": round(max(0.0, waited), 1), "recall": True})
         log.info("recall %s waits in %s at position %d", row.id, row.topic, position)
 
     async def run(self) -> None:
@@ -183,6 +184,8 @@ class RecallSession(AgentLegs):
         svc = self.service
         now = leg.answered_at = svc.clock.now()
         svc.queues.leave(self.call_id)
+        svc.desk.broadcast({"type": "queue", "event": "connected", "call_id": self.call_id,
+                            "topic": self.row.topic, "agent": leg.agent.id, "recall": True})
         svc.desk.record(leg.agent.answered(now))
         svc.writer.put(svc.store.update_offer, leg.offer_id, {"answered_at": now,
                                                                "outcome": "answered"})
@@ -219,7 +222,12 @@ class RecallSession(AgentLegs):
             if event.channel_id != self.citizen:
                 continue
             if isinstance(event, StasisStart):
-                await svc.ari.add_channel(CALL_BRIDGE.format(call=self.call_id), self.citizen)
+                try:
+                    await svc.ari.add_channel(CALL_BRIDGE.format(call=self.call_id),
+                                              self.citizen)
+                except AriError:  # hung up as soon as they answered: nobody was talked to
+                    await svc.ari.hangup(self.citizen)
+                    return "no_answer", "the citizen hung up on answering"
                 self.talking = True
                 return "answered", ""
             if isinstance(event, ChannelDestroyed):

@@ -147,7 +147,7 @@ class QueueManager:
             topic: [
                 {"call_id": w.call_id, "caller": w.caller, "line": w.line,
                  "since": w.since.isoformat(), "waited": round((now - w.since).total_seconds(), 1),
-                 "ringing": w.offered_to}
+                 "ringing": w.offered_to, "recall": w.recall}
                 for w in self.waiting(topic)
             ]
             for topic in self._order

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
@@ -165,3 +166,12 @@ async def test_the_supervisor_board_shows_queues_and_agents_live(start_service, 
     await expect(beta.locator("td").nth(1)).to_have_text("0")
     await call.hangup()
     await expect(agent).to_have_text("disponibile")
+
+    service.desk.ask("1003", "logout", "test")  # nobody again: a recall request waits
+    national = f"347{random.randrange(10**7):07d}"
+    async with aiohttp.ClientSession() as http, http.post(
+            "http://127.0.0.1:18081/api/recalls", headers={"Authorization": "Bearer dev-portal"},
+            json={"number": national, "topic": "beta", "mode": "now", "name": "Maria"}) as resp:
+        assert resp.status == 202, await resp.text()
+    await expect(beta.locator("td").nth(1)).to_have_text("1")
+    await expect(beta.locator("td").nth(3)).to_have_text(f"da richiamare +39{national}")

@@ -232,6 +232,7 @@ async def test_back_request_is_placed_at_its_slot_and_not_before(start_service, 
     assert placed.caller_number == "+39" + national
     offers = await service.store.offers_for(recall_id)
     assert len(offers) == 1 and offers[0].offered_at >= slot  # the agent rung at the slot
+    await bridged(service, recall_id)
     await citizens.hang_up(ring)
     await status_is(service, recall_id, "done")
 
@@ -292,11 +293,14 @@ async def test_recall_share_zero_serves_live_callers_first(start_service, caller
     staff(service, "1003")
     first = await phones.wait_answered("1003")
     assert first.caller_number == "0611112222"  # share 0: the live caller goes first
+    await until_talking(service, "1003")
     await live.hangup()
     await asyncio.wait_for(first.ended.wait(), 5)
     second = await phones.wait_answered("1003")  # then the recall, nobody else waits
     assert second.caller_number == "+39" + national
-    await citizens.hang_up(await citizens.wait_answered(national))
+    citizen = await citizens.wait_answered(national)
+    await bridged(service, recall_id)
+    await citizens.hang_up(citizen)
     await status_is(service, recall_id, "done")
 
 
@@ -338,8 +342,9 @@ async def test_callback_key_moves_up_a_later_request_of_the_same_number(start_se
     key: one request, now at the caller's place (not two calls to one person)."""
     service = await start_service()
     slot = (service.clock.now() + timedelta(hours=1)).replace(microsecond=0)
-    recall_id, _ = await ask(mode="back", slot=slot.isoformat(), number="0611115555")
-    call = await caller.dial(DIRECT, caller_number="0611115555")
+    number = f"0611{random.randrange(10**6):06d}"
+    recall_id, _ = await ask(mode="back", slot=slot.isoformat(), number=number)
+    call = await caller.dial(DIRECT, caller_number=number)
     await call.wait_idle()
     queued_at = service.queues.get(next(iter(service.queues)).call_id).since
     await call.press("5")

@@ -169,20 +169,20 @@ def test_equal_ranks_across_topics_go_in_arrival_order(topics):
 
 # --- snapshot ---------------------------------------------------------------------------------
 
-def test_snapshot_lists_each_line_in_order_with_waiting_time_and_ringing():
+def test_snapshot_lists_each_line_in_order_with_waiting_time_ringing_and_recalls():
     queues = line(caller("a1", 0, caller="0612345678", line="cittadini"),
                   caller("a2", 10.04, boost=30, caller="3331234567", line="associazioni"),
-                  caller("b1", 20, topic="beta"))
+                  recall("b1", 20, topic="beta"))
     queues.get("a1").offered_to = "1001"
     assert queues.snapshot(t(100)) == {
         "alpha": [
             {"call_id": "a2", "caller": "3331234567", "line": "associazioni",
-             "since": t(10.04).isoformat(), "waited": 90.0, "ringing": None},
+             "since": t(10.04).isoformat(), "waited": 90.0, "ringing": None, "recall": False},
             {"call_id": "a1", "caller": "0612345678", "line": "cittadini",
-             "since": t(0).isoformat(), "waited": 100.0, "ringing": "1001"},
+             "since": t(0).isoformat(), "waited": 100.0, "ringing": "1001", "recall": False},
         ],
         "beta": [{"call_id": "b1", "caller": "", "line": "", "since": t(20).isoformat(),
-                  "waited": 80.0, "ringing": None}],
+                  "waited": 80.0, "ringing": None, "recall": True}],
     }
 
 

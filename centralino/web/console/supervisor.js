@@ -16,7 +16,7 @@ let socket = null;
 let attempt = 0;
 let retryTimer = null;
 let agents = new Map();  // id -> agent
-let queues = new Map();  // topic -> Map(call_id -> {caller, arrived: local ms})
+let queues = new Map();  // topic -> Map(call_id -> {caller, recall, arrived: local ms})
 
 function cell(tr, text) {
   const td = document.createElement("td");
@@ -116,14 +116,17 @@ function received(data) {
     setLink("on", "connesso");
     agents = new Map(data.agents.map((a) => [a.id, a]));
     queues = new Map(Object.entries(data.queues).map(([topic, waiting]) => [topic, new Map(
-      waiting.map((w) => [w.call_id, { caller: w.caller, arrived: now - w.waited * 1000 }]))]));
+      waiting.map((w) => [w.call_id, { caller: w.caller, recall: w.recall,
+                                       arrived: now - w.waited * 1000 }]))]));
   } else if (data.type === "agent" && agents.has(data.agent)) {
     Object.assign(agents.get(data.agent), { state: data.state, reason: data.reason,
                                             since: data.at });
   } else if (data.type === "queue") {
     if (!queues.has(data.topic)) queues.set(data.topic, new Map());
     const line = queues.get(data.topic);
-    if (data.event === "joined") line.set(data.call_id, { caller: data.caller, arrived: now });
+    // A caller back after a restart, or a recall, has been waiting since before it joined.
+    if (data.event === "joined") line.set(data.call_id, { caller: data.caller, recall: data.recall,
+                                                          arrived: now - (data.waited || 0) * 1000 });
     else line.delete(data.call_id);  // left or connected to an agent
   }
   render();
@@ -143,7 +146,8 @@ function renderQueues() {
     cell(tr, topic);
     cell(tr, String(line.size));
     cell(tr, waits.length ? duration(Math.max(...waits)) : "—");
-    cell(tr, [...line.values()].map((w) => w.caller || "numero nascosto").join(", ") || "—");
+    cell(tr, [...line.values()].map((w) => (w.recall ? "da richiamare " : "") +
+                                           (w.caller || "numero nascosto")).join(", ") || "—");
     return tr;
   }));
 }
