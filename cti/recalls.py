@@ -303,3 +303,32 @@ def next_wake(due: list[datetime], now: datetime, longest: float = 60.0) -> floa
     (a safety net: a poke from the API is what normally wakes it)."""
     future = [(d - now).total_seconds() for d in due]
     return max(0.0, min([longest, *future]))
+
+
+# --- the agent's verdict ----------------------------------------------------------------------
+
+# What an agent may say of a recall conversation once it is over: it was the citizen and it is
+# done; it was an answering machine or somebody else (try again, as after no answer); or the
+# number is not the citizen's (give up).
+MARKS = ("done", "no_answer", "wrong_number")
+
+
+def after_mark(mark: str, status: str, last_outcome: str | None, attempts: int,
+               settings: RecallSettings, now: datetime, schedule: Schedule | None = None
+               ) -> Next | None:
+    """What the agent's verdict on the request's last attempt leads to: the new status (and
+    due time), None if it says what is already recorded (nothing to change), or RecallError
+    when it cannot be marked. Only an answered call, once over, can be marked; a verdict once
+    given stands."""
+    if status == "calling":
+        raise RecallError("status", "the call is still being placed or going on: mark it "
+                                    "after the call")
+    if last_outcome is None:
+        raise RecallError("outcome", "no call was placed for this request")
+    if last_outcome == mark or (mark == "done" and last_outcome == "answered"):
+        return None
+    if last_outcome != "answered" or status != "done":
+        raise RecallError("outcome", f"the last call was already recorded as {last_outcome}")
+    if mark == "wrong_number":
+        return Next("failed", None)
+    return after_attempt("no_answer", attempts, settings, now, schedule)

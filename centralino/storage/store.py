@@ -415,11 +415,40 @@ class Store:
             s.add(attempt)
         return True
 
+    async def mark_recall(self, attempt: RecallAttempt, mark: str, by: str, status: str,
+                          due_at: datetime | None, at: datetime) -> bool:
+        """An agent's verdict on an answered attempt, in one transaction: the attempt's outcome
+        becomes `mark` (the detail says who said so) and its request moves from done to
+        `status`. False if either changed meanwhile. Reopening a request while the citizen
+        has another open one for the topic raises IntegrityError (nothing changed)."""
+        values: dict[str, object] = {"status": status, "updated_at": at}
+        if due_at is not None:
+            values["due_at"] = due_at
+        detail = f"{attempt.detail} (marked {mark} by {by})".strip()[:255]
+        try:
+            async with self.sessions.begin() as s:
+                moved = await s.execute(update(RecallRequest)
+                                        .where(RecallRequest.id == attempt.request_id,
+                                               RecallRequest.status == "done").values(**values))
+                marked = await s.execute(update(RecallAttempt)
+                                         .where(RecallAttempt.id == attempt.id,
+                                                RecallAttempt.outcome == "answered")
+                                         .values(outcome=mark, detail=detail))
+                if not (moved.rowcount and marked.rowcount):
+                    raise _Unchanged  # rolls the transaction back
+        except _Unchanged:
+            return False
+        return True
+
     async def recall_attempts(self, recall_id: str) -> list[RecallAttempt]:
         query = (select(RecallAttempt).where(RecallAttempt.request_id == recall_id)
                  .order_by(RecallAttempt.at, RecallAttempt.id))
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())
+
+
+class _Unchanged(Exception):
+    """Leave a transaction without changing anything."""
 
 
 def _upgrade(connection: Connection) -> None:

@@ -1,5 +1,5 @@
-"""Agents over HTTP: log in/out, pause/resume (REST), the console's screen pops and the
-supervisors' live stream (WebSockets).
+"""Agents over HTTP: log in/out, pause/resume, the verdict on a recall call (REST), the
+console's screen pops and the supervisors' live stream (WebSockets).
 
 Browsers cannot put a token in a WebSocket handshake, so a socket's first message must be
 `{"token": "..."}`; anything else, or nothing within 10 s, closes it. A console that also
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 
 from centralino.desk import agent_json
 from centralino.web.common import SERVICE, WHO, allow, error, identify, json_body
 from cti.agents import AgentStateError
+from cti.recalls import AGENT_OUTCOMES, RecallError, after_mark
 
 AUTH_TIMEOUT = 10.0
 
@@ -28,6 +30,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/agents/{agent_id}/events", agent_events)
     app.router.add_post("/api/agents/{agent_id}/{action:login|logout|pause|resume}",
                         change_state)
+    app.router.add_post("/api/agents/{agent_id}/recalls/{recall_id}/outcome", mark_recall)
     app.router.add_get("/ws/agents/{agent_id}", console)
     app.router.add_get("/ws/supervisor", supervisor)
     app.on_shutdown.append(_close_sockets)
@@ -88,6 +91,54 @@ async def change_state(request: web.Request) -> web.Response:
     except AgentStateError as exc:
         raise error(web.HTTPConflict, str(exc)) from None
     return web.json_response(agent_json(agent))
+
+
+class RecallMark(BaseModel):
+    """The agent's verdict on the recall call they just had (cti.recalls.MARKS)."""
+
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["done", "no_answer", "wrong_number"]
+
+
+@allow("admin", "supervisor", "self")
+async def mark_recall(request: web.Request) -> web.Response:
+    """After a recall conversation: it was the citizen (done), an answering machine or
+    somebody else (no_answer: called again as after no answer), or a wrong number (failed)."""
+    svc = request.app[SERVICE]
+    agent = _agent(request)
+    body: RecallMark = await json_body(request, RecallMark)
+    recall_id = request.match_info["recall_id"]
+    row = await svc.store.get_recall(recall_id) if len(recall_id) <= 32 else None
+    if row is None:
+        raise error(web.HTTPNotFound, f"no recall request {recall_id!r}")
+    calls = [a for a in await svc.store.recall_attempts(row.id) if a.outcome not in AGENT_OUTCOMES]
+    last = calls[-1] if calls else None
+    if last is not None and last.agent_id != agent.id:
+        raise error(web.HTTPForbidden, f"the last call of this request was {last.agent_id}'s")
+    settings = svc.settings.recalls
+    schedule = svc.call_config.schedules.get(settings.hours) if settings.hours else None
+    now = svc.clock.now()
+    try:
+        after = after_mark(body.outcome, row.status, last.outcome if last else None,
+                           row.attempts, settings, now, schedule)
+    except RecallError as exc:
+        raise error(web.HTTPConflict, exc.reason) from None
+    if after is not None:
+        assert last is not None
+        role, person = request[WHO]
+        try:
+            marked = await svc.store.mark_recall(last, body.outcome, f"{role}:{person}",
+                                                 after.status, after.due_at, now)
+        except IntegrityError:
+            raise error(web.HTTPConflict, "the citizen has another open request for this "
+                        "topic: this one cannot be reopened") from None
+        if not marked:
+            raise error(web.HTTPConflict, "the request changed meanwhile: look again")
+        if after.status == "waiting":
+            svc.recalls.poke()
+        row = await svc.store.get_recall(row.id) or row
+    return web.json_response({"id": row.id, "outcome": body.outcome, "status": row.status,
+                              "attempts": row.attempts, "due_at": row.due_at.isoformat()})
 
 
 async def _open(request: web.Request

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cti.recalls import RecallSettings, after_attempt, citizen_outcome, dial_string, next_wake
+import pytest
+
+from cti.recalls import (
+    Next,
+    RecallError,
+    RecallSettings,
+    after_attempt,
+    after_mark,
+    citizen_outcome,
+    dial_string,
+    next_wake,
+)
 from ivr.hours import Schedule
 from queue_manager.queues import QueueManager, Waiting
 
@@ -78,3 +89,35 @@ def test_a_recall_is_served_in_fifo_order_with_live_callers():
     assert queues.first_unoffered(["beta"]).call_id == "live-1"
     recall.offered_to = None
     assert queues.first_unoffered(["beta"]).call_id == "recall"
+
+
+# --- the agent's verdict ----------------------------------------------------------------------
+
+def test_an_answering_machine_is_retried_like_no_answer():
+    settings = RecallSettings(retry_delays=[60, 600], max_attempts=3)
+    assert after_mark("no_answer", "done", "answered", 1, settings, T0) == Next(
+        "waiting", T0 + timedelta(seconds=60))
+    assert after_mark("no_answer", "done", "answered", 3, settings, T0) == Next("failed", None)
+
+
+def test_a_wrong_number_fails_and_done_changes_nothing():
+    settings = RecallSettings()
+    assert after_mark("wrong_number", "done", "answered", 1, settings, T0) == Next("failed", None)
+    assert after_mark("done", "done", "answered", 1, settings, T0) is None
+
+
+def test_a_verdict_given_stands_and_repeating_it_is_harmless():
+    settings = RecallSettings()
+    assert after_mark("no_answer", "waiting", "no_answer", 1, settings, T0) is None
+    with pytest.raises(RecallError, match="already recorded as no_answer"):
+        after_mark("wrong_number", "waiting", "no_answer", 1, settings, T0)
+    with pytest.raises(RecallError, match="already recorded as busy"):
+        after_mark("done", "waiting", "busy", 1, settings, T0)
+
+
+def test_not_while_the_call_goes_on_nor_before_any_call():
+    settings = RecallSettings()
+    with pytest.raises(RecallError, match="after the call"):
+        after_mark("done", "calling", "answered", 1, settings, T0)
+    with pytest.raises(RecallError, match="no call was placed"):
+        after_mark("no_answer", "waiting", None, 0, settings, T0)
