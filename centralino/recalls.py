@@ -173,6 +173,7 @@ class RecallSession(AgentLegs):
                                 due_at=after.due_at, agent_id=agent.id)
         await desk.pop(agent.id, {"type": "recall_outcome", "call_id": self.call_id,
                                   "offer_id": leg.offer_id, "outcome": result,
+                                  "number": self.row.number, "name": self.row.name,
                                   "status": after.status, "attempts": attempts,
                                   "next_due_at": after.due_at.isoformat() if after.due_at
                                   else None})

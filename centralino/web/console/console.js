@@ -16,6 +16,12 @@ const PHASES = { ringing: "Squilla: rispondi al telefono", on_call: "In conversa
 const OUTCOMES = {
   answered: "risposta", abandoned: "abbandonata in coda", caller_hangup: "riagganciata nel menu",
   no_agents: "nessun operatore", queue_full: "coda piena", unknown_number: "numero sconosciuto",
+  callback: "chiesto di essere richiamato", left_queue: "uscito dalla coda",
+};
+const RECALL_OUTCOMES = {
+  answered: "il cittadino ha risposto", no_answer: "nessuna risposta", busy: "occupato",
+  failed: "chiamata non riuscita", agent_missed: "l'operatore non ha risposto",
+  agent_left: "l'operatore ha chiuso prima", wrong_number: "numero errato",
 };
 const KEY = "centralino.console";  // sessionStorage: {agent, token}, gone when the tab closes
 const BACKOFF = [500, 1000, 2000, 4000, 8000, 15000];  // ms between reconnection attempts
@@ -29,6 +35,7 @@ let socket = null;
 let attempt = 0;
 let retryTimer = null;
 let countdown = null;
+let verdict = null;   // the recall whose outcome is on show: {call_id, number, name}
 
 // --- time and text ------------------------------------------------------------------------
 
@@ -161,7 +168,8 @@ function received(data) {
     wrapUp = data.wrap_up || {};
     setLink("on", "connesso");
     showAgent(data.agent);
-    if (data.offer) showPop(data.offer);  // reconnected during a call: the pop again
+    if (data.offer && data.offer.type === "recall_outcome") showVerdict(data.offer);
+    else if (data.offer) showPop(data.offer);  // reconnected during a call: the pop again
     else if (!BUSY.includes(data.agent.state)) clearPop();
   } else if (data.type === "agent") {
     // A change from the server: the agent's own request, or the system's (a call, a missed
@@ -169,8 +177,10 @@ function received(data) {
     const after = BUSY.includes(data.state) ? agent.after_call : null;
     showAgent({ ...agent, state: data.state, reason: data.reason, since: data.at,
                 after_call: after });
-  } else if (data.type === "offer") {
+  } else if (data.type === "offer" || data.type === "recall") {
     showPop(data);
+  } else if (data.type === "recall_outcome") {
+    showVerdict(data);
   }
 }
 
@@ -256,7 +266,13 @@ async function pause(event) {
 // --- the screen pop ---------------------------------------------------------------------
 
 function showPop(data) {
+  if (data.type === "recall") {
+    showRecall(data);
+    return;
+  }
   pop = data;
+  $("recall-facts").hidden = true;
+  $("call-details").hidden = false;
   say("pop-caller", data.caller_number || "numero nascosto");
   if (data.caller_name && data.caller_name !== data.caller_number) {
     $("pop-caller").textContent += ` · ${data.caller_name}`;
@@ -297,6 +313,91 @@ function showPop(data) {
   $("pop").hidden = false;
   say("announce", `Chiamata in arrivo da ${data.caller_number || "numero nascosto"}, ` +
                   `linea ${data.line}, ${data.topic_name || data.topic}.`);
+  acknowledge(data);
+}
+
+function requestText(data) {
+  if (data.mode === "queue") return "chiesta in coda dal cittadino, al posto dell'attesa";
+  const at = dateTime.format(new Date(data.requested_at));
+  return data.mode === "back"
+    ? `dal portale (${at}) per le ${dateTime.format(new Date(data.due_at))}`
+    : `dal portale (${at}): appena possibile`;
+}
+
+function showRecall(data) {
+  pop = data;
+  hideVerdict();
+  $("call-details").hidden = true;
+  $("recall-facts").hidden = false;
+  say("recall-citizen", data.name ? `${data.name} · ${data.number}` : data.number);
+  say("recall-mode", requestText(data));
+  say("recall-topic", data.topic_name || data.topic);
+  say("recall-note", data.note || "—");
+  say("recall-ref", data.portal_ref || "—");
+  const attempts = $("recall-attempts");
+  attempts.replaceChildren(...(data.attempts || []).map((a) => {
+    const li = document.createElement("li");
+    li.textContent = `${dateTime.format(new Date(a.at))}: ${RECALL_OUTCOMES[a.outcome] || a.outcome}` +
+                     (a.agent ? ` (${a.agent})` : "");
+    return li;
+  }));
+  if (!attempts.children.length) {
+    const li = document.createElement("li");
+    li.textContent = "nessuna: è la prima";
+    attempts.append(li);
+  }
+  showPhase();
+  $("no-call").hidden = true;
+  $("pop").hidden = false;
+  say("announce", `Richiamata da fare a ${data.name || ""} ${data.number}, ` +
+                  `${data.topic_name || data.topic}.`);
+  acknowledge(data);
+}
+
+// --- after a recall: what happened and the agent's verdict -------------------------------------
+
+function showVerdict(data) {
+  verdict = data;
+  const who = data.name ? `${data.name} (${data.number})` : data.number || "";
+  const next = data.next_due_at ? ` Nuovo tentativo alle ${clock.format(new Date(data.next_due_at))}.` : "";
+  let text;
+  if (data.outcome === "answered") {
+    text = `Richiamata a ${who} terminata: com'è andata?`;
+  } else if (data.status === "failed") {
+    text = `Richiamata a ${who}: ${RECALL_OUTCOMES[data.outcome] || data.outcome}. ` +
+           `Richiesta chiusa dopo ${data.attempts} tentativi.`;
+  } else {
+    text = `Richiamata a ${who}: ${RECALL_OUTCOMES[data.outcome] || data.outcome}.${next}`;
+  }
+  say("verdict-text", text);
+  say("verdict-error", "");
+  $("verdict-actions").hidden = data.outcome !== "answered";
+  $("verdict").hidden = false;
+}
+
+function hideVerdict() {
+  verdict = null;
+  $("verdict").hidden = true;
+}
+
+async function giveVerdict(outcome) {
+  if (!verdict) return;
+  say("verdict-error", "");
+  const path = agentPath(`recalls/${encodeURIComponent(verdict.call_id)}/outcome`);
+  const answer = await api("POST", path, { outcome });
+  if (!answer.ok) {
+    say("verdict-error", `Esito non registrato: ${(answer.data && answer.data.error) || "errore"}.`);
+    return;
+  }
+  $("verdict-actions").hidden = true;
+  const result = answer.data;
+  say("verdict-text", result.status === "waiting"
+    ? `Registrato: il cittadino sarà richiamato alle ${clock.format(new Date(result.due_at))}.`
+    : result.status === "failed" ? "Registrato: numero errato, richiesta chiusa."
+    : "Registrato: richiesta risolta.");
+}
+
+function acknowledge(data) {
   // Acknowledge once the browser is about to paint the pop: the service stores when the agent
   // could see it. A hidden tab paints nothing, so it acknowledges when shown.
   const offer = data.offer_id;
@@ -338,6 +439,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("logout").addEventListener("click", () => change("logout"));
   $("resume").addEventListener("click", () => change("resume"));
   $("pause-form").addEventListener("submit", pause);
+  for (const button of $("verdict-actions").querySelectorAll("button")) {
+    button.addEventListener("click", () => giveVerdict(button.dataset.outcome));
+  }
+  $("verdict-hide").addEventListener("click", hideVerdict);
 
   const saved = sessionStorage.getItem(KEY);
   if (saved) {
