@@ -33,6 +33,18 @@ Definitions (per topic, per line, per topic and line, and in total):
   positive = we said longer than it was), where actual = first ENTERQUEUE to CONNECT of the call.
   Counted in the topic where the estimate was announced (the call's first).
 
+Recall requests (issue #4), per topic and in total, of the requests *created* in the period:
+
+- requests, by_status (waiting, calling, done, failed, cancelled, expired: where each request
+  stands now) and by_mode (now, back: the portal; queue: the callback key).
+- attempts: every call placed for them, by outcome: the citizen's (answered, no_answer, busy,
+  failed, wrong_number; an agent's verdict replaces `answered`) and those where the citizen
+  was not dialled (agent_missed, agent_left).
+- first_attempt_avg / first_attempt_p90 (count: first_attempt_count): from the time the
+  citizen asked to be called (the request's creation; the slot for "back") to the first call
+  to the citizen. A "now" request made while closed includes the wait for the opening.
+- attempts_per_success: calls to the citizen per done request, on average.
+
 Per topic and per (topic, line) the figures count visits. Per line and in total they count
 callers: a call moved from one topic to another is one offered call, with the outcome of its
 last visit, its wait measured from its first ENTERQUEUE, and the thresholds of the topic where
@@ -49,6 +61,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from cti.agents import AgentState
+from cti.recalls import AGENT_OUTCOMES, STATUSES
 
 COMPLETE = ("COMPLETECALLER", "COMPLETEAGENT")
 REFUSED = ("FULL", "JOINEMPTY", "JOINUNAVAIL")  # the caller never entered the queue
@@ -382,6 +395,91 @@ def report(rows: Iterable[LogRow], thresholds: Mapping[str, Thresholds], since: 
         {p: compute(vs, limits) for p, vs in pairs.items()},
         {name: sorted(n for n in ns if n) for name, ns in numbers.items()},
     )
+
+
+# --- recalls ----------------------------------------------------------------------------------
+
+RECALL_MODES = ("now", "back", "queue")
+
+
+class RecallRow(NamedTuple):
+    """A recall request, as the figures need it."""
+
+    id: str
+    topic: str
+    mode: str
+    status: str
+    created_at: datetime
+    slot_at: datetime | None
+    attempts: int  # calls to the citizen
+
+
+class AttemptRow(NamedTuple):
+    request_id: str
+    at: datetime
+    outcome: str
+
+
+@dataclass
+class RecallFigures:
+    requests: int = 0
+    by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    by_mode: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RECALL_MODES, 0))
+    attempts: dict[str, int] = field(default_factory=dict)
+    first_attempt_count: int = 0
+    first_attempt_avg: float | None = None
+    first_attempt_p90: float | None = None
+    attempts_per_success: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        r = lambda v: None if v is None else round(v, 1)  # noqa: E731
+        return {"requests": self.requests, "by_status": self.by_status, "by_mode": self.by_mode,
+                "attempts": dict(sorted(self.attempts.items())),
+                "first_attempt_count": self.first_attempt_count,
+                "first_attempt_avg": r(self.first_attempt_avg),
+                "first_attempt_p90": r(self.first_attempt_p90),
+                "attempts_per_success": (None if self.attempts_per_success is None
+                                         else round(self.attempts_per_success, 2))}
+
+
+def _recall_figures(requests: Sequence[RecallRow],
+                    attempts: Mapping[str, Sequence[AttemptRow]]) -> RecallFigures:
+    f = RecallFigures(requests=len(requests))
+    outcomes: Counter[str] = Counter()
+    firsts: list[float] = []
+    successes: list[int] = []
+    for req in requests:
+        f.by_status[req.status] = f.by_status.get(req.status, 0) + 1
+        f.by_mode[req.mode] = f.by_mode.get(req.mode, 0) + 1
+        own = sorted(attempts.get(req.id, ()), key=lambda a: a.at)
+        outcomes.update(a.outcome for a in own)
+        dialled = [a for a in own if a.outcome not in AGENT_OUTCOMES]
+        if dialled:
+            asked = req.slot_at if req.mode == "back" and req.slot_at else req.created_at
+            firsts.append(max(0.0, (dialled[0].at - asked).total_seconds()))
+        if req.status == "done":
+            successes.append(req.attempts)
+    f.attempts = dict(outcomes)
+    f.first_attempt_count = len(firsts)
+    f.first_attempt_avg, f.first_attempt_p90 = _mean(firsts), p90(firsts)
+    f.attempts_per_success = _mean(successes)
+    return f
+
+
+def recall_report(requests: Iterable[RecallRow], attempts: Iterable[AttemptRow]
+                  ) -> dict[str, Any]:
+    """The recall figures of these requests (those created in the period), per topic and in
+    total; JSON-ready."""
+    requests = list(requests)
+    by_request: dict[str, list[AttemptRow]] = defaultdict(list)
+    for a in attempts:
+        by_request[a.request_id].append(a)
+    topics: dict[str, list[RecallRow]] = defaultdict(list)
+    for req in requests:
+        topics[req.topic].append(req)
+    return {"total": _recall_figures(requests, by_request).as_dict(),
+            "topics": {t: _recall_figures(rs, by_request).as_dict()
+                       for t, rs in sorted(topics.items())}}
 
 
 # --- live -------------------------------------------------------------------------------------

@@ -34,3 +34,16 @@ TODAY_ASA = Gauge("centralino_today_asa_seconds", "Average wait of answered call
                   ["topic"])
 TODAY_AHT = Gauge("centralino_today_aht_seconds", "Average talk time of completed calls",
                   ["topic"])
+# Recall requests created since local midnight, per topic (centralino.figures.recall_report).
+TODAY_RECALLS = Gauge("centralino_today_recall_requests",
+                      "Recall requests made today, by where they stand now", ["topic", "status"])
+TODAY_RECALL_ATTEMPTS = Gauge("centralino_today_recall_attempts",
+                              "Calls placed for today's recall requests, by outcome",
+                              ["topic", "outcome"])
+TODAY_RECALL_FIRST_ATTEMPT = Gauge(
+    "centralino_today_recall_first_attempt_seconds",
+    "Average time from a recall request (its slot, for call-me-back) to the first call to the "
+    "citizen; absent when undefined", ["topic"])
+TODAY_RECALL_ATTEMPTS_PER_SUCCESS = Gauge(
+    "centralino_today_recall_attempts_per_success",
+    "Calls to the citizen per recall request done; absent when undefined", ["topic"])

@@ -440,6 +440,23 @@ class Store:
             return False
         return True
 
+    async def recall_figures_rows(self, since: datetime, until: datetime, topic: str | None = None
+                                  ) -> tuple[list[Any], list[Any]]:
+        """Requests created in [since, until) (of `topic`) and all their attempts, as rows of
+        the columns centralino.figures needs."""
+        requests = (select(RecallRequest.id, RecallRequest.topic, RecallRequest.mode,
+                           RecallRequest.status, RecallRequest.created_at,
+                           RecallRequest.slot_at, RecallRequest.attempts)
+                    .where(RecallRequest.created_at >= since, RecallRequest.created_at < until))
+        if topic is not None:
+            requests = requests.where(RecallRequest.topic == topic)
+        attempts = (select(RecallAttempt.request_id, RecallAttempt.at, RecallAttempt.outcome)
+                    .where(RecallAttempt.request_id.in_(
+                        requests.with_only_columns(RecallRequest.id))))
+        async with self.sessions() as s:
+            return (list((await s.execute(requests)).all()),
+                    list((await s.execute(attempts)).all()))
+
     async def recall_attempts(self, recall_id: str) -> list[RecallAttempt]:
         query = (select(RecallAttempt).where(RecallAttempt.request_id == recall_id)
                  .order_by(RecallAttempt.at, RecallAttempt.id))

@@ -101,6 +101,13 @@ async def period_report(svc: Service, since: datetime, until: datetime,
         agent_changes=[(c.agent_id, c.at, c.state) for c in changes], topic=topic, line=line))
 
 
+async def recall_report(svc: Service, since: datetime, until: datetime,
+                        topic: str | None = None) -> dict[str, Any]:
+    requests, attempts = await svc.store.recall_figures_rows(since, until, topic)
+    return figures.recall_report(
+        [figures.RecallRow(*r) for r in requests], [figures.AttemptRow(*a) for a in attempts])
+
+
 def live(svc: Service, topics: list[str]) -> dict[str, Any]:
     return figures.live({t: svc.queues.waiting(t) for t in topics}, svc.desk.agents.values(),
                         svc.clock.now())
@@ -125,6 +132,8 @@ async def get_figures(request: web.Request) -> web.Response:
     shown = [topic] if topic else list(queues)
     return web.json_response({
         **found.as_dict(),
+        # Recalls have no line: `line` does not select them.
+        "recalls": await recall_report(svc, since, until, topic),
         "settings": {t: {"name": queues[t].name, "service_level": queues[t].service_level,
                          "short_abandon": queues[t].short_abandon} for t in shown},
         "live": live(svc, shown),
@@ -196,3 +205,22 @@ async def refresh(svc: Service) -> None:
             v = value(today.get(topic) or figures.Figures())
             if v is not None:  # undefined (no calls yet): absent rather than a fake 0
                 gauge.labels(topic).set(v)
+    try:
+        recalls = (await recall_report(svc, since, until))["topics"]
+    except Exception:
+        log.exception("today's recall figures for /metrics")
+        return
+    for gauge in (metrics.TODAY_RECALLS, metrics.TODAY_RECALL_ATTEMPTS,
+                  metrics.TODAY_RECALL_FIRST_ATTEMPT, metrics.TODAY_RECALL_ATTEMPTS_PER_SUCCESS):
+        gauge.clear()
+    empty = figures.RecallFigures().as_dict()
+    for topic in topics:
+        r = recalls.get(topic, empty)
+        for status, n in r["by_status"].items():
+            metrics.TODAY_RECALLS.labels(topic, status).set(n)
+        for outcome, n in r["attempts"].items():
+            metrics.TODAY_RECALL_ATTEMPTS.labels(topic, outcome).set(n)
+        if r["first_attempt_avg"] is not None:
+            metrics.TODAY_RECALL_FIRST_ATTEMPT.labels(topic).set(r["first_attempt_avg"])
+        if r["attempts_per_success"] is not None:
+            metrics.TODAY_RECALL_ATTEMPTS_PER_SUCCESS.labels(topic).set(r["attempts_per_success"])

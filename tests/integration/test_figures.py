@@ -7,7 +7,7 @@ import asyncio
 import random
 import re
 import shutil
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -216,3 +216,55 @@ async def test_a_caller_moved_to_another_topic_counts_in_both_and_once_in_total(
     assert (total["offered"], total["answered"], total["exited"]) == (1, 1, {})
     assert total["asa_avg"] >= alpha["asa_avg"] + 3
     assert body["lines"]["Test rules line"]["offered"] == 1
+
+
+async def test_recall_figures_from_real_recalls(start_service, phones, citizens):
+    """One recall answered at the first call, one always busy until it fails, one cancelled:
+    what the supervisor reads in /api/figures and Prometheus."""
+    from tests.integration.test_recalls_placed import API as RECALLS, PORTAL, ask, bridged
+    from tests.integration.test_recalls_placed import status_is
+    year, month, week = random.randrange(2030, 2200), random.choice((3, 9, 10)), random.randrange(3)
+    tuesday = next(datetime(year, month, d, 10, 0) for d in range(8 + 7 * week, 15 + 7 * week)
+                   if datetime(year, month, d).weekday() == 1)  # office hours, no holiday
+    service = await start_service(at=tuesday)  # PostgreSQL in CI; the day is ours alone
+    phones.set("1003", "answer", delay=0.1)
+    staff(service, "1003")
+    answered_id, answered = await ask()
+    citizens.set(answered, "answer", delay=0.1)
+    ring = await citizens.wait_answered(answered)
+    await bridged(service, answered_id)
+    await citizens.hang_up(ring)
+    await status_is(service, answered_id, "done")
+    busy_id, busy = await ask()
+    citizens.set(busy, "refuse")
+    slot = (service.clock.now().replace(microsecond=0) + timedelta(hours=1)).isoformat()
+    later_id, _ = await ask(mode="back", slot=slot)
+    async with aiohttp.ClientSession() as http:
+        async with http.delete(f"{RECALLS}/{later_id}", headers=PORTAL) as r:
+            assert r.status == 200
+        await status_is(service, busy_id, "failed", timeout=30)
+
+        async with http.get(f"{API}/api/figures?topic=beta", headers=ADMIN) as r:
+            assert r.status == 200
+            recalls = (await r.json())["recalls"]
+        beta = recalls["topics"]["beta"]
+        assert recalls["total"] == beta
+        assert beta["requests"] == 3
+        assert beta["by_status"] == {"waiting": 0, "calling": 0, "done": 1, "failed": 1,
+                                     "cancelled": 1, "expired": 0}
+        assert beta["by_mode"] == {"now": 2, "back": 1, "queue": 0}
+        assert beta["attempts"] == {"answered": 1, "busy": 3}
+        assert beta["attempts_per_success"] == 1.0
+        assert beta["first_attempt_count"] == 2
+        assert 0 < beta["first_attempt_avg"] < 5  # agent rung, answered, then the citizen
+
+        async with http.get(f"{API}/metrics") as r:
+            metrics = await r.text()
+    assert gauge(metrics, "centralino_today_recall_requests", topic="beta", status="done") == 1
+    assert gauge(metrics, "centralino_today_recall_requests", topic="beta",
+                 status="cancelled") == 1
+    assert gauge(metrics, "centralino_today_recall_attempts", topic="beta", outcome="busy") == 3
+    assert gauge(metrics, "centralino_today_recall_attempts_per_success", topic="beta") == 1
+    assert gauge(metrics, "centralino_today_recall_first_attempt_seconds",
+                 topic="beta") == beta["first_attempt_avg"]
+    assert gauge(metrics, "centralino_today_recall_attempts_per_success", topic="alpha") is None

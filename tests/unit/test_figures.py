@@ -10,12 +10,15 @@ import pytest
 from aiohttp import web
 
 from centralino.figures import (
+    AttemptRow,
     LogRow,
+    RecallRow,
     Thresholds,
     build_visits,
     live,
     p90,
     queue_log_line,
+    recall_report,
     report,
     topic_figures,
 )
@@ -274,3 +277,54 @@ def test_period_refuses_bad_values(params, says):
     with pytest.raises(web.HTTPBadRequest) as refused:
         period(params, NOW)
     assert says in refused.value.text
+
+
+# --- recalls -----------------------------------------------------------------------------------
+
+def t(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_recall_figures_per_topic_and_in_total():
+    requests = [
+        # answered at once, 30 s after it was asked
+        RecallRow("a", "alpha", "now", "done", t(0), None, 1),
+        # no answer twice (retries moved its due time), answered the third time
+        RecallRow("b", "alpha", "now", "done", t(10), None, 3),
+        # a slot an hour ahead: counted from the slot, not from when it was asked
+        RecallRow("c", "beta", "back", "failed", t(0), t(3600), 1),
+        # an agent missed its ring (not a call to the citizen), then cancelled
+        RecallRow("d", "beta", "queue", "cancelled", t(0), None, 0),
+        RecallRow("e", "beta", "now", "waiting", t(50), None, 0),  # never tried yet
+    ]
+    attempts = [
+        AttemptRow("a", t(30), "answered"),
+        AttemptRow("b", t(70), "no_answer"), AttemptRow("b", t(400), "busy"),
+        AttemptRow("b", t(1400), "answered"),
+        AttemptRow("c", t(3610), "wrong_number"),
+        AttemptRow("d", t(5), "agent_missed"),
+    ]
+    got = recall_report(requests, attempts)
+    alpha, beta, total = got["topics"]["alpha"], got["topics"]["beta"], got["total"]
+    assert alpha["requests"] == 2 and alpha["by_status"]["done"] == 2
+    assert alpha["attempts"] == {"answered": 2, "busy": 1, "no_answer": 1}
+    assert (alpha["first_attempt_count"], alpha["first_attempt_avg"]) == (2, 45.0)  # 30, 60
+    assert alpha["attempts_per_success"] == 2.0  # (1 + 3) / 2
+    assert beta["by_mode"] == {"now": 1, "back": 1, "queue": 1}
+    assert beta["by_status"] == {"waiting": 1, "calling": 0, "done": 0, "failed": 1,
+                                 "cancelled": 1, "expired": 0}
+    assert (beta["first_attempt_count"], beta["first_attempt_avg"]) == (1, 10.0)
+    assert beta["attempts_per_success"] is None  # nothing done: undefined, not 0
+    assert beta["attempts"] == {"agent_missed": 1, "wrong_number": 1}
+    assert total["requests"] == 5 and total["first_attempt_count"] == 3
+    assert total["first_attempt_p90"] == 60.0
+
+
+def test_no_recalls_no_figures():
+    assert recall_report([], []) == {
+        "total": {"requests": 0, "by_status": {"waiting": 0, "calling": 0, "done": 0,
+                                               "failed": 0, "cancelled": 0, "expired": 0},
+                  "by_mode": {"now": 0, "back": 0, "queue": 0}, "attempts": {},
+                  "first_attempt_count": 0, "first_attempt_avg": None,
+                  "first_attempt_p90": None, "attempts_per_success": None},
+        "topics": {}}
