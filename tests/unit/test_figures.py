@@ -281,10 +281,6 @@ def test_period_refuses_bad_values(params, says):
 
 # --- recalls -----------------------------------------------------------------------------------
 
-def t(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
 def test_recall_figures_per_topic_and_in_total():
     requests = [
         # answered at once, 30 s after it was asked
