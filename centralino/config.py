@@ -29,6 +29,10 @@ def load_config(settings: Settings) -> Config:
     agents = load_agents_config(settings.config_dir / "agents.yaml", set(call.queues))
     if recalls := settings.recalls.problems(set(call.schedules), set(call.queues)):
         raise ConfigError([ConfigProblem("centralino.yaml", 1, 1, f, m) for f, m in recalls])
+    keyed = sorted(t for t, q in call.queues.items() if q.callback_key)
+    if settings.mode == "production" and keyed and (why := settings.recalls.not_ready_to_call()):
+        raise ConfigError.single("queues.yaml", f"production mode: {', '.join(keyed)} offer "
+                                 f"the callback key, but {why[0]} (centralino.yaml)")
     if settings.mode == "production" and (dev := agents.dev_tokens_in_use()):
         raise ConfigError.single("agents.yaml", f"production mode: {', '.join(dev)} still use "
                                  "the public development token; give them their own")

@@ -24,6 +24,7 @@ from ivr.hours import Schedule, line_status, next_opening
 from ivr.schema import Name, Strict
 
 DEV_PORTAL_KEY = "dev-portal"  # the example portal's key: public, so refused in production
+DEV_DIAL = "Local/{number}@centralino-citizens"  # asterisk-dev's simulated citizens
 STATUSES = ("waiting", "calling", "done", "failed", "cancelled", "expired")
 OPEN_STATUSES = ("waiting", "calling")  # at most one open request per number and topic
 
@@ -93,7 +94,7 @@ class RecallSettings(Strict):
     # How Asterisk reaches a citizen: {number} is the number as dialled from default_region
     # (national digits for domestic numbers, 00<country><digits> for others), {e164} is
     # +<country><digits>. Production: e.g. PJSIP/{number}@trunk.
-    dial: str = Field("Local/{number}@centralino-citizens", pattern=r"\{(number|e164)\}")
+    dial: str = Field(DEV_DIAL, pattern=r"\{(number|e164)\}")
     caller_id: str = Field("", max_length=32)  # the help desk's number, shown to the citizen
     ring_timeout: float = Field(30, ge=1, le=120)  # seconds the citizen's phone rings
     # When recalls and live callers both wait in a topic, at most this share of the calls
@@ -123,6 +124,19 @@ class RecallSettings(Strict):
             if hmac.compare_digest(hashed, client.key_sha256.encode()):
                 found = client_id
         return found
+
+    def not_ready_to_call(self) -> list[str]:
+        """Why recalls could not reach real citizens (production mode refuses to start with
+        recalls in use then): the simulated citizens' dial string, or no caller id (citizens
+        do not answer anonymous calls, and many carriers refuse them)."""
+        out = []
+        if self.dial == DEV_DIAL:
+            out.append("recalls.dial still dials the development's simulated citizens: set "
+                       "your trunk, e.g. PJSIP/{number}@trunk")
+        if not self.caller_id:
+            out.append("recalls.caller_id is empty: set the help desk's number, which "
+                       "citizens see when called back")
+        return out
 
     def dev_keys_in_use(self) -> list[str]:
         dev = key_hash(DEV_PORTAL_KEY)

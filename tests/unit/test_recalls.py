@@ -212,10 +212,43 @@ def test_dev_portal_key_is_refused_in_production():
     dev = {"clients": {"portale": {"key_sha256": key_hash(DEV_PORTAL_KEY)}}}
     with pytest.raises(ValidationError, match="portale: the public development key"):
         Settings.model_validate({**secrets, "recalls": dev})
-    own = {"clients": {"portale": {"key_sha256": key_hash("a-secret-key")}}}
+    own = {"clients": {"portale": {"key_sha256": key_hash("a-secret-key")}},
+           "dial": "PJSIP/{number}@trunk", "caller_id": "0612345000"}
     assert Settings.model_validate({**secrets, "recalls": own}).recalls.client_for("a-secret-key")
     # In development the dev key is fine.
     assert Settings.model_validate({"recalls": dev}).recalls.client_for("dev-portal") == "portale"
+
+
+def test_production_recalls_need_a_trunk_and_a_caller_id():
+    secrets = {"mode": "production", "asterisk": {"password": "a-real-password"},
+               "http": {"admin_token": "a-long-admin-token-123"}}
+    portal = {"clients": {"portale": {"key_sha256": key_hash("a-secret-key")}}}
+    with pytest.raises(ValidationError, match="simulated citizens: set your trunk"):
+        Settings.model_validate({**secrets, "recalls": portal})
+    with pytest.raises(ValidationError, match="caller_id is empty"):
+        Settings.model_validate({**secrets, "recalls": {**portal, "dial": "PJSIP/{number}@t"}})
+    # No portal: recalls are not in use, nothing to set (the callback key is checked with
+    # queues.yaml, see test_config_errors).
+    assert Settings.model_validate(secrets).recalls.not_ready_to_call()
+    # Development dials the simulated citizens, anonymously if so configured.
+    assert Settings.model_validate({"recalls": portal}).recalls.dial.startswith("Local/")
+
+
+def test_production_callback_keys_need_a_trunk_too(tmp_path):
+    settings = tmp_path / "centralino.yaml"
+    settings.write_text(f"""
+mode: production
+asterisk: {{password: a-real-password}}
+http: {{admin_token: a-long-admin-token-123}}
+config_dir: {REPO / "config"}
+prompts: {{manifest: {REPO / "prompts" / "manifest.yaml"}}}
+""")
+    with pytest.raises(ConfigError, match="suap offer the callback key, but recalls.dial"):
+        load_config(load_settings(settings, {}))
+    ready = {"CENTRALINO_RECALLS__DIAL": "PJSIP/{number}@trunk",
+             "CENTRALINO_RECALLS__CALLER_ID": "0612345000"}
+    with pytest.raises(ConfigError, match="development token"):  # the next thing to set
+        load_config(load_settings(settings, ready))
 
 
 def test_two_clients_with_one_key_are_refused():
