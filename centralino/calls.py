@@ -644,11 +644,15 @@ class CallSession(AgentLegs):
             row = await svc.recalls.from_caller(
                 topic, caller.number, caller.name, self.queued.since, self.queued.boost,
                 self.flow.name if self.flow else self.info.number)
-        except RecallError as exc:
-            log.info("call %s: callback refused for %r: %s", self.call_id, caller.number,
-                     exc.reason)
+        except Exception as exc:  # refused, or the database away: they keep their place
+            reason = exc.reason if isinstance(exc, RecallError) else "could not store it"
+            if isinstance(exc, RecallError):
+                log.info("call %s: callback refused for %r: %s", self.call_id, caller.number,
+                         reason)
+            else:
+                log.exception("call %s: could not store the callback request", self.call_id)
             self.journal.add("callback_refused", topic, prompt=settings.unavailable,
-                             detail=exc.reason)
+                             detail=reason)
             return None, await self._play_on_hold(
                 [self.port.media_uri(settings.unavailable, self.port.language)], keys)
         self.journal.add("callback", topic, detail=f"recall {row.id}")

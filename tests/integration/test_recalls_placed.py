@@ -354,3 +354,19 @@ async def test_callback_key_moves_up_a_later_request_of_the_same_number(start_se
     assert (row.status, row.mode, row.due_at) == ("waiting", "back", queued_at)
     await in_line(service, recall_id)
     assert [w.call_id for w in service.queues.waiting("beta")] == [recall_id]
+
+
+async def test_callback_key_while_the_database_fails_keeps_the_caller_waiting(
+        start_service, caller, monkeypatch):
+    service = await start_service()
+    call = await caller.dial(DIRECT, caller_number="0611119999")
+    await call.wait_idle()
+
+    async def down(row):  # type: ignore[no-untyped-def]
+        raise OSError("connection refused")
+    monkeypatch.setattr(service.store, "create_recall", down)
+    await call.press("5")
+    await call.wait_heard("callback_no")  # told it cannot be done, not cut off
+    await call.wait_idle()
+    assert [w.caller for w in service.queues.waiting("beta")] == ["0611119999"]
+    await call.hangup()
