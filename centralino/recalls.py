@@ -114,7 +114,7 @@ class RecallSession(AgentLegs):
             self._withdraw_offer()
             if svc.queues.leave(self.call_id):
                 svc.desk.broadcast({"type": "queue", "event": "left", "call_id": row.id,
-                                    "topic": row.topic, "outcome": "recall"})
+                                    "topic": row.topic, "outcome": "recall", "recall": True})
             svc.recalls.poke()  # a retry may be due later: the scheduler re-reads
 
     async def resume(self, leg: Leg, citizen: str) -> None:

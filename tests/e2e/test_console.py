@@ -173,5 +173,15 @@ async def test_the_supervisor_board_shows_queues_and_agents_live(start_service, 
             "http://127.0.0.1:18081/api/recalls", headers={"Authorization": "Bearer dev-portal"},
             json={"number": national, "topic": "beta", "mode": "now", "name": "Maria"}) as resp:
         assert resp.status == 202, await resp.text()
+        recall_id = (await resp.json())["id"]
     await expect(beta.locator("td").nth(1)).to_have_text("1")
     await expect(beta.locator("td").nth(3)).to_have_text(f"da richiamare +39{national}")
+    row = page.locator("#recalls tbody tr")
+    await expect(row).to_have_count(1)
+    await expect(row.locator("td").nth(2)).to_have_text(f"Maria · +39{national}")
+    await expect(row.locator("td").nth(4)).to_have_text("in coda")
+    async with aiohttp.ClientSession() as http, http.delete(
+            f"http://127.0.0.1:18081/api/recalls/{recall_id}",
+            headers={"Authorization": "Bearer dev-portal"}) as cancelled:
+        assert cancelled.status == 200
+    await expect(page.get_by_text("Nessuna richiamata da fare.")).to_be_visible()

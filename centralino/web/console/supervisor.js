@@ -17,6 +17,11 @@ let attempt = 0;
 let retryTimer = null;
 let agents = new Map();  // id -> agent
 let queues = new Map();  // topic -> Map(call_id -> {caller, recall, arrived: local ms})
+let recalls = [];        // open recall requests (waiting or being called), from /api/recalls
+let recallsTimer = null;
+const RECALLS_EVERY = 30000;  // ms: requests scheduled later change without any live event
+const dayTime = new Intl.DateTimeFormat("it-IT", { weekday: "short", hour: "2-digit",
+                                                   minute: "2-digit", timeZone: "Europe/Rome" });
 
 function cell(tr, text) {
   const td = document.createElement("td");
@@ -67,6 +72,7 @@ function signOut(message) {
   sessionStorage.removeItem(KEY);
   token = null;
   clearTimeout(retryTimer);
+  clearTimeout(recallsTimer);
   drop();
   $("board").hidden = true;
   $("signout").hidden = true;
@@ -115,6 +121,7 @@ function received(data) {
     attempt = 0;
     setLink("on", "connesso");
     agents = new Map(data.agents.map((a) => [a.id, a]));
+    loadRecalls();
     queues = new Map(Object.entries(data.queues).map(([topic, waiting]) => [topic, new Map(
       waiting.map((w) => [w.call_id, { caller: w.caller, recall: w.recall,
                                        arrived: now - w.waited * 1000 }]))]));
@@ -122,6 +129,7 @@ function received(data) {
     Object.assign(agents.get(data.agent), { state: data.state, reason: data.reason,
                                             since: data.at });
   } else if (data.type === "queue") {
+    if (data.recall) loadRecalls();  // one joined, got an agent or left
     if (!queues.has(data.topic)) queues.set(data.topic, new Map());
     const line = queues.get(data.topic);
     // A caller back after a restart, or a recall, has been waiting since before it joined.
@@ -135,6 +143,45 @@ function received(data) {
 function render() {
   renderQueues();
   renderAgents();
+  renderRecalls();
+}
+
+async function loadRecalls() {
+  clearTimeout(recallsTimer);
+  if (!token) return;
+  recallsTimer = setTimeout(loadRecalls, RECALLS_EVERY);
+  const found = [];
+  for (const status of ["calling", "waiting"]) {
+    try {
+      const response = await fetch(`/api/recalls?status=${status}&limit=200`, {
+        cache: "no-store", headers: { "Authorization": `Bearer ${token}` } });
+      if (!response.ok) return;
+      found.push(...await response.json());
+    } catch (_) {
+      return;  // the socket's reconnection says the service is away
+    }
+  }
+  recalls = found.sort((a, b) => a.due_at.localeCompare(b.due_at));
+  renderRecalls();
+}
+
+function renderRecalls() {
+  // In a line now, or due later (the browser's clock need not match the server's).
+  const inLine = new Set([...queues.values()].flatMap((line) => [...line.keys()]));
+  $("recalls").tBodies[0].replaceChildren(...recalls.map((r) => {
+    const tr = document.createElement("tr");
+    tr.dataset.recall = r.id;
+    const due = new Date(r.due_at);
+    cell(tr, dayTime.format(due));
+    cell(tr, r.topic);
+    cell(tr, r.name ? `${r.name} · ${r.number}` : r.number);
+    cell(tr, String(r.attempts));
+    cell(tr, r.status === "calling" ? "in chiamata" : inLine.has(r.id) ? "in coda"
+      : "programmata");
+    return tr;
+  }));
+  $("recalls").hidden = recalls.length === 0;
+  $("no-recalls").hidden = recalls.length > 0;
 }
 
 function renderQueues() {
