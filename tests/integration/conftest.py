@@ -47,10 +47,10 @@ pytestmark = pytest.mark.asterisk
 
 def settings_for(path: Path = TEST_SETTINGS, **env: str) -> Settings:
     environ = {"CENTRALINO_HTTP__PORT": "18081", "CENTRALINO_HTTP__PUBLIC_URL":
-               "http://127.0.0.1:18081", **env}
+               "http://127.0.0.1:18081"}
     if url := os.environ.get("CENTRALINO_TEST_DATABASE_URL"):
         environ["CENTRALINO_DATABASE__URL"] = url
-    return load_settings(path, environ)
+    return load_settings(path, {**environ, **env})  # what a test asks for wins
 
 
 def chroot(*args: str, **env: str) -> None:

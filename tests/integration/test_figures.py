@@ -55,8 +55,7 @@ async def until_talking(service, agent_id: str) -> None:
 async def test_figures_queue_log_and_metrics_from_real_calls(start_service, caller, phones,
                                                              tmp_path):
     settings = settings_for(beta_thresholds(tmp_path, service_level=10, short_abandon=1.5),
-                            CENTRALINO_PROMPTS__BUILD_DIR=str(REPO / "var" / "test-prompts"),
-                            CENTRALINO_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path}/c.db")
+                            CENTRALINO_PROMPTS__BUILD_DIR=str(REPO / "var" / "test-prompts"))
     service = await start_service(at=a_day_of_our_own(), settings=settings)
     staff(service)  # nobody: callers wait
     phones.set("1003", "answer", delay=0.1)
@@ -192,8 +191,7 @@ async def test_a_caller_moved_to_another_topic_counts_in_both_and_once_in_total(
     queues["queues"]["omega"]["max_wait"]["seconds"] = 3
     yaml.dump(queues, config.parent / "queues.yaml")
     settings = settings_for(config,
-                            CENTRALINO_PROMPTS__BUILD_DIR=str(REPO / "var" / "test-prompts"),
-                            CENTRALINO_DATABASE__URL=f"sqlite+aiosqlite:///{tmp_path}/c.db")
+                            CENTRALINO_PROMPTS__BUILD_DIR=str(REPO / "var" / "test-prompts"))
     service = await start_service(at=a_day_of_our_own(), settings=settings)
     staff(service, "1003", "1002")
     service.desk.ask("1003", "pause", "test", "busy")  # logged in: omega takes callers
