@@ -125,6 +125,8 @@ class RecallOut(BaseModel):
 
 class RecallDetail(RecallOut):
     attempt_log: list[RecallAttemptOut] = Field(description="each call placed, oldest first")
+    position: int | None = Field(None, description="its place in its topic's line now (1: the "
+                                 "next an operator takes), while it waits there")
 
 
 class ErrorOut(BaseModel):
@@ -146,10 +148,11 @@ def _out(row: RecallRequest) -> dict[str, Any]:
     }).model_dump(mode="json")
 
 
-def _detail(row: RecallRequest, attempts: list[RecallAttempt]) -> dict[str, Any]:
+def _detail(row: RecallRequest, attempts: list[RecallAttempt], position: int | None = None
+            ) -> dict[str, Any]:
     log = [RecallAttemptOut(at=a.at, outcome=a.outcome, detail=a.detail).model_dump(mode="json")
            for a in attempts]
-    return {**_out(row), "attempt_log": log}
+    return {**_out(row), "attempt_log": log, "position": position}
 
 
 # --- errors and who is asking -----------------------------------------------------------------
@@ -273,8 +276,10 @@ def _posted(row: RecallRequest, duplicate: bool) -> web.Response:
 @own_auth
 async def get_recall(request: web.Request) -> web.Response:
     row = await _visible(request)
-    attempts = await request.app[SERVICE].store.recall_attempts(row.id)
-    return web.json_response(_detail(row, attempts))
+    svc = request.app[SERVICE]
+    attempts = await svc.store.recall_attempts(row.id)
+    position = svc.queues.position(row.id) if row.status == "waiting" else None
+    return web.json_response(_detail(row, attempts, position))
 
 
 @own_auth

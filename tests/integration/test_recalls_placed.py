@@ -253,9 +253,13 @@ async def test_cancelled_while_in_line_is_never_placed(start_service, phones, ci
     service = await start_service()
     recall_id, national = await ask()
     await in_line(service, recall_id)
-    async with aiohttp.ClientSession() as http, http.delete(f"{API}/{recall_id}",
-                                                            headers=PORTAL) as resp:
-        assert resp.status == 200 and (await resp.json())["status"] == "cancelled"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{API}/{recall_id}", headers=PORTAL) as resp:
+            assert (await resp.json())["position"] == 1  # the portal can tell the citizen
+        async with http.delete(f"{API}/{recall_id}", headers=PORTAL) as resp:
+            body = await resp.json()
+            assert resp.status == 200 and (body["status"], body["position"]) == (
+                "cancelled", None)
     async def gone() -> bool:
         return not service.queues.waiting("beta")
     await until(gone, 5)

@@ -38,6 +38,7 @@ from cti.recalls import (
 from ivr.clock import LOCAL, FixedClock
 from ivr.hours import Schedule
 from ivr.yamlfile import ConfigError
+from queue_manager.queues import QueueManager
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICE = Schedule.model_validate({
@@ -302,6 +303,7 @@ def fake_service(store: Store, limits: RecallLimits) -> SimpleNamespace:
     call = SimpleNamespace(queues={"alpha": None, "beta": None}, schedules={"office": OFFICE})
     return SimpleNamespace(settings=settings, store=store, clock=FixedClock(NOW),
                            call_config=call, config=SimpleNamespace(agents=agents, call=call),
+                           queues=QueueManager(),  # the lines (positions of waiting requests)
                            # the scheduler (centralino.recalls.Recalls): poked, told of cancels
                            recalls=SimpleNamespace(poke=lambda: None, cancelled=lambda _: None))
 
