@@ -55,10 +55,9 @@ class RecallSession(AgentLegs):
     """One stay of a request in its topic's line, up to the end of one attempt (or until it
     is cancelled); a retry is a new session, made by the scheduler when it is due again."""
 
-    def __init__(self, service: Service, row: RecallRequest, boost: float = 0.0):
+    def __init__(self, service: Service, row: RecallRequest):
         self.service = service
         self.row = row
-        self.boost = boost  # a caller who asked in the line keeps their line's priority
         tag = f"{RECALL_CHANNEL}{row.id[:12]}-{uuid.uuid4().hex[:6]}"
         self.tag = tag
         # No channel of its own: every event (agent leg, citizen leg, offers) is "another" one.
@@ -79,7 +78,7 @@ class RecallSession(AgentLegs):
         svc, row = self.service, self.row
         svc.calls[self.call_id] = self
         self.queued = Waiting(row.id, row.topic, row.due_at, caller=row.number, line="recall",
-                              boost=self.boost, recall=True)
+                              boost=row.boost or 0.0, recall=True)
         position = svc.queues.join(self.queued)
         waited = (svc.clock.now() - self.queued.since).total_seconds()
         svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": row.id,
@@ -339,9 +338,9 @@ class Recalls:
                         "waiting again, at their place", released)
         self._task = svc.spawn(self._run())
 
-    def place(self, row: RecallRequest, boost: float = 0.0) -> None:
+    def place(self, row: RecallRequest) -> None:
         """Into its line now (in svc.calls at once: a second pass must not start it again)."""
-        session = RecallSession(self.service, row, boost)
+        session = RecallSession(self.service, row)
         session.join()
         self.service.spawn(session.run())
 
@@ -357,14 +356,14 @@ class Recalls:
             id=uuid.uuid4().hex, number=target.e164, number_type=target.type, topic=topic,
             mode="queue", slot_at=None, name=name[:128], note=f"chiesta in coda ({line})"[:500],
             portal_ref=None, client=IVR_CLIENT, status="waiting", created_at=now,
-            updated_at=now, due_at=since, attempts=0)
+            updated_at=now, due_at=since, attempts=0, boost=boost)
         row, created = await svc.store.create_recall(row)
         if not created:
             log.info("recall %s: %s asked again from the line", row.id, row.number)
             if row.status == "waiting" and row.due_at > since and row.id not in svc.calls:
                 row = await svc.store.advance_recall(row.id, since, now) or row
         if row.status == "waiting" and row.due_at <= now and row.id not in svc.calls:
-            self.place(row, boost)
+            self.place(row)
         self.poke()
         return row
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, TypeDecorator, text
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, TypeDecorator, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -163,6 +163,8 @@ class RecallRequest(Base):
     # When it joins the topic's queue: created_at (now), the slot (back), or the next opening.
     due_at: Mapped[datetime] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Seconds counted as already waited: a caller who asked in the line keeps their priority.
+    boost: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0"))
 
     __table_args__ = (
         Index("ix_recall_requests_number_topic_status", "number", "topic", "status"),

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 from datetime import timedelta
 from typing import Any
 
 import aiohttp
 
-from tests.integration.conftest import record_of, settings_for, staff, steps
+from tests.integration.conftest import (
+    REPO,
+    TEST_SETTINGS,
+    record_of,
+    settings_for,
+    staff,
+    steps,
+)
 from tests.integration.test_agents import until_talking
 
 API = "http://127.0.0.1:18081/api/recalls"
@@ -374,3 +382,27 @@ async def test_callback_key_while_the_database_fails_keeps_the_caller_waiting(
     await call.wait_idle()
     assert [w.caller for w in service.queues.waiting("beta")] == ["0611119999"]
     await call.hangup()
+
+
+async def test_callback_key_keeps_the_lines_priority_across_a_restart(start_service, caller,
+                                                                      tmp_path):
+    config = tmp_path / "config"
+    shutil.copytree(TEST_SETTINGS.parent, config)
+    direct = config / "flows" / "direct.yaml"
+    direct.write_text(direct.read_text() + "priority_boost: 30\n")
+    settings = settings_for(config / "centralino.yaml",
+                            CENTRALINO_PROMPTS__BUILD_DIR=str(REPO / "var" / "test-prompts"))
+    service = await start_service(settings=settings)
+    number = f"0611{random.randrange(10**6):06d}"
+    call = await caller.dial(DIRECT, caller_number=number)
+    await call.wait_idle()
+    await call.press("5")
+    await call.wait_ended()
+    request = await service.store.open_recall(f"+39{number}", "beta")
+    assert request is not None and request.boost == 30
+    assert service.queues.get(request.id).boost == 30
+
+    await service.__aexit__(None, None, None)
+    restarted = await start_service(settings=settings, keep_recalls=True)
+    await in_line(restarted, request.id)
+    assert restarted.queues.get(request.id).boost == 30  # still ahead of unboosted callers
