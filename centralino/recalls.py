@@ -9,7 +9,9 @@ is the lock: waiting -> calling (an atomic UPDATE ... WHERE status='waiting') ->
 or waiting again (a retry with a new due_at, or the agent's missed call: same due_at, same
 place). The Recalls scheduler puts due requests in their lines: at start (a request left
 `calling` by a stopped service is waiting again first), when the API pokes it, and at the next
-due time.
+due time; it also expires requests nobody reached in time. A caller waiting in a line can hand
+their place to a request (the callback key: Recalls.from_caller); a recall conversation a
+stopped service left going is followed to its end by the next run (RecallSession.resume).
 """
 
 from __future__ import annotations
