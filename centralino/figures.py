@@ -416,8 +416,13 @@ class RecallRow(NamedTuple):
 
 class AttemptRow(NamedTuple):
     request_id: str
-    at: datetime
+    at: datetime  # when it ended
     outcome: str
+    dialled_at: datetime | None = None  # when the citizen was dialled (older rows: unknown)
+
+    @property
+    def called_at(self) -> datetime:
+        return self.dialled_at or self.at
 
 
 @dataclass
@@ -451,12 +456,14 @@ def _recall_figures(requests: Sequence[RecallRow],
     for req in requests:
         f.by_status[req.status] = f.by_status.get(req.status, 0) + 1
         f.by_mode[req.mode] = f.by_mode.get(req.mode, 0) + 1
-        own = sorted(attempts.get(req.id, ()), key=lambda a: a.at)
+        own = attempts.get(req.id, ())
         outcomes.update(a.outcome for a in own)
-        dialled = [a for a in own if a.outcome not in AGENT_OUTCOMES]
+        dialled = [a.called_at for a in own if a.outcome not in AGENT_OUTCOMES]
         if dialled:
+            # From when the citizen asked to be called (a "back" request: its slot) to when
+            # their phone first rang, not to the end of that call.
             asked = req.slot_at if req.mode == "back" and req.slot_at else req.created_at
-            firsts.append(max(0.0, (dialled[0].at - asked).total_seconds()))
+            firsts.append(max(0.0, (min(dialled) - asked).total_seconds()))
         if req.status == "done":
             successes.append(req.attempts)
     f.attempts = dict(outcomes)

@@ -69,6 +69,7 @@ class RecallSession(AgentLegs):
         self.citizen = f"{tag}-c"
         self.talking = False
         self.ended_by = ""
+        self.dialled_at: datetime | None = None  # when this attempt called the citizen
 
     @property
     def call_id(self) -> str:
@@ -144,6 +145,7 @@ class RecallSession(AgentLegs):
             log.info("recall %s is no longer waiting: not placed", self.call_id)
             return True
         self.row = claimed
+        self.dialled_at = None
         agent = desk.agents[agent_id]
         settings = svc.call_config.queues[self.row.topic]
         leg = self._new_leg(agent, f"{self.tag}-a")
@@ -204,6 +206,7 @@ class RecallSession(AgentLegs):
         svc, recalls = self.service, self.service.settings.recalls
         svc.sessions[self.citizen] = self
         target = recalls.dial_string(self.row.number)
+        self.dialled_at = svc.clock.now()
         try:
             await svc.ari.originate(
                 self.citizen, target, app=svc.settings.asterisk.app,
@@ -275,7 +278,8 @@ class RecallSession(AgentLegs):
                            due_at: Any = None, agent_id: str | None = None) -> None:
         svc = self.service
         attempt = RecallAttempt(request_id=self.call_id, at=svc.clock.now(), outcome=outcome,
-                                detail=detail[:255], agent_id=agent_id)
+                                detail=detail[:255], agent_id=agent_id,
+                                dialled_at=self.dialled_at)
         if not await svc.store.end_recall_attempt(attempt, status, due_at, counted):
             log.warning("recall %s was not calling any more: attempt %s not stored",
                         self.call_id, outcome)

@@ -325,6 +325,8 @@ def next_wake(due: list[datetime], now: datetime, longest: float = 60.0) -> floa
 # done; it was an answering machine or somebody else (try again, as after no answer); or the
 # number is not the citizen's (give up).
 MARKS = ("done", "no_answer", "wrong_number")
+# Every outcome an attempt can end with (wrong_number only by an agent's verdict).
+ATTEMPT_OUTCOMES = (*CITIZEN_OUTCOMES, *AGENT_OUTCOMES, "wrong_number")
 
 
 def after_mark(mark: str, status: str, last_outcome: str | None, attempts: int,

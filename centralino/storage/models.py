@@ -181,7 +181,9 @@ class RecallAttempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("recall_requests.id", ondelete="CASCADE"),
                                             index=True)
-    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)  # when it ended
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(String(255), default="")
     agent_id: Mapped[str | None] = mapped_column(String(64))  # who took it, if an agent did
+    # When the citizen's phone was dialled (after the agent answered); None if it never was.
+    dialled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

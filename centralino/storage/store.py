@@ -450,7 +450,8 @@ class Store:
                     .where(RecallRequest.created_at >= since, RecallRequest.created_at < until))
         if topic is not None:
             requests = requests.where(RecallRequest.topic == topic)
-        attempts = (select(RecallAttempt.request_id, RecallAttempt.at, RecallAttempt.outcome)
+        attempts = (select(RecallAttempt.request_id, RecallAttempt.at, RecallAttempt.outcome,
+                           RecallAttempt.dialled_at)
                     .where(RecallAttempt.request_id.in_(
                         requests.with_only_columns(RecallRequest.id))))
         async with self.sessions() as s:

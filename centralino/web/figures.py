@@ -20,6 +20,7 @@ from aiohttp import web
 
 from centralino import figures, metrics
 from centralino.web.common import SERVICE, Handler, allow, error
+from cti.recalls import ATTEMPT_OUTCOMES
 from ivr.clock import LOCAL, aware
 
 if TYPE_CHECKING:
@@ -218,8 +219,9 @@ async def refresh(svc: Service) -> None:
         r = recalls.get(topic, empty)
         for status, n in r["by_status"].items():
             metrics.TODAY_RECALLS.labels(topic, status).set(n)
-        for outcome, n in r["attempts"].items():
-            metrics.TODAY_RECALL_ATTEMPTS.labels(topic, outcome).set(n)
+        # Every outcome, zeros too: a dashboard's sum or ratio needs the series to exist.
+        for outcome in dict.fromkeys((*ATTEMPT_OUTCOMES, *r["attempts"])):
+            metrics.TODAY_RECALL_ATTEMPTS.labels(topic, outcome).set(r["attempts"].get(outcome, 0))
         if r["first_attempt_avg"] is not None:
             metrics.TODAY_RECALL_FIRST_ATTEMPT.labels(topic).set(r["first_attempt_avg"])
         if r["attempts_per_success"] is not None:

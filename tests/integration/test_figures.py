@@ -231,6 +231,7 @@ async def test_recall_figures_from_real_recalls(start_service, phones, citizens)
     citizens.set(answered, "answer", delay=0.1)
     ring = await citizens.wait_answered(answered)
     await bridged(service, answered_id)
+    await asyncio.sleep(3)  # a conversation: the wait for the first call must not include it
     await citizens.hang_up(ring)
     await status_is(service, answered_id, "done")
     busy_id, busy = await ask()
@@ -254,7 +255,16 @@ async def test_recall_figures_from_real_recalls(start_service, phones, citizens)
         assert beta["attempts"] == {"answered": 1, "busy": 3}
         assert beta["attempts_per_success"] == 1.0
         assert beta["first_attempt_count"] == 2
-        assert 0 < beta["first_attempt_avg"] < 5  # agent rung, answered, then the citizen
+        # From the request to the citizen's phone ringing (agent rung and answered first),
+        # as stored with the attempts: not to the end of the 3 s conversation.
+        waits = []
+        for recall_id in (answered_id, busy_id):
+            request = await service.store.get_recall(recall_id)
+            first = (await service.store.recall_attempts(recall_id))[0]
+            assert first.at - first.dialled_at >= timedelta(seconds=3 if
+                                                            recall_id == answered_id else 0)
+            waits.append((first.dialled_at - request.created_at).total_seconds())
+        assert 0 < beta["first_attempt_avg"] == round(sum(waits) / 2, 1) < 3
 
         async with http.get(f"{API}/metrics") as r:
             metrics = await r.text()
@@ -266,3 +276,102 @@ async def test_recall_figures_from_real_recalls(start_service, phones, citizens)
     assert gauge(metrics, "centralino_today_recall_first_attempt_seconds",
                  topic="beta") == beta["first_attempt_avg"]
     assert gauge(metrics, "centralino_today_recall_attempts_per_success", topic="alpha") is None
+
+
+async def test_recall_figures_of_the_requests_made_in_the_period(start_service):
+    """Requests and attempts stored as the service stores them (no call placed): which ones
+    a day's figures take (made that day, attempts whenever), per topic, in /api/figures and
+    in Prometheus. One made just before midnight belongs to the day before."""
+    from centralino.storage.models import RecallAttempt, RecallRequest
+    from ivr.clock import aware
+
+    day = datetime(random.randrange(2200, 2400), random.randrange(1, 13),
+                   random.randrange(2, 29))  # years no other test's recalls use
+    at = lambda hh, mm, ss=0, d=day: aware(d.replace(hour=hh, minute=mm, second=ss))  # noqa: E731
+    service = await start_service(at=day.replace(hour=10))
+    rows = [  # id, topic, mode, status, created, slot, counted attempts, [(end, outcome)]
+        ("a", "alpha", "now", "done", at(8, 0), None, 2,
+         [(at(8, 1), "agent_missed"), (at(8, 2), "no_answer"), (at(8, 20), "answered")]),
+        ("b", "alpha", "back", "waiting", at(8, 30), at(14, 0), 0, []),  # its slot is later
+        ("c", "beta", "back", "done", at(7, 0), at(9, 0), 1, [(at(9, 4), "answered")]),
+        ("d", "beta", "now", "failed", at(9, 0), None, 3,  # retried: due_at is the last one
+         [(at(9, 0, 30), "busy"), (at(9, 15), "no_answer"), (at(9, 30), "no_answer")]),
+        ("e", "beta", "queue", "cancelled", at(9, 40), None, 0, [(at(9, 41), "agent_left")]),
+        # made the day before, called today: yesterday's
+        ("f", "beta", "now", "done", at(23, 50, d=day - timedelta(days=1)), None, 1,
+         [(at(0, 5), "answered")]),
+    ]
+    dialled = {("c", at(9, 4)): at(9, 0, 45)}  # rang 45 s after its slot, then talked
+    tag = f"{random.getrandbits(40):x}"
+    async with service.store.sessions.begin() as s:
+        for n, (key, topic, mode, status, created, slot, counted, attempts) in enumerate(rows):
+            due = attempts[-1][0] if attempts else slot or created
+            s.add(RecallRequest(
+                id=f"{tag}{key}", number=f"+3906{n}{random.randrange(10**6, 10**7)}",
+                number_type="fixed_line", topic=topic, mode=mode, slot_at=slot, name="Test",
+                portal_ref=None, client="test", status=status, created_at=created,
+                updated_at=due, due_at=due, attempts=counted))
+        await s.flush()
+        for key, *_, attempts in rows:
+            s.add_all(RecallAttempt(request_id=f"{tag}{key}", at=when, outcome=outcome,
+                                    dialled_at=dialled.get((key, when)))
+                      for when, outcome in attempts)
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{API}/api/figures", headers=ADMIN) as r:
+            assert r.status == 200
+            body = await r.json()
+        recalls = body["recalls"]
+        assert set(body) >= {"total", "topics", "lines", "topic_lines", "settings", "live"}
+        alpha, beta, total = recalls["topics"]["alpha"], recalls["topics"]["beta"], recalls["total"]
+        assert alpha == {
+            "requests": 2,
+            "by_status": {"waiting": 1, "calling": 0, "done": 1, "failed": 0, "cancelled": 0,
+                          "expired": 0},
+            "by_mode": {"now": 1, "back": 1, "queue": 0},
+            "attempts": {"agent_missed": 1, "answered": 1, "no_answer": 1},
+            "first_attempt_count": 1, "first_attempt_avg": 120.0, "first_attempt_p90": 120.0,
+            "attempts_per_success": 2.0}
+        assert beta["requests"] == 3  # not f
+        assert beta["by_status"] == {"waiting": 0, "calling": 0, "done": 1, "failed": 1,
+                                     "cancelled": 1, "expired": 0}
+        assert beta["by_mode"] == {"now": 1, "back": 1, "queue": 1}
+        assert beta["attempts"] == {"agent_left": 1, "answered": 1, "busy": 1, "no_answer": 2}
+        # c: 45 s after its slot (not after it was asked); d: 30 s; e: never called
+        assert (beta["first_attempt_count"], beta["first_attempt_avg"],
+                beta["first_attempt_p90"]) == (2, 37.5, 45.0)
+        assert beta["attempts_per_success"] == 1.0
+        assert (total["requests"], total["first_attempt_count"]) == (5, 3)
+        assert (total["first_attempt_avg"], total["first_attempt_p90"]) == (65.0, 120.0)
+        assert total["attempts_per_success"] == 1.5
+
+        async with http.get(f"{API}/api/figures", headers=ADMIN, params={"topic": "alpha"}) as r:
+            only = (await r.json())["recalls"]
+        assert only == {"total": alpha, "topics": {"alpha": alpha}}
+        yesterday = (day - timedelta(days=1)).date().isoformat()
+        async with http.get(f"{API}/api/figures", headers=ADMIN,
+                            params={"from": yesterday, "to": yesterday}) as r:
+            before = (await r.json())["recalls"]
+        assert list(before["topics"]) == ["beta"] and before["total"]["requests"] == 1
+        assert before["total"]["attempts"] == {"answered": 1}
+        assert before["total"]["first_attempt_avg"] == 900.0  # 23:50 to 00:05
+
+        async with http.get(f"{API}/metrics") as r:
+            metrics = await r.text()
+    for topic, figures in (("alpha", alpha), ("beta", beta)):
+        for status, n in figures["by_status"].items():
+            assert gauge(metrics, "centralino_today_recall_requests", topic=topic,
+                         status=status) == n
+        for outcome, n in figures["attempts"].items():
+            assert gauge(metrics, "centralino_today_recall_attempts", topic=topic,
+                         outcome=outcome) == n
+    assert gauge(metrics, "centralino_today_recall_attempts", topic="beta",
+                 outcome="agent_missed") == 0  # every outcome has its series
+    assert gauge(metrics, "centralino_today_recall_first_attempt_seconds", topic="alpha") == 120
+    assert gauge(metrics, "centralino_today_recall_first_attempt_seconds", topic="beta") == 37.5
+    assert gauge(metrics, "centralino_today_recall_attempts_per_success", topic="alpha") == 2
+    assert gauge(metrics, "centralino_today_recall_attempts_per_success", topic="beta") == 1
+    # A topic with no requests today: zero requests, and no average rather than a fake 0.
+    assert gauge(metrics, "centralino_today_recall_requests", topic="omega", status="done") == 0
+    assert gauge(metrics, "centralino_today_recall_first_attempt_seconds", topic="omega") is None
+    assert gauge(metrics, "centralino_today_recall_attempts_per_success", topic="omega") is None

@@ -324,3 +324,24 @@ def test_no_recalls_no_figures():
                   "first_attempt_count": 0, "first_attempt_avg": None,
                   "first_attempt_p90": None, "attempts_per_success": None},
         "topics": {}}
+
+
+def test_first_attempt_is_the_first_call_to_the_citizen():
+    """An agent's missed ring or early hang-up is not a call to the citizen: the wait runs
+    to the first one that is. A "back" request moved up (its citizen asked again from the
+    line) and called before its slot waited 0, not a negative time. The wait ends when the
+    citizen's phone rang (dialled_at), not when that call ended; rows stored before dialled_at
+    existed fall back to the end."""
+    requests = [RecallRow("a", "alpha", "now", "done", t(0), None, 2),
+                RecallRow("b", "alpha", "back", "done", t(0), t(7200), 1),
+                RecallRow("c", "alpha", "now", "done", t(0), None, 1)]
+    attempts = [AttemptRow("a", t(300), "answered"), AttemptRow("a", t(20), "agent_missed"),
+                AttemptRow("a", t(40), "agent_left"), AttemptRow("a", t(100), "no_answer"),
+                AttemptRow("b", t(600), "answered"),
+                AttemptRow("c", t(500), "answered", dialled_at=t(30))]  # talked 470 s
+    alpha = recall_report(requests, attempts)["topics"]["alpha"]
+    assert alpha["attempts"] == {"agent_left": 1, "agent_missed": 1, "answered": 3,
+                                 "no_answer": 1}
+    assert (alpha["first_attempt_count"], alpha["first_attempt_avg"],
+            alpha["first_attempt_p90"]) == (3, 43.3, 100.0)  # a: 100 s (in any order); b: 0; c: 30
+    assert alpha["attempts_per_success"] == 1.33  # the column: agents' misses are not in it
