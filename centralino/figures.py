@@ -38,11 +38,13 @@ Recall requests (issue #4), per topic and in total, of the requests *created* in
 - requests, by_status (waiting, calling, done, failed, cancelled, expired: where each request
   stands now) and by_mode (now, back: the portal; queue: the callback key).
 - attempts: every call placed for them, by outcome: the citizen's (answered, no_answer, busy,
-  failed, wrong_number; an agent's verdict replaces `answered`) and those where the citizen
-  was not dialled (agent_missed, agent_left).
+  failed, wrong_number; an agent's verdict replaces `answered`) and the agent's, not counted
+  against the citizen (agent_missed: the agent did not answer, the citizen was not dialled;
+  agent_left: the agent hung up while the citizen's phone rang).
 - first_attempt_avg / first_attempt_p90 (count: first_attempt_count): from the time the
-  citizen asked to be called (the request's creation; the slot for "back") to the first call
-  to the citizen. A "now" request made while closed includes the wait for the opening.
+  citizen asked to be called (the request's creation; the slot for "back") to the moment
+  their phone was first dialled. A "now" request made while closed includes the wait for
+  the opening.
 - attempts_per_success: calls to the citizen per done request, on average.
 
 Per topic and per (topic, line) the figures count visits. Per line and in total they count
@@ -422,7 +424,7 @@ class AttemptRow(NamedTuple):
 
     @property
     def called_at(self) -> datetime:
-        return self.dialled_at or self.at
+        return self.dialled_at or self.at  # rows before migration 0006 know only the end
 
 
 @dataclass
@@ -458,7 +460,8 @@ def _recall_figures(requests: Sequence[RecallRow],
         f.by_mode[req.mode] = f.by_mode.get(req.mode, 0) + 1
         own = attempts.get(req.id, ())
         outcomes.update(a.outcome for a in own)
-        dialled = [a.called_at for a in own if a.outcome not in AGENT_OUTCOMES]
+        dialled = [a.called_at for a in own
+                   if a.dialled_at is not None or a.outcome not in AGENT_OUTCOMES]
         if dialled:
             # From when the citizen asked to be called (a "back" request: its slot) to when
             # their phone first rang, not to the end of that call.

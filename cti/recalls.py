@@ -267,7 +267,9 @@ def retry_after(free_at: datetime, now: datetime) -> int:
 # --- placing the calls ------------------------------------------------------------------------
 
 CITIZEN_OUTCOMES = ("answered", "no_answer", "busy", "failed")  # attempts that count
-AGENT_OUTCOMES = ("agent_missed", "agent_left")  # the citizen was not called: not counted
+# The agent's doing, not counted against the citizen: the agent did not answer (the citizen
+# was not dialled), or hung up while the citizen's phone rang.
+AGENT_OUTCOMES = ("agent_missed", "agent_left")
 BUSY_CAUSES = frozenset({17, 21})  # Q.850 user busy, call rejected
 NO_ANSWER_CAUSES = frozenset({0, 16, 18, 19, 31})  # normal clearing, no answer (Local legs: 16)
 

@@ -345,3 +345,15 @@ def test_first_attempt_is_the_first_call_to_the_citizen():
     assert (alpha["first_attempt_count"], alpha["first_attempt_avg"],
             alpha["first_attempt_p90"]) == (3, 43.3, 100.0)  # a: 100 s (in any order); b: 0; c: 30
     assert alpha["attempts_per_success"] == 1.33  # the column: agents' misses are not in it
+
+
+def test_an_agent_hanging_up_while_the_citizen_rang_was_still_a_first_call():
+    """The citizen's phone rang at 10 s even though the agent gave up: that is when they were
+    first called (the attempt does not count against them)."""
+    requests = [RecallRow("a", "alpha", "now", "done", t(0), None, 1)]
+    attempts = [AttemptRow("a", t(5), "agent_missed"),
+                AttemptRow("a", t(15), "agent_left", dialled_at=t(10)),
+                AttemptRow("a", t(400), "answered", dialled_at=t(150))]
+    alpha = recall_report(requests, attempts)["topics"]["alpha"]
+    assert (alpha["first_attempt_count"], alpha["first_attempt_avg"]) == (1, 10.0)
+    assert alpha["attempts_per_success"] == 1.0
