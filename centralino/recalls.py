@@ -275,12 +275,28 @@ class RecallSession(AgentLegs):
         svc.desk.call_ended(leg.agent, settings.wrap_up)
 
     async def _end_attempt(self, outcome: str, detail: str, counted: bool, status: str,
-                           due_at: Any = None, agent_id: str | None = None) -> None:
+                           due_at: Any = None, agent_id: str | None = None,
+                           stopping: bool = False) -> None:
         svc = self.service
-        attempt = RecallAttempt(request_id=self.call_id, at=svc.clock.now(), outcome=outcome,
-                                detail=detail[:255], agent_id=agent_id,
-                                dialled_at=self.dialled_at)
-        if not await svc.store.end_recall_attempt(attempt, status, due_at, counted):
+        at, delay = svc.clock.now(), 1.0
+        while True:
+            attempt = RecallAttempt(request_id=self.call_id, at=at, outcome=outcome,
+                                    detail=detail[:255], agent_id=agent_id,
+                                    dialled_at=self.dialled_at)
+            try:
+                stored = await svc.store.end_recall_attempt(attempt, status, due_at, counted)
+                break
+            except Exception as exc:
+                # The database is away. Keep the outcome until it is back: the request stays
+                # `calling` meanwhile, so nobody dials the citizen again. (Not when stopping:
+                # the next start finds it `calling` and puts it back in its line.)
+                if stopping:
+                    raise
+                log.error("recall %s: could not store its %s attempt (%s), again in %g s",
+                          self.call_id, outcome, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        if not stored:
             log.warning("recall %s was not calling any more: attempt %s not stored",
                         self.call_id, outcome)
         self.row.status = status
@@ -293,7 +309,8 @@ class RecallSession(AgentLegs):
         try:
             if self.talking and self.leg is not None:
                 await self._end_attempt("answered", "service stopped during the conversation",
-                                        counted=True, status="done", agent_id=self.leg.agent.id)
+                                        counted=True, status="done", agent_id=self.leg.agent.id,
+                                        stopping=True)
                 return
             for channel in (self.citizen, self.leg.channel_id if self.leg else None):
                 if channel:

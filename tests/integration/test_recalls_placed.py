@@ -406,3 +406,29 @@ async def test_callback_key_keeps_the_lines_priority_across_a_restart(start_serv
     restarted = await start_service(settings=settings, keep_recalls=True)
     await in_line(restarted, request.id)
     assert restarted.queues.get(request.id).boost == 30  # still ahead of unboosted callers
+
+
+async def test_an_attempt_ending_while_the_database_is_away_is_stored_when_it_is_back(
+        start_service, phones, citizens, monkeypatch):
+    """The conversation ends while the database refuses connections: the outcome is kept and
+    stored once it answers again, and the citizen is not called a second time meanwhile."""
+    service = await start_service()
+    phones.set("1003", "answer", delay=0.1)
+    staff(service, "1003")
+    real, refused = service.store.end_recall_attempt, []
+
+    async def away_twice(*args):  # type: ignore[no-untyped-def]
+        if len(refused) < 2:
+            refused.append(args[1])
+            raise OSError("connection refused")
+        return await real(*args)
+    monkeypatch.setattr(service.store, "end_recall_attempt", away_twice)
+    recall_id, national = await ask()
+    citizens.set(national, "answer", delay=0.1)
+    ring = await citizens.wait_answered(national)
+    await bridged(service, recall_id)
+    await citizens.hang_up(ring)
+    await status_is(service, recall_id, "done", timeout=20)
+    assert refused == ["done", "done"]
+    assert [a.outcome for a in await service.store.recall_attempts(recall_id)] == ["answered"]
+    assert len(citizens.rings_of(national)) == 1
