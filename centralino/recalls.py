@@ -93,6 +93,7 @@ class RecallSession(AgentLegs):
         """After join(): wait for an agent, place the call (or be cancelled)."""
         svc, row = self.service, self.row
         assert self.queued is not None
+        crashed = False
         try:
             svc.desk.distribute()
             while True:
@@ -108,9 +109,7 @@ class RecallSession(AgentLegs):
             raise
         except Exception:
             log.exception("recall %s crashed", row.id)
-            # Not counted against the citizen; back to waiting at its place.
-            await self._end_attempt("failed", "internal error (see the service log)",
-                                    counted=False, status="waiting")
+            crashed = True
         finally:
             svc.calls.pop(self.call_id, None)
             self._withdraw_offer()
@@ -118,6 +117,12 @@ class RecallSession(AgentLegs):
                 svc.desk.broadcast({"type": "queue", "event": "left", "call_id": row.id,
                                     "topic": row.topic, "outcome": "recall", "recall": True})
             svc.recalls.poke()  # a retry may be due later: the scheduler re-reads
+        if crashed and self.row.status == "calling":
+            # Not counted against the citizen; back to waiting at its place. (The agent is
+            # free already: this may wait for the database.)
+            await self._end_attempt("failed", "internal error (see the service log)",
+                                    counted=False, status="waiting")
+            svc.recalls.poke()
 
     async def resume(self, leg: Leg, citizen: str) -> None:
         """A conversation the previous run left going (its attempt is stored already): the

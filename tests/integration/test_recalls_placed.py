@@ -432,3 +432,29 @@ async def test_an_attempt_ending_while_the_database_is_away_is_stored_when_it_is
     assert refused == ["done", "done"]
     assert [a.outcome for a in await service.store.recall_attempts(recall_id)] == ["answered"]
     assert len(citizens.rings_of(national)) == 1
+
+
+async def test_a_recall_that_fails_inside_the_service_goes_back_to_its_place(
+        start_service, phones, citizens, monkeypatch):
+    """The database refuses the moment the request is taken for an agent: the agent is let go,
+    the request waits again at its place and is placed once the database answers."""
+    service = await start_service()
+    phones.set("1003", "answer", delay=0.1)
+    staff(service, "1003")
+    real, refused = service.store.set_recall_status, []
+
+    async def away_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not refused:
+            refused.append(args[0])
+            raise OSError("connection refused")
+        return await real(*args, **kwargs)
+    monkeypatch.setattr(service.store, "set_recall_status", away_once)
+    recall_id, national = await ask()
+    citizens.set(national, "answer", delay=0.1)
+    ring = await citizens.wait_answered(national)
+    await bridged(service, recall_id)
+    await citizens.hang_up(ring)
+    await status_is(service, recall_id, "done", timeout=20)
+    assert refused == [recall_id]
+    assert [a.outcome for a in await service.store.recall_attempts(recall_id)] == ["answered"]
+    assert len(citizens.rings_of(national)) == 1
