@@ -40,6 +40,7 @@ from centralino.calls import (
 )
 from centralino.desk import OfferMade
 from centralino.storage.models import RecallAttempt, RecallRequest
+from centralino.storage.store import unavailable
 from cti.recalls import after_attempt, citizen_outcome, classify, next_wake
 from queue_manager.queues import Waiting
 
@@ -295,7 +296,7 @@ class RecallSession(AgentLegs):
                 # The database is away. Keep the outcome until it is back: the request stays
                 # `calling` meanwhile, so nobody dials the citizen again. (Not when stopping:
                 # the next start finds it `calling` and puts it back in its line.)
-                if stopping:
+                if stopping or not unavailable(exc):
                     raise
                 log.error("recall %s: could not store its %s attempt (%s), again in %g s",
                           self.call_id, outcome, exc, delay)

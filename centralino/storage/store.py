@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
+from asyncpg.exceptions import OperatorInterventionError, PostgresConnectionError
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Row, and_, func, or_, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
@@ -31,6 +32,24 @@ from ivr.engine import Step
 
 log = logging.getLogger("centralino.storage")
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database could not be reached (down, restarting, network, a locked SQLite file):
+    worth waiting for, unlike a refused row or a bug, which would fail again."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # down the chain of causes (SQLAlchemy wraps the driver's error)
+        if seen is None:
+            return False
+        if isinstance(seen, (OSError, TimeoutError, PostgresConnectionError,
+                             OperatorInterventionError)):  # 57P0x: shut down, starting up
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        if "database is locked" in str(seen):  # SQLite, another writer
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from centralino.storage.store import unavailable
 
 log = logging.getLogger("centralino.storage")
 
@@ -15,6 +18,7 @@ class Writer:
         self._queue: asyncio.Queue[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]] = (
             asyncio.Queue())
         self._task: asyncio.Task[None] | None = None
+        self.unreachable_since: float | None = None  # the database's, as time.time()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -57,11 +61,32 @@ class Writer:
 
     async def _write(self, write: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
                      taken: int) -> None:
-        try:
-            await write(*args)
-        except Exception:
-            if taken > 1:  # one bad row must not lose the others: one by one
-                for arg in args:
-                    await self._write(write, (arg,), 1)
-                return
-            log.exception("could not store %s%r", getattr(write, "__name__", write), args)
+        delay = 0.5
+        while True:
+            try:
+                await write(*args)
+                break
+            except Exception as exc:
+                if not unavailable(exc):
+                    if taken > 1:  # one bad row must not lose the others: one by one
+                        for arg in args:
+                            await self._write(write, (arg,), 1)
+                        return
+                    log.exception("could not store %s%r", getattr(write, "__name__", write),
+                                  args)
+                    return
+                # The database is away: records wait here, in order, until it is back.
+                if self.unreachable_since is None:
+                    self.unreachable_since = time.time()
+                    log.error("database unreachable (%s): records wait in memory", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        if self.unreachable_since is not None:
+            log.warning("database back after %.0f s: %d records to write",
+                        time.time() - self.unreachable_since, self._queue.qsize() + taken)
+            self.unreachable_since = None
+
+    @property
+    def waiting(self) -> int:
+        """Records not written yet."""
+        return self._queue.qsize()

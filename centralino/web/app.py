@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,7 +20,14 @@ from centralino import metrics
 from centralino.web import agents, console
 from centralino.web import figures as figures_api
 from centralino.web import recalls as recalls_api
-from centralino.web.common import SERVICE, allow, authenticate, error, json_body
+from centralino.web.common import (
+    SERVICE,
+    allow,
+    authenticate,
+    database_away,
+    error,
+    json_body,
+)
 from centralino.storage.models import Call, LineOverride
 from ivr.clock import aware
 from ivr.hours import line_status
@@ -29,7 +37,7 @@ if TYPE_CHECKING:
     from centralino.service import Service
 
 def create_app(service: Service) -> web.Application:
-    app = web.Application(middlewares=[authenticate])
+    app = web.Application(middlewares=[database_away, authenticate])
     app[SERVICE] = service
     app.router.add_get("/healthz", health)
     app.router.add_get("/metrics", prometheus)
@@ -54,9 +62,15 @@ def create_app(service: Service) -> web.Application:
 async def health(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     connected = svc.ari.connected.is_set()
+    # The database away is not a 503: calls go on and records wait in memory (a restart by
+    # a watchdog would lose them).
+    since = svc.writer.unreachable_since
     return web.json_response({
         "status": "ok" if connected else "asterisk unreachable",
         "asterisk_connected": connected,
+        "database": "ok" if since is None else "unreachable",
+        "database_unreachable_seconds": None if since is None else round(time.time() - since),
+        "records_waiting": svc.writer.waiting,
         "config_version": svc.config.version,
         "calls_in_progress": len(svc.sessions),
     }, status=200 if connected else 503)
@@ -65,6 +79,8 @@ async def health(request: web.Request) -> web.Response:
 async def prometheus(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     metrics.ACTIVE_CALLS.set(len(svc.sessions))
+    metrics.DATABASE_UP.set(svc.writer.unreachable_since is None)
+    metrics.RECORDS_WAITING.set(svc.writer.waiting)
     for topic in svc.call_config.queues:
         metrics.WAITING.labels(topic).set(len(svc.queues.waiting(topic)))
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

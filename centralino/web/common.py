@@ -9,11 +9,14 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+
+from centralino.storage.store import unavailable
 
 if TYPE_CHECKING:
     from centralino.service import Service
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 SERVICE = web.AppKey("service", "Service")
 WHO = web.RequestKey("who", tuple)  # (role, id): role is admin, supervisor or agent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("centralino.web")
 
 
 def error(status: type[web.HTTPException], reason: str) -> web.HTTPException:
@@ -48,6 +52,25 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             raise error(web.HTTPForbidden, "this token is not allowed here")
         request[WHO] = who
     return await handler(request)
+
+
+@web.middleware
+async def database_away(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request that needs the database while it cannot be reached: 503 and when to try
+    again, not a 500 (nothing was stored: the client may simply retry)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        log.error("%s %s: the database cannot be reached (%s)", request.method, request.path,
+                  exc)
+        raise web.HTTPServiceUnavailable(
+            text=json.dumps({"error": "the database cannot be reached now: nothing was stored, "
+                                      "try again shortly"}),
+            content_type="application/json", headers={"Retry-After": "30"}) from None
 
 
 def allow(*roles: str) -> Callable[[Handler], Handler]:

@@ -347,7 +347,10 @@ def openapi_document() -> dict[str, Any]:
         return {"description": text, **ref(name)}
 
     auth = {"401": answer("no key, or an unknown one"),
-            "403": answer("a known key without the right")}
+            "403": answer("a known key without the right"),
+            "503": {**answer("the database cannot be reached now: nothing was stored or "
+                             "changed, try again"),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}}}}
     path_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
     return {
         "openapi": "3.1.0",

@@ -1,6 +1,9 @@
-"""The background writer: order kept, consecutive inserts batched, one bad row loses nothing else."""
+"""The background writer: order kept, consecutive inserts batched, one bad row loses nothing
+else, records wait while the database is away."""
 
 from __future__ import annotations
+
+import asyncio
 
 from centralino.storage.writer import Writer
 
@@ -42,3 +45,57 @@ async def test_a_bad_row_in_a_batch_loses_only_itself():
     await writer.drain()
     await writer.close()
     assert store.calls == [("add", ("a",)), ("add", ("c",))]
+
+
+class AwayStore(FakeStore):
+    """Refuses connections for its first `away` writes, like a restarting database."""
+
+    def __init__(self, away: int) -> None:
+        super().__init__()
+        self.away = away
+
+    async def add(self, *rows: object) -> None:
+        if self.away:
+            self.away -= 1
+            raise ConnectionRefusedError(111, "Connect call failed")
+        await super().add(*rows)
+
+    add.batches = True  # type: ignore[attr-defined]
+
+
+async def test_records_wait_in_order_while_the_database_is_away():
+    store, writer = AwayStore(away=2), Writer()
+    writer.put(store.add, "a")
+    writer.start()
+    await asyncio.sleep(0.1)  # the first retry waits 0.5 s
+    assert writer.unreachable_since is not None
+    writer.put(store.update, "u")
+    writer.put(store.add, "b")
+    assert writer.waiting == 2
+    await writer.drain()
+    await writer.close()
+    assert store.calls == [("add", ("a",)), ("update", ("u",)), ("add", ("b",))]
+    assert writer.unreachable_since is None
+
+
+def test_what_counts_as_the_database_being_away():
+    from asyncpg.exceptions import CannotConnectNowError, ConnectionDoesNotExistError
+    from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+    from centralino.storage.store import unavailable
+
+    def wrapped(orig: Exception, invalidated: bool = False) -> DBAPIError:
+        return DBAPIError("INSERT ...", {}, orig, connection_invalidated=invalidated)
+
+    assert unavailable(ConnectionRefusedError(111, "refused"))
+    assert unavailable(TimeoutError())
+    assert unavailable(wrapped(Exception("closed"), invalidated=True))
+    dead = Exception("adapted")
+    dead.__cause__ = ConnectionDoesNotExistError("connection was closed")
+    assert unavailable(wrapped(dead))
+    assert unavailable(CannotConnectNowError("the database system is starting up"))
+    assert unavailable(OperationalError("INSERT", {}, Exception("database is locked")))
+    # A refused row or a bug would fail again: not worth waiting for.
+    assert not unavailable(IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed")))
+    assert not unavailable(OperationalError("SELECT", {}, Exception("no such table: calls")))
+    assert not unavailable(ValueError("bad"))

@@ -1,0 +1,103 @@
+"""The database goes away mid-service (its connections cut, new ones refused, as when
+PostgreSQL restarts or the network drops): calls go on, their records wait and are written
+when it is back; the API says 503 rather than 500; health and metrics say what is going on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+
+from tests.integration.conftest import record_of, settings_for, steps
+
+MENU = "0999000001"
+API = "http://127.0.0.1:18081"
+PROXY_PORT = 55499
+
+
+class Cable:
+    """A TCP proxy to PostgreSQL that the test can unplug and plug back in."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.server: asyncio.Server | None = None
+        self.pipes: set[asyncio.StreamWriter] = set()
+
+    async def plug(self) -> None:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", PROXY_PORT)
+
+    async def unplug(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+        for writer in list(self.pipes):
+            writer.transport.abort()
+        self.pipes.clear()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.pipes |= {writer, up_writer}
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+async def health(http: aiohttp.ClientSession) -> dict:
+    async with http.get(f"{API}/healthz") as resp:
+        return await resp.json()
+
+
+async def test_calls_go_on_and_their_records_wait_for_the_database(start_service, caller):
+    url = os.environ.get("CENTRALINO_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("needs PostgreSQL (the README's test command provides it)")
+    where = urlsplit(url.replace("postgresql+asyncpg", "postgresql"))
+    cable = Cable(where.hostname or "127.0.0.1", where.port or 5432)
+    await cable.plug()
+    proxied = url.replace(f"{where.hostname}:{where.port}", f"127.0.0.1:{PROXY_PORT}")
+    service = await start_service(at=datetime(2026, 12, 1, 21, 30),  # closed: a short call
+                                  settings=settings_for(CENTRALINO_DATABASE__URL=proxied))
+    try:
+        await cable.unplug()
+        call = await caller.dial(MENU)
+        await call.wait_ended()
+        assert call.heard == ["cost", "closed"]  # the caller noticed nothing
+
+        async with aiohttp.ClientSession() as http:
+            async with asyncio.timeout(10):
+                while (h := await health(http))["database"] != "unreachable":
+                    await asyncio.sleep(0.1)
+            assert h["status"] == "ok" and h["records_waiting"] > 0
+            async with http.get(f"{API}/metrics") as resp:
+                text = await resp.text()
+            assert "centralino_database_up 0.0" in text
+
+            body = {"number": "3471234567", "topic": "beta", "mode": "now", "name": "Maria"}
+            async with http.post(f"{API}/api/recalls", json=body,
+                                 headers={"Authorization": "Bearer dev-portal"}) as resp:
+                assert resp.status == 503, await resp.text()
+                assert resp.headers["Retry-After"] == "30"
+                assert "try again" in (await resp.json())["error"]
+
+            await cable.plug()
+            async with asyncio.timeout(30):
+                while (h := await health(http))["database"] != "ok" or h["records_waiting"]:
+                    await asyncio.sleep(0.2)
+        record = await record_of(service, call)  # written once the database was back
+        assert record.outcome == "closed"
+        assert steps(record, "closed")[0][4] == "hours"  # why it was closed
+    finally:
+        if cable.server is None or not cable.server.is_serving():
+            await cable.plug()  # the service's shutdown writes what is left
