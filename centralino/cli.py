@@ -64,6 +64,7 @@ def run(ctx: click.Context) -> None:
 async def _serve(settings: Settings) -> None:
     from centralino.ari.client import AriAuthError, AriUnavailable
     from centralino.service import Service
+    from centralino.storage.store import DatabaseError
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -85,7 +86,7 @@ async def _serve(settings: Settings) -> None:
             loop.add_signal_handler(signal.SIGINT, stop.set)
             await stop.wait()
             log.info("stopping; calls in progress stay up in Asterisk and are adopted on restart")
-    except AriAuthError as exc:
+    except (AriAuthError, DatabaseError) as exc:
         raise click.ClickException(str(exc)) from None
     except AriUnavailable as exc:
         raise click.ClickException(

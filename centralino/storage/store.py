@@ -52,6 +52,10 @@ def unavailable(exc: BaseException) -> bool:
     return False
 
 
+class DatabaseError(Exception):
+    """The database could not be opened at start: says which one and why."""
+
+
 @dataclass(frozen=True)
 class NewCall:
     id: str
@@ -73,7 +77,15 @@ class Store:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def __aenter__(self) -> Store:
-        await self.migrate()
+        try:
+            await self.migrate()
+        except Exception as exc:
+            await self.engine.dispose()
+            where = self.engine.url.render_as_string(hide_password=True)
+            hint = ("is it running and reachable?" if unavailable(exc)
+                    else "check database.url: user, password, database name")
+            raise DatabaseError(f"cannot open the database {where} ({hint}):\n"
+                                f"{type(exc).__name__}: {exc}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -53,3 +53,13 @@ def test_simulate_explains_bad_arguments():
 def test_the_committed_dialplan_matches_the_example_config():
     result = run("dialplan", "--check", str(ROOT / "dialplan" / "extensions_centralino.conf"))
     assert result.exit_code == 0, result.output
+
+
+def test_run_says_which_database_it_cannot_reach_without_a_traceback():
+    result = CliRunner().invoke(main, ["--settings", SETTINGS, "run"], env={
+        "CENTRALINO_DATABASE__URL": "postgresql+asyncpg://centralino:s3cret@127.0.0.1:1/desk",
+        "CENTRALINO_HTTP__PORT": "18998"})
+    assert result.exit_code == 1
+    assert ("cannot open the database postgresql+asyncpg://centralino:***@127.0.0.1:1/desk "
+            "(is it running and reachable?)") in result.output
+    assert "s3cret" not in result.output and "Traceback" not in result.output
