@@ -425,8 +425,11 @@ class Recalls:
                 due += [at for session in svc.calls.values()
                         if isinstance(session, RecallSession)
                         and (at := session.row.due_at + expire) > now]
-            except Exception:
-                log.exception("recall scheduler: could not read due requests")
+            except Exception as exc:
+                if not unavailable(exc):
+                    log.exception("recall scheduler: could not read due requests")
+                else:  # the records' writer says so too; one line, not a traceback a minute
+                    log.error("recall scheduler: the database cannot be reached (%s)", exc)
             try:
                 await asyncio.wait_for(self._poke.wait(), next_wake(due, svc.clock.now()))
             except TimeoutError:
