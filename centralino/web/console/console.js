@@ -85,10 +85,11 @@ async function signIn(agentId, token) {
   const answer = await api("GET", agentPath());
   if (!answer.ok) {
     session = null;
-    if (answer.status !== 0) sessionStorage.removeItem(KEY);  // kept across a service restart
-    say("signin-error", answer.status === 0
-      ? "Il servizio non risponde: riprova tra poco."
-      : "Codice operatore o chiave personale non validi.");
+    const refused = [401, 403, 404].includes(answer.status);
+    if (refused) sessionStorage.removeItem(KEY);  // else kept across a service restart
+    say("signin-error", refused
+      ? "Codice operatore o chiave personale non validi."
+      : "Il servizio non risponde: riprova tra poco.");
     return;
   }
   sessionStorage.setItem(KEY, JSON.stringify(session));
