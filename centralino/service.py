@@ -94,6 +94,7 @@ class Service:
 
     async def _start(self) -> None:
         await self.store.__aenter__()
+        await self.writer.replay(self.settings.database.spool, self.store)
         self.writer.start()
         interrupted = await self.store.mark_unfinished("interrupted", self.clock.now())
         if interrupted:
@@ -119,7 +120,7 @@ class Service:
         if self._runner:
             await self._runner.cleanup()
         await self.ari.__aexit__()
-        await self.writer.close()
+        await self.writer.close(self.settings.database.spool)
         await self.store.__aexit__()
 
     async def wait_connected(self, timeout: float = 10) -> None:

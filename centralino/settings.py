@@ -43,6 +43,9 @@ class HttpSettings(_Section):
 class DatabaseSettings(_Section):
     # SQLite needs no set-up; production uses postgresql+asyncpg://user:pass@host/db
     url: str = "sqlite+aiosqlite:///../var/centralino.db"
+    # Records still unwritten when the service stops while the database is away: kept here and
+    # written at the next start.
+    spool: Path = Path("../var/unwritten-records.pickle")
 
 
 class PromptSettings(_Section):
@@ -93,7 +96,7 @@ class Settings(_Section):
             build_dir=(base / self.prompts.build_dir).resolve(),
         )
         return self.model_copy(update={
-            "database": DatabaseSettings(url=db),
+            "database": DatabaseSettings(url=db, spool=(base / self.database.spool).resolve()),
             "prompts": prompts,
             "config_dir": (base / self.config_dir).resolve(),
         })

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pickle
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from centralino.storage.store import unavailable
 
 log = logging.getLogger("centralino.storage")
+Write = tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]
 
 
 class Writer:
@@ -19,6 +23,8 @@ class Writer:
             asyncio.Queue())
         self._task: asyncio.Task[None] | None = None
         self.unreachable_since: float | None = None  # the database's, as time.time()
+        self._current: Write | None = None  # being written (or retried)
+        self._carried: Write | None = None  # taken off the queue, next in line
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -30,31 +36,72 @@ class Writer:
         """Until everything put so far is written (tests, shutdown)."""
         await self._queue.join()
 
-    async def close(self) -> None:
-        if self._task is not None:
+    async def close(self, spool: Path | None = None, timeout: float = 10) -> None:
+        """Write what is left; what cannot be written in `timeout` (the database is away) is
+        kept in `spool` for the next start (see replay)."""
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(self.drain(), timeout)
+        except TimeoutError:
+            pass
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        # The write in progress failed if the database is away; if it is merely slow, it may
+        # have been committed: not kept (rather lose one than write it twice).
+        left = [w for w in (self._current if self.unreachable_since else None, self._carried)
+                if w is not None]
+        while not self._queue.empty():
+            left.append(self._queue.get_nowait())
+        if not left:
+            return
+        if spool is None:
+            log.error("%d records not written at shutdown", len(left))
+            return
+        try:
+            kept = _load(spool) + [(write.__name__, args) for write, args in left]
+            _save(spool, kept)
+            log.error("the database is away: %d records kept in %s, written at the next start",
+                      len(left), spool)
+        except Exception:
+            log.exception("%d records not written at shutdown (could not keep them in %s)",
+                          len(left), spool)
+
+    @staticmethod
+    async def replay(spool: Path, store: Any) -> None:
+        """At start, before anything else is written: what a previous run kept in `spool`,
+        in its order. A database that goes away again keeps the rest for the next try."""
+        kept = _load(spool)
+        for done, (name, args) in enumerate(kept):
             try:
-                await asyncio.wait_for(self.drain(), 10)
-            except TimeoutError:
-                log.error("%d records not written at shutdown", self._queue.qsize())
-            self._task.cancel()
+                await getattr(store, name)(*args)
+            except Exception as exc:
+                if unavailable(exc):
+                    _save(spool, kept[done:])
+                    raise
+                log.exception("could not store %s%r (kept from the previous run)", name, args)
+        if kept:
+            log.warning("%d records kept by the previous run are written", len(kept))
+        spool.unlink(missing_ok=True)
 
     async def _run(self) -> None:
-        carried: tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]] | None = None
         while True:
-            write, args = carried or await self._queue.get()
-            carried, taken = None, 1
+            write, args = self._carried or await self._queue.get()
+            self._carried, taken = None, 1
             # Consecutive inserts (queue_log lines, offers, agent events) go in one transaction:
             # one commit instead of many is most of the storage cost of a call. Order is kept:
             # the first other write ends the batch and goes next.
             while getattr(write, "batches", False) and not self._queue.empty():
                 following = self._queue.get_nowait()
                 if following[0] != write:
-                    carried = following
+                    self._carried = following
                     break
                 args += following[1]
                 taken += 1
+            self._current = (write, args)
             try:
                 await self._write(write, args, taken)
+                self._current = None
             finally:
                 for _ in range(taken):
                     self._queue.task_done()
@@ -90,3 +137,21 @@ class Writer:
     def waiting(self) -> int:
         """Records not written yet."""
         return self._queue.qsize()
+
+
+# The spool is the service's own file in its own folder (pickle keeps the rows as they are).
+def _load(spool: Path) -> list[tuple[str, tuple[Any, ...]]]:
+    if not spool.exists():
+        return []
+    with spool.open("rb") as f:
+        return pickle.load(f)  # noqa: S301
+
+
+def _save(spool: Path, kept: list[tuple[str, tuple[Any, ...]]]) -> None:
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    tmp = spool.with_name(spool.name + ".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(kept, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, spool)

@@ -1,6 +1,7 @@
 """The database goes away mid-service (its connections cut, new ones refused, as when
 PostgreSQL restarts or the network drops): calls go on, their records wait and are written
-when it is back; the API says 503 rather than 500; health and metrics say what is going on."""
+when it is back, or at the next start if the service stops meanwhile; the API says 503 rather
+than 500; health and metrics say what is going on."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.integration.conftest import record_of, settings_for, steps
 
 MENU = "0999000001"
 API = "http://127.0.0.1:18081"
-PROXY_PORT = 55499
+CLOSED = datetime(2026, 12, 1, 21, 30)
 
 
 class Cable:
@@ -25,10 +26,12 @@ class Cable:
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.server: asyncio.Server | None = None
+        self.port = 0  # chosen at the first plug, the same afterwards
         self.pipes: set[asyncio.StreamWriter] = set()
 
     async def plug(self) -> None:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", PROXY_PORT)
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
 
     async def unplug(self) -> None:
         assert self.server is not None
@@ -59,45 +62,70 @@ async def health(http: aiohttp.ClientSession) -> dict:
         return await resp.json()
 
 
-async def test_calls_go_on_and_their_records_wait_for_the_database(start_service, caller):
+@pytest.fixture
+async def cable():
+    """(the cable, the database URL through it); plugged in at the end, whatever happened."""
     url = os.environ.get("CENTRALINO_TEST_DATABASE_URL")
     if not url:
         pytest.skip("needs PostgreSQL (the README's test command provides it)")
     where = urlsplit(url.replace("postgresql+asyncpg", "postgresql"))
     cable = Cable(where.hostname or "127.0.0.1", where.port or 5432)
     await cable.plug()
-    proxied = url.replace(f"{where.hostname}:{where.port}", f"127.0.0.1:{PROXY_PORT}")
-    service = await start_service(at=datetime(2026, 12, 1, 21, 30),  # closed: a short call
+    yield cable, url.replace(f"{where.hostname}:{where.port}", f"127.0.0.1:{cable.port}")
+    if not cable.server.is_serving():  # type: ignore[union-attr]
+        await cable.plug()  # the services, stopped after this, write what is left
+
+
+async def test_calls_go_on_and_their_records_wait_for_the_database(start_service, caller,
+                                                                   cable):
+    cable, proxied = cable
+    service = await start_service(at=CLOSED,  # a short call
                                   settings=settings_for(CENTRALINO_DATABASE__URL=proxied))
-    try:
-        await cable.unplug()
-        call = await caller.dial(MENU)
-        await call.wait_ended()
-        assert call.heard == ["cost", "closed"]  # the caller noticed nothing
+    await cable.unplug()
+    call = await caller.dial(MENU)
+    await call.wait_ended()
+    assert call.heard == ["cost", "closed"]  # the caller noticed nothing
 
-        async with aiohttp.ClientSession() as http:
-            async with asyncio.timeout(10):
-                while (h := await health(http))["database"] != "unreachable":
-                    await asyncio.sleep(0.1)
-            assert h["status"] == "ok" and h["records_waiting"] > 0
-            async with http.get(f"{API}/metrics") as resp:
-                text = await resp.text()
-            assert "centralino_database_up 0.0" in text
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(10):
+            while (h := await health(http))["database"] != "unreachable":
+                await asyncio.sleep(0.1)
+        assert h["status"] == "ok" and h["records_waiting"] > 0
+        async with http.get(f"{API}/metrics") as resp:
+            text = await resp.text()
+        assert "centralino_database_up 0.0" in text
 
-            body = {"number": "3471234567", "topic": "beta", "mode": "now", "name": "Maria"}
-            async with http.post(f"{API}/api/recalls", json=body,
-                                 headers={"Authorization": "Bearer dev-portal"}) as resp:
-                assert resp.status == 503, await resp.text()
-                assert resp.headers["Retry-After"] == "30"
-                assert "try again" in (await resp.json())["error"]
+        body = {"number": "3471234567", "topic": "beta", "mode": "now", "name": "Maria"}
+        async with http.post(f"{API}/api/recalls", json=body,
+                             headers={"Authorization": "Bearer dev-portal"}) as resp:
+            assert resp.status == 503, await resp.text()
+            assert resp.headers["Retry-After"] == "30"
+            assert "try again" in (await resp.json())["error"]
 
-            await cable.plug()
-            async with asyncio.timeout(30):
-                while (h := await health(http))["database"] != "ok" or h["records_waiting"]:
-                    await asyncio.sleep(0.2)
-        record = await record_of(service, call)  # written once the database was back
-        assert record.outcome == "closed"
-        assert steps(record, "closed")[0][4] == "hours"  # why it was closed
-    finally:
-        if cable.server is None or not cable.server.is_serving():
-            await cable.plug()  # the service's shutdown writes what is left
+        await cable.plug()
+        async with asyncio.timeout(30):
+            while (h := await health(http))["database"] != "ok" or h["records_waiting"]:
+                await asyncio.sleep(0.2)
+    record = await record_of(service, call)  # written once the database was back
+    assert record.outcome == "closed"
+    assert steps(record, "closed")[0][4] == "hours"  # why it was closed
+
+
+async def test_records_kept_at_a_stop_while_the_database_is_away_are_written_at_next_start(
+        start_service, caller, cable, tmp_path):
+    cable, proxied = cable
+    spool = tmp_path / "unwritten.pickle"
+    settings = settings_for(CENTRALINO_DATABASE__URL=proxied,
+                            CENTRALINO_DATABASE__SPOOL=str(spool))
+    service = await start_service(at=CLOSED, settings=settings)
+    await cable.unplug()
+    call = await caller.dial(MENU)
+    await call.wait_ended()
+    await service.__aexit__(None, None, None)  # waits 10 s for the database, then keeps
+    assert spool.exists()
+
+    await cable.plug()
+    restarted = await start_service(at=CLOSED, settings=settings)
+    assert not spool.exists()
+    record = await record_of(restarted, call)
+    assert (record.outcome, steps(record, "closed")[0][4]) == ("closed", "hours")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from centralino.storage.writer import Writer
 
 
@@ -99,3 +101,60 @@ def test_what_counts_as_the_database_being_away():
     assert not unavailable(IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed")))
     assert not unavailable(OperationalError("SELECT", {}, Exception("no such table: calls")))
     assert not unavailable(ValueError("bad"))
+
+
+class DownStore(FakeStore):
+    """Refuses connections for the writes named in `down` (all, while the database is away)."""
+
+    def __init__(self, *down: str) -> None:
+        super().__init__()
+        self.down = set(down)
+
+    async def add(self, *rows: object) -> None:
+        self._reach("add")
+        await super().add(*rows)
+
+    add.batches = True  # type: ignore[attr-defined]
+
+    async def update(self, *values: object) -> None:
+        self._reach("update")
+        await super().update(*values)
+
+    def _reach(self, write: str) -> None:
+        if write in self.down:
+            raise ConnectionRefusedError(111, "Connect call failed")
+
+
+async def test_what_the_database_never_took_is_kept_for_the_next_start(tmp_path):
+    spool = tmp_path / "var" / "unwritten.pickle"
+    store, writer = DownStore("add", "update"), Writer()
+    writer.start()
+    for item in ("a", "b"):
+        writer.put(store.add, item)
+    writer.put(store.update, "u")
+    await writer.close(spool, timeout=0.2)
+    assert spool.exists() and store.calls == []
+
+    store.down.clear()  # back: the next start writes them first, in order, once
+    await Writer.replay(spool, store)
+    assert store.calls == [("add", ("a", "b")), ("update", ("u",))]
+    assert not spool.exists()
+    await Writer.replay(spool, store)  # nothing kept: nothing to do
+    assert len(store.calls) == 2
+
+
+async def test_a_replay_cut_short_keeps_what_it_did_not_write(tmp_path):
+    spool = tmp_path / "unwritten.pickle"
+    store, writer = DownStore("add", "update"), Writer()
+    writer.start()
+    writer.put(store.add, "a")
+    writer.put(store.update, "u")
+    writer.put(store.add, "b")
+    await writer.close(spool, timeout=0.2)
+
+    store.down = {"update"}  # away again halfway through the replay
+    with pytest.raises(ConnectionRefusedError):
+        await Writer.replay(spool, store)
+    store.down.clear()
+    await Writer.replay(spool, store)
+    assert store.calls == [("add", ("a",)), ("update", ("u",)), ("add", ("b",))]
