@@ -19,8 +19,7 @@ Write = tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]
 
 class Writer:
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]] = (
-            asyncio.Queue())
+        self._queue: asyncio.Queue[Write] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.unreachable_since: float | None = None  # the database's, as time.time()
         self._current: Write | None = None  # being written (or retried)
@@ -135,7 +134,7 @@ class Writer:
 
     @property
     def waiting(self) -> int:
-        """Records not written yet."""
+        """Writes queued behind the one in progress (or being retried)."""
         return self._queue.qsize()
 
 

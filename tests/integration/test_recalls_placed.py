@@ -408,6 +408,28 @@ async def test_callback_key_keeps_the_lines_priority_across_a_restart(start_serv
     assert restarted.queues.get(request.id).boost == 30  # still ahead of unboosted callers
 
 
+async def answered_while_refused(service, citizens, monkeypatch, write: str, times: int
+                                 ) -> tuple[list[tuple[Any, ...]], str, str]:
+    """One "now" recall, answered and hung up, while the store's `write` refuses its first
+    `times` calls as an unreachable database does: (the refused calls' arguments, the
+    request's id, the citizen's number), once the request is done."""
+    real, refused = getattr(service.store, write), []
+
+    async def away(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if len(refused) < times:
+            refused.append(args)
+            raise OSError("connection refused")
+        return await real(*args, **kwargs)
+    monkeypatch.setattr(service.store, write, away)
+    recall_id, national = await ask()
+    citizens.set(national, "answer", delay=0.1)
+    ring = await citizens.wait_answered(national)
+    await bridged(service, recall_id)
+    await citizens.hang_up(ring)
+    await status_is(service, recall_id, "done", timeout=20)
+    return refused, recall_id, national
+
+
 async def test_an_attempt_ending_while_the_database_is_away_is_stored_when_it_is_back(
         start_service, phones, citizens, monkeypatch):
     """The conversation ends while the database refuses connections: the outcome is kept and
@@ -415,21 +437,9 @@ async def test_an_attempt_ending_while_the_database_is_away_is_stored_when_it_is
     service = await start_service()
     phones.set("1003", "answer", delay=0.1)
     staff(service, "1003")
-    real, refused = service.store.end_recall_attempt, []
-
-    async def away_twice(*args):  # type: ignore[no-untyped-def]
-        if len(refused) < 2:
-            refused.append(args[1])
-            raise OSError("connection refused")
-        return await real(*args)
-    monkeypatch.setattr(service.store, "end_recall_attempt", away_twice)
-    recall_id, national = await ask()
-    citizens.set(national, "answer", delay=0.1)
-    ring = await citizens.wait_answered(national)
-    await bridged(service, recall_id)
-    await citizens.hang_up(ring)
-    await status_is(service, recall_id, "done", timeout=20)
-    assert refused == ["done", "done"]
+    refused, recall_id, national = await answered_while_refused(
+        service, citizens, monkeypatch, "end_recall_attempt", times=2)
+    assert [status for _, status, *_ in refused] == ["done", "done"]
     assert [a.outcome for a in await service.store.recall_attempts(recall_id)] == ["answered"]
     assert len(citizens.rings_of(national)) == 1
 
@@ -441,20 +451,8 @@ async def test_a_recall_that_fails_inside_the_service_goes_back_to_its_place(
     service = await start_service()
     phones.set("1003", "answer", delay=0.1)
     staff(service, "1003")
-    real, refused = service.store.set_recall_status, []
-
-    async def away_once(*args, **kwargs):  # type: ignore[no-untyped-def]
-        if not refused:
-            refused.append(args[0])
-            raise OSError("connection refused")
-        return await real(*args, **kwargs)
-    monkeypatch.setattr(service.store, "set_recall_status", away_once)
-    recall_id, national = await ask()
-    citizens.set(national, "answer", delay=0.1)
-    ring = await citizens.wait_answered(national)
-    await bridged(service, recall_id)
-    await citizens.hang_up(ring)
-    await status_is(service, recall_id, "done", timeout=20)
-    assert refused == [recall_id]
+    refused, recall_id, national = await answered_while_refused(
+        service, citizens, monkeypatch, "set_recall_status", times=1)
+    assert [args[0] for args in refused] == [recall_id]
     assert [a.outcome for a in await service.store.recall_attempts(recall_id)] == ["answered"]
     assert len(citizens.rings_of(national)) == 1
