@@ -78,10 +78,15 @@ async def _serve(settings: Settings) -> None:
             async def reload() -> None:
                 try:
                     await service.reload()
-                except ConfigError as exc:
-                    log.error("reload refused, the running configuration stays:\n%s", exc)
+                except ConfigError as exc:  # a line each, complete, for whoever greps the log
+                    for problem in exc.problems:
+                        log.error("reload refused: %s", problem)
+                    log.error("reload refused (%d problem(s)): the running configuration stays",
+                              len(exc.problems))
+                except Exception:  # a bug, not a bad file: keep serving, say where it is
+                    log.exception("reload failed (a bug: please report this traceback)")
 
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+            loop.add_signal_handler(signal.SIGHUP, lambda: service.spawn(reload()))
             loop.add_signal_handler(signal.SIGTERM, stop.set)
             loop.add_signal_handler(signal.SIGINT, stop.set)
             await stop.wait()

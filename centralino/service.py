@@ -138,7 +138,9 @@ class Service:
         """Load the configuration and build its prompts; raise ConfigError and change nothing
         if anything is wrong."""
         s = self.settings
-        config = load_config(s)
+        # In a thread: calls go on being served while the files are read (ivr/yamlfile.py bounds
+        # what one file may cost).
+        config = await asyncio.to_thread(load_config, s)
         report = await asyncio.to_thread(build_prompts, config.call.prompts, s.prompts.recordings,
                                          s.prompts.build_dir)
         for error in report.errors:
