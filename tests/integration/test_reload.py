@@ -3,11 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
 
-from tests.integration.conftest import MENU, REPO, api_get as _get
+from tests.integration.conftest import MENU, PORT, REPO, api_get as _get
+
+# Files that used to hurt the running service (issue #9), each with the line:column and words
+# of its refusal. The bomb's aliases expand to 387 million strings.
+BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+HOSTILE = {
+    "bomb.yaml": (BOMB.encode(), "2:8", "YAML alias *a: not accepted in configuration files"),
+    "photo.yaml": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "3:1", "this is a binary file"),
+    "latin1.yaml": ("name: Città\n".encode("latin-1"), "1:11", "not UTF-8 text: byte 0xe0"),
+    "deep.yaml": (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "1:53",
+                  "nested more than 50 levels deep"),
+}
+
+
+def _hostile_files(flows: Path) -> dict[str, tuple[str, str]]:
+    """Write HOSTILE into `flows`; where each must be refused (file:line:col) and the words."""
+    for name, (content, _, _) in HOSTILE.items():
+        (flows / name).write_bytes(content)
+    return {name: (f"{flows / name}:{where}: ", words)
+            for name, (_, where, words) in HOSTILE.items()}
+
+
+def _post(path: str) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", data=b"", method="POST",
+                                     headers={"Authorization": "Bearer test-admin-token"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 async def _reloaded(old_version: str) -> str:
@@ -72,3 +106,56 @@ async def test_broken_config_is_refused_and_the_running_one_stays(running, calle
          "reload"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert "reloaded" in cli.stdout
+
+
+async def test_api_reload_refuses_hostile_files_while_the_service_keeps_answering(running):
+    proc, config, env, log = running
+    v1 = _get("/healthz")["config_version"]
+    flows = config / "flows"
+    expected = _hostile_files(flows)
+    # Legal to parse but slow (20000 values is the limit): long enough to see /healthz answer
+    # while the reload runs; parsed on the event loop, it held every answer back until the end.
+    (flows / "heavy.yaml").write_text("ids:\n" + "  - 1\n" * 19_000)
+
+    reload = asyncio.ensure_future(asyncio.to_thread(_post, "/api/admin/reload"))
+    answered_meanwhile = 0
+    while not reload.done():
+        assert (await asyncio.to_thread(_get, "/healthz"))["config_version"] == v1
+        answered_meanwhile += 1
+    status, body = await reload
+
+    assert status == 422, body
+    assert body["running_version"] == v1
+    for name, (where, words) in expected.items():
+        mine = [p for p in body["problems"] if p.startswith(f"{flows / name}:")]
+        assert len(mine) == 1 and mine[0].startswith(where) and words in mine[0], mine
+    assert any(p.startswith(f"{flows / 'heavy.yaml'}:") for p in body["problems"])
+    assert answered_meanwhile >= 5, answered_meanwhile
+    assert "Traceback" not in log.read_text()
+
+    for name in (*HOSTILE, "heavy.yaml"):
+        (flows / name).unlink()
+    assert _post("/api/admin/reload") == (200, {"version": v1, "warnings": []})
+
+
+async def test_sighup_with_hostile_files_is_refused_in_the_log_and_calls_go_on(running, caller):
+    proc, config, env, log = running
+    v1 = _get("/healthz")["config_version"]
+    expected = _hostile_files(config / "flows")
+
+    proc.send_signal(signal.SIGHUP)
+    async with asyncio.timeout(30):
+        while "reload refused (" not in log.read_text():
+            await asyncio.sleep(0.1)
+    text = log.read_text()
+    assert "reload refused (4 problem(s)): the running configuration stays" in text
+    for where, words in expected.values():
+        lines = [ln for ln in text.splitlines() if f"reload refused: {where}" in ln]
+        assert len(lines) == 1 and words in lines[0], (where, text)
+    assert "Task exception was never retrieved" not in text
+    assert "Traceback" not in text
+
+    assert _get("/healthz")["config_version"] == v1
+    call = await caller.dial(MENU)  # a real call, on the running configuration
+    await call.wait_heard("menu_main")
+    await call.hangup()
