@@ -32,6 +32,7 @@ MAX_DEPTH = 50
 # aliases can expand to gigabytes ("billion laughs"), and without them what runs at a line is
 # what is written there, so every error's file:line points at the text to fix.
 _NO_ALIASES = "not accepted in configuration files: write the value out in full"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 _COMMENTED_KEY = re.compile(r"^\s*#\s*:\s*\{")
 KEY_PATTERN = r"^[0-9*#]$"  # a DTMF key; here so that its error message can be friendly
@@ -112,21 +113,28 @@ class YamlDoc:
 
 def _plain(node: Any, loc: Loc, positions: dict[Loc, tuple[int, int]],
            dupes: list[tuple[Loc, int, int]]) -> Any:
+    def where(find: Any, k: Any) -> tuple[int, int]:
+        # ruamel records no position for some tagged values (`!!omap`): use the container's.
+        try:
+            line, col = find(k)
+        except (KeyError, TypeError):
+            return positions.get(loc, (1, 1))
+        return line + 1, col + 1
+
     if isinstance(node, CommentedMap):
         out = {}
         for k, v in node.items():
             child = (*loc, str(k))
-            line, col = node.lc.key(k)
+            at = where(node.lc.key, k)
             if child in positions:  # `1:` and `"1":` differ for YAML, not for us
-                dupes.append((child, line + 1, col + 1))
-            positions[child] = (line + 1, col + 1)
+                dupes.append((child, *at))
+            positions[child] = at
             out[k] = _plain(v, child, positions, dupes)
         return out
     if isinstance(node, CommentedSeq):
         out_list = []
         for i, v in enumerate(node):
-            line, col = node.lc.item(i)
-            positions[(*loc, str(i))] = (line + 1, col + 1)
+            positions[(*loc, str(i))] = where(node.lc.item, i)
             out_list.append(_plain(v, (*loc, str(i)), positions, dupes))
         return out_list
     if isinstance(node, str):
@@ -148,6 +156,10 @@ class _NoAliasComposer(Composer):  # type: ignore[misc]
 
     values = 0
 
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self.warn_double_anchors = False  # harmless without aliases
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.parser.peek_event()
         self.values += 1
@@ -159,8 +171,9 @@ class _NoAliasComposer(Composer):  # type: ignore[misc]
             raise _Refused(event.start_mark.line, event.start_mark.column,
                            f"YAML alias *{event.anchor}: {_NO_ALIASES}")
         # A mapping's keys are composed with index None (values with their key node).
-        if (isinstance(event, ScalarEvent) and event.value == "<<" and event.style is None
-                and isinstance(parent, MappingNode) and index is None):
+        if isinstance(event, ScalarEvent) and (event.tag == _MERGE_TAG or (
+                event.value == "<<" and event.style is None and event.tag is None
+                and isinstance(parent, MappingNode) and index is None)):
             raise _Refused(event.start_mark.line, event.start_mark.column,
                            f"YAML merge key <<: {_NO_ALIASES}")
         return super().compose_node(parent, index)

@@ -64,6 +64,8 @@ CASES = {
                                                  "files: write the value out in full"),
     "merge key": Case(FLOW + b"menus:\n  main:\n    <<: {prompt: x}\n", "5:5",
                       "YAML merge key <<: not accepted"),
+    "merge tag": Case(FLOW + b"menus:\n  main:\n    !!merge x: {prompt: x}\n", "5:5",
+                      "YAML merge key <<: not accepted"),
     "too big": Case(b"# a comment\n" * (MAX_FILE_BYTES // 12 + 1), "1:1",
                     "file too big: over 1 MiB, the limit for a configuration file"),
     # The mapping, `ids` and the list count too: the item on line MAX_VALUES - 1 is one too many.
@@ -117,6 +119,14 @@ def test_just_under_the_limits_loads(tmp_path):
     assert len(load_yaml(path).data["ids"]) == MAX_VALUES - 3
 
 
+def test_a_tagged_value_without_positions_gets_its_containers(tmp_path):
+    path = tmp_path / "omap.yaml"
+    path.write_text("menus:\n  main: !!omap [prompt: x, options: {}]\n")
+    doc = load_yaml(path)
+    assert doc.data == {"menus": {"main": {"prompt": "x", "options": {}}}}
+    assert doc.where(("menus", "main", "options")) == (2, 3)
+
+
 def test_an_anchor_nobody_refers_to_is_harmless(workdir):
     before = load_call_config(Path("config"), Path(MANIFEST))
     flow = Path("config/flows/associazioni.yaml")
@@ -136,9 +146,16 @@ def test_the_other_files_are_still_checked(workdir):
     assert [p.file for p in caught.value.problems] == [BAD, flow.as_posix()]
 
 
-@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(content=st.one_of(st.binary(max_size=200),
-                         st.text(st.sampled_from("ab:-[]{}&*<>!|'\"#?,\n \t\x07é1"), max_size=200)))
+YAMLISH = st.lists(st.sampled_from([
+    "a", "1", ":", " ", "- ", "\n", "  ", "\t", "[", "]", "{", "}", ",", "'", '"', "#", "? ",
+    "&a ", "*a", "<<", "!!omap ", "!!set ", "!!merge ", "!!binary ", "!!int ", "!x ", "|", ">",
+    "---", "...", "2026-02-30", "0x", "\x07", "é", "\\",
+]), max_size=60).map("".join)
+
+
+@hsettings(max_examples=300, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(st.binary(max_size=200), YAMLISH))
 def test_any_content_is_either_loaded_or_refused_with_a_config_error(tmp_path, content):
     path = tmp_path / "any.yaml"
     if isinstance(content, str):
