@@ -40,7 +40,7 @@ from centralino.calls import (
 )
 from centralino.desk import OfferMade
 from centralino.storage.models import RecallAttempt, RecallRequest
-from centralino.storage.store import unavailable
+from centralino.storage.faults import classify
 from cti.recalls import after_attempt, citizen_outcome, classify, next_wake
 from queue_manager.queues import Waiting
 
@@ -293,13 +293,15 @@ class RecallSession(AgentLegs):
                 stored = await svc.store.end_recall_attempt(attempt, status, due_at, counted)
                 break
             except Exception as exc:
-                # The database is away. Keep the outcome until it is back: the request stays
-                # `calling` meanwhile, so nobody dials the citizen again. (Not when stopping:
-                # the next start finds it `calling` and puts it back in its line.)
-                if stopping or not unavailable(exc):
+                # The database is away or refuses writes. Keep the outcome until it takes it:
+                # the request stays `calling` meanwhile, so nobody dials the citizen again.
+                # (Not when stopping: the next start finds it `calling` and puts it back in
+                # its line.)
+                fault = classify(exc)
+                if stopping or not fault.waits:
                     raise
-                log.error("recall %s: could not store its %s attempt (%s), again in %g s",
-                          self.call_id, outcome, exc, delay)
+                log.error("recall %s: could not store its %s attempt (database %s: %s), "
+                          "again in %g s", self.call_id, outcome, fault.kind, fault, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         if not stored:
@@ -426,10 +428,10 @@ class Recalls:
                         if isinstance(session, RecallSession)
                         and (at := session.row.due_at + expire) > now]
             except Exception as exc:
-                if not unavailable(exc):
+                if not (fault := classify(exc)).waits:
                     log.exception("recall scheduler: could not read due requests")
                 else:  # the records' writer says so too; one line, not a traceback a minute
-                    log.error("recall scheduler: the database cannot be reached (%s)", exc)
+                    log.error("recall scheduler: database %s (%s)", fault.kind, fault)
             try:
                 await asyncio.wait_for(self._poke.wait(), next_wake(due, svc.clock.now()))
             except TimeoutError:

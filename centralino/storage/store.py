@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from asyncpg.exceptions import OperatorInterventionError, PostgresConnectionError
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import Row, and_, func, or_, select, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
+from centralino.storage.faults import REFUSING, UNREACHABLE, classify
 from centralino.storage.models import (
     AgentEvent,
     Call,
@@ -32,24 +32,6 @@ from ivr.engine import Step
 
 log = logging.getLogger("centralino.storage")
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def unavailable(exc: BaseException) -> bool:
-    """The database could not be reached (down, restarting, network, a locked SQLite file):
-    worth waiting for, unlike a refused row or a bug, which would fail again."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # down the chain of causes (SQLAlchemy wraps the driver's error)
-        if seen is None:
-            return False
-        if isinstance(seen, (OSError, TimeoutError, PostgresConnectionError,
-                             OperatorInterventionError)):  # 57P0x: shut down, starting up
-            return True
-        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
-            return True
-        if "database is locked" in str(seen):  # SQLite, another writer
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
 
 
 class DatabaseError(Exception):
@@ -79,13 +61,20 @@ class Store:
     async def __aenter__(self) -> Store:
         try:
             await self.migrate()
+            await self._check_writes()
         except Exception as exc:
             await self.engine.dispose()
             where = self.engine.url.render_as_string(hide_password=True)
-            hint = ("is it running and reachable?" if unavailable(exc)
-                    else "check database.url: user, password, database name")
-            raise DatabaseError(f"cannot open the database {where} ({hint}):\n"
-                                f"{type(exc).__name__}: {exc}") from exc
+            fault = classify(exc)
+            if fault.kind == REFUSING:
+                hint = "it refuses writes: check free space, the file's permissions or the role's"
+                hint += " privileges"
+            elif fault.kind == UNREACHABLE and fault.reason not in ("login refused",
+                                                                    "no such database"):
+                hint = "is it running and reachable?"
+            else:
+                hint = "check database.url: user, password, database name"
+            raise DatabaseError(f"cannot open the database {where} ({hint}): {fault}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -95,6 +84,13 @@ class Store:
         """Bring the schema to the latest migration (idempotent)."""
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
+
+    async def _check_writes(self) -> None:
+        """A write, rolled back: a database that would refuse the records (a read-only file,
+        a role without privileges) is said at start, not found out call by call."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            await conn.rollback()
 
     # --- calls ----------------------------------------------------------------------------
 
