@@ -324,8 +324,9 @@ class Service:
         if (record is None or not answered or record.topic is None or record.queued_at is None
                 or answered[-1].agent_id not in self.desk.agents):
             return None
-        return ResumeTalk(old_call_id, leg, answered[-1].agent_id, record.topic,
-                          record.queued_at, answered[-1].answered_at)  # type: ignore[arg-type]
+        return ResumeTalk(old_call_id, record.queue_log_id or old_call_id, leg,
+                          answered[-1].agent_id, record.topic, record.queued_at,
+                          answered[-1].answered_at)  # type: ignore[arg-type]
 
     async def hold(self, channel_id: str, topic: str, settings: QueueTopic) -> None:
         """Put a caller in the topic's holding bridge, which plays the topic's music."""

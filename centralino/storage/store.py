@@ -48,6 +48,13 @@ class NewCall:
     caller_name: str
     config_version: str
     started_at: datetime
+    queue_log_id: str
+
+
+def step_row(call_id: str, seq: int, step: Step) -> CallStep:
+    """A call's step as a row, written (Store.add) as it happens: a crash keeps the path."""
+    return CallStep(call_id=call_id, seq=seq, at=step.at, kind=step.kind, node=step.node,
+                    key=step.key, prompt=step.prompt, detail=step.detail[:255])
 
 
 class Store:
@@ -102,18 +109,13 @@ class Store:
         async with self.sessions.begin() as s:
             await s.execute(update(Call).where(Call.id == call_id).values(answered_at=at))
 
-    async def finish_call(self, call_id: str, steps: Sequence[Step],
-                          values: dict[str, object]) -> None:
-        """Close a call record: `values` are Call columns (ended_at, outcome, topic, ...)."""
+    async def finish_call(self, call_id: str, values: dict[str, object]) -> None:
+        """Close a call record: `values` are Call columns (ended_at, outcome, topic, ...). Its
+        steps are stored as they happen (see step_row)."""
         if isinstance(detail := values.get("detail"), str):
             values = {**values, "detail": detail[:255]}
         async with self.sessions.begin() as s:
             await s.execute(update(Call).where(Call.id == call_id).values(**values))
-            s.add_all(
-                CallStep(call_id=call_id, seq=i, at=st.at, kind=st.kind, node=st.node,
-                         key=st.key, prompt=st.prompt, detail=st.detail[:255])
-                for i, st in enumerate(steps)
-            )
 
     async def update_call(self, call_id: str, values: dict[str, object]) -> None:
         async with self.sessions.begin() as s:
@@ -202,14 +204,15 @@ class Store:
             return list((await s.scalars(query)).all())
 
     async def waiting_since(self, channel_id: str) -> tuple[str, datetime] | None:
-        """(call id, queued_at) of the latest record of a channel that was waiting in a queue:
-        a restarted service puts an adopted caller back in their place."""
-        query = (select(Call.id, Call.queued_at).where(Call.channel_id == channel_id,
-                                                       Call.queued_at.is_not(None))
+        """(queue_log id, queued_at) of the latest record of a channel that was waiting in a
+        queue: a restarted service puts an adopted caller back in their place, and goes on
+        writing their queue_log lines under the id of the first ones."""
+        query = (select(Call.queue_log_id, Call.id, Call.queued_at)
+                 .where(Call.channel_id == channel_id, Call.queued_at.is_not(None))
                  .order_by(Call.started_at.desc()).limit(1))
         async with self.sessions() as s:
             row = (await s.execute(query)).first()
-        return (row[0], row[1]) if row else None
+        return (row[0] or row[1], row[2]) if row else None
 
     # --- line overrides -------------------------------------------------------------------
 
