@@ -225,10 +225,7 @@ class Service:
         await self._adopt({c for c in live - set(known) if not c.startswith(RECALL_CHANNEL)},
                           bridges)
         await self._stale_recall_legs(bridges)
-        try:
-            await self.recalls.start()  # after the clean-up: never two dials at once
-        except Exception:
-            log.exception("could not start placing recalls")
+        await self.recalls.start()  # after the clean-up: never two dials at once
 
     async def _adopt_recall_talks(self, bridges: list[dict[str, Any]]) -> None:
         """Recall conversations a previous run left going in Asterisk: their agents are on

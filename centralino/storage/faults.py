@@ -89,18 +89,20 @@ _SQLITE_CODES = {
 }
 
 
-def classify(exc: BaseException) -> Fault:
+def fault_of(exc: BaseException) -> Fault:
     """What `exc`, raised by a database operation, says about the database (see above).
 
     Follows SQLAlchemy's wrapping down to the driver's error: asyncpg's `sqlstate`, sqlite3's
     `sqlite_errorcode`, a lost connection (an OSError, a timeout, a connection SQLAlchemy
     invalidated). Anything else is a bug: it is not worth waiting for."""
     seen: BaseException | None = exc
+    invalidated = False
     for _ in range(8):  # down the chain of causes (SQLAlchemy wraps the driver's error)
         if seen is None:
             break
-        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
-            return Fault(UNREACHABLE, "connection lost", _words(seen.orig or seen))
+        # The driver's code first: SQLAlchemy also drops a connection the database refused
+        # writes on (Store), which does not make that database unreachable.
+        invalidated |= isinstance(seen, DBAPIError) and seen.connection_invalidated
         if isinstance(code := getattr(seen, "sqlstate", None), str):
             kind, reason = _PG_CODES.get(code) or _PG_CLASSES.get(code[:2], (BUG, "error"))
             return Fault(kind, reason, f"{_words(seen)} ({code})")
@@ -118,6 +120,8 @@ def classify(exc: BaseException) -> Fault:
         if isinstance(seen, (sqlite3.IntegrityError, sqlite3.DataError)):
             return Fault(ROW, "bad data", _words(seen))
         seen = getattr(seen, "orig", None) or seen.__cause__
+    if invalidated:
+        return Fault(UNREACHABLE, "connection lost", _words(exc))
     return Fault(BUG, "error", _words(exc))
 
 

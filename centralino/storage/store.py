@@ -11,13 +11,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Row, and_, func, or_, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Row, and_, event, func, or_, select, text, update
+from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
-from centralino.storage.faults import REFUSING, UNREACHABLE, classify
+from centralino.storage.faults import REFUSING, UNREACHABLE, fault_of
 from centralino.storage.models import (
     AgentEvent,
     Call,
@@ -64,6 +64,7 @@ class Store:
         self.url = url
         self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self.engine.sync_engine, "handle_error", _drop_read_only)
 
     async def __aenter__(self) -> Store:
         try:
@@ -72,7 +73,7 @@ class Store:
         except Exception as exc:
             await self.engine.dispose()
             where = self.engine.url.render_as_string(hide_password=True)
-            fault = classify(exc)
+            fault = fault_of(exc)
             if fault.kind == REFUSING:
                 hint = "it refuses writes: check free space, the file's permissions or the role's"
                 hint += " privileges"
@@ -493,6 +494,14 @@ class Store:
                  .order_by(RecallAttempt.at, RecallAttempt.id))
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())
+
+
+def _drop_read_only(context: ExceptionContext) -> None:
+    """A connection opened while the database was read-only stays so once it is writable
+    again (SQLite opened the file read-only; PostgreSQL keeps the role's setting, or was a
+    standby): the pool drops its connections, the next try opens new ones."""
+    if fault_of(context.original_exception).reason == "read-only":
+        context.is_disconnect = True
 
 
 class _Unchanged(Exception):

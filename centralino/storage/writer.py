@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from centralino.storage.faults import ROW, Fault, classify
+from centralino.storage.faults import ROW, Fault, fault_of
 
 log = logging.getLogger("centralino.storage")
 Write = tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]
@@ -95,7 +95,7 @@ class Writer:
             try:
                 await getattr(store, name)(*args)
             except Exception as exc:
-                if classify(exc).waits:
+                if fault_of(exc).waits:
                     _save(spool, kept[done:])
                     raise
                 log.exception("could not store %s%r (kept from the previous run)", name, args)
@@ -134,7 +134,7 @@ class Writer:
                 await write(*args)
                 break
             except Exception as exc:
-                fault = classify(exc)
+                fault = fault_of(exc)
                 if not fault.waits:
                     if taken > 1:  # one bad row must not lose the others: one by one
                         for arg in args:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from centralino.storage.faults import UNREACHABLE, classify
+from centralino.storage.faults import UNREACHABLE, fault_of
 
 if TYPE_CHECKING:
     from centralino.service import Service
@@ -63,7 +63,7 @@ async def database_away(request: web.Request, handler: Handler) -> web.StreamRes
     except web.HTTPException:
         raise
     except Exception as exc:
-        fault = classify(exc)
+        fault = fault_of(exc)
         if not fault.waits:
             raise
         log.error("%s %s: database %s (%s)", request.method, request.path, fault.kind, fault)

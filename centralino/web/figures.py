@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from centralino import figures, metrics
-from centralino.storage.faults import classify
+from centralino.storage.faults import fault_of
 from centralino.web.common import SERVICE, Handler, allow, caught_up, error
 from cti.recalls import ATTEMPT_OUTCOMES
 from ivr.clock import LOCAL, aware
@@ -196,7 +196,7 @@ async def refresh(svc: Service) -> None:
     try:
         rows = await svc.store.figures_rows(since, until)
     except Exception as exc:  # the live gauges are still worth serving
-        if (fault := classify(exc)).waits:  # health says so too: one line, no traceback
+        if (fault := fault_of(exc)).waits:  # health says so too: one line, no traceback
             log.error("today's figures for /metrics: database %s (%s)", fault.kind, fault)
         else:
             log.exception("today's figures for /metrics")

@@ -137,10 +137,10 @@ def test_what_the_database_state_is_told_from_the_drivers_codes(tmp_path):
     from asyncpg import exceptions as pg
     from sqlalchemy.exc import DBAPIError, OperationalError
 
-    from centralino.storage.faults import classify
+    from centralino.storage.faults import fault_of
 
     def said(exc: BaseException) -> tuple[str, str]:
-        fault = classify(exc)
+        fault = fault_of(exc)
         return fault.kind, fault.reason
 
     # SQLite: the file is there, but writes fail; worth waiting for.
@@ -148,14 +148,14 @@ def test_what_the_database_state_is_told_from_the_drivers_codes(tmp_path):
     assert said(sqlite_error(tmp_path, "full")) == ("refusing writes", "disk full")
     assert said(sqlite_error(tmp_path, "locked")) == ("refusing writes",
                                                      "locked by another writer")
-    assert classify(sqlite_error(tmp_path, "cannot open")).kind == "refusing writes"
+    assert fault_of(sqlite_error(tmp_path, "cannot open")).kind == "refusing writes"
     assert said(sqlalchemy_error(tmp_path, "full")) == ("refusing writes", "disk full")
-    assert "SQLITE_FULL" in classify(sqlalchemy_error(tmp_path, "full")).detail
+    assert "SQLITE_FULL" in fault_of(sqlalchemy_error(tmp_path, "full")).detail
     # The row's fault, or a bug: they would fail again.
     assert said(sqlite_error(tmp_path, "duplicate")) == ("row refused", "constraint violated")
     assert said(sqlalchemy_error(tmp_path, "duplicate")) == ("row refused",
                                                              "constraint violated")
-    assert classify(sqlite_error(tmp_path, "no table")).kind == "bug"
+    assert fault_of(sqlite_error(tmp_path, "no table")).kind == "bug"
 
     # PostgreSQL (asyncpg's errors carry the SQLSTATE), as raised and as SQLAlchemy wraps them.
     def wrapped(orig: BaseException, invalidated: bool = False) -> DBAPIError:
@@ -182,17 +182,17 @@ def test_what_the_database_state_is_told_from_the_drivers_codes(tmp_path):
                                                             "constraint violated")
     assert said(pg.StringDataRightTruncationError("too long")) == ("row refused", "bad data")
     assert said(wrapped(pg.UndefinedTableError("no table"))) == ("bug", "error")
-    assert classify(wrapped(pg.InsufficientPrivilegeError(
+    assert fault_of(wrapped(pg.InsufficientPrivilegeError(
         "permission denied for table calls"))).detail == (
         "permission denied for table calls (42501)")
 
     # No connection at all.
     assert said(ConnectionRefusedError(111, "refused")) == ("unreachable", "connection refused")
-    assert classify(TimeoutError()).kind == "unreachable"
+    assert fault_of(TimeoutError()).kind == "unreachable"
     assert said(wrapped(Exception("closed"), invalidated=True)) == ("unreachable",
                                                                     "connection lost")
-    assert classify(OperationalError("SELECT", {}, ValueError("odd"))).kind == "bug"
-    assert classify(ValueError("bad")).kind == "bug"
+    assert fault_of(OperationalError("SELECT", {}, ValueError("odd"))).kind == "bug"
+    assert fault_of(ValueError("bad")).kind == "bug"
 
 
 class RefusingStore(FakeStore):
