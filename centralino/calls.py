@@ -29,6 +29,7 @@ from centralino.ari.models import (
     StasisStart,
 )
 from centralino.desk import OfferMade
+from centralino.storage.faults import fault_of
 from centralino.storage.models import Offer as OfferRow
 from centralino.storage.models import QueueLogEntry
 from centralino.storage.store import NewCall, step_row
@@ -809,7 +810,15 @@ class CallSession(AgentLegs):
         """What the agent's console shows when their phone starts ringing."""
         svc, info = self.service, self.info
         assert self.queued is not None
-        previous = await svc.store.previous_contacts(info.channel.caller.number, info.started_at)
+        try:
+            previous = await svc.store.previous_contacts(info.channel.caller.number,
+                                                         info.started_at)
+        except Exception as exc:  # the database away: the call goes on, without its history
+            if not (fault := fault_of(exc)).waits:
+                raise
+            log.error("call %s: no previous contacts in the screen pop: database %s (%s)",
+                      self.call_id, fault.kind, fault)
+            previous = []
         return {
             "type": "offer", "offer_id": leg.offer_id, "call_id": info.call_id,
             "caller_number": info.channel.caller.number, "caller_name": info.channel.caller.name,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
-from centralino.storage.faults import REFUSING, UNREACHABLE, fault_of
+from centralino.storage.faults import REFUSING, UNREACHABLE, Fault, fault_of
 from centralino.storage.models import (
     AgentEvent,
     Call,
@@ -74,15 +74,8 @@ class Store:
             await self.engine.dispose()
             where = self.engine.url.render_as_string(hide_password=True)
             fault = fault_of(exc)
-            if fault.kind == REFUSING:
-                hint = "it refuses writes: check free space, the file's permissions or the role's"
-                hint += " privileges"
-            elif fault.kind == UNREACHABLE and fault.reason not in ("login refused",
-                                                                    "no such database"):
-                hint = "is it running and reachable?"
-            else:
-                hint = "check database.url: user, password, database name"
-            raise DatabaseError(f"cannot open the database {where} ({hint}): {fault}") from exc
+            raise DatabaseError(f"cannot open the database {where} ({_hint(fault)}): "
+                                f"{fault}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -494,6 +487,15 @@ class Store:
                  .order_by(RecallAttempt.at, RecallAttempt.id))
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())
+
+
+def _hint(fault: Fault) -> str:
+    """What to check when the database cannot be opened at start."""
+    if fault.kind == REFUSING:
+        return "it refuses writes: check free space, the file's permissions or the role's rights"
+    if fault.kind == UNREACHABLE and fault.reason not in ("login refused", "no such database"):
+        return "is it running and reachable?"
+    return "check database.url: user, password, database name"
 
 
 def _drop_read_only(context: ExceptionContext) -> None:

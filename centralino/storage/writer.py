@@ -66,6 +66,7 @@ class Writer:
             pass
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None  # closed: closing again keeps nothing twice
         # The write in progress failed if the database is away; if it is merely slow, it may
         # have been committed: not kept (rather lose one than write it twice).
         left = [w for w in (self._current if self.fault else None, self._carried)
