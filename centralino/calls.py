@@ -29,12 +29,13 @@ from centralino.ari.models import (
     StasisStart,
 )
 from centralino.desk import OfferMade
+from centralino.storage.faults import fault_of
 from centralino.storage.models import Offer as OfferRow
 from centralino.storage.models import QueueLogEntry
-from centralino.storage.store import NewCall
+from centralino.storage.store import NewCall, step_row
 from ivr.clock import LOCAL
 from ivr.config import CallConfig
-from ivr.engine import ANY_KEY, CallerHungUp, FlowResult, Journal, Played, run_flow
+from ivr.engine import ANY_KEY, CallerHungUp, FlowResult, Journal, Played, Step, run_flow
 from ivr.hours import line_status
 from cti.agents import Agent, AgentState
 from cti.recalls import RecallError
@@ -70,7 +71,8 @@ class ChannelGone(Event):
 class ResumeTalk:
     """A conversation that was going on when the service restarted."""
 
-    old_call_id: str
+    old_call_id: str  # of the session that bridged it: the bridge's name
+    queue_log_id: str  # what the caller's queue_log lines carry (maybe an earlier call's id)
     leg_channel: str
     agent_id: str
     topic: str
@@ -316,13 +318,17 @@ class CallSession(AgentLegs):
         self.flow = self.config.flows.get(number)
         language = self.flow.language if self.flow else "it"
         self.port = AriCallPort(service, channel.id, language, self.catalog.uri)
-        self.journal = Journal(service.clock.now)
+        self.journal = Journal(service.clock.now, listener=self._store_step)
         self.resume_topic, self.resume_since, self.resumed = resume_topic, resume_since, resumed
         self.resume_talk = resume_talk
         # queue_log lines of an adopted call continue under the id its ENTERQUEUE was written
-        # with, so that reports can follow it across the restart.
-        self.queue_log_id = queue_log_id or (resume_talk.old_call_id if resume_talk
+        # with, so that reports can follow it across any number of restarts (the record
+        # keeps it: see Store.waiting_since).
+        self.queue_log_id = queue_log_id or (resume_talk.queue_log_id if resume_talk
                                              else self.info.call_id)
+        # The bridge with the agent, named after the session that made it.
+        self.bridge = CALL_BRIDGE.format(call=resume_talk.old_call_id if resume_talk
+                                         else self.info.call_id)
         self.line_entered: datetime | None = None  # when the caller joined the current line
         self.queued: Waiting | None = None  # the caller's place (kept once out of the line)
         self.in_line = False  # in `queued.topic`'s line now
@@ -432,7 +438,7 @@ class CallSession(AgentLegs):
         metrics.CALLS.labels(self.flow.name if self.flow else "", outcome).inc()
         leg = self.leg
         svc.writer.put(
-            svc.store.finish_call, self.info.call_id, list(self.journal.steps),
+            svc.store.finish_call, self.info.call_id,
             {"ended_at": svc.clock.now(), "outcome": outcome,
              "topic": self.queued.topic if self.queued else None, "detail": detail,
              "answered_at": self.answered_at,
@@ -500,13 +506,13 @@ class CallSession(AgentLegs):
         self.position_on_entry = svc.queues.join(self.queued)
         self.line_entered = arrived if resuming else svc.clock.now()
         self.in_line = True
+        if not resuming:  # before the update: it joins the steps' insert (one transaction)
+            self._log("ENTERQUEUE", "NONE", "", self.info.channel.caller.number,
+                      self.position_on_entry)
         # Written now, not at the end: a restarted service (even after a crash) reads it to
         # put the caller back in their place.
         svc.writer.put(svc.store.update_call, self.info.call_id,
                        {"topic": topic, "queued_at": self.queued.since})
-        if not resuming:
-            self._log("ENTERQUEUE", "NONE", "", self.info.channel.caller.number,
-                      self.position_on_entry)
         svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": self.info.call_id,
                             "topic": topic, "caller": self.queued.caller,
                             "position": self.position_on_entry,
@@ -734,7 +740,7 @@ class CallSession(AgentLegs):
         assert self.queued is not None
         now = svc.clock.now()
         leg.answered_at = now
-        bridge = CALL_BRIDGE.format(call=self.info.call_id)
+        bridge = self.bridge
         try:
             await svc.ari.create_bridge(bridge, "mixing", f"call {self.info.call_id}")
         except AriError as exc:  # 409: left by an agent who hung up before we could bridge
@@ -795,7 +801,7 @@ class CallSession(AgentLegs):
         self._log(event, leg.agent.id, self._in_line_for(leg.answered_at), talked,
                   self.position_on_entry)
         self._leg_done(leg, "answered")
-        svc.spawn(svc.ari.request("DELETE", f"/bridges/{CALL_BRIDGE.format(call=self.info.call_id)}"))
+        svc.spawn(svc.ari.request("DELETE", f"/bridges/{self.bridge}"))
         settings = self.config.queues[leg.topic]
         svc.queues.handle_times.add(leg.topic, talked + settings.wrap_up)
         svc.desk.call_ended(leg.agent, settings.wrap_up)
@@ -804,7 +810,15 @@ class CallSession(AgentLegs):
         """What the agent's console shows when their phone starts ringing."""
         svc, info = self.service, self.info
         assert self.queued is not None
-        previous = await svc.store.previous_contacts(info.channel.caller.number, info.started_at)
+        try:
+            previous = await svc.store.previous_contacts(info.channel.caller.number,
+                                                         info.started_at)
+        except Exception as exc:  # the database away: the call goes on, without its history
+            if not (fault := fault_of(exc)).waits:
+                raise
+            log.error("call %s: no previous contacts in the screen pop: database %s (%s)",
+                      self.call_id, fault.kind, fault)
+            previous = []
         return {
             "type": "offer", "offer_id": leg.offer_id, "call_id": info.call_id,
             "caller_number": info.channel.caller.number, "caller_name": info.channel.caller.name,
@@ -842,5 +856,12 @@ class CallSession(AgentLegs):
             id=info.call_id, channel_id=info.channel.id, number=info.number,
             line=flow.name if flow else "", caller_number=info.channel.caller.number,
             caller_name=info.channel.caller.name, config_version=self.version,
-            started_at=info.started_at,
+            started_at=info.started_at, queue_log_id=self.queue_log_id,
         ))
+
+    def _store_step(self, step: Step) -> None:
+        """Each step is written as it happens (a crash keeps the caller's path so far); the
+        writer merges it with the inserts around it into one transaction."""
+        svc = self.service
+        svc.writer.put(svc.store.add, step_row(self.info.call_id, len(self.journal.steps) - 1,
+                                               step))

@@ -11,7 +11,8 @@ ARI_REACTION = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
 CONFIG_RELOADS = Counter("centralino_config_reloads_total", "Reload attempts", ["result"])
-DATABASE_UP = Gauge("centralino_database_up", "0 while the database cannot be reached")
+DATABASE_UP = Gauge("centralino_database_up",
+                    "0 while the database cannot be reached or refuses writes")
 RECORDS_WAITING = Gauge("centralino_records_waiting",
                         "Call records, queue_log lines and events not yet written")
 

@@ -40,7 +40,7 @@ from centralino.calls import (
 )
 from centralino.desk import OfferMade
 from centralino.storage.models import RecallAttempt, RecallRequest
-from centralino.storage.store import unavailable
+from centralino.storage.faults import fault_of
 from cti.recalls import after_attempt, citizen_outcome, classify, next_wake
 from queue_manager.queues import Waiting
 
@@ -293,13 +293,15 @@ class RecallSession(AgentLegs):
                 stored = await svc.store.end_recall_attempt(attempt, status, due_at, counted)
                 break
             except Exception as exc:
-                # The database is away. Keep the outcome until it is back: the request stays
-                # `calling` meanwhile, so nobody dials the citizen again. (Not when stopping:
-                # the next start finds it `calling` and puts it back in its line.)
-                if stopping or not unavailable(exc):
+                # The database is away or refuses writes. Keep the outcome until it takes it:
+                # the request stays `calling` meanwhile, so nobody dials the citizen again.
+                # (Not when stopping: the next start finds it `calling` and puts it back in
+                # its line.)
+                fault = fault_of(exc)
+                if stopping or not fault.waits:
                     raise
-                log.error("recall %s: could not store its %s attempt (%s), again in %g s",
-                          self.call_id, outcome, exc, delay)
+                log.error("recall %s: could not store its %s attempt (database %s: %s), "
+                          "again in %g s", self.call_id, outcome, fault.kind, fault, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         if not stored:
@@ -359,13 +361,29 @@ class Recalls:
 
     async def start(self) -> None:
         """Once, after the first connection to Asterisk (stale legs are gone by then)."""
-        if self._task is not None:
-            return
-        svc = self.service
-        if released := await svc.store.release_calling(svc.clock.now()):
+        if self._task is None:
+            self._task = self.service.spawn(self._run())
+
+    async def _release(self) -> bool:
+        """Requests a stopped service left `calling`: waiting again, before anything is
+        dialled. Tried again while the database is away or refuses writes; False on a bug."""
+        svc, delay = self.service, 1.0
+        while True:
+            try:
+                released = await svc.store.release_calling(svc.clock.now())
+                break
+            except Exception as exc:
+                if not (fault := fault_of(exc)).waits:
+                    log.exception("could not start placing recalls")
+                    return False
+                if delay == 1.0:
+                    log.error("recalls wait to be placed: database %s (%s)", fault.kind, fault)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        if released:
             log.warning("%d recall requests were being placed when the service stopped: "
                         "waiting again, at their place", released)
-        self._task = svc.spawn(self._run())
+        return True
 
     def place(self, row: RecallRequest) -> None:
         """Into its line now (in svc.calls at once: a second pass must not start it again)."""
@@ -403,6 +421,8 @@ class Recalls:
 
     async def _run(self) -> None:
         svc = self.service
+        if not await self._release():
+            return
         while True:
             self._poke.clear()
             now = svc.clock.now()
@@ -426,10 +446,10 @@ class Recalls:
                         if isinstance(session, RecallSession)
                         and (at := session.row.due_at + expire) > now]
             except Exception as exc:
-                if not unavailable(exc):
+                if not (fault := fault_of(exc)).waits:
                     log.exception("recall scheduler: could not read due requests")
                 else:  # the records' writer says so too; one line, not a traceback a minute
-                    log.error("recall scheduler: the database cannot be reached (%s)", exc)
+                    log.error("recall scheduler: database %s (%s)", fault.kind, fault)
             try:
                 await asyncio.wait_for(self._poke.wait(), next_wake(due, svc.clock.now()))
             except TimeoutError:

@@ -227,10 +227,7 @@ class Service:
         await self._adopt({c for c in live - set(known) if not c.startswith(RECALL_CHANNEL)},
                           bridges)
         await self._stale_recall_legs(bridges)
-        try:
-            await self.recalls.start()  # after the clean-up: never two dials at once
-        except Exception:
-            log.exception("could not start placing recalls")
+        await self.recalls.start()  # after the clean-up: never two dials at once
 
     async def _adopt_recall_talks(self, bridges: list[dict[str, Any]]) -> None:
         """Recall conversations a previous run left going in Asterisk: their agents are on
@@ -326,8 +323,9 @@ class Service:
         if (record is None or not answered or record.topic is None or record.queued_at is None
                 or answered[-1].agent_id not in self.desk.agents):
             return None
-        return ResumeTalk(old_call_id, leg, answered[-1].agent_id, record.topic,
-                          record.queued_at, answered[-1].answered_at)  # type: ignore[arg-type]
+        return ResumeTalk(old_call_id, record.queue_log_id or old_call_id, leg,
+                          answered[-1].agent_id, record.topic, record.queued_at,
+                          answered[-1].answered_at)  # type: ignore[arg-type]
 
     async def hold(self, channel_id: str, topic: str, settings: QueueTopic) -> None:
         """Put a caller in the topic's holding bridge, which plays the topic's music."""

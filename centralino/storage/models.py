@@ -54,6 +54,9 @@ class Call(Base):
     agent_id: Mapped[str | None] = mapped_column(String(64), index=True)
     # The first estimated wait announced to the caller (seconds), to measure the estimate's error.
     announced_wait: Mapped[int | None] = mapped_column(Integer)
+    # The call id its queue_log lines carry: its own, or that of the first record of the same
+    # caller when a restarted service adopted the call (None: rows written before 0007).
+    queue_log_id: Mapped[str | None] = mapped_column(String(32))
     steps: Mapped[list[CallStep]] = relationship(
         back_populates="call", order_by="CallStep.seq", cascade="all, delete-orphan"
     )

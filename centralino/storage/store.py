@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from asyncpg.exceptions import OperatorInterventionError, PostgresConnectionError
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Row, and_, func, or_, select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Row, and_, event, func, or_, select, text, update
+from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
+from centralino.storage.faults import REFUSING, UNREACHABLE, Fault, fault_of
 from centralino.storage.models import (
     AgentEvent,
     Call,
@@ -34,24 +34,6 @@ log = logging.getLogger("centralino.storage")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def unavailable(exc: BaseException) -> bool:
-    """The database could not be reached (down, restarting, network, a locked SQLite file):
-    worth waiting for, unlike a refused row or a bug, which would fail again."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # down the chain of causes (SQLAlchemy wraps the driver's error)
-        if seen is None:
-            return False
-        if isinstance(seen, (OSError, TimeoutError, PostgresConnectionError,
-                             OperatorInterventionError)):  # 57P0x: shut down, starting up
-            return True
-        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
-            return True
-        if "database is locked" in str(seen):  # SQLite, another writer
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
-
-
 class DatabaseError(Exception):
     """The database could not be opened at start: says which one and why."""
 
@@ -66,6 +48,13 @@ class NewCall:
     caller_name: str
     config_version: str
     started_at: datetime
+    queue_log_id: str
+
+
+def step_row(call_id: str, seq: int, step: Step) -> CallStep:
+    """A call's step as a row, written (Store.add) as it happens: a crash keeps the path."""
+    return CallStep(call_id=call_id, seq=seq, at=step.at, kind=step.kind, node=step.node,
+                    key=step.key, prompt=step.prompt, detail=step.detail[:255])
 
 
 class Store:
@@ -75,17 +64,18 @@ class Store:
         self.url = url
         self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self.engine.sync_engine, "handle_error", _drop_read_only)
 
     async def __aenter__(self) -> Store:
         try:
             await self.migrate()
+            await self._check_writes()
         except Exception as exc:
             await self.engine.dispose()
             where = self.engine.url.render_as_string(hide_password=True)
-            hint = ("is it running and reachable?" if unavailable(exc)
-                    else "check database.url: user, password, database name")
-            raise DatabaseError(f"cannot open the database {where} ({hint}):\n"
-                                f"{type(exc).__name__}: {exc}") from exc
+            fault = fault_of(exc)
+            raise DatabaseError(f"cannot open the database {where} ({_hint(fault)}): "
+                                f"{fault}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -95,6 +85,13 @@ class Store:
         """Bring the schema to the latest migration (idempotent)."""
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
+
+    async def _check_writes(self) -> None:
+        """A write, rolled back: a database that would refuse the records (a read-only file,
+        a role without privileges) is said at start, not found out call by call."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            await conn.rollback()
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -106,18 +103,13 @@ class Store:
         async with self.sessions.begin() as s:
             await s.execute(update(Call).where(Call.id == call_id).values(answered_at=at))
 
-    async def finish_call(self, call_id: str, steps: Sequence[Step],
-                          values: dict[str, object]) -> None:
-        """Close a call record: `values` are Call columns (ended_at, outcome, topic, ...)."""
+    async def finish_call(self, call_id: str, values: dict[str, object]) -> None:
+        """Close a call record: `values` are Call columns (ended_at, outcome, topic, ...). Its
+        steps are stored as they happen (see step_row)."""
         if isinstance(detail := values.get("detail"), str):
             values = {**values, "detail": detail[:255]}
         async with self.sessions.begin() as s:
             await s.execute(update(Call).where(Call.id == call_id).values(**values))
-            s.add_all(
-                CallStep(call_id=call_id, seq=i, at=st.at, kind=st.kind, node=st.node,
-                         key=st.key, prompt=st.prompt, detail=st.detail[:255])
-                for i, st in enumerate(steps)
-            )
 
     async def update_call(self, call_id: str, values: dict[str, object]) -> None:
         async with self.sessions.begin() as s:
@@ -206,14 +198,15 @@ class Store:
             return list((await s.scalars(query)).all())
 
     async def waiting_since(self, channel_id: str) -> tuple[str, datetime] | None:
-        """(call id, queued_at) of the latest record of a channel that was waiting in a queue:
-        a restarted service puts an adopted caller back in their place."""
-        query = (select(Call.id, Call.queued_at).where(Call.channel_id == channel_id,
-                                                       Call.queued_at.is_not(None))
+        """(queue_log id, queued_at) of the latest record of a channel that was waiting in a
+        queue: a restarted service puts an adopted caller back in their place, and goes on
+        writing their queue_log lines under the id of the first ones."""
+        query = (select(Call.queue_log_id, Call.id, Call.queued_at)
+                 .where(Call.channel_id == channel_id, Call.queued_at.is_not(None))
                  .order_by(Call.started_at.desc()).limit(1))
         async with self.sessions() as s:
             row = (await s.execute(query)).first()
-        return (row[0], row[1]) if row else None
+        return (row[0] or row[1], row[2]) if row else None
 
     # --- line overrides -------------------------------------------------------------------
 
@@ -494,6 +487,23 @@ class Store:
                  .order_by(RecallAttempt.at, RecallAttempt.id))
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())
+
+
+def _hint(fault: Fault) -> str:
+    """What to check when the database cannot be opened at start."""
+    if fault.kind == REFUSING:
+        return "it refuses writes: check free space, the file's permissions or the role's rights"
+    if fault.kind == UNREACHABLE and fault.reason not in ("login refused", "no such database"):
+        return "is it running and reachable?"
+    return "check database.url: user, password, database name"
+
+
+def _drop_read_only(context: ExceptionContext) -> None:
+    """A connection opened while the database was read-only stays so once it is writable
+    again (SQLite opened the file read-only; PostgreSQL keeps the role's setting, or was a
+    standby): the pool drops its connections, the next try opens new ones."""
+    if fault_of(context.original_exception).reason == "read-only":
+        context.is_disconnect = True
 
 
 class _Unchanged(Exception):

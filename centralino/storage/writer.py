@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from centralino.storage.store import unavailable
+from centralino.storage.faults import ROW, Fault, fault_of
 
 log = logging.getLogger("centralino.storage")
 Write = tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]
@@ -21,7 +21,12 @@ class Writer:
     def __init__(self) -> None:
         self._queue: asyncio.Queue[Write] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.unreachable_since: float | None = None  # the database's, as time.time()
+        # Why the database takes no writes now (unreachable, refusing them), since when
+        # (time.time()): records wait in memory meanwhile.
+        self.fault: Fault | None = None
+        self.fault_since: float | None = None
+        self._faulty = asyncio.Event()  # set while `fault` is
+        self._unwritten = 0  # put and not written yet (nor given up)
         self._current: Write | None = None  # being written (or retried)
         self._carried: Write | None = None  # taken off the queue, next in line
 
@@ -30,10 +35,25 @@ class Writer:
 
     def put(self, write: Callable[..., Awaitable[Any]], *args: Any) -> None:
         self._queue.put_nowait((write, args))
+        self._unwritten += 1
 
     async def drain(self) -> None:
         """Until everything put so far is written (tests, shutdown)."""
         await self._queue.join()
+
+    async def caught_up(self) -> int:
+        """Before reading what was just done: until everything put so far is written, or at
+        once (or as soon as it happens) if the database takes no writes. How many records
+        are not written yet (0: the database has everything)."""
+        if self.fault is None:
+            waits = [asyncio.ensure_future(self._queue.join()),
+                     asyncio.ensure_future(self._faulty.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+        return self._unwritten
 
     async def close(self, spool: Path | None = None, timeout: float = 10) -> None:
         """Write what is left; what cannot be written in `timeout` (the database is away) is
@@ -46,9 +66,10 @@ class Writer:
             pass
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None  # closed: closing again keeps nothing twice
         # The write in progress failed if the database is away; if it is merely slow, it may
         # have been committed: not kept (rather lose one than write it twice).
-        left = [w for w in (self._current if self.unreachable_since else None, self._carried)
+        left = [w for w in (self._current if self.fault else None, self._carried)
                 if w is not None]
         while not self._queue.empty():
             left.append(self._queue.get_nowait())
@@ -75,7 +96,7 @@ class Writer:
             try:
                 await getattr(store, name)(*args)
             except Exception as exc:
-                if unavailable(exc):
+                if fault_of(exc).waits:
                     _save(spool, kept[done:])
                     raise
                 log.exception("could not store %s%r (kept from the previous run)", name, args)
@@ -102,6 +123,7 @@ class Writer:
                 await self._write(write, args, taken)
                 self._current = None
             finally:
+                self._unwritten -= taken
                 for _ in range(taken):
                     self._queue.task_done()
 
@@ -113,24 +135,31 @@ class Writer:
                 await write(*args)
                 break
             except Exception as exc:
-                if not unavailable(exc):
+                fault = fault_of(exc)
+                if not fault.waits:
                     if taken > 1:  # one bad row must not lose the others: one by one
                         for arg in args:
                             await self._write(write, (arg,), 1)
                         return
-                    log.exception("could not store %s%r", getattr(write, "__name__", write),
-                                  args)
+                    name = getattr(write, "__name__", write)
+                    if fault.kind == ROW:
+                        log.error("could not store %s%r: %s", name, args, fault)
+                    else:
+                        log.exception("could not store %s%r", name, args)
                     return
-                # The database is away: records wait here, in order, until it is back.
-                if self.unreachable_since is None:
-                    self.unreachable_since = time.time()
-                    log.error("database unreachable (%s): records wait in memory", exc)
+                # The database's state: records wait here, in order, until it takes them.
+                if fault.kind != (self.fault and self.fault.kind):
+                    log.error("database %s (%s): records wait in memory", fault.kind, fault)
+                    self.fault_since = self.fault_since or time.time()
+                self.fault = fault
+                self._faulty.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        if self.unreachable_since is not None:
-            log.warning("database back after %.0f s: %d records to write",
-                        time.time() - self.unreachable_since, self._queue.qsize() + taken)
-            self.unreachable_since = None
+        if self.fault is not None:
+            log.warning("database writable again after %.0f s: %d records to write",
+                        time.time() - (self.fault_since or 0), self._queue.qsize() + taken)
+            self.fault = self.fault_since = None
+            self._faulty.clear()
 
     @property
     def waiting(self) -> int:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from centralino.desk import agent_json
-from centralino.web.common import SERVICE, WHO, allow, error, identify, json_body
+from centralino.web.common import SERVICE, WHO, allow, caught_up, error, identify, json_body
 from cti.agents import AgentStateError
 from cti.recalls import AGENT_OUTCOMES, RecallError, after_mark
 
@@ -67,10 +67,10 @@ async def get_agent(request: web.Request) -> web.Response:
 async def agent_events(request: web.Request) -> web.Response:
     agent = _agent(request)
     svc = request.app[SERVICE]
-    await svc.writer.drain()  # read what was just done, not what was written so far
+    headers = await caught_up(request)  # read what was just done
     rows = await svc.store.agent_events(agent.id)
     return web.json_response([{"at": r.at.isoformat(), "state": r.state, "reason": r.reason,
-                               "by": r.by} for r in rows])
+                               "by": r.by} for r in rows], headers=headers)
 
 
 class StateRequest(BaseModel):

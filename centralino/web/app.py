@@ -24,6 +24,7 @@ from centralino.web.common import (
     SERVICE,
     allow,
     authenticate,
+    caught_up,
     database_away,
     error,
     json_body,
@@ -62,14 +63,15 @@ def create_app(service: Service) -> web.Application:
 async def health(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     connected = svc.ari.connected.is_set()
-    # The database away is not a 503: calls go on and records wait in memory (a restart by
-    # a watchdog would lose them).
-    since = svc.writer.unreachable_since
+    # The database away or refusing writes is not a 503: calls go on and records wait in
+    # memory (a restart by a watchdog would lose them).
+    fault, since = svc.writer.fault, svc.writer.fault_since
     return web.json_response({
         "status": "ok" if connected else "asterisk unreachable",
         "asterisk_connected": connected,
-        "database": "ok" if since is None else "unreachable",
-        "database_unreachable_seconds": None if since is None else round(time.time() - since),
+        "database": "ok" if fault is None else fault.kind,  # unreachable, refusing writes
+        "database_problem": None if fault is None else fault.reason,  # read-only, disk full...
+        "database_problem_seconds": None if since is None else round(time.time() - since),
         "records_waiting": svc.writer.waiting,
         "config_version": svc.config.version,
         "calls_in_progress": len(svc.sessions),
@@ -79,7 +81,7 @@ async def health(request: web.Request) -> web.Response:
 async def prometheus(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     metrics.ACTIVE_CALLS.set(len(svc.sessions))
-    metrics.DATABASE_UP.set(svc.writer.unreachable_since is None)
+    metrics.DATABASE_UP.set(svc.writer.fault is None)
     metrics.RECORDS_WAITING.set(svc.writer.waiting)
     for topic in svc.call_config.queues:
         metrics.WAITING.labels(topic).set(len(svc.queues.waiting(topic)))
@@ -234,22 +236,22 @@ async def list_calls(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "50")), 500)
     except ValueError:
         raise error(web.HTTPBadRequest, "limit: must be a number") from None
-    await svc.writer.drain()  # read what was just done, not what was written so far
+    headers = await caught_up(request)  # read what was just done
     calls = await svc.store.find_calls(
         channel_id=request.query.get("channel_id"), number=request.query.get("number"),
         caller=request.query.get("caller"), limit=limit,
     )
-    return web.json_response([call_json(c) for c in calls])
+    return web.json_response([call_json(c) for c in calls], headers=headers)
 
 
 @allow("admin", "supervisor")
 async def get_call(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
-    await svc.writer.drain()
+    headers = await caught_up(request)
     call = await svc.store.get_call(request.match_info["call_id"])
     if call is None:
         raise error(web.HTTPNotFound, "no such call")
-    return web.json_response(call_json(call))
+    return web.json_response(call_json(call), headers=headers)
 
 
 @allow("admin", "supervisor")

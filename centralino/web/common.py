@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from centralino.storage.store import unavailable
+from centralino.storage.faults import UNREACHABLE, fault_of
 
 if TYPE_CHECKING:
     from centralino.service import Service
@@ -56,21 +56,30 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 @web.middleware
 async def database_away(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A request that needs the database while it cannot be reached: 503 and when to try
-    again, not a 500 (nothing was stored: the client may simply retry)."""
+    """A request that needs the database while it is unreachable or refuses writes: 503 and
+    when to try again, not a 500 (nothing was stored: the client may simply retry)."""
     try:
         return await handler(request)
     except web.HTTPException:
         raise
     except Exception as exc:
-        if not unavailable(exc):
+        fault = fault_of(exc)
+        if not fault.waits:
             raise
-        log.error("%s %s: the database cannot be reached (%s)", request.method, request.path,
-                  exc)
+        log.error("%s %s: database %s (%s)", request.method, request.path, fault.kind, fault)
+        state = "cannot be reached" if fault.kind == UNREACHABLE else "refuses writes"
         raise web.HTTPServiceUnavailable(
-            text=json.dumps({"error": "the database cannot be reached now: nothing was stored, "
-                                      "try again shortly"}),
+            text=json.dumps({"error": f"the database {state} now: nothing was stored, "
+                                      "try again shortly", "database": fault.kind}),
             content_type="application/json", headers={"Retry-After": "30"}) from None
+
+
+async def caught_up(request: web.Request) -> dict[str, str]:
+    """Before a handler reads what the service just did: wait until the records are written,
+    but not while the database takes no writes (the writer tries again for as long as it
+    takes): then what is stored is served, and the headers say how much is missing."""
+    missing = await request.app[SERVICE].writer.caught_up()
+    return {"X-Records-Waiting": str(missing)} if missing else {}
 
 
 def allow(*roles: str) -> Callable[[Handler], Handler]:

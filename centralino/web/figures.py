@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from centralino import figures, metrics
-from centralino.web.common import SERVICE, Handler, allow, error
+from centralino.storage.faults import fault_of
+from centralino.web.common import SERVICE, Handler, allow, caught_up, error
 from cti.recalls import ATTEMPT_OUTCOMES
 from ivr.clock import LOCAL, aware
 
@@ -128,7 +129,7 @@ async def get_figures(request: web.Request) -> web.Response:
     if line is not None and not any(line in (f.name, n)
                                     for n, f in svc.call_config.flows.items()):
         raise error(web.HTTPNotFound, f"no line named or numbered {line!r}")
-    await svc.writer.drain()  # read what was just done, not what was written so far
+    headers = await caught_up(request)  # read what was just done
     found = await period_report(svc, since, until, topic, line)
     shown = [topic] if topic else list(queues)
     return web.json_response({
@@ -138,7 +139,7 @@ async def get_figures(request: web.Request) -> web.Response:
         "settings": {t: {"name": queues[t].name, "service_level": queues[t].service_level,
                          "short_abandon": queues[t].short_abandon} for t in shown},
         "live": live(svc, shown),
-    })
+    }, headers=headers)
 
 
 @allow("admin", "supervisor")
@@ -146,17 +147,27 @@ async def get_queue_log(request: web.Request) -> web.StreamResponse:
     """?from=&to=: the history as Asterisk's queue_log file, oldest first, streamed."""
     svc = request.app[SERVICE]
     since, until = period(request.query, svc.clock.now())
-    await svc.writer.drain()
-    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    headers = await caught_up(request)
+    batches = svc.store.queue_log_batches(since, until)
+    # The first part before the answer starts: a database away is a 503, not a cut stream.
+    first = await anext(batches, [])
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
+                                           **headers})
     response.enable_chunked_encoding()
     await response.prepare(request)
-    async for batch in svc.store.queue_log_batches(since, until):
+    async for batch in _chain(first, batches):
         await response.write("".join(
             figures.queue_log_line(r.at, r.call_id, r.queue, r.agent, r.event,
                                    (r.data1, r.data2, r.data3, r.data4, r.data5))
             for r in batch).encode())
     await response.write_eof()
     return response
+
+
+async def _chain(first: list[Any], rest: Any) -> Any:
+    yield first
+    async for batch in rest:
+        yield batch
 
 
 # --- Prometheus -------------------------------------------------------------------------------
@@ -184,8 +195,11 @@ async def refresh(svc: Service) -> None:
     since, until = period({}, now)
     try:
         rows = await svc.store.figures_rows(since, until)
-    except Exception:  # the live gauges are still worth serving
-        log.exception("today's figures for /metrics")
+    except Exception as exc:  # the live gauges are still worth serving
+        if (fault := fault_of(exc)).waits:  # health says so too: one line, no traceback
+            log.error("today's figures for /metrics: database %s (%s)", fault.kind, fault)
+        else:
+            log.exception("today's figures for /metrics")
         return
     limits = thresholds(svc)
     today = await asyncio.to_thread(

@@ -192,8 +192,9 @@ def api_get(path: str) -> dict:
 
 
 @pytest.fixture
-def running(tmp_path: Path, asterisk):
-    """`centralino run` as a real process, on a copy of the test config it may edit."""
+def run_env(tmp_path: Path, asterisk) -> tuple[Path, dict[str, str], Path]:
+    """(settings file, environment, log file) for `centralino run` processes (start_run) on a
+    copy of the test config they may edit."""
     config = tmp_path / "config"
     shutil.copytree(TEST_SETTINGS.parent, config)
     env = {**os.environ,
@@ -206,10 +207,15 @@ def running(tmp_path: Path, asterisk):
         asyncio.run(close_open_recalls(url))
     else:
         env["CENTRALINO_DATABASE__URL"] = f"sqlite+aiosqlite:///{tmp_path}/centralino.db"
-    log = open(tmp_path / "service.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "centralino", "--settings", str(config / "centralino.yaml"), "run"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return config / "centralino.yaml", env, tmp_path / "service.log"
+
+
+def start_run(settings: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`centralino run` as a real process, serving when this returns, with nobody logged in."""
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "centralino", "--settings", str(settings), "run"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(100):
         try:
             api_get("/healthz")
@@ -220,12 +226,28 @@ def running(tmp_path: Path, asterisk):
             time.sleep(0.1)
     else:
         proc.kill()
-    assert proc.poll() is None, (tmp_path / "service.log").read_text()
+    assert proc.poll() is None, log_path.read_text()
     for agent in api_get("/api/agents"):  # logins survive restarts: start with nobody
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{PORT}/api/agents/{agent['id']}/logout", data=b"{}",
-            method="POST", headers={"Authorization": "Bearer test-admin-token"})
-        urllib.request.urlopen(request, timeout=5).close()
-    yield proc, config, env, tmp_path / "service.log"
+        api_post(f"/api/agents/{agent['id']}/logout")
+    return proc
+
+
+def stop_run(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
+
+
+def api_post(path: str) -> None:
+    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", data=b"{}",
+                                     method="POST",
+                                     headers={"Authorization": "Bearer test-admin-token"})
+    urllib.request.urlopen(request, timeout=5).close()
+
+
+@pytest.fixture
+def running(run_env):
+    """`centralino run` as a real process, on a copy of the test config it may edit."""
+    settings, env, log = run_env
+    proc = start_run(settings, env, log)
+    yield proc, settings.parent, env, log
+    stop_run(proc)

@@ -1,4 +1,5 @@
-"""Asterisk restarts, wrong credentials, an unreachable Asterisk, a service restart."""
+"""Asterisk restarts, wrong credentials, an unreachable Asterisk, a service restart, a
+service killed (SIGKILL) mid-call."""
 
 from __future__ import annotations
 
@@ -11,7 +12,17 @@ import pytest
 
 from centralino.ari.client import AriAuthError, AriUnavailable
 from centralino.service import Service
-from tests.integration.conftest import REPO, TEST_SETTINGS, record_of, settings_for
+from centralino.storage.models import Call
+from centralino.storage.store import Store
+from tests.integration.conftest import (
+    REPO,
+    TEST_SETTINGS,
+    api_post,
+    record_of,
+    settings_for,
+    start_run,
+    stop_run,
+)
 
 MENU, DIRECT = "0999000001", "0999000002"
 
@@ -79,3 +90,99 @@ def test_cli_run_explains_wrong_credentials(asterisk):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "refused ARI user 'centralino'" in result.stderr
+
+
+# --- SIGKILL: nothing is written at the end of the call, what was written as it happened stays
+
+
+async def records(store: Store, channel: str, count: int = 1, ended: bool = False,
+                  queued: bool = False) -> list[Call]:
+    """The records of a caller's channel, oldest first, once there are `count` of them (all
+    ended, the latest queued, if asked)."""
+    async with asyncio.timeout(20):
+        while True:
+            found = sorted(await store.find_calls(channel_id=channel), key=lambda c: c.started_at)
+            if (len(found) >= count and (not ended or all(c.outcome for c in found))
+                    and (not queued or found[-1].queued_at is not None)):
+                return found
+            await asyncio.sleep(0.1)
+
+
+def keys(record: Call) -> list[tuple[str, str | None]]:
+    return [(s.node, s.key) for s in record.steps if s.kind == "key"]
+
+
+def later(env: dict[str, str], minutes: int) -> dict[str, str]:
+    """The same service's environment, its clock started `minutes` later (each process starts
+    its shifted clock again: without this, a restart's records would be dated before)."""
+    return {**env, "CENTRALINO_CLOCK_START": f"2026-12-01T10:{minutes:02d}:00+01:00"}
+
+
+async def test_a_killed_service_keeps_the_menu_path_of_a_call(run_env, caller):
+    settings, env, log = run_env
+    proc = await asyncio.to_thread(start_run, settings, env, log)
+    try:
+        async with Store(env["CENTRALINO_DATABASE__URL"]) as store:
+            call = await caller.dial(MENU)
+            await call.wait_heard("menu_main")
+            await call.press("1")
+            await call.wait_heard("menu_sub")
+            # Stored as it happened: not waiting for the end of the call.
+            async with asyncio.timeout(10):
+                while not keys((await records(store, call.service_half))[0]):
+                    await asyncio.sleep(0.1)
+
+            proc.kill()
+            proc.wait()
+            proc = await asyncio.to_thread(start_run, settings, later(env, 10), log)  # adopts
+            await call.wait_heard("menu_main", count=2)  # its flow starts again
+            await call.hangup()
+            first, again = await records(store, call.service_half, count=2, ended=True)
+        assert first.outcome == "interrupted"
+        assert keys(first) == [("main", "1")]
+        assert [s.node for s in first.steps if s.kind == "menu"] == ["main", "sub"]
+        assert again.outcome == "caller_hangup" and keys(again) == []
+    finally:
+        stop_run(proc)
+
+
+async def connected(store: Store, channel: str) -> None:
+    """Until the latest record of the channel says an agent answered."""
+    async with asyncio.timeout(20):
+        while (await records(store, channel))[-1].connected_at is None:
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("end", ["answered", "abandoned"])
+async def test_queue_log_keeps_one_call_id_across_hard_restarts(run_env, caller, phones, end):
+    settings, env, log = run_env
+    proc = await asyncio.to_thread(start_run, settings, env, log)
+    try:
+        async with Store(env["CENTRALINO_DATABASE__URL"]) as store:
+            call = await caller.dial(DIRECT, caller_number="0677777777")
+            await records(store, call.service_half, queued=True)
+            for restarts in (1, 2):
+                proc.kill()
+                proc.wait()
+                proc = await asyncio.to_thread(start_run, settings, later(env, 10 * restarts),
+                                               log)
+                # Back in the line: its record for this run says so.
+                await records(store, call.service_half, count=1 + restarts, queued=True)
+            if end == "answered":
+                phones.set("1003", "answer")
+                await asyncio.to_thread(api_post, "/api/agents/1003/login")
+                ring = await phones.wait_answered("1003")
+                assert ring.caller_number == "0677777777"
+                await connected(store, call.service_half)
+                await phones.hang_up(ring)
+            else:
+                await call.hangup()
+            found = await records(store, call.service_half, count=3, ended=True)
+            lines = [e for c in found for e in await store.queue_log(call_id=c.id)]
+        assert [c.outcome for c in found] == ["interrupted", "interrupted", end]
+        assert {e.call_id for e in lines} == {found[0].id}  # one story for reports
+        expected = (["ENTERQUEUE", "CONNECT", "COMPLETEAGENT"] if end == "answered"
+                    else ["ENTERQUEUE", "ABANDON"])
+        assert [e.event for e in sorted(lines, key=lambda e: e.id)] == expected
+    finally:
+        stop_run(proc)
