@@ -780,13 +780,18 @@ class CallSession(AgentLegs):
         try:
             while True:
                 event = await self.port.next_event()
-                if event is not None and event.channel_id == leg.channel_id and isinstance(
-                        event, (StasisEnd, ChannelHangupRequest, ChannelDestroyed, ChannelGone)):
+                if event is None or event.channel_id != leg.channel_id:
+                    continue
+                if isinstance(event, ChannelHangupRequest) and event.soft:
+                    raise _Lost(0, f"Asterisk ended the call (shutdown or admin hangup, cause "
+                                   f"{event.cause})")
+                if isinstance(event, (StasisEnd, ChannelHangupRequest, ChannelDestroyed,
+                                      ChannelGone)):
                     self.ended_by = "agent"
                     await svc.ari.hangup(self.channel_id)
                     break
-        except CallerHungUp:
-            self.ended_by = "caller"
+        except CallerHungUp as gone:
+            self.ended_by = "" if isinstance(gone, _Lost) else "caller"
             await svc.ari.hangup(leg.channel_id)
             self._hang_up_done(leg)
             raise
@@ -797,9 +802,10 @@ class CallSession(AgentLegs):
         assert self.queued is not None and leg.answered_at is not None
         now = svc.clock.now()
         talked = round((now - leg.answered_at).total_seconds())
-        event = "COMPLETECALLER" if self.ended_by == "caller" else "COMPLETEAGENT"
-        self._log(event, leg.agent.id, self._in_line_for(leg.answered_at), talked,
-                  self.position_on_entry)
+        if self.ended_by:  # not when Asterisk cut it: nobody completed that call
+            event = "COMPLETECALLER" if self.ended_by == "caller" else "COMPLETEAGENT"
+            self._log(event, leg.agent.id, self._in_line_for(leg.answered_at), talked,
+                      self.position_on_entry)
         self._leg_done(leg, "answered")
         svc.spawn(svc.ari.request("DELETE", f"/bridges/{self.bridge}"))
         settings = self.config.queues[leg.topic]

@@ -368,6 +368,21 @@ async def _test_call(settings: Settings, number: str, keys: list[str], caller: s
                    f"{rec['detail']}")
 
 
+@main.command()
+def token() -> None:
+    """Make a new secret (an agent's or supervisor's token, a portal key, the admin token or
+    the ARI password) and print it with the sha256 that agents.yaml and recalls.clients
+    keep instead of it."""
+    from centralino.tokens import generate
+    from cti.config import token_hash
+
+    secret = generate()
+    click.echo(f"token:  {secret}")
+    click.echo(f"sha256: {token_hash(secret)}")
+    click.echo("Give the token to its holder (and only to them); put the sha256 in agents.yaml "
+               "(token_sha256) or centralino.yaml (recalls.clients.<id>.key_sha256).", err=True)
+
+
 @main.group()
 def db() -> None:
     """Database."""

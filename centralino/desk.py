@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Collection
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ class Desk:
         self.state_watchers: dict[str, set[web.WebSocketResponse]] = {}
         self.last_pop: dict[str, dict[str, Any]] = {}  # by agent id
         self._wrap_ups: dict[str, asyncio.TimerHandle] = {}
+        self.retiring: set[str] = set()  # topics a reload removed (see configure)
 
     def current_pop(self, agent: Agent) -> dict[str, Any] | None:
         """The pop of the call the agent is ringing for or talking to, if any."""
@@ -56,16 +58,27 @@ class Desk:
     def now(self) -> datetime:
         return self.service.clock.now()
 
-    def configure(self, config: AgentsConfig, restored: dict[str, AgentEvent] | None = None
-                  ) -> None:
+    def configure(self, config: AgentsConfig, restored: dict[str, AgentEvent] | None = None,
+                  topics: Collection[str] | None = None) -> None:
         """Take a (re)loaded agents.yaml. Agents keep their state across reloads; at start-up
-        they get back the login or pause they had before the restart."""
+        they get back the login or pause they had before the restart.
+
+        `topics`: the reloaded queues.yaml's. A topic that a reload removes (or renames) may
+        still have callers: waiting in its line, or in a menu on the configuration their call
+        started with, about to join it. So it retires rather than vanishes: the agents who
+        served it keep serving it, as before, until a later reload finds its line empty."""
+        before = {a.id: a.topics for a in self.agents.values()}
+        if topics is not None:
+            queues = self.distributor.queues
+            self.retiring = {t for served in before.values() for t in served
+                             if t not in topics and (t not in self.retiring or queues.waiting(t))}
         self.config = config
         for agent_id, entry in config.agents.items():
+            serves = dict(entry.topics) | {t: penalty for t, penalty in
+                                           before.get(agent_id, {}).items() if t in self.retiring}
             agent = self.agents.get(agent_id)
             if agent is None:
-                agent = self.agents[agent_id] = Agent(agent_id, entry.name, entry.device,
-                                                      dict(entry.topics))
+                agent = self.agents[agent_id] = Agent(agent_id, entry.name, entry.device, serves)
                 last = (restored or {}).get(agent_id)
                 if last and last.state != AgentState.LOGGED_OUT:
                     # Busy states end with the service; the agent is free again.
@@ -74,7 +87,7 @@ class Desk:
                     agent.since = agent.idle_since = last.at
                     agent.reason = last.reason if state is AgentState.PAUSED else ""
             else:
-                agent.name, agent.device, agent.topics = entry.name, entry.device, dict(entry.topics)
+                agent.name, agent.device, agent.topics = entry.name, entry.device, serves
         for agent_id in list(self.agents):
             if agent_id not in config.agents and self.agents[agent_id].state not in (
                     AgentState.RINGING, AgentState.ON_CALL):
@@ -186,8 +199,9 @@ class Desk:
         for ws in list(sockets):
             if ws.closed:
                 sockets.discard(ws)
-            else:
-                asyncio.ensure_future(ws.send_str(text))
+            else:  # a socket closing meanwhile fails the send: it is dropped at the next one
+                sending = asyncio.ensure_future(ws.send_str(text))
+                sending.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [agent_json(a) for a in self.agents.values()]

@@ -32,6 +32,11 @@ class PromptCatalog:
         built = self.built.get(f"{language}/{prompt_id}")
         return built.path if built else None
 
+    def is_current(self, language: str, prompt_id: str, digest: str) -> bool:
+        """The URL's digest is the built file's (as `uri` wrote it)."""
+        built = self.built.get(f"{language}/{prompt_id}")
+        return built is not None and digest == built.digest[:16]
+
     def missing(self, wanted: dict[str, dict[str, str]]) -> list[str]:
         """lang/id of manifest prompts that have no built audio."""
         return sorted(f"{lang}/{pid}" for pid, texts in wanted.items() for lang in texts

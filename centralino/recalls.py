@@ -61,6 +61,9 @@ class RecallSession(AgentLegs):
     def __init__(self, service: Service, row: RecallRequest):
         self.service = service
         self.row = row
+        # Its topic's settings as when it was placed: a reload that removes the topic while
+        # it waits leaves it served (see Desk.configure), like a call on its version.
+        self.topics = service.call_config.queues
         tag = f"{RECALL_CHANNEL}{row.id[:12]}-{uuid.uuid4().hex[:6]}"
         self.tag = tag
         # No channel of its own: every event (agent leg, citizen leg, offers) is "another" one.
@@ -153,7 +156,7 @@ class RecallSession(AgentLegs):
         self.row = claimed
         self.dialled_at = None
         agent = desk.agents[agent_id]
-        settings = svc.call_config.queues[self.row.topic]
+        settings = self.topics[self.row.topic]
         leg = self._new_leg(agent, f"{self.tag}-a")
         await desk.pop(agent.id, await self._screen_pop(leg))
         outcome = await self._ring_leg(leg, self.row.number, settings.ring_timeout)
@@ -274,7 +277,7 @@ class RecallSession(AgentLegs):
         self._leg_done(leg, "answered")
         svc.sessions.pop(self.citizen, None)
         svc.spawn(svc.ari.request("DELETE", f"/bridges/{CALL_BRIDGE.format(call=self.call_id)}"))
-        settings = svc.call_config.queues[self.row.topic]
+        settings = self.topics[self.row.topic]
         if result == "answered":
             talked = round((svc.clock.now() - leg.answered_at).total_seconds())
             svc.queues.handle_times.add(self.row.topic, talked + settings.wrap_up)
@@ -336,7 +339,7 @@ class RecallSession(AgentLegs):
         return {
             "type": "recall", "offer_id": leg.offer_id, "call_id": row.id, "recall_id": row.id,
             "number": row.number, "caller_number": row.number, "caller_name": row.name,
-            "topic": row.topic, "topic_name": svc.call_config.queues[row.topic].name,
+            "topic": row.topic, "topic_name": self.topics[row.topic].name,
             "name": row.name, "note": row.note, "portal_ref": row.portal_ref,
             "mode": row.mode, "requested_at": row.created_at.isoformat(),
             "due_at": row.due_at.isoformat(),
@@ -397,7 +400,7 @@ class Recalls:
         (arrival `since`), stored, in the line now. RecallError if the number cannot be
         called back. An open request of theirs for the topic stands, moved up to `since`."""
         svc = self.service
-        target = classify(number, svc.settings.recalls)
+        target = classify(number, svc.settings.recalls, svc.call_config.flows)
         now = svc.clock.now()
         row = RecallRequest(
             id=uuid.uuid4().hex, number=target.e164, number_type=target.type, topic=topic,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from centralino import metrics
-from centralino.ari.client import AriClient, AriError
+from centralino.ari.client import AriClient, AriError, AriNotFound
 from centralino.ari.models import Channel, Event, StasisStart
 from centralino.calls import (
     CALL_BRIDGE,
@@ -78,6 +79,11 @@ class Service:
     def call_config(self) -> CallConfig:
         return self.config.call
 
+    @property
+    def topics(self) -> list[str]:
+        """The configured topics, then those a reload removed that are still served."""
+        return [*self.call_config.queues, *sorted(self.desk.retiring)]
+
     async def __aenter__(self) -> Service:
         config, catalog = await self._prepare()  # a broken config stops us before anything runs
         self.config, self.catalog = config, catalog
@@ -105,9 +111,22 @@ class Service:
         await self.ari.check()  # clear error now for wrong credentials or no Asterisk
         self._runner = web.AppRunner(create_app(self), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
+        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port,
+                           ssl_context=self._tls())
         await site.start()
         self._events = asyncio.create_task(self.ari.run_events(self._on_event, self._resync))
+
+    def _tls(self) -> ssl.SSLContext | None:
+        http = self.settings.http
+        if http.tls_certificate is None or http.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(http.tls_certificate, http.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError.single("centralino.yaml", f"http.tls_certificate/tls_key: cannot "
+                                     f"load {http.tls_certificate}: {exc}") from None
+        return context
 
     async def __aexit__(self, *exc: object) -> None:
         # Calls stay up in Asterisk: a restarted service adopts them (see _resync).
@@ -127,10 +146,19 @@ class Service:
         await asyncio.wait_for(self.ari.connected.wait(), timeout)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run `coro` in the background; stopped with the service, its failure logged."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
         return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        if isinstance(exc, AriNotFound):  # hanging up or deleting what was gone already
+            return
+        log.error("%s failed", task.get_coro().__qualname__, exc_info=exc)
 
     # --- configuration --------------------------------------------------------------------
 
@@ -158,7 +186,7 @@ class Service:
             config, catalog = await self._prepare()
             self.config, self.catalog = config, catalog
             self._bridges.clear()  # topics may have changed their music
-            self.desk.configure(config.agents)
+            self.desk.configure(config.agents, topics=config.call.queues)
             log.info("configuration %s loaded (%d numbers, %d agents)", config.version,
                      len(config.call.flows), len(config.agents.agents))
             return config

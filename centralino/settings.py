@@ -6,13 +6,16 @@ Relative paths are relative to the settings file's folder.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from centralino.tokens import weakness
 from cti.recalls import RecallSettings
 from ivr.yamlfile import ConfigError, ConfigProblem, load_yaml
 
@@ -38,6 +41,25 @@ class HttpSettings(_Section):
     # How Asterisk reaches this service to fetch prompts (sound:http://...).
     public_url: str = "http://127.0.0.1:8080"
     admin_token: str = DEV_ADMIN_TOKEN
+    # HTTPS: both PEM files, or neither (then plain HTTP, for loopback or behind a TLS proxy).
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    # /metrics: set, Prometheus must send `Authorization: Bearer <it>` (or the admin token).
+    metrics_token: str = ""
+    # Seconds a rendered /metrics page is served again: scrapers cannot make the service
+    # recompute the day's figures more often than this, however many there are.
+    metrics_max_age: float = Field(5.0, ge=0, le=300)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("http.tls_certificate and http.tls_key go together")
+        return self
+
+    @property
+    def loopback_only(self) -> bool:
+        """Listening on this machine only (not every address, not a network card)."""
+        return is_loopback(self.host)
 
 
 class DatabaseSettings(_Section):
@@ -70,11 +92,32 @@ class Settings(_Section):
     @model_validator(mode="after")
     def _production_has_secrets(self) -> Settings:
         if self.mode != "production":
+            if not self.http.loopback_only and (self.http.admin_token == DEV_ADMIN_TOKEN
+                                                or self.recalls.dev_keys_in_use()):
+                raise ValueError(f"http.host {self.http.host!r} listens beyond this machine "
+                                 "with the public development tokens: listen on 127.0.0.1, or "
+                                 "set your own http.admin_token and recalls.clients keys")
             return self
         if self.asterisk.password == DEV_ARI_PASSWORD:
             raise ValueError("production mode: set asterisk.password (the development one is public)")
-        if self.http.admin_token == DEV_ADMIN_TOKEN or len(self.http.admin_token) < 16:
-            raise ValueError("production mode: set http.admin_token (16+ characters, not the dev one)")
+        if why := weakness(self.asterisk.password):
+            raise ValueError(f"production mode: asterisk.password is too weak ({why}); "
+                             "`centralino token` makes a strong one")
+        if self.http.admin_token == DEV_ADMIN_TOKEN:
+            raise ValueError("production mode: set http.admin_token (the development one is public)")
+        for name in ("admin_token", "metrics_token"):
+            secret = getattr(self.http, name)
+            if (secret or name == "admin_token") and (why := weakness(secret)):
+                raise ValueError(f"production mode: http.{name} is too weak ({why}); "
+                                 "`centralino token` makes a strong one")
+        if not self.http.loopback_only and self.http.tls_certificate is None:
+            raise ValueError(f"production mode: http.host {self.http.host!r} would serve plain "
+                             "HTTP beyond this machine: set http.tls_certificate and "
+                             "http.tls_key, or listen on 127.0.0.1 behind a TLS proxy")
+        ari = urlsplit(self.asterisk.ari_url)
+        if ari.scheme == "http" and not is_loopback(ari.hostname or ""):
+            raise ValueError(f"production mode: asterisk.ari_url {self.asterisk.ari_url} would "
+                             "send the ARI password in clear to another machine: use https://")
         if self.clock_start is not None:
             raise ValueError("production mode: clock_start is for rehearsals in development only")
         if dev := self.recalls.dev_keys_in_use():
@@ -95,11 +138,23 @@ class Settings(_Section):
             recordings=(base / self.prompts.recordings).resolve(),
             build_dir=(base / self.prompts.build_dir).resolve(),
         )
+        tls = {name: (base / path).resolve() for name in ("tls_certificate", "tls_key")
+               if (path := getattr(self.http, name)) is not None}
         return self.model_copy(update={
+            "http": self.http.model_copy(update=tls),
             "database": DatabaseSettings(url=db, spool=(base / self.database.spool).resolve()),
             "prompts": prompts,
             "config_dir": (base / self.config_dir).resolve(),
         })
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name, an empty host (every address): not provably loopback
+        return False
 
 
 def _apply_env(data: dict, environ: dict[str, str]) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -164,8 +165,10 @@ class Destination:
     region: str  # ISO country, or NON_GEOGRAPHIC
 
 
-def classify(raw: str, settings: RecallSettings) -> Destination:
-    """Parse a number as a citizen types it; RecallError unless config allows calling it."""
+def classify(raw: str, settings: RecallSettings, own: Iterable[str] = ()) -> Destination:
+    """Parse a number as a citizen types it; RecallError unless config allows calling it.
+    `own`: the help desk's numbers (its lines, its caller id), never called back: a recall
+    to one of them would ring the help desk itself."""
     try:
         number = phonenumbers.parse(raw, settings.default_region)
     except phonenumbers.NumberParseException:
@@ -186,7 +189,20 @@ def classify(raw: str, settings: RecallSettings) -> Destination:
     if kind not in settings.allowed_types:
         raise RecallError("number", f"{kind.replace('_', '-')} numbers cannot be called back "
                                     f"(allowed: {', '.join(settings.allowed_types)})")
+    if e164 in _e164s([*own, settings.caller_id], settings.default_region):
+        raise RecallError("number", "this is the help desk's own number")
     return Destination(e164, kind, region)
+
+
+def _e164s(numbers: Iterable[str], region: str) -> set[str]:
+    out = set()
+    for raw in numbers:
+        try:
+            number = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            continue  # not a phone number (an extension, a test line): nobody can ask for it
+        out.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return out
 
 
 # --- when a request joins the queue -----------------------------------------------------------

@@ -8,12 +8,10 @@ wants its agent's state changes as they happen says `{"token": "...", "states": 
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from centralino.desk import agent_json
@@ -22,6 +20,7 @@ from cti.agents import AgentStateError
 from cti.recalls import AGENT_OUTCOMES, RecallError, after_mark
 
 AUTH_TIMEOUT = 10.0
+MAX_MESSAGE = 4096  # bytes: consoles send a token or an ack, never more
 
 
 def add_routes(app: web.Application) -> None:
@@ -141,24 +140,51 @@ async def mark_recall(request: web.Request) -> web.Response:
                               "attempts": row.attempts, "due_at": row.due_at.isoformat()})
 
 
-async def _open(request: web.Request
-                ) -> tuple[web.WebSocketResponse, tuple[str, str], dict[str, Any]] | None:
+class Hello(BaseModel):
+    """A socket's first message."""
+
+    model_config = ConfigDict(extra="ignore")
+    token: str = Field(max_length=256)
+    states: bool = False  # a console that wants its agent's state changes as they happen
+
+
+class Ack(BaseModel):
+    """The console showed a screen pop."""
+
+    type: Literal["ack"]
+    offer_id: str = Field(max_length=64)
+
+
+async def _refuse(ws: web.WebSocketResponse, code: int, why: str) -> None:
+    await ws.send_json({"type": "error", "error": why})
+    await ws.close(code=code, message=why.encode()[:120])
+
+
+async def _open(request: web.Request) -> tuple[web.WebSocketResponse, tuple[str, str], Hello] | None:
     """Accept the socket and read its first message (the token, and what the client asks);
-    None (and the socket closed) if the token is wrong."""
-    ws = web.WebSocketResponse(heartbeat=20)
+    None (and the socket closed) if it is not a hello with a known token."""
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
     try:
         msg = await ws.receive(timeout=AUTH_TIMEOUT)
-        first = json.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
-        token = first.get("token", "")
-    except (TimeoutError, ValueError, AttributeError):
-        first, token = {}, ""
-    who = identify(request.app[SERVICE], str(token)) if token else None
-    if who is None:
-        await ws.send_json({"type": "error", "error": "send {\"token\": ...} first"})
-        await ws.close(code=4001, message=b"unauthorized")
+    except TimeoutError:
+        await _refuse(ws, 4001, 'send {"token": ...} first')
         return None
-    return ws, who, first
+    if msg.type != WSMsgType.TEXT:
+        if not ws.closed:
+            await _refuse(ws, WSCloseCode.POLICY_VIOLATION, 'send {"token": ...} first')
+        return None
+    try:
+        hello = Hello.model_validate_json(msg.data)
+    except ValidationError:  # not JSON, nested too deep, the wrong shape
+        await _refuse(ws, WSCloseCode.POLICY_VIOLATION, 'the first message must be '
+                      '{"token": "..."}')
+        return None
+    who = identify(request.app[SERVICE], hello.token)
+    if who is None:
+        await _refuse(ws, 4001, "unknown token")
+        return None
+    return ws, who, hello
 
 
 async def console(request: web.Request) -> web.WebSocketResponse:
@@ -171,11 +197,10 @@ async def console(request: web.Request) -> web.WebSocketResponse:
     ws, (role, person), first = opened
     agent = svc.desk.agents.get(request.match_info["agent_id"])
     if agent is None or (role == "agent" and person != agent.id):
-        await ws.send_json({"type": "error", "error": "not your console"})
-        await ws.close(code=4003, message=b"forbidden")
+        await _refuse(ws, 4003, "not your console")
         return ws
     svc.desk.consoles.setdefault(agent.id, set()).add(ws)
-    if first.get("states") is True:  # what the system did to them (auto-pause, wrap-up, ...)
+    if first.states:  # what the system did to them (auto-pause, wrap-up, ...)
         svc.desk.state_watchers.setdefault(agent.id, set()).add(ws)
     # Wrap-up seconds per topic: the console counts down after a call of that topic.
     wrap_up = {t: q.wrap_up for t, q in svc.call_config.queues.items() if t in agent.topics}
@@ -185,14 +210,15 @@ async def console(request: web.Request) -> web.WebSocketResponse:
     await ws.send_json(hello)
     try:
         async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                continue
             try:
-                data = json.loads(msg.data)
-            except ValueError:
-                continue
-            if data.get("type") == "ack" and isinstance(data.get("offer_id"), str):
-                svc.desk.acknowledged(agent.id, data["offer_id"])
+                ack = Ack.model_validate_json(msg.data) if msg.type == WSMsgType.TEXT else None
+            except ValidationError:
+                ack = None
+            if ack is None:  # a console only ever sends acks: this one is broken or hostile
+                await _refuse(ws, WSCloseCode.POLICY_VIOLATION, 'expected {"type": "ack", '
+                              '"offer_id": "..."}')
+                break
+            svc.desk.acknowledged(agent.id, ack.offer_id)
     finally:
         svc.desk.consoles.get(agent.id, set()).discard(ws)
         svc.desk.state_watchers.get(agent.id, set()).discard(ws)
@@ -207,15 +233,14 @@ async def supervisor(request: web.Request) -> web.WebSocketResponse:
         return web.WebSocketResponse()
     ws, (role, _), _ = opened
     if role not in ("admin", "supervisor"):
-        await ws.send_json({"type": "error", "error": "supervisors only"})
-        await ws.close(code=4003, message=b"forbidden")
+        await _refuse(ws, 4003, "supervisors only")
         return ws
     await ws.send_json({"type": "snapshot", "agents": svc.desk.snapshot(),
                         "queues": svc.queues.snapshot(svc.clock.now())})
     svc.desk.supervisors.add(ws)
     try:
-        async for _ in ws:
-            await asyncio.sleep(0)  # nothing to read: supervisors only listen
+        async for _ in ws:  # supervisors only listen: what they send is dropped
+            pass
     finally:
         svc.desk.supervisors.discard(ws)
     return ws

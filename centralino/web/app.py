@@ -6,9 +6,12 @@ Admin endpoints need `Authorization: Bearer <http.admin_token>`. Errors are JSON
 
 from __future__ import annotations
 
-import json
+import asyncio
+import hmac
+import math
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,6 +24,7 @@ from centralino.web import agents, console
 from centralino.web import figures as figures_api
 from centralino.web import recalls as recalls_api
 from centralino.web.common import (
+    CHALLENGE,
     SERVICE,
     allow,
     authenticate,
@@ -28,6 +32,8 @@ from centralino.web.common import (
     database_away,
     error,
     json_body,
+    presented_token,
+    query_int,
 )
 from centralino.storage.models import Call, LineOverride
 from ivr.clock import aware
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 def create_app(service: Service) -> web.Application:
     app = web.Application(middlewares=[database_away, authenticate])
     app[SERVICE] = service
+    app[METRICS_PAGE] = MetricsPage(service.settings.http.metrics_max_age)
     app.router.add_get("/healthz", health)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get(r"/prompts/{lang:[a-z]{2}}/{digest:[0-9a-f]+}/{prompt:[a-z0-9_]+}.wav",
@@ -78,24 +85,70 @@ async def health(request: web.Request) -> web.Response:
     }, status=200 if connected else 503)
 
 
+class MetricsPage:
+    """The rendered /metrics page, made at most once per `max_age` seconds: concurrent and
+    frequent scrapers share one rendering instead of each recomputing the day's figures."""
+
+    def __init__(self, max_age: float):
+        self.max_age = max_age
+        self._body = b""
+        self._made_at = -math.inf
+        self._making: asyncio.Future[bytes] | None = None
+
+    async def get(self, render: Callable[[], Awaitable[bytes]]) -> bytes:
+        if time.monotonic() - self._made_at < self.max_age:
+            return self._body
+        if self._making is None:
+            self._making = asyncio.ensure_future(render())
+            self._making.add_done_callback(self._made)
+        return await asyncio.shield(self._making)
+
+    def _made(self, making: asyncio.Future[bytes]) -> None:
+        self._making = None
+        if not making.cancelled() and making.exception() is None:
+            self._body, self._made_at = making.result(), time.monotonic()
+
+
+METRICS_PAGE = web.AppKey("metrics_page", MetricsPage)
+
+
 async def prometheus(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
-    metrics.ACTIVE_CALLS.set(len(svc.sessions))
-    metrics.DATABASE_UP.set(svc.writer.fault is None)
-    metrics.RECORDS_WAITING.set(svc.writer.waiting)
-    for topic in svc.call_config.queues:
-        metrics.WAITING.labels(topic).set(len(svc.queues.waiting(topic)))
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    http = svc.settings.http
+    if http.metrics_token:
+        token = presented_token(request)
+        if not any(hmac.compare_digest(token.encode(), secret.encode())
+                   for secret in (http.metrics_token, http.admin_token)):
+            raise error(web.HTTPUnauthorized, "unknown token", headers=CHALLENGE)
+
+    async def render() -> bytes:
+        metrics.ACTIVE_CALLS.set(len(svc.sessions))
+        metrics.DATABASE_UP.set(svc.writer.fault is None)
+        metrics.RECORDS_WAITING.set(svc.writer.waiting)
+        metrics.WAITING.clear()  # a topic a reload removed goes once nobody waits in it
+        for topic in svc.topics:
+            metrics.WAITING.labels(topic).set(len(svc.queues.waiting(topic)))
+        await figures_api.refresh(svc)
+        return generate_latest()
+
+    body = await request.app[METRICS_PAGE].get(render)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def prompt_file(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICE]
-    path = svc.catalog.path(request.match_info["lang"], request.match_info["prompt"])
+    lang, prompt = request.match_info["lang"], request.match_info["prompt"]
+    path = svc.catalog.path(lang, prompt)
     if path is None or not path.exists():
         raise error(web.HTTPNotFound, "no such prompt")
-    # The URL carries the content hash: a changed prompt has a new URL, so cache forever.
-    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable",
-                                           "Content-Type": "audio/wav"})
+    # The URL carries the content hash: a changed prompt has a new URL, so this one may be
+    # cached forever. Another digest (a call that started before a reload changed the
+    # recording, or anybody guessing) gets today's file, which must not be cached under it.
+    if svc.catalog.is_current(lang, prompt, request.match_info["digest"]):
+        cache = "public, max-age=31536000, immutable"
+    else:
+        cache = "no-store"
+    return web.FileResponse(path, headers={"Cache-Control": cache, "Content-Type": "audio/wav"})
 
 
 @allow("admin")
@@ -232,10 +285,7 @@ def call_json(call: Call) -> dict[str, Any]:
 @allow("admin", "supervisor")
 async def list_calls(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
-    try:
-        limit = min(int(request.query.get("limit", "50")), 500)
-    except ValueError:
-        raise error(web.HTTPBadRequest, "limit: must be a number") from None
+    limit = query_int(request, "limit", 50, 1, 500)
     headers = await caught_up(request)  # read what was just done
     calls = await svc.store.find_calls(
         channel_id=request.query.get("channel_id"), number=request.query.get("number"),

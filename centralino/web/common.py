@@ -1,22 +1,28 @@
 """What every HTTP handler shares: the service, JSON errors, who is calling and what they may do.
 
 Tokens: the admin token (settings http.admin_token) may do everything; a supervisor's token
-(agents.yaml) may see and change every agent; an agent's token only their own state.
+(agents.yaml) may see and change every agent; an agent's token only their own state. No token,
+or one nobody has: 401; a known token without the right: 403.
+
+Errors are `{"error": reason, "problems": [...]}` with a 4xx that says whose fault it was. They
+never echo the request back, and list at most MAX_PROBLEMS problems: a 770 KB body with 50,000
+unknown keys gets a few hundred bytes, not megabytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from centralino.storage.faults import UNREACHABLE, fault_of
+from centralino.tokens import weakness
 
 if TYPE_CHECKING:
     from centralino.service import Service
@@ -24,18 +30,136 @@ if TYPE_CHECKING:
 SERVICE = web.AppKey("service", "Service")
 WHO = web.RequestKey("who", tuple)  # (role, id): role is admin, supervisor or agent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("centralino.web")
 
+MAX_PROBLEMS = 5  # field problems listed in an error; the rest are counted
+MAX_PROBLEM_CHARS = 160  # a field's name comes from the client: never echo much of it
+BODY_LIMIT = 16 * 1024  # bytes of a JSON body; every payload of this API is far smaller
+BODY_TIMEOUT = 10.0  # seconds to receive a body: a client dripping one byte at a time is cut
+MAX_TOKEN = 256  # characters; tokens we hand out are 43
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="centralino"'}
 
-def error(status: type[web.HTTPException], reason: str) -> web.HTTPException:
-    return status(text=json.dumps({"error": reason}), content_type="application/json")
+
+class ErrorOut(BaseModel):
+    """Every error this API answers."""
+
+    error: str
+    problems: list[str] = Field([], description="the invalid fields (at most a few), for 422")
+
+
+def error(status: type[web.HTTPException], reason: str, problems: list[str] | None = None,
+          headers: dict[str, str] | None = None, **details: Any) -> web.HTTPException:
+    """The exception to raise; `details` are what some statuses require (413's sizes)."""
+    body = ErrorOut(error=reason, problems=problems or []).model_dump_json()
+    return status(text=body, content_type="application/json", headers=headers, **details)
+
+
+def problems_of(exc: ValidationError) -> list[str]:
+    """A validation error's problems, bounded in number and size (never the input)."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    out = []
+    for e in errors[:MAX_PROBLEMS]:
+        where = ".".join(map(str, e["loc"])) or "body"
+        if len(where) > 40:
+            where = where[:37] + "..."
+        out.append(f"{where}: {e['msg']}"[:MAX_PROBLEM_CHARS])
+    if len(errors) > MAX_PROBLEMS:
+        out.append(f"... and {len(errors) - MAX_PROBLEMS} more problems")
+    return out
+
+
+async def read_body(request: web.Request, limit: int = BODY_LIMIT) -> bytes:
+    """The request's body: 413 beyond `limit` bytes, 408 if it does not arrive in time."""
+    def too_large(size: int) -> web.HTTPException:
+        return error(web.HTTPRequestEntityTooLarge, f"the body is larger than {limit} bytes",
+                     max_size=limit, actual_size=size)
+
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(request.content_length)
+    body = bytearray()
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            async for chunk in request.content.iter_any():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large(len(body))
+    except TimeoutError:
+        raise error(web.HTTPRequestTimeout, f"the body did not arrive within "
+                    f"{BODY_TIMEOUT:g} s") from None
+    return bytes(body)
+
+
+async def json_body(request: web.Request, model: type[M], limit: int = BODY_LIMIT,
+                    empty: bytes | None = b"{}") -> M:
+    """The body as `model`: 400 if it is not JSON, 422 listing what is invalid. An empty body
+    reads as `empty` (None: it is not JSON either)."""
+    data = await read_body(request, limit)
+    try:
+        return model.model_validate_json(data or empty or b"")
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise error(web.HTTPBadRequest, "the body is not valid JSON (UTF-8)") from None
+        found = problems_of(exc)
+        raise error(web.HTTPUnprocessableEntity, "; ".join(found), found) from None
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter within [low, high]; 400 otherwise."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise error(web.HTTPBadRequest, f"{name}: a whole number from {low} to {high}")
+    return value
+
+
+def presented_token(request: web.Request, api_key_header: bool = False) -> str:
+    """The token in `Authorization: Bearer` (or `X-API-Key`); 401 if there is none or it
+    cannot be a token (too long, spaces, bytes that are not printable ASCII)."""
+    given = request.headers.get("Authorization", "")
+    token = given[7:].strip() if given[:7].lower() == "bearer " else ""
+    if not token and api_key_header:
+        token = request.headers.get("X-API-Key", "").strip()
+    if not token:
+        what, how = ("API key", "`Authorization: Bearer <key>` or `X-API-Key: <key>`"
+                     ) if api_key_header else ("token", "`Authorization: Bearer <token>`")
+        raise error(web.HTTPUnauthorized, f"missing {what}: send {how}", headers=CHALLENGE)
+    if not well_formed(token):
+        raise error(web.HTTPUnauthorized, "malformed token", headers=CHALLENGE)
+    return token
+
+
+def well_formed(token: str) -> bool:
+    """Printable ASCII without spaces, of a sensible length: anything else is no token of
+    ours (and non-ASCII bytes would not even hash)."""
+    return 0 < len(token) <= MAX_TOKEN and token.isascii() and token.isprintable() \
+        and " " not in token
 
 
 def identify(service: Service, token: str) -> tuple[str, str] | None:
+    """(role, id) of whoever holds `token`, or None."""
+    if not well_formed(token):
+        return None
     admin = service.settings.http.admin_token
     if hmac.compare_digest(token.encode(), admin.encode()):
         return "admin", "admin"
-    return service.config.agents.who(token)
+    who = service.config.agents.who(token)
+    return who if who and strong_enough(service, token, f"{who[0]} {who[1]}") else None
+
+
+def strong_enough(service: Service, token: str, whose: str) -> bool:
+    """Production refuses a weak token even when it matches: only its hash is configured, so
+    this is the first moment its strength can be judged. Development takes any."""
+    if service.settings.mode != "production" or (why := weakness(token)) is None:
+        return True
+    log.error("refused the token of %s: too weak for production (%s); give them a new one "
+              "(`centralino token`)", whose, why)
+    return False
 
 
 @web.middleware
@@ -44,12 +168,9 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     # web/recalls.py are not tokens known here).
     if request.path.startswith("/api/") and not getattr(request.match_info.handler, "own_auth",
                                                         False):
-        given = request.headers.get("Authorization", "")
-        if not given.startswith("Bearer "):
-            raise error(web.HTTPUnauthorized, "missing `Authorization: Bearer <token>`")
-        who = identify(request.app[SERVICE], given.removeprefix("Bearer "))
+        who = identify(request.app[SERVICE], presented_token(request))
         if who is None:
-            raise error(web.HTTPForbidden, "this token is not allowed here")
+            raise error(web.HTTPUnauthorized, "unknown token", headers=CHALLENGE)
         request[WHO] = who
     return await handler(request)
 
@@ -68,10 +189,8 @@ async def database_away(request: web.Request, handler: Handler) -> web.StreamRes
             raise
         log.error("%s %s: database %s (%s)", request.method, request.path, fault.kind, fault)
         state = "cannot be reached" if fault.kind == UNREACHABLE else "refuses writes"
-        raise web.HTTPServiceUnavailable(
-            text=json.dumps({"error": f"the database {state} now: nothing was stored, "
-                                      "try again shortly", "database": fault.kind}),
-            content_type="application/json", headers={"Retry-After": "30"}) from None
+        raise error(web.HTTPServiceUnavailable, f"the database {state} now: nothing was stored, "
+                    "try again shortly", headers={"Retry-After": "30"}) from None
 
 
 async def caught_up(request: web.Request) -> dict[str, str]:
@@ -97,11 +216,3 @@ def allow(*roles: str) -> Callable[[Handler], Handler]:
         return checked
 
     return decorate
-
-
-async def json_body(request: web.Request, model: type[BaseModel]) -> Any:
-    try:
-        return model.model_validate_json(await request.read() or b"{}")
-    except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
-        raise error(web.HTTPBadRequest, "; ".join(problems)) from None

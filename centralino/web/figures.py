@@ -20,7 +20,7 @@ from aiohttp import web
 
 from centralino import figures, metrics
 from centralino.storage.faults import fault_of
-from centralino.web.common import SERVICE, Handler, allow, caught_up, error
+from centralino.web.common import SERVICE, allow, caught_up, error
 from cti.recalls import ATTEMPT_OUTCOMES
 from ivr.clock import LOCAL, aware
 
@@ -36,8 +36,6 @@ WRAP_UP_WINDOW = timedelta(minutes=15)
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/figures", get_figures)
     app.router.add_get("/api/queue_log", get_queue_log)
-    # /metrics is app.py's; the figures' gauges are refreshed just before it renders them.
-    app.middlewares.append(refresh_metrics)
 
 
 # --- periods ----------------------------------------------------------------------------------
@@ -46,22 +44,33 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=LOCAL)
 
 
+# Periods are bounded: far dates are no figures anybody has, and at the very ends of the
+# calendar adding a day or changing zone overflows.
+EARLIEST, LATEST = date(1900, 1, 1), date(9998, 12, 31)
+
+
 def _instant(name: str, value: str, end: bool) -> datetime:
     """An ISO date or date-time; a date as an end means the end of that day."""
     value = value.strip()
+    out_of_range = error(web.HTTPBadRequest, f"{name}: a date from {EARLIEST} to {LATEST}")
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         try:
             day = date.fromisoformat(value)
         except ValueError:
-            raise error(web.HTTPBadRequest, f"{name}: not a date: {value!r}") from None
+            raise error(web.HTTPBadRequest, f"{name}: not a date (YYYY-MM-DD)") from None
+        if not EARLIEST <= day <= LATEST:
+            raise out_of_range
         return _midnight(day + timedelta(days=1) if end else day)
     # An unencoded "+01:00" arrives as " 01:00": put the plus back.
     value = re.sub(r" (\d{2}:?\d{2})$", r"+\1", value)
     try:
-        return aware(datetime.fromisoformat(value))
+        moment = datetime.fromisoformat(value)
     except ValueError:
         raise error(web.HTTPBadRequest, f"{name}: expected an ISO date (2026-12-01) or date-time "
-                                        f"(2026-12-01T09:30), got {value!r}") from None
+                                        "(2026-12-01T09:30)") from None
+    if not EARLIEST <= moment.date() <= LATEST:
+        raise out_of_range
+    return aware(moment)
 
 
 def period(params: Mapping[str, str], now: datetime) -> tuple[datetime, datetime]:
@@ -123,21 +132,22 @@ async def get_figures(request: web.Request) -> web.Response:
     since, until = period(request.query, svc.clock.now())
     queues = svc.call_config.queues
     topic = request.query.get("topic") or None
-    if topic is not None and topic not in queues:
-        raise error(web.HTTPNotFound, f"no topic {topic!r} (see queues.yaml)")
+    if topic is not None and topic not in svc.topics:
+        raise error(web.HTTPNotFound, f"no topic {topic[:64]!r} (see queues.yaml)")
     line = request.query.get("line") or None
     if line is not None and not any(line in (f.name, n)
                                     for n, f in svc.call_config.flows.items()):
-        raise error(web.HTTPNotFound, f"no line named or numbered {line!r}")
+        raise error(web.HTTPNotFound, f"no line named or numbered {line[:64]!r}")
     headers = await caught_up(request)  # read what was just done
     found = await period_report(svc, since, until, topic, line)
-    shown = [topic] if topic else list(queues)
+    shown = [topic] if topic else svc.topics
     return web.json_response({
         **found.as_dict(),
         # Recalls have no line: `line` does not select them.
         "recalls": await recall_report(svc, since, until, topic),
         "settings": {t: {"name": queues[t].name, "service_level": queues[t].service_level,
-                         "short_abandon": queues[t].short_abandon} for t in shown},
+                         "short_abandon": queues[t].short_abandon}
+                     for t in shown if t in queues},  # not those a reload removed
         "live": live(svc, shown),
     }, headers=headers)
 
@@ -172,16 +182,10 @@ async def _chain(first: list[Any], rest: Any) -> Any:
 
 # --- Prometheus -------------------------------------------------------------------------------
 
-@web.middleware
-async def refresh_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path == "/metrics":
-        await refresh(request.app[SERVICE])
-    return await handler(request)
-
-
 async def refresh(svc: Service) -> None:
-    """Set the live gauges, then today's figures per topic (one database query)."""
-    topics = list(svc.call_config.queues)
+    """Set the live gauges, then today's figures per topic (one database query). /metrics
+    (app.py) calls this just before it renders them."""
+    topics = svc.topics
     now = svc.clock.now()
     state = live(svc, topics)
     for gauge in (metrics.LONGEST_WAIT, metrics.AGENTS, metrics.QUEUE_AGENTS):

@@ -11,7 +11,7 @@ or `X-API-Key: <key>`; supervisors and the admin with their usual tokens. No or 
 401; a known caller without the right: 403. A request is committed to the database before the
 202 goes out. One open (waiting or calling) request per number and topic: asking again answers
 200 with the open one and `"duplicate": true`. Errors are `{"error": reason, "problems": [...]}`:
-400 malformed JSON, 422 invalid content (every problem listed), 429 rate limits (Retry-After).
+400 malformed JSON, 422 invalid content (the problems listed), 429 rate limits (Retry-After).
 """
 
 from __future__ import annotations
@@ -22,10 +22,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from centralino.storage.models import RecallAttempt, RecallRequest
-from centralino.web.common import SERVICE, Handler, identify
+from centralino.web.common import (
+    CHALLENGE,
+    SERVICE,
+    ErrorOut,
+    Handler,
+    error,
+    identify,
+    json_body,
+    presented_token,
+    query_int,
+    strong_enough,
+)
 from cti.recalls import STATUSES, RecallError, SlidingWindow, classify, due_time, retry_after
 
 BASE = "/api/recalls"
@@ -129,11 +140,6 @@ class RecallDetail(RecallOut):
                                  "next an operator takes), while it waits there")
 
 
-class ErrorOut(BaseModel):
-    error: str
-    problems: list[str] = Field([], description="every invalid field, for 422")
-
-
 def _url(recall_id: str) -> str:
     return f"{BASE}/{recall_id}"
 
@@ -157,12 +163,6 @@ def _detail(row: RecallRequest, attempts: list[RecallAttempt], position: int | N
 
 # --- errors and who is asking -----------------------------------------------------------------
 
-def _fail(status: type[web.HTTPException], reason: str, problems: list[str] | None = None,
-          headers: dict[str, str] | None = None) -> web.HTTPException:
-    body = ErrorOut(error=reason, problems=problems or []).model_dump_json()
-    return status(text=body, content_type="application/json", headers=headers)
-
-
 def own_auth(handler: Handler) -> Handler:
     """Tell common.authenticate that this handler checks the caller itself."""
     handler.own_auth = True  # type: ignore[attr-defined]
@@ -171,19 +171,13 @@ def own_auth(handler: Handler) -> Handler:
 
 def _caller(request: web.Request) -> tuple[str, str]:
     """("portal", client id), or ("admin"|"supervisor"|"agent", id) from common.identify."""
-    given = request.headers.get("Authorization", "")
-    key = given[7:].strip() if given.startswith("Bearer ") else ""
-    key = key or request.headers.get("X-API-Key", "").strip()
-    challenge = {"WWW-Authenticate": 'Bearer realm="centralino recalls"'}
-    if not key:
-        raise _fail(web.HTTPUnauthorized, "missing API key: send `Authorization: Bearer <key>` "
-                    "or `X-API-Key: <key>`", headers=challenge)
+    key = presented_token(request, api_key_header=True)
     svc = request.app[SERVICE]
-    if client := svc.settings.recalls.client_for(key):
+    if (client := svc.settings.recalls.client_for(key)) and strong_enough(svc, key, client):
         return "portal", client
     who = identify(svc, key)
     if who is None:
-        raise _fail(web.HTTPUnauthorized, "unknown API key", headers=challenge)
+        raise error(web.HTTPUnauthorized, "unknown API key", headers=CHALLENGE)
     return who
 
 
@@ -192,31 +186,19 @@ async def _visible(request: web.Request) -> RecallRequest:
     request does not exist for you)."""
     role, person = _caller(request)
     if role == "agent":
-        raise _fail(web.HTTPForbidden, "an agent token cannot do this")
+        raise error(web.HTTPForbidden, "an agent token cannot do this")
     recall_id = request.match_info["id"]
     row = None
     if len(recall_id) == 32 and set(recall_id) <= ID_CHARS:
         row = await request.app[SERVICE].store.get_recall(recall_id)
     if row is None or (role == "portal" and row.client != person):
-        raise _fail(web.HTTPNotFound, f"no recall request {recall_id!r}")
+        raise error(web.HTTPNotFound, f"no recall request {recall_id!r}")
     return row
-
-
-async def _payload(request: web.Request) -> RecallCreate:
-    try:
-        return RecallCreate.model_validate_json(await request.read())
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise _fail(web.HTTPBadRequest, "the body is not valid JSON (UTF-8): "
-                        f"{errors[0]['msg']}") from None
-        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors]
-        raise _fail(web.HTTPUnprocessableEntity, "; ".join(problems), problems) from None
 
 
 def _invalid(field: str, reason: str) -> web.HTTPException:
     problem = f"{field}: {reason}"
-    return _fail(web.HTTPUnprocessableEntity, problem, [problem])
+    return error(web.HTTPUnprocessableEntity, problem, [problem])
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -227,19 +209,19 @@ async def create(request: web.Request) -> web.Response:
     settings = svc.settings.recalls
     role, client = _caller(request)
     if role != "portal":
-        raise _fail(web.HTTPForbidden, "only a portal's key can ask for a recall")
+        raise error(web.HTTPForbidden, "only a portal's key can ask for a recall")
     now = svc.clock.now().astimezone(UTC)
     # Every POST counts, valid or not: the limit is there for floods.
     if (wait := request.app[ADDRESS_LIMIT].hit(request.remote or "unknown", now)) is not None:
-        raise _fail(web.HTTPTooManyRequests, "too many requests from this address",
+        raise error(web.HTTPTooManyRequests, "too many requests from this address",
                     headers={"Retry-After": str(wait)})
-    body = await _payload(request)
+    body = await json_body(request, RecallCreate, empty=None)
     topics = settings.topics or list(svc.call_config.queues)
     if body.topic not in topics or body.topic not in svc.call_config.queues:
         raise _invalid("topic", f"unknown topic {body.topic!r} (known: {', '.join(topics)})")
     schedule = svc.call_config.schedules.get(settings.hours) if settings.hours else None
     try:
-        number = classify(body.number, settings)
+        number = classify(body.number, settings, svc.call_config.flows)
         due = due_time(body.mode, body.slot, now, schedule, settings.horizon_days)
     except RecallError as exc:
         raise _invalid(exc.field, exc.reason) from None
@@ -252,7 +234,7 @@ async def create(request: web.Request) -> web.Response:
     day = timedelta(days=1)
     count, oldest = await svc.store.recalls_since(number.e164, now - day)
     if count >= settings.limits.per_number_per_day and oldest is not None:
-        raise _fail(web.HTTPTooManyRequests, f"this number asked for {count} recalls in the "
+        raise error(web.HTTPTooManyRequests, f"this number asked for {count} recalls in the "
                     "last 24 hours", headers={"Retry-After": str(retry_after(oldest + day, now))})
     row = RecallRequest(
         id=uuid.uuid4().hex, number=number.e164, number_type=number.type, topic=body.topic,
@@ -293,7 +275,7 @@ async def cancel(request: web.Request) -> web.Response:
                                                     only_from=("waiting",))
         if updated is None:
             current = await svc.store.get_recall(row.id) or row
-            raise _fail(web.HTTPConflict, f"the request is {current.status}: only a waiting "
+            raise error(web.HTTPConflict, f"the request is {current.status}: only a waiting "
                         "request can be cancelled")
         row = updated
         svc.recalls.cancelled(row.id)  # out of its line, if it was in one
@@ -304,17 +286,12 @@ async def cancel(request: web.Request) -> web.Response:
 async def list_recalls(request: web.Request) -> web.Response:
     role, _ = _caller(request)
     if role not in ("admin", "supervisor"):
-        raise _fail(web.HTTPForbidden, f"a {role} key cannot list recall requests")
+        raise error(web.HTTPForbidden, f"a {role} key cannot list recall requests")
     query = request.query
     status = query.get("status") or None
     if status is not None and status not in STATUSES:
-        raise _fail(web.HTTPBadRequest, f"status: one of {', '.join(STATUSES)}")
-    try:
-        limit = int(query.get("limit", "100"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 1000:
-        raise _fail(web.HTTPBadRequest, "limit: a number from 1 to 1000")
+        raise error(web.HTTPBadRequest, f"status: one of {', '.join(STATUSES)}")
+    limit = query_int(request, "limit", 100, 1, 1000)
     rows = await request.app[SERVICE].store.find_recalls(
         status=status, topic=query.get("topic") or None, client=query.get("client") or None,
         limit=limit)

@@ -20,6 +20,7 @@ from tests.integration.conftest import (
     api_post,
     record_of,
     settings_for,
+    staff,
     start_run,
     stop_run,
 )
@@ -46,6 +47,35 @@ async def test_asterisk_restart_service_reconnects_and_takes_new_calls(
     await call.wait_heard("menu_main")
     await call.hangup()
     assert (await record_of(service, call)).outcome == "caller_hangup"
+
+
+async def test_calls_cut_by_an_asterisk_restart_are_lost_not_abandoned(
+        start_service, caller, phones, asterisk):
+    """Callers waiting and talking when Asterisk stops: Asterisk hung them up, they did not
+    give up; figures must not count them as abandons (issue #9)."""
+    service = await start_service()
+    waiting = []
+    for n in range(4):
+        call = await caller.dial(DIRECT, caller_number=f"065555000{n}")
+        await call.wait_idle()
+        waiting.append(call)
+    phones.set("1003", "answer")
+    staff(service, "1003")
+    await phones.wait_answered("1003")  # the first caller talks, three wait
+    async with asyncio.timeout(10):
+        while service.desk.agents["1003"].state != "on_call":
+            await asyncio.sleep(0.05)
+
+    await asyncio.to_thread(asterisk.restart)
+    records = [await record_of(service, call, timeout=30) for call in waiting]
+    assert [r.outcome for r in records] == ["lost"] * 4
+    assert records[0].connected_at is not None and records[0].agent_id == "1003"
+    events = [e.event for r in records for e in await service.store.queue_log(call_id=r.id)]
+    assert events.count("ENTERQUEUE") == 4 and events.count("CONNECT") == 1
+    assert "ABANDON" not in events and "COMPLETECALLER" not in events
+    await service.wait_connected(timeout=30)
+    await asyncio.wait_for(caller.ari.connected.wait(), 30)
+    await asyncio.wait_for(phones.ari.connected.wait(), 30)
 
 
 async def test_service_restart_adopts_calls_still_in_asterisk(start_service, caller):

@@ -98,6 +98,16 @@ def test_config_can_allow_more():
         classify("899123456", wider)
 
 
+def test_the_help_desks_own_numbers_are_never_called_back():
+    own = RecallSettings(caller_id="06 1234 5000")
+    lines = ["0612345001", "800123456", "not-a-number"]  # its lines, as flows number them
+    for raw in ("06 1234 5000", "+39 06 12345001", "0039 800 123 456"):
+        with pytest.raises(RecallError, match="the help desk's own number"):
+            classify(raw, own.model_copy(update={"allowed_types": ["fixed_line", "toll_free"]}),
+                     lines)
+    assert classify("06 1234 5002", own, lines).e164 == "+390612345002"
+
+
 @given(st.text(max_size=40))
 def test_classify_never_fails_otherwise(raw):
     try:
@@ -208,8 +218,8 @@ def test_sliding_window():
 
 
 def test_dev_portal_key_is_refused_in_production():
-    secrets = {"mode": "production", "asterisk": {"password": "a-real-password"},
-               "http": {"admin_token": "a-long-admin-token-123"}}
+    secrets = {"mode": "production", "asterisk": {"password": "ari-Zk3pP9qLm2xVt7wRb4n"},
+               "http": {"admin_token": "adm-Q8vN2kT6yH4mW9cX3rJ7"}}
     dev = {"clients": {"portale": {"key_sha256": key_hash(DEV_PORTAL_KEY)}}}
     with pytest.raises(ValidationError, match="portale: the public development key"):
         Settings.model_validate({**secrets, "recalls": dev})
@@ -221,8 +231,8 @@ def test_dev_portal_key_is_refused_in_production():
 
 
 def test_production_recalls_need_a_trunk_and_a_caller_id():
-    secrets = {"mode": "production", "asterisk": {"password": "a-real-password"},
-               "http": {"admin_token": "a-long-admin-token-123"}}
+    secrets = {"mode": "production", "asterisk": {"password": "ari-Zk3pP9qLm2xVt7wRb4n"},
+               "http": {"admin_token": "adm-Q8vN2kT6yH4mW9cX3rJ7"}}
     portal = {"clients": {"portale": {"key_sha256": key_hash("a-secret-key")}}}
     with pytest.raises(ValidationError, match="simulated citizens: set your trunk"):
         Settings.model_validate({**secrets, "recalls": portal})
@@ -239,8 +249,8 @@ def test_production_callback_keys_need_a_trunk_too(tmp_path):
     settings = tmp_path / "centralino.yaml"
     settings.write_text(f"""
 mode: production
-asterisk: {{password: a-real-password}}
-http: {{admin_token: a-long-admin-token-123}}
+asterisk: {{password: ari-Zk3pP9qLm2xVt7wRb4n}}
+http: {{admin_token: adm-Q8vN2kT6yH4mW9cX3rJ7}}
 config_dir: {REPO / "config"}
 prompts: {{manifest: {REPO / "prompts" / "manifest.yaml"}}}
 """)
@@ -286,6 +296,7 @@ def test_env_overrides_reach_the_recalls_section():
 
 PORTAL, OTHER, ADMIN, SUPERVISOR, AGENT = "portal-key", "other-key", "admin-token", "sup", "agent"
 NOW = rome(2026, 12, 1, 10)  # a Tuesday, open
+HELP_DESK = "0612345001"
 
 
 def fake_service(store: Store, limits: RecallLimits) -> SimpleNamespace:
@@ -300,7 +311,8 @@ def fake_service(store: Store, limits: RecallLimits) -> SimpleNamespace:
         3, {"1001": AgentEntry(name="Uno", device="PJSIP/1001", topics={"alpha": 0},
                                token_sha256=token_hash(AGENT))},
         {"sup": SupervisorEntry(name="Capo", token_sha256=token_hash(SUPERVISOR))}, "")
-    call = SimpleNamespace(queues={"alpha": None, "beta": None}, schedules={"office": OFFICE})
+    call = SimpleNamespace(queues={"alpha": None, "beta": None}, schedules={"office": OFFICE},
+                           flows={HELP_DESK: None})  # the help desk's own line
     return SimpleNamespace(settings=settings, store=store, clock=FixedClock(NOW),
                            call_config=call, config=SimpleNamespace(agents=agents, call=call),
                            queues=QueueManager(),  # the lines (positions of waiting requests)
@@ -490,6 +502,7 @@ async def test_supervisors_list_recalls(http):
     ({"name": None}, 422, "name: Field required"),
     ({"extra": 1}, 422, "extra: Extra inputs are not permitted"),
     ({"number": 3471234567}, 422, "number: Input should be a valid string"),
+    ({"number": "06 1234 5001"}, 422, "number: this is the help desk's own number"),
 ])
 async def test_invalid_requests_say_why(http, changes, status, error):
     client, svc = http
