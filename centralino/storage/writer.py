@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from centralino.storage.faults import ROW, Fault, fault_of
+from centralino.storage.store import step_row
 
 log = logging.getLogger("centralino.storage")
 Write = tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]
@@ -91,7 +92,7 @@ class Writer:
     async def replay(spool: Path, store: Any) -> None:
         """At start, before anything else is written: what a previous run kept in `spool`,
         in its order. A database that goes away again keeps the rest for the next try."""
-        kept = _load(spool)
+        kept = [write for name, args in _load(spool) for write in _current_shape(name, args)]
         for done, (name, args) in enumerate(kept):
             try:
                 await getattr(store, name)(*args)
@@ -165,6 +166,16 @@ class Writer:
     def waiting(self) -> int:
         """Writes queued behind the one in progress (or being retried)."""
         return self._queue.qsize()
+
+
+def _current_shape(name: str, args: tuple[Any, ...]) -> list[tuple[str, tuple[Any, ...]]]:
+    """A record kept by an earlier version, as today's writes: an upgrade made while the
+    database was away loses nothing either."""
+    if name == "finish_call" and len(args) == 3:  # before migration 0007 steps came at the end
+        call_id, steps, values = args
+        return [("add", tuple(step_row(call_id, n, step) for n, step in enumerate(steps))),
+                ("finish_call", (call_id, values))]
+    return [(name, args)]
 
 
 # The spool is the service's own file in its own folder (pickle keeps the rows as they are).

@@ -53,7 +53,7 @@ async def test_an_answering_machine_is_called_again(start_service, phones, citiz
     assert status == 403 and "1003" in body["error"]  # not 1001's call
     assert (await mark("1003", "0" * 32, "no_answer"))[0] == 404
     status, body = await mark("1003", recall_id, "sometimes")
-    assert status == 400 and "outcome" in body["error"]
+    assert status == 422 and "outcome" in body["error"]
 
     status, body = await mark("1003", recall_id, "no_answer")
     assert status == 200 and body["status"] == "waiting", body

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -307,3 +308,24 @@ async def test_a_replay_cut_short_keeps_what_it_did_not_write(tmp_path):
     store.down.clear()
     await Writer.replay(spool, store)
     assert store.calls == [("add", ("a",)), ("update", ("u",)), ("add", ("b",))]
+
+
+async def test_a_spool_kept_by_the_version_before_steps_were_stored_as_they_happen(tmp_path):
+    """An upgrade made while the database was away: the old shape of finish_call (steps with
+    the end) becomes today's writes, nothing lost."""
+    from centralino.storage.writer import _save
+    from ivr.engine import Step
+
+    class Calls(FakeStore):
+        async def finish_call(self, call_id: str, values: dict[str, object]) -> None:
+            self.calls.append(("finish_call", (call_id, values)))
+
+    spool, store = tmp_path / "old.pickle", Calls()
+    at = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    steps = [Step(at, "key", "main", key="1", detail="Tributi"), Step(at, "queue", "tributi")]
+    _save(spool, [("finish_call", ("c1", steps, {"outcome": "abandoned"}))])
+    await Writer.replay(spool, store)
+    (add, rows), finish = store.calls
+    assert add == "add" and [(r.call_id, r.seq, r.kind, r.key) for r in rows] == [
+        ("c1", 0, "key", "1"), ("c1", 1, "queue", None)]
+    assert finish == ("finish_call", ("c1", {"outcome": "abandoned"}))
