@@ -1,5 +1,6 @@
 """Benchmarks against the real Asterisk: `./dev bench` or `python -m bench menus --calls 50 200`,
 `python -m bench fullflow` (the whole flow against native app_queue: see bench/fullflow.py).
+Each loads the dialplan it needs into the development Asterisk first (starting it if need be).
 
 menus: N simulated callers navigate the test line's menus at the same time (barge-in into a
 submenu, an information message, back, again) through the real Asterisk, while `centralino run`
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -28,10 +30,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+from centralino.dialplan import render_merged
 from centralino.simcaller import SimCall, SimCaller
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = REPO / "tests" / "integration" / "config" / "centralino.yaml"
+EXAMPLE_SETTINGS = REPO / "config" / "centralino.yaml"
+DIALPLAN = REPO / "var" / "bench-dialplan.conf"
+CHROOT = REPO / "asterisk-dev" / "chroot.sh"
 RESULTS = Path(__file__).parent / "results"
 PORT = 18090
 # The simulated callers' codec. slin (8 kHz linear) needs no transcoding of our 8 kHz prompts, so
@@ -62,6 +68,17 @@ def api(path: str) -> dict:
                                      headers={"Authorization": "Bearer test-admin-token"})
     with urllib.request.urlopen(request, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def load_dialplan() -> None:
+    """Route the numbers the benchmarks dial. `./dev run` or a restarted Asterisk loads only the
+    example's numbers; the example's stay routed too, so a `./dev run` beside keeps working."""
+    DIALPLAN.parent.mkdir(exist_ok=True)
+    DIALPLAN.write_text(render_merged([EXAMPLE_SETTINGS, SETTINGS], "centralino"))
+    env = {**os.environ, "CENTRALINO_DIALPLAN": str(DIALPLAN)}  # kept if Asterisk restarts
+    for command in (["start"], ["dialplan", str(DIALPLAN)]):
+        subprocess.run(["bash", str(CHROOT), *command], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
 
 
 def start_service(workdir: Path) -> subprocess.Popen:
@@ -106,28 +123,59 @@ async def navigate(call: SimCall, until: float) -> int:
     return keys
 
 
+async def warm_up(sim: SimCaller) -> None:
+    """A few calls first (imports, connection pools, prompt cache), so the baseline is fair."""
+    warm = [await sim.dial(MENU) for _ in range(5)]
+    await asyncio.gather(*(navigate(c, time.monotonic()) for c in warm))
+    for call in warm:
+        await call.hangup()
+    await asyncio.sleep(1)
+
+
+async def place_callers(sim: SimCaller, calls: int, ramp: float,
+                        until: float) -> tuple[list[SimCall], list[asyncio.Task[int]]]:
+    """Dial `calls` callers evenly over `ramp` seconds, each navigating until `until`."""
+    dialled: list[SimCall] = []
+    tasks = []
+    for n in range(calls):
+        call = await sim.dial(MENU, caller_number=f"06{n:08d}", codec=CODEC)
+        dialled.append(call)
+        tasks.append(asyncio.create_task(navigate(call, until)))
+        await asyncio.sleep(ramp / calls)
+    return dialled, tasks
+
+
+async def end_calls(sim: SimCaller, dialled: list[SimCall]) -> None:
+    """Hang up and wait (30 s at most) until the service has finished every call: stopped with
+    calls up, it would leave them to be adopted at its next start, not what a benchmark wants."""
+    for call in dialled:
+        if not call.ended.is_set():
+            await sim.ari.hangup(call.id)
+    deadline = time.monotonic() + 30
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):
+            for call in dialled:
+                await call.ended.wait()
+    while time.monotonic() < deadline:
+        try:
+            if api("/healthz")["calls_in_progress"] == 0:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.1)
+
+
 async def run_menus(calls: int, ramp: float, steady: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         proc = start_service(Path(tmp))
         try:
             ast = asterisk_pid()
             async with SimCaller("http://127.0.0.1:8088", "centralino", "centralino-dev") as sim:
-                # Warm up (imports, connection pools, prompt cache) so the baseline is fair.
-                warm = [await sim.dial(MENU) for _ in range(5)]
-                await asyncio.gather(*(navigate(c, time.monotonic()) for c in warm))
-                for call in warm:
-                    await call.hangup()
-                await asyncio.sleep(1)
+                await warm_up(sim)
                 rss_before = rss_bytes(proc.pid)
-                dialled: list[SimCall] = []
                 ramp_end = time.monotonic() + ramp
                 until = ramp_end + steady
-                tasks = []
-                for n in range(calls):
-                    call = await sim.dial(MENU, caller_number=f"06{n:08d}", codec=CODEC)
-                    dialled.append(call)
-                    tasks.append(asyncio.create_task(navigate(call, until)))
-                    await asyncio.sleep(ramp / calls)
+                dialled, tasks = await place_callers(sim, calls, ramp, until)
                 await asyncio.sleep(max(0.0, ramp_end - time.monotonic()) + 2)
                 api("/api/admin/ari-latency?reset=1")
                 cpu0, ast0, t0 = cpu_seconds(proc.pid), cpu_seconds(ast) if ast else 0, time.monotonic()
@@ -139,9 +187,7 @@ async def run_menus(calls: int, ramp: float, steady: float) -> dict:
                 rss_peak = max(rss_peak, rss_bytes(proc.pid))
                 latency = api("/api/admin/ari-latency")
                 in_progress = api("/healthz")["calls_in_progress"]
-                for call in dialled:
-                    if not call.ended.is_set():
-                        await sim.ari.hangup(call.id)
+                await end_calls(sim, dialled)
             errors = [k for k in keys if isinstance(k, BaseException)]
             elapsed = t1 - t0
             return {
@@ -181,6 +227,7 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=30.0, help="seconds measured")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
+    load_dialplan()
     if args.name == "fullflow":
         from bench.fullflow import main as fullflow
 

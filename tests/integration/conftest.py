@@ -24,14 +24,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from centralino.dialplan import render_dialplan
+from centralino.dialplan import render_merged
 from centralino.service import Service
 from centralino.settings import Settings, load_settings
 from centralino.simcaller import SimAgents, SimCall, SimCaller, SimCitizens
 from centralino.storage.models import Call, RecallRequest
 from centralino.storage.store import Store
 from ivr.clock import ShiftedClock, aware
-from ivr.config import load_call_config
 
 REPO = Path(__file__).resolve().parents[2]
 CHROOT = REPO / "asterisk-dev" / "chroot.sh"
@@ -60,16 +59,8 @@ def chroot(*args: str, **env: str) -> None:
 
 def _render_test_dialplan() -> None:
     """Route both the example numbers and the test numbers to centralino."""
-    merged = None
-    for path in (EXAMPLE_SETTINGS, TEST_SETTINGS):
-        s = load_settings(path, {})
-        config = load_call_config(s.config_dir, s.prompts.manifest)
-        merged = config if merged is None else dataclasses.replace(
-            merged, flows={**merged.flows, **config.flows},
-            flow_files={**merged.flow_files, **config.flow_files})
-    assert merged is not None
     DIALPLAN.parent.mkdir(exist_ok=True)
-    DIALPLAN.write_text(render_dialplan(merged, "centralino"))
+    DIALPLAN.write_text(render_merged([EXAMPLE_SETTINGS, TEST_SETTINGS], "centralino"))
 
 
 @dataclasses.dataclass
