@@ -112,6 +112,7 @@ class AriCallPort:
             # The call is being stopped (the service stops): a read left pending would be
             # collected later as "Task was destroyed but it is pending!", once per call.
             self._getter.cancel()
+            self._getter = None
             raise
         if not done:
             reacting_to.set(None)  # what follows reacts to a timer, not to an event
