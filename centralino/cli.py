@@ -49,10 +49,10 @@ def main(ctx: click.Context, settings_path: Path) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the service (SIGHUP reloads the configuration)."""
+    from centralino import logs
+
     settings = _settings(ctx)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(settings.log_level, settings.log_repeat_interval)
     try:
         asyncio.run(_serve(settings))
     except ConfigError as exc:

@@ -65,6 +65,9 @@ class Settings(_Section):
     # Development only: start the service clock at this local time (rehearse Christmas Day).
     clock_start: datetime | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # A warning or error already logged within this many seconds is counted, not logged again
+    # (centralino.logs): what a flood makes repeat cannot fill the disk.
+    log_repeat_interval: float = Field(60.0, ge=0)
     config_dir: Path = Path(".")
 
     @model_validator(mode="after")
