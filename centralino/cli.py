@@ -50,9 +50,11 @@ def main(ctx: click.Context, settings_path: Path) -> None:
 def run(ctx: click.Context) -> None:
     """Run the service (SIGHUP reloads the configuration)."""
     from centralino import logs
+    from centralino.web.site import raise_descriptor_limit
 
     settings = _settings(ctx)
     logs.configure(settings.log_level, settings.log_repeat_interval)
+    raise_descriptor_limit()
     try:
         asyncio.run(_serve(settings))
     except ConfigError as exc:

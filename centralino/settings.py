@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, model_validator
 
 from cti.recalls import RecallSettings
 from ivr.yamlfile import ConfigError, ConfigProblem, load_yaml
@@ -38,6 +38,18 @@ class HttpSettings(_Section):
     # How Asterisk reaches this service to fetch prompts (sound:http://...).
     public_url: str = "http://127.0.0.1:8080"
     admin_token: str = DEV_ADMIN_TOKEN
+    # Hostile or unlucky clients (centralino.web.site): a connection without a complete request
+    # head this many seconds after it opened or was last answered is closed (idle keep-alive
+    # and slowly sent heads alike).
+    idle_timeout: float = Field(15.0, gt=0, le=3600)
+    # Connections beyond these are closed at once. Asterisk's address (asterisk.ari_url's host)
+    # and priority_addresses each have their own max_connections_per_address; all the others
+    # share max_connections, lowered to what the open files limit allows after
+    # descriptor_reserve (kept for ARI, the database, files and logs).
+    max_connections_per_address: int = Field(100, ge=1)
+    max_connections: int = Field(1000, ge=1)
+    descriptor_reserve: int = Field(256, ge=64)
+    priority_addresses: list[IPvAnyAddress] = []
 
 
 class DatabaseSettings(_Section):
