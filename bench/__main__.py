@@ -1,5 +1,6 @@
 """Benchmarks against the real Asterisk: `./dev bench` or `python -m bench menus --calls 50 200`,
-`python -m bench fullflow` (the whole flow against native app_queue: see bench/fullflow.py).
+`python -m bench fullflow` (the whole flow against native app_queue: see bench/fullflow.py),
+`python -m bench hostile` (menus while the service is attacked: see bench/hostile.py).
 Each loads the dialplan it needs into the development Asterisk first (starting it if need be).
 
 menus: N simulated callers navigate the test line's menus at the same time (barge-in into a
@@ -29,6 +30,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from centralino.dialplan import render_merged
 from centralino.simcaller import SimCall, SimCaller
@@ -81,7 +83,7 @@ def load_dialplan() -> None:
                        stdout=subprocess.DEVNULL)
 
 
-def start_service(workdir: Path) -> subprocess.Popen:
+def start_service(workdir: Path, log: IO[bytes] | None = None) -> subprocess.Popen:
     env = {**os.environ,
            "CENTRALINO_HTTP__PORT": str(PORT),
            "CENTRALINO_HTTP__PUBLIC_URL": f"http://127.0.0.1:{PORT}",
@@ -91,7 +93,8 @@ def start_service(workdir: Path) -> subprocess.Popen:
            "CENTRALINO_LOG_LEVEL": "warning"}
     nice = ["nice", "-n", os.environ.get("CENTRALINO_BENCH_NICE", "0")]
     proc = subprocess.Popen([*nice, sys.executable, "-m", "centralino", "--settings", str(SETTINGS),
-                             "run"], cwd=REPO, env=env)
+                             "run"], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT if log else None)
     for _ in range(200):
         try:
             if api("/healthz")["asterisk_connected"]:
@@ -216,15 +219,20 @@ async def run_menus(calls: int, ramp: float, steady: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", nargs="?", default="menus", choices=["menus", "fullflow"])
+    parser.add_argument("name", nargs="?", default="menus",
+                        choices=["menus", "fullflow", "hostile"])
     parser.add_argument("--calls", type=int, nargs="+", default=None,
-                        help="menus: concurrent callers (50 200); fullflow: callers (100)")
+                        help="menus: concurrent callers (50 200); fullflow: callers (100); "
+                             "hostile: concurrent callers (50)")
     parser.add_argument("--rate", type=float, default=5.0,
                         help="fullflow: callers dialled per second")
     parser.add_argument("--talk", type=float, default=2.0,
                         help="fullflow: seconds each agent talks")
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds to dial them all")
     parser.add_argument("--steady", type=float, default=30.0, help="seconds measured")
+    parser.add_argument("--attacks", default="slow,bodies,scrapers",
+                        help="hostile: only these attacks (comma-separated), to see what each "
+                             "costs; the result goes to hostile-<attacks>.json")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     load_dialplan()
@@ -235,6 +243,16 @@ def main() -> None:
         return
     gc.collect()
     gc.freeze()  # the simulated callers must not stall on the collector either
+    if args.name == "hostile":
+        from bench.hostile import ATTACKS, run_hostile
+
+        attacks = args.attacks.split(",")
+        result = asyncio.run(run_hostile((args.calls or [50])[0], args.ramp, args.steady,
+                                         attacks))
+        print(json.dumps(result, indent=2))
+        name = "hostile" if set(attacks) >= set(ATTACKS) else f"hostile-{'-'.join(attacks)}"
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        return
     for calls in args.calls or [50, 200]:
         result = asyncio.run(run_menus(calls, args.ramp, args.steady))
         print(json.dumps(result, indent=2))

@@ -175,8 +175,8 @@ def steps(record: Call, *kinds: str) -> list[tuple[str, str, str | None, str | N
 PORT = 18085
 
 
-def api_get(path: str) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}",
+def api_get(path: str, port: int = PORT) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
                                      headers={"Authorization": "Bearer test-admin-token"})
     with urllib.request.urlopen(request, timeout=5) as resp:
         return json.loads(resp.read())
@@ -185,13 +185,20 @@ def api_get(path: str) -> dict:
 @pytest.fixture
 def running(tmp_path: Path, asterisk):
     """`centralino run` as a real process, on a copy of the test config it may edit."""
+    yield from service_process(tmp_path, PORT)
+
+
+def service_process(tmp_path: Path, port: int, preexec_fn: Callable[[], None] | None = None,
+                    **env: str):
+    """Run `centralino run` on `port` (extra CENTRALINO_* settings in `env`) until the test
+    is over; yield (process, config folder, environment, log file)."""
     config = tmp_path / "config"
     shutil.copytree(TEST_SETTINGS.parent, config)
     env = {**os.environ,
-           "CENTRALINO_HTTP__PORT": str(PORT),
-           "CENTRALINO_HTTP__PUBLIC_URL": f"http://127.0.0.1:{PORT}",
+           "CENTRALINO_HTTP__PORT": str(port),
+           "CENTRALINO_HTTP__PUBLIC_URL": f"http://127.0.0.1:{port}",
            "CENTRALINO_PROMPTS__BUILD_DIR": str(REPO / "var" / "test-prompts"),
-           "CENTRALINO_CLOCK_START": "2026-12-01T10:00:00+01:00"}
+           "CENTRALINO_CLOCK_START": "2026-12-01T10:00:00+01:00", **env}
     if url := os.environ.get("CENTRALINO_TEST_DATABASE_URL"):
         env["CENTRALINO_DATABASE__URL"] = url
         asyncio.run(close_open_recalls(url))
@@ -200,10 +207,10 @@ def running(tmp_path: Path, asterisk):
     log = open(tmp_path / "service.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "centralino", "--settings", str(config / "centralino.yaml"), "run"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
     for _ in range(100):
         try:
-            api_get("/healthz")
+            api_get("/healthz", port)
             break
         except OSError:
             if proc.poll() is not None:
@@ -212,9 +219,9 @@ def running(tmp_path: Path, asterisk):
     else:
         proc.kill()
     assert proc.poll() is None, (tmp_path / "service.log").read_text()
-    for agent in api_get("/api/agents"):  # logins survive restarts: start with nobody
+    for agent in api_get("/api/agents", port):  # logins survive restarts: start with nobody
         request = urllib.request.Request(
-            f"http://127.0.0.1:{PORT}/api/agents/{agent['id']}/logout", data=b"{}",
+            f"http://127.0.0.1:{port}/api/agents/{agent['id']}/logout", data=b"{}",
             method="POST", headers={"Authorization": "Bearer test-admin-token"})
         urllib.request.urlopen(request, timeout=5).close()
     yield proc, config, env, tmp_path / "service.log"
