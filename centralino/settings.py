@@ -47,7 +47,7 @@ class HttpSettings(_Section):
     # share max_connections, lowered to what the open files limit allows after
     # descriptor_reserve (kept for ARI, the database, files and logs).
     max_connections_per_address: int = Field(100, ge=1)
-    max_connections: int = Field(1000, ge=1)
+    max_connections: int = Field(500, ge=1)
     descriptor_reserve: int = Field(256, ge=64)
     priority_addresses: list[IPvAnyAddress] = []
 
