@@ -149,8 +149,8 @@ class GuardedSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM,
-                                       flags=socket.AI_PASSIVE)
+        infos = await loop.getaddrinfo(self._host or None, self._port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)  # "": every address
         for family, *_, address in dict.fromkeys(infos):  # "localhost": 127.0.0.1 and ::1
             sock = socket.create_server(address, family=family, backlog=self._backlog)
             sock.setblocking(False)
