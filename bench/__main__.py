@@ -1,5 +1,7 @@
 """Benchmarks against the real Asterisk: `./dev bench` or `python -m bench menus --calls 50 200`,
-`python -m bench fullflow` (the whole flow against native app_queue: see bench/fullflow.py).
+`python -m bench fullflow` (the whole flow against native app_queue: see bench/fullflow.py),
+`python -m bench hostile` (menus while the service is attacked: see bench/hostile.py).
+Each loads the dialplan it needs into the development Asterisk first (starting it if need be).
 
 menus: N simulated callers navigate the test line's menus at the same time (barge-in into a
 submenu, an information message, back, again) through the real Asterisk, while `centralino run`
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -27,11 +30,16 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import IO
 
+from centralino.dialplan import render_merged
 from centralino.simcaller import SimCall, SimCaller
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = REPO / "tests" / "integration" / "config" / "centralino.yaml"
+EXAMPLE_SETTINGS = REPO / "config" / "centralino.yaml"
+DIALPLAN = REPO / "var" / "bench-dialplan.conf"
+CHROOT = REPO / "asterisk-dev" / "chroot.sh"
 RESULTS = Path(__file__).parent / "results"
 PORT = 18090
 # The simulated callers' codec. slin (8 kHz linear) needs no transcoding of our 8 kHz prompts, so
@@ -64,17 +72,31 @@ def api(path: str) -> dict:
         return json.loads(resp.read())
 
 
-def start_service(workdir: Path) -> subprocess.Popen:
+def load_dialplan() -> None:
+    """Route the numbers the benchmarks dial. `./dev run` or a restarted Asterisk loads only the
+    example's numbers; the example's stay routed too, so a `./dev run` beside keeps working."""
+    DIALPLAN.parent.mkdir(exist_ok=True)
+    DIALPLAN.write_text(render_merged([EXAMPLE_SETTINGS, SETTINGS], "centralino"))
+    env = {**os.environ, "CENTRALINO_DIALPLAN": str(DIALPLAN)}  # kept if Asterisk restarts
+    for command in (["start"], ["dialplan", str(DIALPLAN)]):
+        subprocess.run(["bash", str(CHROOT), *command], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+
+
+def start_service(workdir: Path, log: IO[bytes] | None = None) -> subprocess.Popen:
     env = {**os.environ,
            "CENTRALINO_HTTP__PORT": str(PORT),
            "CENTRALINO_HTTP__PUBLIC_URL": f"http://127.0.0.1:{PORT}",
            "CENTRALINO_DATABASE__URL": os.environ.get(
                "CENTRALINO_BENCH_DATABASE_URL", f"sqlite+aiosqlite:///{workdir}/bench.db"),
            "CENTRALINO_CLOCK_START": "2026-12-01T10:00:00+01:00",
+           # The default (the tests' configuration renders /metrics at every scrape).
+           "CENTRALINO_HTTP__METRICS_MAX_AGE": "5",
            "CENTRALINO_LOG_LEVEL": "warning"}
     nice = ["nice", "-n", os.environ.get("CENTRALINO_BENCH_NICE", "0")]
     proc = subprocess.Popen([*nice, sys.executable, "-m", "centralino", "--settings", str(SETTINGS),
-                             "run"], cwd=REPO, env=env)
+                             "run"], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT if log else None)
     for _ in range(200):
         try:
             if api("/healthz")["asterisk_connected"]:
@@ -106,28 +128,59 @@ async def navigate(call: SimCall, until: float) -> int:
     return keys
 
 
+async def warm_up(sim: SimCaller) -> None:
+    """A few calls first (imports, connection pools, prompt cache), so the baseline is fair."""
+    warm = [await sim.dial(MENU) for _ in range(5)]
+    await asyncio.gather(*(navigate(c, time.monotonic()) for c in warm))
+    for call in warm:
+        await call.hangup()
+    await asyncio.sleep(1)
+
+
+async def place_callers(sim: SimCaller, calls: int, ramp: float,
+                        until: float) -> tuple[list[SimCall], list[asyncio.Task[int]]]:
+    """Dial `calls` callers evenly over `ramp` seconds, each navigating until `until`."""
+    dialled: list[SimCall] = []
+    tasks = []
+    for n in range(calls):
+        call = await sim.dial(MENU, caller_number=f"06{n:08d}", codec=CODEC)
+        dialled.append(call)
+        tasks.append(asyncio.create_task(navigate(call, until)))
+        await asyncio.sleep(ramp / calls)
+    return dialled, tasks
+
+
+async def end_calls(sim: SimCaller, dialled: list[SimCall]) -> None:
+    """Hang up and wait (30 s at most) until the service has finished every call: stopped with
+    calls up, it would leave them to be adopted at its next start, not what a benchmark wants."""
+    for call in dialled:
+        if not call.ended.is_set():
+            await sim.ari.hangup(call.id)
+    deadline = time.monotonic() + 30
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):
+            for call in dialled:
+                await call.ended.wait()
+    while time.monotonic() < deadline:
+        try:
+            if api("/healthz")["calls_in_progress"] == 0:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.1)
+
+
 async def run_menus(calls: int, ramp: float, steady: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         proc = start_service(Path(tmp))
         try:
             ast = asterisk_pid()
             async with SimCaller("http://127.0.0.1:8088", "centralino", "centralino-dev") as sim:
-                # Warm up (imports, connection pools, prompt cache) so the baseline is fair.
-                warm = [await sim.dial(MENU) for _ in range(5)]
-                await asyncio.gather(*(navigate(c, time.monotonic()) for c in warm))
-                for call in warm:
-                    await call.hangup()
-                await asyncio.sleep(1)
+                await warm_up(sim)
                 rss_before = rss_bytes(proc.pid)
-                dialled: list[SimCall] = []
                 ramp_end = time.monotonic() + ramp
                 until = ramp_end + steady
-                tasks = []
-                for n in range(calls):
-                    call = await sim.dial(MENU, caller_number=f"06{n:08d}", codec=CODEC)
-                    dialled.append(call)
-                    tasks.append(asyncio.create_task(navigate(call, until)))
-                    await asyncio.sleep(ramp / calls)
+                dialled, tasks = await place_callers(sim, calls, ramp, until)
                 await asyncio.sleep(max(0.0, ramp_end - time.monotonic()) + 2)
                 api("/api/admin/ari-latency?reset=1")
                 cpu0, ast0, t0 = cpu_seconds(proc.pid), cpu_seconds(ast) if ast else 0, time.monotonic()
@@ -139,9 +192,7 @@ async def run_menus(calls: int, ramp: float, steady: float) -> dict:
                 rss_peak = max(rss_peak, rss_bytes(proc.pid))
                 latency = api("/api/admin/ari-latency")
                 in_progress = api("/healthz")["calls_in_progress"]
-                for call in dialled:
-                    if not call.ended.is_set():
-                        await sim.ari.hangup(call.id)
+                await end_calls(sim, dialled)
             errors = [k for k in keys if isinstance(k, BaseException)]
             elapsed = t1 - t0
             return {
@@ -170,17 +221,23 @@ async def run_menus(calls: int, ramp: float, steady: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", nargs="?", default="menus", choices=["menus", "fullflow"])
+    parser.add_argument("name", nargs="?", default="menus",
+                        choices=["menus", "fullflow", "hostile"])
     parser.add_argument("--calls", type=int, nargs="+", default=None,
-                        help="menus: concurrent callers (50 200); fullflow: callers (100)")
+                        help="menus: concurrent callers (50 200); fullflow: callers (100); "
+                             "hostile: concurrent callers (50)")
     parser.add_argument("--rate", type=float, default=5.0,
                         help="fullflow: callers dialled per second")
     parser.add_argument("--talk", type=float, default=2.0,
                         help="fullflow: seconds each agent talks")
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds to dial them all")
     parser.add_argument("--steady", type=float, default=30.0, help="seconds measured")
+    parser.add_argument("--attacks", default="slow,bodies,scrapers",
+                        help="hostile: only these attacks (comma-separated), to see what each "
+                             "costs; the result goes to hostile-<attacks>.json")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
+    load_dialplan()
     if args.name == "fullflow":
         from bench.fullflow import main as fullflow
 
@@ -188,6 +245,16 @@ def main() -> None:
         return
     gc.collect()
     gc.freeze()  # the simulated callers must not stall on the collector either
+    if args.name == "hostile":
+        from bench.hostile import ATTACKS, run_hostile
+
+        attacks = args.attacks.split(",")
+        result = asyncio.run(run_hostile((args.calls or [50])[0], args.ramp, args.steady,
+                                         attacks))
+        print(json.dumps(result, indent=2))
+        name = "hostile" if set(attacks) >= set(ATTACKS) else f"hostile-{'-'.join(attacks)}"
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        return
     for calls in args.calls or [50, 200]:
         result = asyncio.run(run_menus(calls, args.ramp, args.steady))
         print(json.dumps(result, indent=2))

@@ -108,7 +108,14 @@ class AriCallPort:
                 event = self.events.get_nowait()
                 return self._took(event, completed)
             self._getter = asyncio.ensure_future(self.events.get())
-        done, _ = await asyncio.wait({self._getter}, timeout=timeout)
+        try:
+            done, _ = await asyncio.wait({self._getter}, timeout=timeout)
+        except asyncio.CancelledError:
+            # The call is being stopped (the service stops): a read left pending would be
+            # collected later as "Task was destroyed but it is pending!", once per call.
+            self._getter.cancel()
+            self._getter = None
+            raise
         if not done:
             reacting_to.set(None)  # what follows reacts to a timer, not to an event
             return None

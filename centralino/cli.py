@@ -49,16 +49,20 @@ def main(ctx: click.Context, settings_path: Path) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the service (SIGHUP reloads the configuration)."""
+    from centralino import logs
+    from centralino.web.site import raise_descriptor_limit
+
     settings = _settings(ctx)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    handler = logs.configure(settings.log_level, settings.log_repeat_interval)
+    raise_descriptor_limit()
     try:
         asyncio.run(_serve(settings))
     except ConfigError as exc:
         raise click.ClickException(f"configuration refused:\n{exc}") from None
     except KeyboardInterrupt:
         pass
+    finally:
+        logging.getLogger().removeHandler(handler)
 
 
 async def _serve(settings: Settings) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from ivr.config import CallConfig
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+
+from centralino.settings import load_settings
+from ivr.config import CallConfig, load_call_config
 
 INBOUND_CONTEXT = "centralino-inbound"
 
@@ -33,3 +38,17 @@ def render_dialplan(config: CallConfig, app: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def render_merged(settings_files: Iterable[Path], app: str) -> str:
+    """One dialplan for the numbers of several configurations: the development Asterisk
+    serves the example's numbers (`./dev run`) and the tests' and benchmarks' at once."""
+    merged: CallConfig | None = None
+    for path in settings_files:
+        s = load_settings(path, {})
+        config = load_call_config(s.config_dir, s.prompts.manifest)
+        merged = config if merged is None else dataclasses.replace(
+            merged, flows={**merged.flows, **config.flows},
+            flow_files={**merged.flow_files, **config.flow_files})
+    assert merged is not None, "no settings file given"
+    return render_dialplan(merged, app)

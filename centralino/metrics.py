@@ -51,3 +51,9 @@ TODAY_RECALL_FIRST_ATTEMPT = Gauge(
 TODAY_RECALL_ATTEMPTS_PER_SUCCESS = Gauge(
     "centralino_today_recall_attempts_per_success",
     "Calls to the citizen per recall request done; absent when undefined", ["topic"])
+
+# The HTTP side's caps (centralino.web.site).
+HTTP_CONNECTIONS = Gauge("centralino_http_connections", "HTTP connections open")
+HTTP_REFUSED = Counter("centralino_http_connections_refused_total",
+                       "HTTP connections closed at once: per_address or total cap reached",
+                       ["reason"])

@@ -35,6 +35,7 @@ from centralino.settings import Settings
 from centralino.storage.store import Store
 from centralino.storage.writer import Writer
 from centralino.web.app import create_app
+from centralino.web.site import GuardedSite, addresses_of, connection_limits
 from ivr.clock import Clock, ShiftedClock, SystemClock
 from ivr.config import CallConfig
 from ivr.hours import Override
@@ -109,11 +110,16 @@ class Service:
         self.desk.configure(self.config.agents, await self.store.last_agent_states())
         await self.ari.__aenter__()
         await self.ari.check()  # clear error now for wrong credentials or no Asterisk
-        self._runner = web.AppRunner(create_app(self), access_log=None)
+        http = self.settings.http
+        # aiohttp's keep-alive timer also runs while a request head is incomplete: one timeout
+        # closes idle connections and slow heads alike.
+        self._runner = web.AppRunner(create_app(self), access_log=None,
+                                     keepalive_timeout=http.idle_timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port,
-                           ssl_context=self._tls())
-        await site.start()
+        asterisk = await addresses_of(self.settings.asterisk.ari_url)
+        limits = connection_limits(http, asterisk | {str(a) for a in http.priority_addresses})
+        await GuardedSite(self._runner, http.host, http.port, limits,
+                          ssl_context=self._tls()).start()
         self._events = asyncio.create_task(self.ari.run_events(self._on_event, self._resync))
 
     def _tls(self) -> ssl.SSLContext | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, model_validator
 
 from centralino.tokens import weakness
 from cti.recalls import RecallSettings
@@ -60,6 +60,18 @@ class HttpSettings(_Section):
     def loopback_only(self) -> bool:
         """Listening on this machine only (not every address, not a network card)."""
         return is_loopback(self.host)
+    # Hostile or unlucky clients (centralino.web.site): a connection without a complete request
+    # head this many seconds after it opened or was last answered is closed (idle keep-alive
+    # and slowly sent heads alike).
+    idle_timeout: float = Field(15.0, gt=0, le=3600)
+    # Connections beyond these are closed at once. Asterisk's address (asterisk.ari_url's host)
+    # and priority_addresses each have their own max_connections_per_address; all the others
+    # share max_connections, lowered to what the open files limit allows after
+    # descriptor_reserve (kept for ARI, the database, files and logs).
+    max_connections_per_address: int = Field(100, ge=1)
+    max_connections: int = Field(500, ge=1)
+    descriptor_reserve: int = Field(256, ge=64)
+    priority_addresses: list[IPvAnyAddress] = []
 
 
 class DatabaseSettings(_Section):
@@ -87,6 +99,9 @@ class Settings(_Section):
     # Development only: start the service clock at this local time (rehearse Christmas Day).
     clock_start: datetime | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # A warning or error already logged within this many seconds is counted, not logged again
+    # (centralino.logs): what a flood makes repeat cannot fill the disk.
+    log_repeat_interval: float = Field(60.0, ge=0)
     config_dir: Path = Path(".")
 
     @model_validator(mode="after")

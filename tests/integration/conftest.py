@@ -24,14 +24,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from centralino.dialplan import render_dialplan
+from centralino.dialplan import render_merged
 from centralino.service import Service
 from centralino.settings import Settings, load_settings
 from centralino.simcaller import SimAgents, SimCall, SimCaller, SimCitizens
 from centralino.storage.models import Call, RecallRequest
 from centralino.storage.store import Store
 from ivr.clock import ShiftedClock, aware
-from ivr.config import load_call_config
 
 REPO = Path(__file__).resolve().parents[2]
 CHROOT = REPO / "asterisk-dev" / "chroot.sh"
@@ -60,16 +59,8 @@ def chroot(*args: str, **env: str) -> None:
 
 def _render_test_dialplan() -> None:
     """Route both the example numbers and the test numbers to centralino."""
-    merged = None
-    for path in (EXAMPLE_SETTINGS, TEST_SETTINGS):
-        s = load_settings(path, {})
-        config = load_call_config(s.config_dir, s.prompts.manifest)
-        merged = config if merged is None else dataclasses.replace(
-            merged, flows={**merged.flows, **config.flows},
-            flow_files={**merged.flow_files, **config.flow_files})
-    assert merged is not None
     DIALPLAN.parent.mkdir(exist_ok=True)
-    DIALPLAN.write_text(render_dialplan(merged, "centralino"))
+    DIALPLAN.write_text(render_merged([EXAMPLE_SETTINGS, TEST_SETTINGS], "centralino"))
 
 
 @dataclasses.dataclass
@@ -184,41 +175,47 @@ def steps(record: Call, *kinds: str) -> list[tuple[str, str, str | None, str | N
 PORT = 18085
 
 
-def api_get(path: str) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}",
+def api_get(path: str, port: int = PORT) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
                                      headers={"Authorization": "Bearer test-admin-token"})
     with urllib.request.urlopen(request, timeout=5) as resp:
         return json.loads(resp.read())
 
 
-@pytest.fixture
-def run_env(tmp_path: Path, asterisk) -> tuple[Path, dict[str, str], Path]:
-    """(settings file, environment, log file) for `centralino run` processes (start_run) on a
-    copy of the test config they may edit."""
+def run_config(tmp_path: Path, port: int = PORT, **env: str) -> tuple[Path, dict[str, str], Path]:
+    """(settings file, environment, log file) for `centralino run` processes (start_run) on
+    `port`, on a copy of the test config they may edit; extra CENTRALINO_* settings in `env`."""
     config = tmp_path / "config"
     shutil.copytree(TEST_SETTINGS.parent, config)
-    env = {**os.environ,
-           "CENTRALINO_HTTP__PORT": str(PORT),
-           "CENTRALINO_HTTP__PUBLIC_URL": f"http://127.0.0.1:{PORT}",
-           "CENTRALINO_PROMPTS__BUILD_DIR": str(REPO / "var" / "test-prompts"),
-           "CENTRALINO_CLOCK_START": "2026-12-01T10:00:00+01:00"}
+    environ = {**os.environ,
+               "CENTRALINO_HTTP__PORT": str(port),
+               "CENTRALINO_HTTP__PUBLIC_URL": f"http://127.0.0.1:{port}",
+               "CENTRALINO_PROMPTS__BUILD_DIR": str(REPO / "var" / "test-prompts"),
+               "CENTRALINO_CLOCK_START": "2026-12-01T10:00:00+01:00", **env}
     if url := os.environ.get("CENTRALINO_TEST_DATABASE_URL"):
-        env["CENTRALINO_DATABASE__URL"] = url
+        environ["CENTRALINO_DATABASE__URL"] = url
         asyncio.run(close_open_recalls(url))
     else:
-        env["CENTRALINO_DATABASE__URL"] = f"sqlite+aiosqlite:///{tmp_path}/centralino.db"
-    return config / "centralino.yaml", env, tmp_path / "service.log"
+        environ["CENTRALINO_DATABASE__URL"] = f"sqlite+aiosqlite:///{tmp_path}/centralino.db"
+    return config / "centralino.yaml", environ, tmp_path / "service.log"
 
 
-def start_run(settings: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+@pytest.fixture
+def run_env(tmp_path: Path, asterisk) -> tuple[Path, dict[str, str], Path]:
+    return run_config(tmp_path)
+
+
+def start_run(settings: Path, env: dict[str, str], log_path: Path,
+              preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
     """`centralino run` as a real process, serving when this returns, with nobody logged in."""
+    port = int(env["CENTRALINO_HTTP__PORT"])
     with open(log_path, "a") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "centralino", "--settings", str(settings), "run"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
     for _ in range(100):
         try:
-            api_get("/healthz")
+            api_get("/healthz", port)
             break
         except OSError:
             if proc.poll() is not None:
@@ -227,8 +224,8 @@ def start_run(settings: Path, env: dict[str, str], log_path: Path) -> subprocess
     else:
         proc.kill()
     assert proc.poll() is None, log_path.read_text()
-    for agent in api_get("/api/agents"):  # logins survive restarts: start with nobody
-        api_post(f"/api/agents/{agent['id']}/logout")
+    for agent in api_get("/api/agents", port):  # logins survive restarts: start with nobody
+        api_post(f"/api/agents/{agent['id']}/logout", port)
     return proc
 
 
@@ -237,8 +234,8 @@ def stop_run(proc: subprocess.Popen[bytes]) -> None:
     assert proc.wait(timeout=15) == 0
 
 
-def api_post(path: str) -> None:
-    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", data=b"{}",
+def api_post(path: str, port: int = PORT) -> None:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=b"{}",
                                      method="POST",
                                      headers={"Authorization": "Bearer test-admin-token"})
     urllib.request.urlopen(request, timeout=5).close()
@@ -250,4 +247,14 @@ def running(run_env):
     settings, env, log = run_env
     proc = start_run(settings, env, log)
     yield proc, settings.parent, env, log
+    stop_run(proc)
+
+
+def service_process(tmp_path: Path, port: int, preexec_fn: Callable[[], None] | None = None,
+                    **env: str):
+    """Run `centralino run` on `port` (extra CENTRALINO_* settings in `env`) until the test
+    is over; yield (process, config folder, environment, log file)."""
+    settings, environ, log = run_config(tmp_path, port, **env)
+    proc = start_run(settings, environ, log, preexec_fn)
+    yield proc, settings.parent, environ, log
     stop_run(proc)
