@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from centralino import logs
 from centralino.settings import Settings, load_settings
 from ivr.clock import aware
 from ivr.yamlfile import ConfigError
@@ -49,7 +50,6 @@ def main(ctx: click.Context, settings_path: Path) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the service (SIGHUP reloads the configuration)."""
-    from centralino import logs
     from centralino.web.site import raise_descriptor_limit
 
     settings = _settings(ctx)
@@ -84,9 +84,9 @@ async def _serve(settings: Settings) -> None:
                     await service.reload()
                 except ConfigError as exc:  # a line each, complete, for whoever greps the log
                     for problem in exc.problems:
-                        log.error("reload refused: %s", problem)
+                        log.error("reload refused: %s", problem, extra=logs.NEVER_FOLDED)
                     log.error("reload refused (%d problem(s)): the running configuration stays",
-                              len(exc.problems))
+                              len(exc.problems), extra=logs.NEVER_FOLDED)
                 except Exception:  # a bug, not a bad file: keep serving, say where it is
                     log.exception("reload failed (a bug: please report this traceback)")
 

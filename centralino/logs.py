@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# `log.error(..., extra=NEVER_FOLDED)`: lines only an administrator's action causes (a reload's
+# problems), each of which must be read.
+NEVER_FOLDED = {"fold": False}
 
 
 class RepeatFilter(logging.Filter):
@@ -30,7 +33,8 @@ class RepeatFilter(logging.Filter):
         self._seen: dict[tuple[str, int, str], list[float]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING or self.interval <= 0:
+        if record.levelno < logging.WARNING or self.interval <= 0 or not getattr(
+                record, "fold", True):
             return True
         # The template, not the formatted message: the same error about another address or
         # request is the same line. Preformatted messages (asyncio's) vary after line one.

@@ -32,6 +32,7 @@ from centralino.web.common import (
     database_away,
     error,
     json_body,
+    plain_errors,
     presented_token,
     query_int,
 )
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from centralino.service import Service
 
 def create_app(service: Service) -> web.Application:
-    app = web.Application(middlewares=[database_away, authenticate])
+    app = web.Application(middlewares=[plain_errors, database_away, authenticate])
     app[SERVICE] = service
     app[METRICS_PAGE] = MetricsPage(service.settings.http.metrics_max_age)
     app.router.add_get("/healthz", health)

@@ -163,6 +163,22 @@ def strong_enough(service: Service, token: str, whose: str) -> bool:
 
 
 @web.middleware
+async def plain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The outermost middleware: an error raised as an HTTPException is answered with a plain
+    response. aiohttp keeps a raised one as the response, and its traceback then holds the
+    frame that holds it: a reference cycle per refused request, which under a flood of bad
+    requests made the garbage collector stop the calls for tens of ms."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # redirects are rare here and carry their own semantics
+            raise
+        answer = web.Response(status=exc.status, body=exc.body, headers=exc.headers)
+        exc.__traceback__ = exc.__context__ = None
+        return answer
+
+
+@web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     # A handler marked `own_auth = True` checks its own credentials (the portals' API keys of
     # web/recalls.py are not tokens known here).

@@ -69,3 +69,13 @@ def test_memory_is_bounded_however_many_kinds_of_line():
     clock.now = 61  # an interval later the old kinds are forgotten
     assert repeats.filter(record("a new kind"))
     assert len(repeats._seen) <= 2
+
+
+def test_lines_an_administrator_caused_are_never_folded():
+    from centralino.logs import NEVER_FOLDED
+
+    repeats = RepeatFilter(60, Clock())
+    problems = [record("reload refused: %s", f"flows/{n}.yaml:1:1: bad") for n in range(3)]
+    for r in problems:
+        r.__dict__.update(NEVER_FOLDED)  # what `extra=` does
+    assert all(repeats.filter(r) for r in problems)
