@@ -35,6 +35,7 @@ from centralino.settings import Settings
 from centralino.storage.store import Store
 from centralino.storage.writer import Writer
 from centralino.web.app import create_app
+from centralino.web.common import ABUSE
 from centralino.web.site import GuardedSite, addresses_of, connection_limits
 from ivr.clock import Clock, ShiftedClock, SystemClock
 from ivr.config import CallConfig
@@ -44,6 +45,7 @@ from ivr.yamlfile import ConfigError
 from queue_manager.queues import QueueManager
 
 log = logging.getLogger("centralino")
+LINGER = 2.0  # seconds
 
 
 class Service:
@@ -111,13 +113,17 @@ class Service:
         await self.ari.__aenter__()
         await self.ari.check()  # clear error now for wrong credentials or no Asterisk
         http = self.settings.http
-        # aiohttp's keep-alive timer also runs while a request head is incomplete: one timeout
-        # closes idle connections and slow heads alike.
-        self._runner = web.AppRunner(create_app(self), access_log=None,
-                                     keepalive_timeout=http.idle_timeout)
-        await self._runner.setup()
         asterisk = await addresses_of(self.settings.asterisk.ari_url)
         limits = connection_limits(http, asterisk | {str(a) for a in http.priority_addresses})
+        app = create_app(self)
+        app[ABUSE] = limits.abused
+        # aiohttp's keep-alive timer also runs while a request head is incomplete: one timeout
+        # closes idle connections and slow heads alike. A body refused unread (too large, say)
+        # is drained for at most LINGER seconds so that the client reads the answer, not a
+        # reset (aiohttp's default, 10 s, let a client flood us with megabytes to discard).
+        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=http.idle_timeout,
+                                     lingering_time=LINGER)
+        await self._runner.setup()
         await GuardedSite(self._runner, http.host, http.port, limits,
                           ssl_context=self._tls()).start()
         self._events = asyncio.create_task(self.ari.run_events(self._on_event, self._resync))

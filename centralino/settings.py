@@ -72,6 +72,10 @@ class HttpSettings(_Section):
     max_connections: int = Field(500, ge=1)
     descriptor_reserve: int = Field(256, ge=64)
     priority_addresses: list[IPvAnyAddress] = []
+    # An address whose requests are refused this many times within a minute (malformed, too
+    # large or too slow bodies, unknown tokens, too many requests) is barred for a minute: its
+    # connections are closed at once. 0: never. Priority addresses are never barred.
+    abuse_limit: int = Field(30, ge=0)
 
 
 class DatabaseSettings(_Section):

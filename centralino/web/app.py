@@ -37,6 +37,7 @@ from centralino.web.common import (
     query_int,
 )
 from centralino.storage.models import Call, LineOverride
+from cti.recalls import SlidingWindow
 from ivr.clock import aware
 from ivr.hours import line_status
 from ivr.yamlfile import ConfigError
@@ -48,6 +49,7 @@ def create_app(service: Service) -> web.Application:
     app = web.Application(middlewares=[plain_errors, database_away, authenticate])
     app[SERVICE] = service
     app[METRICS_PAGE] = MetricsPage(service.settings.http.metrics_max_age)
+    app[SCRAPES] = SlidingWindow(SCRAPES_PER_10S, 10)
     app.router.add_get("/healthz", health)
     app.router.add_get("/metrics", prometheus)
     app.router.add_get(r"/prompts/{lang:[a-z]{2}}/{digest:[0-9a-f]+}/{prompt:[a-z0-9_]+}.wav",
@@ -111,6 +113,10 @@ class MetricsPage:
 
 
 METRICS_PAGE = web.AppKey("metrics_page", MetricsPage)
+# Prometheus scrapes every 15 s or so: more than this from one address is a loop (429, and the
+# address is barred if it goes on: web.site). Its pages are cached, but serving them is not free.
+SCRAPES = web.AppKey("scrapes", SlidingWindow)
+SCRAPES_PER_10S = 10
 
 
 async def prometheus(request: web.Request) -> web.Response:
@@ -121,6 +127,9 @@ async def prometheus(request: web.Request) -> web.Response:
         if not any(hmac.compare_digest(token.encode(), secret.encode())
                    for secret in (http.metrics_token, http.admin_token)):
             raise error(web.HTTPUnauthorized, "unknown token", headers=CHALLENGE)
+    if (wait := request.app[SCRAPES].hit(request.remote or "", svc.clock.now())) is not None:
+        raise error(web.HTTPTooManyRequests, f"at most {SCRAPES_PER_10S} scrapes in 10 s",
+                    headers={"Retry-After": str(wait)})
 
     async def render() -> bytes:
         metrics.ACTIVE_CALLS.set(len(svc.sessions))

@@ -226,11 +226,35 @@ async def test_metrics_need_their_token_and_are_rendered_at_most_once_per_max_ag
 
         staff(service, "1001", "1002")  # two agents become available...
         bodies = await asyncio.gather(*(_text(session, f"{API}/metrics", ADMIN)
-                                        for _ in range(20)))
+                                        for _ in range(9)))
         assert set(bodies) == {first}  # ...but scrapers within 60 s get the same page
+        # Ten scrapes in 10 s from one address is a loop, not Prometheus.
+        async with session.get(f"{API}/metrics", headers=scrape) as resp:
+            assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
 
 
 async def _text(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str:
     async with session.get(url, headers=headers) as resp:
         assert resp.status == 200
         return await resp.text()
+
+
+async def test_an_address_whose_requests_keep_being_refused_is_barred(http):
+    """30 oversized bodies from 127.0.0.2 within a minute: its connections are then closed at
+    once, while other addresses (and Asterisk's, which fetches the prompts) are served."""
+    _, session = http
+    flood = b"x" * 100_000
+    other = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=other) as attacker:
+        statuses = []
+        for _ in range(40):
+            try:
+                async with attacker.post(f"{API}/api/agents/1001/pause", data=flood,
+                                         headers=AGENT) as resp:
+                    statuses.append(resp.status)
+            except aiohttp.ClientError:
+                statuses.append("closed")
+        assert 25 <= statuses.count(413) <= 30, statuses  # (a reset may beat an answer)
+        assert statuses[-5:] == ["closed"] * 5
+        async with session.get(f"{API}/healthz") as resp:
+            assert resp.status == 200

@@ -42,6 +42,38 @@ def test_released_addresses_are_forgotten():
     assert limits.open == {} and limits.shared_open == 0 and limits.total == 0
 
 
+def test_an_address_whose_requests_keep_being_refused_is_barred_for_a_while():
+    now = [0.0]
+    limits = ConnectionLimits(per_address=5, shared=10, priority={"127.0.0.1"}, abuse_limit=3,
+                              abuse_window=60, clock=lambda: now[0])
+    for second in (0, 20, 59):  # three refusals within a minute
+        now[0] = second
+        assert limits.admit("10.0.0.1") is None
+        limits.release("10.0.0.1")
+        limits.abused("10.0.0.1")
+    assert limits.admit("10.0.0.1") == "barred"
+    assert limits.admit("10.0.0.2") is None  # others are not
+    for _ in range(10):
+        limits.abused("127.0.0.1")  # Asterisk's address (a priority one) never is
+    assert limits.admit("127.0.0.1") is None
+    now[0] = 59 + 60  # a minute later it may try again
+    assert limits.admit("10.0.0.1") is None
+
+
+def test_refusals_spread_over_more_than_the_window_bar_nobody():
+    now = [0.0]
+    limits = ConnectionLimits(per_address=5, shared=10, abuse_limit=3, abuse_window=60,
+                              clock=lambda: now[0])
+    for second in (0, 40, 80, 120, 160):
+        now[0] = second
+        limits.abused("10.0.0.1")
+    assert limits.admit("10.0.0.1") is None
+    off = ConnectionLimits(per_address=5, shared=10, abuse_limit=0)
+    for _ in range(100):
+        off.abused("10.0.0.1")
+    assert off.admit("10.0.0.1") is None
+
+
 def test_budget_keeps_the_reserve_and_two_descriptors_per_connection():
     # 1,024 open files, 256 kept: 384 connections, of which 100 are Asterisk's own.
     assert shared_budget(1024, 256, per_address=100, priority=1, cap=1000) == 284
