@@ -30,9 +30,7 @@ from centralino.ari.models import (
 )
 from centralino.desk import OfferMade
 from centralino.storage.faults import fault_of
-from centralino.storage.models import Offer as OfferRow
-from centralino.storage.models import QueueLogEntry
-from centralino.storage.store import NewCall, step_row
+from centralino.storage.records import NewCall
 from ivr.clock import LOCAL
 from ivr.config import CallConfig
 from ivr.engine import ANY_KEY, CallerHungUp, FlowResult, Journal, Played, Step, run_flow
@@ -220,8 +218,7 @@ class AgentLegs:
         leg = self.leg = Leg(uuid.uuid4().hex, agent, channel_id, self.queued.topic,
                              svc.clock.now())
         svc.sessions[leg.channel_id] = self
-        svc.writer.put(svc.store.add, OfferRow(id=leg.offer_id, call_id=self.call_id,
-                                               agent_id=agent.id, offered_at=leg.rang_at))
+        svc.records.offer_made(leg.offer_id, self.call_id, agent.id, leg.rang_at)
         return leg
 
     async def _ring_leg(self, leg: Leg, caller_id: str, ring_timeout: float,
@@ -305,7 +302,7 @@ class AgentLegs:
         values: dict[str, object] = {"ended_at": svc.clock.now()}
         if outcome != "answered":
             values["outcome"] = outcome
-        svc.writer.put(svc.store.update_offer, leg.offer_id, values)
+        svc.records.offer_changed(leg.offer_id, **values)
 
 
 class CallSession(AgentLegs):
@@ -359,10 +356,8 @@ class CallSession(AgentLegs):
         if self.queued is None:
             return
         svc = self.service
-        fields = {f"data{i}": str(d) for i, d in enumerate(data, start=1)}
-        svc.writer.put(svc.store.add, QueueLogEntry(
-            at=svc.clock.now(), call_id=self.queue_log_id, queue=self.queued.topic, agent=agent,
-            event=event, **fields))
+        svc.records.queue_log(svc.clock.now(), self.queue_log_id, self.queued.topic, agent,
+                              event, *data)
 
     def _in_line_for(self, until: datetime) -> int:
         """Seconds in the current line (app_queue counts each queue from its own entry)."""
@@ -444,14 +439,13 @@ class CallSession(AgentLegs):
                                 "topic": self.queued.topic, "outcome": outcome})
         metrics.CALLS.labels(self.flow.name if self.flow else "", outcome).inc()
         leg = self.leg
-        svc.writer.put(
-            svc.store.finish_call, self.info.call_id,
-            {"ended_at": svc.clock.now(), "outcome": outcome,
-             "topic": self.queued.topic if self.queued else None, "detail": detail,
-             "answered_at": self.answered_at,
-             "queued_at": self.queued.since if self.queued else None,
-             "connected_at": leg.answered_at if leg else None,
-             "agent_id": leg.agent.id if leg and leg.answered_at else None})
+        svc.records.call_changed(
+            self.info.call_id, ended_at=svc.clock.now(), outcome=outcome,
+            topic=self.queued.topic if self.queued else None, detail=detail,
+            answered_at=self.answered_at,
+            queued_at=self.queued.since if self.queued else None,
+            connected_at=leg.answered_at if leg else None,
+            agent_id=leg.agent.id if leg and leg.answered_at else None)
 
     async def _run_flow(self) -> FlowResult:
         assert self.flow is not None
@@ -518,8 +512,7 @@ class CallSession(AgentLegs):
                       self.position_on_entry)
         # Written now, not at the end: a restarted service (even after a crash) reads it to
         # put the caller back in their place.
-        svc.writer.put(svc.store.update_call, self.info.call_id,
-                       {"topic": topic, "queued_at": self.queued.since})
+        svc.records.call_changed(self.info.call_id, topic=topic, queued_at=self.queued.since)
         svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": self.info.call_id,
                             "topic": topic, "caller": self.queued.caller,
                             "position": self.position_on_entry,
@@ -694,8 +687,8 @@ class CallSession(AgentLegs):
                 said.append(f"wait {'<' if less else '~'}{minutes} min ({estimate:.0f} s)")
                 if self.announced_wait is None:
                     self.announced_wait = round(estimate)
-                    svc.writer.put(svc.store.update_call, self.info.call_id,
-                                   {"announced_wait": self.announced_wait})
+                    svc.records.call_changed(self.info.call_id,
+                                             announced_wait=self.announced_wait)
         if said:
             self.journal.add("announce", topic, detail="; ".join(said))
         return [self._media(kind, value) for kind, value in phrase]
@@ -758,10 +751,8 @@ class CallSession(AgentLegs):
         await svc.ari.add_channel(bridge, f"{self.channel_id},{leg.channel_id}")
         svc.queues.leave(self.info.call_id)
         svc.desk.record(leg.agent.answered(now))
-        svc.writer.put(svc.store.update_offer, leg.offer_id, {"answered_at": now,
-                                                               "outcome": "answered"})
-        svc.writer.put(svc.store.update_call, self.info.call_id,
-                       {"connected_at": now, "agent_id": leg.agent.id})
+        svc.records.offer_changed(leg.offer_id, answered_at=now, outcome="answered")
+        svc.records.call_changed(self.info.call_id, connected_at=now, agent_id=leg.agent.id)
         rang = round((now - leg.rang_at).total_seconds())
         self._log("CONNECT", leg.agent.id, self._in_line_for(now), leg.channel_id, rang)
         svc.desk.broadcast({"type": "queue", "event": "connected", "call_id": self.info.call_id,
@@ -865,7 +856,7 @@ class CallSession(AgentLegs):
 
     def _start_record(self) -> None:
         info, flow, svc = self.info, self.flow, self.service
-        svc.writer.put(svc.store.start_call, NewCall(
+        svc.records.call_started(NewCall(
             id=info.call_id, channel_id=info.channel.id, number=info.number,
             line=flow.name if flow else "", caller_number=info.channel.caller.number,
             caller_name=info.channel.caller.name, config_version=self.version,
@@ -874,7 +865,6 @@ class CallSession(AgentLegs):
 
     def _store_step(self, step: Step) -> None:
         """Each step is written as it happens (a crash keeps the caller's path so far); the
-        writer merges it with the inserts around it into one transaction."""
-        svc = self.service
-        svc.writer.put(svc.store.add, step_row(self.info.call_id, len(self.journal.steps) - 1,
-                                               step))
+        writer batches it with the records around it."""
+        self.service.records.call_step(self.info.call_id, len(self.journal.steps) - 1, step.at,
+                                       step.kind, step.node, step.key, step.prompt, step.detail)

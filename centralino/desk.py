@@ -102,9 +102,8 @@ class Desk:
         if change is None:
             return
         svc = self.service
-        svc.writer.put(svc.store.add, AgentEvent(agent_id=change.agent_id, at=change.at,
-                                                 state=str(change.state), reason=change.reason,
-                                                 by=change.by))
+        svc.records.agent_changed(change.agent_id, change.at, str(change.state), change.reason,
+                                  change.by)
         event = {"type": "agent", "agent": change.agent_id, "state": str(change.state),
                  "reason": change.reason, "by": change.by, "at": change.at.isoformat()}
         self.broadcast(event)
@@ -176,7 +175,7 @@ class Desk:
     def acknowledged(self, agent_id: str, offer_id: str) -> None:
         """The console showed the screen pop: store when."""
         svc = self.service
-        svc.writer.put(svc.store.ack_offer, offer_id, agent_id, self.now)
+        svc.records.offer_seen(offer_id, agent_id, self.now)
 
     async def pop(self, agent_id: str, payload: dict[str, Any]) -> int:
         """Send a screen pop to the agent's open consoles; how many got it."""

@@ -200,8 +200,7 @@ class RecallSession(AgentLegs):
         svc.desk.broadcast({"type": "queue", "event": "connected", "call_id": self.call_id,
                             "topic": self.row.topic, "agent": leg.agent.id, "recall": True})
         svc.desk.record(leg.agent.answered(now))
-        svc.writer.put(svc.store.update_offer, leg.offer_id, {"answered_at": now,
-                                                               "outcome": "answered"})
+        svc.records.offer_changed(leg.offer_id, answered_at=now, outcome="answered")
         try:
             await svc.ari.create_bridge(CALL_BRIDGE.format(call=self.call_id), "mixing",
                                         f"recall {self.call_id}")

@@ -33,6 +33,7 @@ from centralino.promptbuild import build_prompts
 from centralino.recalls import RECALL_CHANNEL, Recalls, RecallSession
 from centralino.settings import Settings
 from centralino.storage.store import Store
+from centralino.storage.records import Records
 from centralino.storage.writer import Writer
 from centralino.web.app import create_app
 from centralino.web.common import ABUSE
@@ -59,7 +60,8 @@ class Service:
         self.ari = AriClient(settings.asterisk.ari_url, settings.asterisk.username,
                              settings.asterisk.password, settings.asterisk.app,
                              observe_reaction=metrics.ARI_REACTION.observe)
-        self.writer = Writer()
+        self.writer = Writer(self.store.write)
+        self.records = Records(self.writer)
         self.queues = QueueManager(settings.recalls.share)
         self.desk = Desk(self)
         # By channel: callers, agents' legs, recalls' legs; by call id (a recall's: its id).
@@ -103,7 +105,7 @@ class Service:
 
     async def _start(self) -> None:
         await self.store.__aenter__()
-        await self.writer.replay(self.settings.database.spool, self.store)
+        await self.writer.replay(self.settings.database.spool, self.store.write)
         self.writer.start()
         interrupted = await self.store.mark_unfinished("interrupted", self.clock.now())
         if interrupted:

@@ -4,31 +4,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Row, and_, event, func, or_, select, text, update
+from sqlalchemy import Row, and_, bindparam, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
 from centralino.storage.faults import REFUSING, UNREACHABLE, Fault, fault_of
+from centralino.storage import records
 from centralino.storage.models import (
     AgentEvent,
     Call,
-    CallStep,
     LineOverride,
     Offer,
     QueueLogEntry,
     RecallAttempt,
     RecallRequest,
 )
-from ivr.engine import Step
 
 log = logging.getLogger("centralino.storage")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,23 +36,7 @@ class DatabaseError(Exception):
     """The database could not be opened at start: says which one and why."""
 
 
-@dataclass(frozen=True)
-class NewCall:
-    id: str
-    channel_id: str
-    number: str
-    line: str
-    caller_number: str
-    caller_name: str
-    config_version: str
-    started_at: datetime
-    queue_log_id: str
-
-
-def step_row(call_id: str, seq: int, step: Step) -> CallStep:
-    """A call's step as a row, written (Store.add) as it happens: a crash keeps the path."""
-    return CallStep(call_id=call_id, seq=seq, at=step.at, kind=step.kind, node=step.node,
-                    key=step.key, prompt=step.prompt, detail=step.detail[:255])
+NewCall = records.NewCall  # where earlier versions kept it (spool files name it so)
 
 
 class Store:
@@ -93,27 +75,16 @@ class Store:
             await conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
             await conn.rollback()
 
+    # --- records (centralino.storage.records, written by the Writer) -----------------------
+
+    async def write(self, batch: Sequence[records.Record]) -> None:
+        """Records in one transaction, in order; consecutive ones of the same shape as one
+        statement with many rows (SQLAlchemy Core: no ORM objects to build)."""
+        async with self.engine.begin() as conn:
+            for run in records.runs(batch):
+                await conn.execute(*_statement(run))
+
     # --- calls ----------------------------------------------------------------------------
-
-    async def start_call(self, new: NewCall) -> None:
-        async with self.sessions.begin() as s:
-            s.add(Call(**new.__dict__))
-
-    async def answered(self, call_id: str, at: datetime) -> None:
-        async with self.sessions.begin() as s:
-            await s.execute(update(Call).where(Call.id == call_id).values(answered_at=at))
-
-    async def finish_call(self, call_id: str, values: dict[str, object]) -> None:
-        """Close a call record: `values` are Call columns (ended_at, outcome, topic, ...). Its
-        steps are stored as they happen (see step_row)."""
-        if isinstance(detail := values.get("detail"), str):
-            values = {**values, "detail": detail[:255]}
-        async with self.sessions.begin() as s:
-            await s.execute(update(Call).where(Call.id == call_id).values(**values))
-
-    async def update_call(self, call_id: str, values: dict[str, object]) -> None:
-        async with self.sessions.begin() as s:
-            await s.execute(update(Call).where(Call.id == call_id).values(**values))
 
     async def mark_unfinished(self, outcome: str, at: datetime) -> int:
         """Calls left open by a crash: close them so reports do not count them forever."""
@@ -149,22 +120,6 @@ class Store:
             return list((await s.scalars(query)).all())
 
     # --- agents, offers, queue_log --------------------------------------------------------
-
-    async def add(self, *rows: object) -> None:
-        async with self.sessions.begin() as s:
-            s.add_all(rows)
-
-    add.batches = True  # type: ignore[attr-defined]  # the writer may merge consecutive adds
-
-    async def update_offer(self, offer_id: str, values: dict[str, object]) -> None:
-        async with self.sessions.begin() as s:
-            await s.execute(update(Offer).where(Offer.id == offer_id).values(**values))
-
-    async def ack_offer(self, offer_id: str, agent_id: str, at: datetime) -> None:
-        """Only the agent the call was offered to can acknowledge it, once."""
-        async with self.sessions.begin() as s:
-            await s.execute(update(Offer).where(Offer.id == offer_id, Offer.agent_id == agent_id,
-                                                Offer.acked_at.is_(None)).values(acked_at=at))
 
     async def last_agent_states(self) -> dict[str, AgentEvent]:
         """Each agent's latest state change (to restore logins and pauses after a restart)."""
@@ -508,6 +463,24 @@ def _drop_read_only(context: ExceptionContext) -> None:
 
 class _Unchanged(Exception):
     """Leave a transaction without changing anything."""
+
+
+def _statement(run: list[records.Record]) -> tuple[Any, list[dict[str, Any]]]:
+    """One statement for a run of records of one shape, and its rows' parameters."""
+    first = run[0]
+    table = records.TABLES[first.table]
+    if isinstance(first, records.Insert):
+        return insert(table), [r.values for r in run]  # type: ignore[union-attr]
+    (key,) = table.primary_key.columns
+    where = [key == bindparam("_key")]
+    where += [table.c[col].is_(None) if value is None else table.c[col] == bindparam(f"_if_{col}")
+              for col, value in first.only_if]  # type: ignore[union-attr]
+    statement = update(table).where(*where).values(
+        {col: bindparam(col) for col in first.values})
+    rows = [{**r.values, "_key": r.key,  # type: ignore[union-attr]
+             **{f"_if_{c}": v for c, v in r.only_if if v is not None}}  # type: ignore[union-attr]
+            for r in run]
+    return statement, rows
 
 
 def _upgrade(connection: Connection) -> None:

@@ -1,4 +1,12 @@
-"""Records are written in order, off the calls' path: a call never waits for the database."""
+"""Records are written in order, off the calls' path: a call never waits for the database.
+
+Whatever waits when the writer gets to it is written in one transaction (at most MAX_BATCH
+records), consecutive records of the same shape as one statement with many rows: one commit
+for a burst of calls' records instead of one each, most of a call's storage cost. A batch
+the database refuses for one bad row is written again record by record, so that row alone is
+lost. While the database is away or refuses writes, records wait here, in order, and are
+written when it takes them again; at a stop they are kept in a spool file for the next start.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +15,22 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from centralino.storage.faults import ROW, Fault, fault_of
-from centralino.storage.store import step_row
+from centralino.storage.records import Insert, Record, Update
 
 log = logging.getLogger("centralino.storage")
-Write = tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]]
+MAX_BATCH = 500
+Write = Callable[[Sequence[Record]], Awaitable[None]]  # Store.write: one transaction
 
 
 class Writer:
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[Write] = asyncio.Queue()
+    def __init__(self, write: Write) -> None:
+        self._write_batch = write
+        self._queue: asyncio.Queue[Record] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         # Why the database takes no writes now (unreachable, refusing them), since when
         # (time.time()): records wait in memory meanwhile.
@@ -28,14 +38,13 @@ class Writer:
         self.fault_since: float | None = None
         self._faulty = asyncio.Event()  # set while `fault` is
         self._unwritten = 0  # put and not written yet (nor given up)
-        self._current: Write | None = None  # being written (or retried)
-        self._carried: Write | None = None  # taken off the queue, next in line
+        self._current: list[Record] = []  # being written (or retried)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
-    def put(self, write: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        self._queue.put_nowait((write, args))
+    def put(self, record: Record) -> None:
+        self._queue.put_nowait(record)
         self._unwritten += 1
 
     async def drain(self) -> None:
@@ -68,10 +77,9 @@ class Writer:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None  # closed: closing again keeps nothing twice
-        # The write in progress failed if the database is away; if it is merely slow, it may
-        # have been committed: not kept (rather lose one than write it twice).
-        left = [w for w in (self._current if self.fault else None, self._carried)
-                if w is not None]
+        # The batch in progress failed if the database is away; if it is merely slow, it may
+        # have been committed: not kept (rather lose some than write them twice).
+        left = list(self._current) if self.fault else []
         while not self._queue.empty():
             left.append(self._queue.get_nowait())
         if not left:
@@ -80,8 +88,7 @@ class Writer:
             log.error("%d records not written at shutdown", len(left))
             return
         try:
-            kept = _load(spool) + [(write.__name__, args) for write, args in left]
-            _save(spool, kept)
+            _save(spool, _load(spool) + left)
             log.error("the database is away: %d records kept in %s, written at the next start",
                       len(left), spool)
         except Exception:
@@ -89,64 +96,58 @@ class Writer:
                           len(left), spool)
 
     @staticmethod
-    async def replay(spool: Path, store: Any) -> None:
+    async def replay(spool: Path, write: Write) -> None:
         """At start, before anything else is written: what a previous run kept in `spool`,
         in its order. A database that goes away again keeps the rest for the next try."""
-        kept = [write for name, args in _load(spool) for write in _current_shape(name, args)]
-        for done, (name, args) in enumerate(kept):
+        kept = _load(spool)
+        for start in range(0, len(kept), MAX_BATCH):
+            batch = kept[start:start + MAX_BATCH]
             try:
-                await getattr(store, name)(*args)
+                await write(batch)
             except Exception as exc:
                 if fault_of(exc).waits:
-                    _save(spool, kept[done:])
+                    _save(spool, kept[start:])
                     raise
-                log.exception("could not store %s%r (kept from the previous run)", name, args)
+                for record in batch:  # one bad row: the others are still written
+                    try:
+                        await write([record])
+                    except Exception:
+                        log.exception("could not store %r (kept from the previous run)", record)
         if kept:
             log.warning("%d records kept by the previous run are written", len(kept))
         spool.unlink(missing_ok=True)
 
     async def _run(self) -> None:
         while True:
-            write, args = self._carried or await self._queue.get()
-            self._carried, taken = None, 1
-            # Consecutive inserts (queue_log lines, offers, agent events) go in one transaction:
-            # one commit instead of many is most of the storage cost of a call. Order is kept:
-            # the first other write ends the batch and goes next.
-            while getattr(write, "batches", False) and not self._queue.empty():
-                following = self._queue.get_nowait()
-                if following[0] != write:
-                    self._carried = following
-                    break
-                args += following[1]
-                taken += 1
-            self._current = (write, args)
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._current = batch
             try:
-                await self._write(write, args, taken)
-                self._current = None
+                await self._write(batch)
+                self._current = []
             finally:
-                self._unwritten -= taken
-                for _ in range(taken):
+                self._unwritten -= len(batch)
+                for _ in batch:
                     self._queue.task_done()
 
-    async def _write(self, write: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
-                     taken: int) -> None:
+    async def _write(self, batch: list[Record]) -> None:
         delay = 0.5
         while True:
             try:
-                await write(*args)
+                await self._write_batch(batch)
                 break
             except Exception as exc:
                 fault = fault_of(exc)
                 if not fault.waits:
-                    if taken > 1:  # one bad row must not lose the others: one by one
-                        for arg in args:
-                            await self._write(write, (arg,), 1)
+                    if len(batch) > 1:  # one bad row must not lose the others: one by one
+                        for record in batch:
+                            await self._write([record])
                         return
-                    name = getattr(write, "__name__", write)
                     if fault.kind == ROW:
-                        log.error("could not store %s%r: %s", name, args, fault)
+                        log.error("could not store %r: %s", batch[0], fault)
                     else:
-                        log.exception("could not store %s%r", name, args)
+                        log.exception("could not store %r", batch[0])
                     return
                 # The database's state: records wait here, in order, until it takes them.
                 if fault.kind != (self.fault and self.fault.kind):
@@ -158,35 +159,57 @@ class Writer:
                 delay = min(delay * 2, 10.0)
         if self.fault is not None:
             log.warning("database writable again after %.0f s: %d records to write",
-                        time.time() - (self.fault_since or 0), self._queue.qsize() + taken)
+                        time.time() - (self.fault_since or 0), self._queue.qsize() + len(batch))
             self.fault = self.fault_since = None
             self._faulty.clear()
 
     @property
     def waiting(self) -> int:
-        """Writes queued behind the one in progress (or being retried)."""
+        """Records queued behind the batch in progress (or being retried)."""
         return self._queue.qsize()
 
 
-def _current_shape(name: str, args: tuple[Any, ...]) -> list[tuple[str, tuple[Any, ...]]]:
-    """A record kept by an earlier version, as today's writes: an upgrade made while the
-    database was away loses nothing either."""
-    if name == "finish_call" and len(args) == 3:  # before migration 0007 steps came at the end
-        call_id, steps, values = args
-        return [("add", tuple(step_row(call_id, n, step) for n, step in enumerate(steps))),
-                ("finish_call", (call_id, values))]
-    return [(name, args)]
-
-
-# The spool is the service's own file in its own folder (pickle keeps the rows as they are).
-def _load(spool: Path) -> list[tuple[str, tuple[Any, ...]]]:
+# The spool is the service's own file in its own folder (pickle keeps the records as they are).
+def _load(spool: Path) -> list[Record]:
     if not spool.exists():
         return []
     with spool.open("rb") as f:
-        return pickle.load(f)  # noqa: S301
+        kept = pickle.load(f)  # noqa: S301
+    return [r for item in kept for r in _current_shape(item)]
 
 
-def _save(spool: Path, kept: list[tuple[str, tuple[Any, ...]]]) -> None:
+def _current_shape(item: Any) -> list[Record]:
+    """A record kept by an earlier version (a store method's name and its arguments), as
+    today's records: an upgrade made while the database was away loses nothing either."""
+    if isinstance(item, (Insert, Update)):
+        return [item]
+    name, args = item
+    if name == "add":  # ORM rows
+        return [Insert(row.__table__.name, {c.key: getattr(row, c.key)
+                                            for c in row.__table__.columns
+                                            if getattr(row, c.key) is not None})
+                for row in args]
+    if name == "start_call":
+        return [Insert("calls", dict(vars(args[0])))]
+    if name in ("update_call", "finish_call") and len(args) == 2:
+        return [Update("calls", args[0], dict(args[1]))]
+    if name == "finish_call":  # before migration 0007 steps came at the end
+        call_id, steps, values = args
+        return [*(Insert("call_steps", {"call_id": call_id, "seq": n, "at": s.at,
+                                        "kind": s.kind, "node": s.node, "key": s.key,
+                                        "prompt": s.prompt, "detail": s.detail[:255]})
+                  for n, s in enumerate(steps)), Update("calls", call_id, dict(values))]
+    if name == "update_offer":
+        return [Update("offers", args[0], dict(args[1]))]
+    if name == "ack_offer":
+        offer_id, agent_id, at = args
+        return [Update("offers", offer_id, {"acked_at": at},
+                       (("agent_id", agent_id), ("acked_at", None)))]
+    log.error("a kept record of an unknown kind (%s) is dropped", name)
+    return []
+
+
+def _save(spool: Path, kept: list[Record]) -> None:
     spool.parent.mkdir(parents=True, exist_ok=True)
     tmp = spool.with_name(spool.name + ".tmp")
     with tmp.open("wb") as f:

@@ -1,5 +1,6 @@
-"""The background writer: order kept, consecutive inserts batched, one bad row loses nothing
-else, records wait while the database is away."""
+"""The background writer: order kept, what waits written in one batch, one bad row loses
+nothing else, records wait while the database is away or refuses writes; and the store's
+batches on a real SQLite file."""
 
 from __future__ import annotations
 
@@ -10,77 +11,88 @@ from pathlib import Path
 
 import pytest
 
+from centralino.storage.records import Insert, Record, Update, runs
 from centralino.storage.writer import Writer
 
 
-class FakeStore:
-    """Records each call: a unit test of the writer's own logic, not of the database."""
+def ins(name: str) -> Insert:
+    return Insert("t", {"name": name})
+
+
+def upd(name: str) -> Update:
+    return Update("t", name, {"seen": True})
+
+
+class FakeDatabase:
+    """Takes batches of records (a unit test of the writer's own logic: the real store's
+    batches are tested on SQLite below)."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[object, ...]]] = []
+        self.batches: list[list[Record]] = []
+        self.error: Exception | None = None  # raised by every write while set
 
-    async def add(self, *rows: object) -> None:
-        if "bad" in rows:
-            raise ValueError("constraint violated")
-        self.calls.append(("add", rows))
+    async def write(self, batch: list[Record]) -> None:
+        if self.error is not None:
+            raise self.error
+        if any(r.values.get("name") == "bad" for r in batch):
+            raise sqlite3.IntegrityError("constraint violated")
+        self.batches.append(list(batch))
 
-    add.batches = True  # type: ignore[attr-defined]
+    @property
+    def written(self) -> list[Record]:
+        return [r for batch in self.batches for r in batch]
 
-    async def update(self, *values: object) -> None:
-        self.calls.append(("update", values))
 
-
-async def test_consecutive_adds_are_one_write_and_order_is_kept():
-    store, writer = FakeStore(), Writer()
-    for item in ("a", "b"):
-        writer.put(store.add, item)
-    writer.put(store.update, "u")
-    writer.put(store.add, "c")
+async def test_what_waits_is_one_batch_and_order_is_kept():
+    db = FakeDatabase()
+    writer = Writer(db.write)
+    records = [ins("a"), ins("b"), upd("a"), ins("c")]
+    for record in records:
+        writer.put(record)
     writer.start()
     await writer.drain()
     await writer.close()
-    assert store.calls == [("add", ("a", "b")), ("update", ("u",)), ("add", ("c",))]
+    assert db.batches == [records]
 
 
-async def test_a_bad_row_in_a_batch_loses_only_itself():
-    store, writer = FakeStore(), Writer()
-    for item in ("a", "bad", "c"):
-        writer.put(store.add, item)
+async def test_a_bad_row_in_a_batch_loses_only_itself(caplog):
+    db = FakeDatabase()
+    writer = Writer(db.write)
+    for name in ("a", "bad", "c"):
+        writer.put(ins(name))
     writer.start()
     await writer.drain()
     await writer.close()
-    assert store.calls == [("add", ("a",)), ("add", ("c",))]
-
-
-class AwayStore(FakeStore):
-    """Refuses connections for its first `away` writes, like a restarting database."""
-
-    def __init__(self, away: int) -> None:
-        super().__init__()
-        self.away = away
-
-    async def add(self, *rows: object) -> None:
-        if self.away:
-            self.away -= 1
-            raise ConnectionRefusedError(111, "Connect call failed")
-        await super().add(*rows)
-
-    add.batches = True  # type: ignore[attr-defined]
+    assert db.written == [ins("a"), ins("c")]
+    assert "could not store Insert(table='t', values={'name': 'bad'})" in caplog.text
 
 
 async def test_records_wait_in_order_while_the_database_is_away():
-    store, writer = AwayStore(away=2), Writer()
-    writer.put(store.add, "a")
+    db = FakeDatabase()
+    db.error = ConnectionRefusedError(111, "Connect call failed")
+    writer = Writer(db.write)
+    writer.put(ins("a"))
     writer.start()
-    await asyncio.sleep(0.1)  # the first retry waits 0.5 s
-    assert writer.fault is not None and writer.fault.kind == "unreachable"
-    writer.put(store.update, "u")
-    writer.put(store.add, "b")
+    async with asyncio.timeout(5):
+        while writer.fault is None:
+            await asyncio.sleep(0.01)
+    assert writer.fault.kind == "unreachable"
+    writer.put(upd("a"))
+    writer.put(ins("b"))
     assert writer.waiting == 2
+    db.error = None
     await writer.drain()
     await writer.close()
-    assert store.calls == [("add", ("a",)), ("update", ("u",)), ("add", ("b",))]
+    assert db.written == [ins("a"), upd("a"), ins("b")]
     assert writer.fault is None
+
+
+def test_runs_group_consecutive_records_of_one_shape():
+    a, b = Insert("t", {"x": 1}), Insert("t", {"x": 2})
+    other = Insert("t", {"x": 3, "y": 4})  # other columns: another statement
+    u1, u2 = Update("t", 1, {"x": 5}), Update("t", 2, {"x": 6})
+    ack = Update("t", 3, {"x": 7}, only_if=(("y", None),))
+    assert list(runs([a, b, other, u1, u2, ack, a])) == [[a, b], [other], [u1, u2], [ack], [a]]
 
 
 def sqlite_error(tmp_path: Path, how: str) -> sqlite3.Error:
@@ -196,136 +208,159 @@ def test_what_the_database_state_is_told_from_the_drivers_codes(tmp_path):
     assert fault_of(ValueError("bad")).kind == "bug"
 
 
-class RefusingStore(FakeStore):
-    """Refuses writes (a real read-only SQLite error) while `refusing`, as a database whose
-    file was made read-only, whose disk is full or whose role lost its privileges."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__()
-        self.error, self.refusing = error, True
-
-    async def add(self, *rows: object) -> None:
-        if self.refusing:
-            raise self.error
-        await super().add(*rows)
-
-    add.batches = True  # type: ignore[attr-defined]
-
-    async def update(self, *values: object) -> None:
-        if self.refusing:
-            raise self.error
-        await super().update(*values)
-
-
 async def test_records_wait_in_order_while_the_database_refuses_writes(tmp_path):
-    store, writer = RefusingStore(sqlite_error(tmp_path, "read-only")), Writer()
+    db = FakeDatabase()
+    db.error = sqlite_error(tmp_path, "read-only")
+    writer = Writer(db.write)
     writer.start()
-    writer.put(store.add, "a")
-    writer.put(store.update, "u")
-    writer.put(store.add, "b")
-    writer.put(store.add, "c")
+    for record in (ins("a"), upd("a"), ins("b"), ins("c")):
+        writer.put(record)
     async with asyncio.timeout(5):
         while writer.fault is None:
             await asyncio.sleep(0.01)
     assert (writer.fault.kind, writer.fault.reason) == ("refusing writes", "read-only")
     # A reader is not held up: it is told how many records the database does not have yet.
     assert await writer.caught_up() == 4
-    writer.put(store.update, "v")
+    writer.put(upd("b"))
 
-    store.refusing = False
+    db.error = None
     await writer.drain()
     assert await writer.caught_up() == 0
     await writer.close()
-    assert store.calls == [("add", ("a",)), ("update", ("u",)), ("add", ("b", "c")),
-                           ("update", ("v",))]
+    assert db.written == [ins("a"), upd("a"), ins("b"), ins("c"), upd("b")]
     assert writer.fault is None
 
 
 async def test_a_reader_waiting_for_the_records_is_let_go_when_the_database_refuses(tmp_path):
-    store, writer = RefusingStore(sqlite_error(tmp_path, "full")), Writer()
-    writer.put(store.add, "a")
+    db = FakeDatabase()
+    db.error = sqlite_error(tmp_path, "full")
+    writer = Writer(db.write)
+    writer.put(ins("a"))
     reader = asyncio.ensure_future(writer.caught_up())  # before the writer even tried
     writer.start()
     assert await asyncio.wait_for(reader, 5) == 1
-    store.refusing = False
+    db.error = None
     await writer.close()
-    assert store.calls == [("add", ("a",))]
-
-
-class DownStore(FakeStore):
-    """Refuses connections for the writes named in `down` (all, while the database is away)."""
-
-    def __init__(self, *down: str) -> None:
-        super().__init__()
-        self.down = set(down)
-
-    async def add(self, *rows: object) -> None:
-        self._reach("add")
-        await super().add(*rows)
-
-    add.batches = True  # type: ignore[attr-defined]
-
-    async def update(self, *values: object) -> None:
-        self._reach("update")
-        await super().update(*values)
-
-    def _reach(self, write: str) -> None:
-        if write in self.down:
-            raise ConnectionRefusedError(111, "Connect call failed")
+    assert db.written == [ins("a")]
 
 
 async def test_what_the_database_never_took_is_kept_for_the_next_start(tmp_path):
     spool = tmp_path / "var" / "unwritten.pickle"
-    store, writer = DownStore("add", "update"), Writer()
+    db = FakeDatabase()
+    db.error = ConnectionRefusedError(111, "Connect call failed")
+    writer = Writer(db.write)
     writer.start()
-    for item in ("a", "b"):
-        writer.put(store.add, item)
-    writer.put(store.update, "u")
+    for record in (ins("a"), ins("b"), upd("a")):
+        writer.put(record)
     await writer.close(spool, timeout=0.2)
-    assert spool.exists() and store.calls == []
+    assert spool.exists() and db.batches == []
     await writer.close(spool, timeout=0.2)  # closed already: nothing kept twice
 
-    store.down.clear()  # back: the next start writes them first, in order, once
-    await Writer.replay(spool, store)
-    assert store.calls == [("add", ("a", "b")), ("update", ("u",))]
+    db.error = None  # back: the next start writes them first, in order, once
+    await Writer.replay(spool, db.write)
+    assert db.written == [ins("a"), ins("b"), upd("a")]
     assert not spool.exists()
-    await Writer.replay(spool, store)  # nothing kept: nothing to do
-    assert len(store.calls) == 2
+    await Writer.replay(spool, db.write)  # nothing kept: nothing to do
+    assert len(db.written) == 3
 
 
-async def test_a_replay_cut_short_keeps_what_it_did_not_write(tmp_path):
+async def test_a_replay_cut_short_keeps_what_it_did_not_write(tmp_path, monkeypatch):
+    from centralino.storage import writer as module
+
+    monkeypatch.setattr(module, "MAX_BATCH", 2)
     spool = tmp_path / "unwritten.pickle"
-    store, writer = DownStore("add", "update"), Writer()
-    writer.start()
-    writer.put(store.add, "a")
-    writer.put(store.update, "u")
-    writer.put(store.add, "b")
-    await writer.close(spool, timeout=0.2)
+    module._save(spool, [ins("a"), upd("a"), ins("b")])
+    db = FakeDatabase()
+    calls = 0
 
-    store.down = {"update"}  # away again halfway through the replay
+    async def away_the_second_time(batch: list[Record]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        await db.write(batch)
+
     with pytest.raises(ConnectionRefusedError):
-        await Writer.replay(spool, store)
-    store.down.clear()
-    await Writer.replay(spool, store)
-    assert store.calls == [("add", ("a",)), ("update", ("u",)), ("add", ("b",))]
+        await Writer.replay(spool, away_the_second_time)
+    assert module._load(spool) == [ins("b")]
+    await Writer.replay(spool, db.write)
+    assert db.written == [ins("a"), upd("a"), ins("b")]
 
 
-async def test_a_spool_kept_by_the_version_before_steps_were_stored_as_they_happen(tmp_path):
-    """An upgrade made while the database was away: the old shape of finish_call (steps with
-    the end) becomes today's writes, nothing lost."""
+async def test_a_spool_kept_by_an_earlier_version_is_written_in_todays_shape(tmp_path):
+    """An upgrade made while the database was away: what the previous version kept (a store
+    method's name and its arguments) becomes today's records, nothing lost."""
+    from centralino.storage.models import AgentEvent
+    from centralino.storage.store import NewCall
     from centralino.storage.writer import _save
     from ivr.engine import Step
 
-    class Calls(FakeStore):
-        async def finish_call(self, call_id: str, values: dict[str, object]) -> None:
-            self.calls.append(("finish_call", (call_id, values)))
-
-    spool, store = tmp_path / "old.pickle", Calls()
     at = datetime(2026, 12, 1, 9, tzinfo=UTC)
     steps = [Step(at, "key", "main", key="1", detail="Tributi"), Step(at, "queue", "tributi")]
-    _save(spool, [("finish_call", ("c1", steps, {"outcome": "abandoned"}))])
-    await Writer.replay(spool, store)
-    (add, rows), finish = store.calls
-    assert add == "add" and [(r.call_id, r.seq, r.kind, r.key) for r in rows] == [
-        ("c1", 0, "key", "1"), ("c1", 1, "queue", None)]
-    assert finish == ("finish_call", ("c1", {"outcome": "abandoned"}))
+    new = NewCall("c1", "ch", "0612345001", "Linea", "333", "", "v1", at, None)
+    spool = tmp_path / "old.pickle"
+    _save(spool, [("start_call", (new,)),
+                  ("add", (AgentEvent(agent_id="1001", at=at, state="available", reason="",
+                                      by="system"),)),
+                  ("finish_call", ("c1", steps, {"outcome": "abandoned"})),
+                  ("ack_offer", ("o1", "1001", at))])
+    db = FakeDatabase()
+    await Writer.replay(spool, db.write)
+    start, event, step0, step1, end, ack = db.written
+    assert start == Insert("calls", {"id": "c1", "channel_id": "ch", "number": "0612345001",
+                                     "line": "Linea", "caller_number": "333", "caller_name": "",
+                                     "config_version": "v1", "started_at": at,
+                                     "queue_log_id": None})
+    assert event == Insert("agent_events", {"agent_id": "1001", "at": at,
+                                            "state": "available", "reason": "", "by": "system"})
+    assert [(s.values["seq"], s.values["kind"], s.values["key"]) for s in (step0, step1)] == [
+        (0, "key", "1"), (1, "queue", None)]
+    assert end == Update("calls", "c1", {"outcome": "abandoned"})
+    assert ack == Update("offers", "o1", {"acked_at": at}, (("agent_id", "1001"),
+                                                            ("acked_at", None)))
+
+
+# --- the store's batches, on a real SQLite file ---------------------------------------------
+
+async def test_the_store_writes_a_batch_in_one_transaction_with_its_conditions(tmp_path):
+    from centralino.storage.records import NewCall, Records
+    from centralino.storage.store import Store
+
+    at = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    batch: list[Record] = []
+
+    class Collect:
+        def put(self, record: Record) -> None:
+            batch.append(record)
+
+    records = Records(Collect())
+    records.call_started(NewCall("c1", "ch", "0612345001", "Linea", "333", "Maria", "v1", at,
+                                 "c1"))
+    for seq, key in enumerate("12"):
+        records.call_step("c1", seq, at, "key", "main", key, None, "x" * 300)
+    records.queue_log(at, "c1", "alpha", "NONE", "ENTERQUEUE", "", "333", 1)
+    records.offer_made("o1", "c1", "1001", at)
+    records.offer_seen("o1", "1002", at)  # not their offer: nothing changes
+    records.offer_seen("o1", "1001", at)
+    records.offer_seen("o1", "1001", datetime(2026, 12, 1, 10, tzinfo=UTC))  # seen already
+    records.call_changed("c1", outcome="answered", detail="y" * 300, agent_id="1001")
+    records.agent_changed("1001", at, "on_call", "", "system")
+    async with Store(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite") as store:
+        await store.write(batch)
+        call = await store.get_call("c1")
+        assert call is not None and (call.outcome, call.agent_id) == ("answered", "1001")
+        assert len(call.detail) == 255 and call.caller_name == "Maria"
+        assert [(s.seq, s.key, len(s.detail)) for s in call.steps] == [(0, "1", 255),
+                                                                        (1, "2", 255)]
+        (offer,) = await store.offers_for("c1")
+        assert offer.acked_at == at  # the first time, by the agent it was for
+        assert [(e.event, e.data3) for e in await store.queue_log(call_id="c1")] == [
+            ("ENTERQUEUE", "1")]
+        assert (await store.last_agent_states())["1001"].state == "on_call"
+
+        with pytest.raises(Exception):  # one bad row: nothing of the batch is written
+            await store.write([Insert("agent_events", {"agent_id": "1002", "at": at,
+                                                       "state": "available"}),
+                               Insert("offers", {"id": "o1", "call_id": "c1",
+                                                 "agent_id": "1001", "offered_at": at})])
+        assert "1002" not in await store.last_agent_states()
