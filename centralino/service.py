@@ -10,7 +10,7 @@ import asyncio
 import logging
 import ssl
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -32,8 +32,8 @@ from centralino.media import PromptCatalog
 from centralino.promptbuild import build_prompts
 from centralino.recalls import RECALL_CHANNEL, Recalls, RecallSession
 from centralino.settings import Settings
-from centralino.storage.store import Store
 from centralino.storage.records import Records
+from centralino.storage.store import Store
 from centralino.storage.writer import Writer
 from centralino.web.app import create_app
 from centralino.web.common import ABUSE
@@ -89,7 +89,7 @@ class Service:
         """The configured topics, then those a reload removed that are still served."""
         return [*self.call_config.queues, *sorted(self.desk.retiring)]
 
-    async def __aenter__(self) -> Service:
+    async def __aenter__(self) -> Self:
         config, catalog = await self._prepare()  # a broken config stops us before anything runs
         self.config, self.catalog = config, catalog
         try:

@@ -47,8 +47,8 @@ class SupervisorEntry(Strict):
 class AgentsFile(Strict):
     # After this many offers in a row not answered, the agent is paused.
     max_missed: int = Field(3, ge=1, le=20)
-    agents: dict[PersonId, AgentEntry] = {}
-    supervisors: dict[PersonId, SupervisorEntry] = {}
+    agents: dict[PersonId, AgentEntry] = Field(default_factory=dict)
+    supervisors: dict[PersonId, SupervisorEntry] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,8 @@ def _check_flow(
             out.append(doc.problem((*loc, "info"), "a fallback `info` needs `then: goodbye`: "
                                    "callers who keep failing would loop forever"))
         if action.do == "operator" and flow.operator is None:
-            out.append(doc.problem((*loc, "do"), "`do: operator` needs the flow's `operator` topic"))
+            out.append(doc.problem((*loc, "do"),
+                                   "`do: operator` needs the flow's `operator` topic"))
     if out:
         return out
 
@@ -232,7 +233,8 @@ def _check_queues(doc: YamlDoc, file: QueuesFile, known: _Known,
             texts = known.prompts.get(prompt)
             where = ("queues", topic_id, *loc)
             if texts is None:
-                out.append(doc.problem(where, f"unknown prompt {prompt!r} (add it to the manifest)"))
+                out.append(doc.problem(where,
+                                       f"unknown prompt {prompt!r} (add it to the manifest)"))
             elif missing := sorted(languages - set(texts)):
                 out.append(doc.problem(where, f"prompt {prompt!r} has no text in "
                                               f"{', '.join(missing)} (a line speaks it)"))
@@ -252,7 +254,7 @@ def _check_queues(doc: YamlDoc, file: QueuesFile, known: _Known,
             if nxt is None or nxt not in file.queues:
                 break
             if nxt in chain:
-                loop = chain[chain.index(nxt):] + [nxt]
+                loop = [*chain[chain.index(nxt):], nxt]
                 if loop[0] == start == min(loop[:-1]):  # each loop once
                     out.append(doc.problem(("queues", start, "no_agents", "queue"),
                                            f"no_agents rules go round in a loop "
@@ -271,7 +273,7 @@ def _fallback_loop(flow: Flow) -> list[str] | None:
         chain, menu_id = [start], start
         while (target := (flow.menus[menu_id].fallback or flow.fallback).menu) is not None:
             if target in chain:
-                return chain[chain.index(target):] + [target]
+                return [*chain[chain.index(target):], target]
             chain.append(target)
             menu_id = target
     return None

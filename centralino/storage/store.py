@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
-from centralino.storage.faults import REFUSING, UNREACHABLE, Fault, fault_of
 from centralino.storage import records
+from centralino.storage.faults import REFUSING, UNREACHABLE, Fault, fault_of
 from centralino.storage.models import (
     AgentEvent,
     Call,
@@ -44,11 +44,12 @@ class Store:
         if url.startswith("sqlite"):
             Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+        self.engine: AsyncEngine = create_async_engine(
+            url, pool_pre_ping=not url.startswith("sqlite"))
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self.engine.sync_engine, "handle_error", _drop_read_only)
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> Self:
         try:
             await self.migrate()
             await self._check_writes()

@@ -179,9 +179,9 @@ async def plain_errors(request: web.Request, handler: Handler) -> web.StreamResp
             raise
         answer = web.Response(status=exc.status, body=exc.body, headers=exc.headers)
         exc.__traceback__ = exc.__context__ = None
-        if exc.status in ABUSIVE and request.remote and (report := request.app.get(ABUSE)):
-            if report(request.remote):
-                answer.force_close()
+        if (exc.status in ABUSIVE and request.remote and (report := request.app.get(ABUSE))
+                and report(request.remote)):
+            answer.force_close()
         return answer
 
 
