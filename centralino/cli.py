@@ -11,7 +11,7 @@ import signal
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,9 @@ from centralino import logs
 from centralino.settings import Settings, load_settings
 from ivr.clock import aware
 from ivr.yamlfile import ConfigError
+
+if TYPE_CHECKING:
+    from centralino.config import Config
 
 log = logging.getLogger("centralino")
 
@@ -30,7 +33,7 @@ def _settings(ctx: click.Context) -> Settings:
         raise click.ClickException(f"bad settings:\n{exc}") from None
 
 
-def _config(settings: Settings):  # type: ignore[no-untyped-def]
+def _config(settings: Settings) -> Config:
     from centralino.config import load_config
 
     return load_config(settings)

@@ -172,7 +172,8 @@ class Service:
             return
         if isinstance(exc, AriNotFound):  # hanging up or deleting what was gone already
             return
-        log.error("%s failed", task.get_coro().__qualname__, exc_info=exc)
+        log.error("%s failed", getattr(task.get_coro(), "__qualname__", task.get_name()),
+                  exc_info=exc)
 
     # --- configuration --------------------------------------------------------------------
 
@@ -295,7 +296,11 @@ class Service:
             session = RecallSession(self, row)
             self.calls[recall_id] = session
             task = self.spawn(session.resume(leg, channels[1]))
-            task.add_done_callback(lambda _, rid=recall_id: self.calls.pop(rid, None))
+
+            def forget(_: object, rid: str = recall_id) -> None:
+                self.calls.pop(rid, None)
+
+            task.add_done_callback(forget)
 
     async def _stale_recall_legs(self, bridges: list[dict[str, Any]]) -> None:
         """Recall legs of a previous run still ringing: hang them up (their requests are

@@ -146,8 +146,8 @@ class Settings(_Section):
         if dev := self.recalls.dev_keys_in_use():
             raise ValueError(f"production mode: recalls.clients: {', '.join(dev)}: the public "
                              "development key (dev-portal); give each portal its own")
-        if self.recalls.clients and (why := self.recalls.not_ready_to_call()):
-            raise ValueError(f"production mode: portals may ask for recalls, but {why[0]}")
+        if self.recalls.clients and (missing := self.recalls.not_ready_to_call()):
+            raise ValueError(f"production mode: portals may ask for recalls, but {missing[0]}")
         return self
 
     def resolve(self, base: Path) -> Settings:

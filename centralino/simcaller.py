@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -58,7 +58,7 @@ class SimCall:
             self.ended.set()
         self._changed.set()
 
-    async def _until(self, check, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    async def _until(self, check: Callable[[], bool], timeout: float) -> None:
         async with asyncio.timeout(timeout):
             while not check():
                 self._changed.clear()

@@ -68,7 +68,8 @@ class AgentsConfig:
         return None
 
     def dev_tokens_in_use(self) -> list[str]:
-        people = [*self.agents.items(), *self.supervisors.items()]  # one id may be in both
+        people: list[tuple[str, AgentEntry | SupervisorEntry]] = [
+            *self.agents.items(), *self.supervisors.items()]  # one id may be in both
         return sorted(pid for pid, p in people if p.token_sha256 == token_hash(dev_token(pid)))
 
 

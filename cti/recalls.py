@@ -83,17 +83,17 @@ class RecallLimits(Strict):
 class RecallSettings(Strict):
     clients: dict[Name, PortalClient] = Field(default_factory=dict)
     default_region: str = Field("IT", pattern=r"^[A-Z]{2}$")  # numbers written without +CC
+    # (Field(default=...): pydantic gives each instance a copy of a mutable default.)
     allowed_regions: list[Annotated[str, Field(pattern=r"^([A-Z]{2}|001)$")]] = Field(
-        default_factory=lambda: ["IT"])
-    allowed_types: list[NumberType] = Field(default_factory=lambda: ["fixed_line", "mobile"])
+        default=["IT"])
+    allowed_types: list[NumberType] = Field(default=["fixed_line", "mobile"])
     # Topics the portal may ask for; empty: every queue.
     topics: list[Name] = Field(default_factory=list)
     hours: Name | None = None  # schedule in hours.yaml; None: any time (always open)
     horizon_days: int = Field(14, ge=1, le=90)
     limits: RecallLimits = RecallLimits()
     # Seconds before attempt 2, 3, ...; the last delay repeats. (ge=1: tests use seconds.)
-    retry_delays: list[Annotated[int, Field(ge=1, le=86_400)]] = Field(
-        default_factory=lambda: [300, 900])
+    retry_delays: list[Annotated[int, Field(ge=1, le=86_400)]] = Field(default=[300, 900])
     max_attempts: int = Field(3, ge=1, le=10)
     # How Asterisk reaches a citizen: {number} is the number as dialled from default_region
     # (national digits for domestic numbers, 00<country><digits> for others), {e164} is

@@ -10,14 +10,15 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from pydantic import Field, RootModel
+from pydantic import BaseModel, Field, RootModel
 
 from ivr.hours import Schedule
 from ivr.schema import Action, Flow, HoursFile, PromptId, QueuesFile, QueueTopic
 from ivr.yamlfile import ConfigError, ConfigProblem, Loc, YamlDoc, load_yaml
 
+_M = TypeVar("_M", bound=BaseModel)
 Texts = dict[Annotated[str, Field(pattern=r"^[a-z]{2}$")], str]
 
 
@@ -46,7 +47,7 @@ def load_call_config(config_dir: Path, manifest_path: Path) -> CallConfig:
     warnings: list[ConfigProblem] = []
     digest = hashlib.sha256()
 
-    def read(path: Path, model: type) -> tuple[YamlDoc | None, object | None]:
+    def read(path: Path, model: type[_M]) -> tuple[YamlDoc | None, _M | None]:
         display = _display(path)
         try:
             doc = load_yaml(path, display)
@@ -249,8 +250,8 @@ def _check_queues(doc: YamlDoc, file: QueuesFile, known: _Known,
     for start in file.queues:
         chain, topic_id = [start], start
         while True:
-            topic = file.queues.get(topic_id)
-            nxt = topic.no_agents.queue if topic and topic.no_agents else None
+            entry = file.queues.get(topic_id)
+            nxt = entry.no_agents.queue if entry and entry.no_agents else None
             if nxt is None or nxt not in file.queues:
                 break
             if nxt in chain:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_Date = date  # in Closure's body, `date` is its field
 
 
 def _parse_days(spec: str) -> list[int]:
@@ -67,7 +68,7 @@ class Closure(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     date: date
-    to: date | None = None
+    to: _Date | None = None
     reason: str = "closure"
 
     @model_validator(mode="after")
@@ -76,7 +77,7 @@ class Closure(BaseModel):
             raise ValueError("`to` is before `date`")
         return self
 
-    def covers(self, day: date) -> bool:
+    def covers(self, day: _Date) -> bool:
         return self.date <= day <= (self.to or self.date)
 
 

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any, Self
 from urllib.parse import quote
@@ -93,7 +93,7 @@ class AriClient:
         self,
         method: str,
         path: str,
-        params: dict[str, Any] | Iterable[tuple[str, str]] | None = None,
+        params: dict[str, Any] | Sequence[tuple[str, str]] | None = None,
         body: Any = None,
     ) -> Any:
         assert self._session is not None, "use `async with AriClient(...)`"
@@ -120,7 +120,7 @@ class AriClient:
                 f"Asterisk at {self.base} did not answer {method} {path}") from None
 
     async def _ws_request(self, method: str, path: str,
-                          params: dict[str, Any] | Iterable[tuple[str, str]] | None) -> Any:
+                          params: dict[str, Any] | Sequence[tuple[str, str]] | None) -> Any:
         ws = self._ws
         if ws is None or ws.closed:
             raise AriUnavailable(f"Asterisk at {self.base} is not connected")

@@ -164,7 +164,7 @@ async def addresses_of(url: str) -> set[str]:
         log.warning("HTTP: cannot resolve %s (%s): its connections get no room of their own",
                     host, exc)
         return set()
-    return {info[4][0] for info in infos}
+    return {str(info[4][0]) for info in infos}
 
 
 class GuardedSite(web.BaseSite):
