@@ -104,7 +104,7 @@ class RecallSession(AgentLegs):
                 event = await self.port.next_event()
                 if event is CANCELLED:
                     return
-                if (isinstance(event, OfferMade) and self.queued.offered_to  # noqa: SIM102 - the await acts: kept out of the test
+                if (isinstance(event, OfferMade) and self.queued.offered_to  # noqa: SIM102 - the await apart
                         == event.offer.agent_id and svc.queues.get(row.id) is self.queued):
                     if await self._offered(event.offer.agent_id):
                         return
