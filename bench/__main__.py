@@ -61,7 +61,8 @@ def rss_bytes(pid: int) -> int:
 
 
 def asterisk_pid() -> int | None:
-    out = subprocess.run(["pgrep", "-f", "^asterisk -U asterisk"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-f", "^asterisk -U asterisk"], capture_output=True, text=True,
+                         check=False)  # none found: exit status 1
     return int(out.stdout.split()[0]) if out.stdout.split() else None
 
 
@@ -183,11 +184,13 @@ async def run_menus(calls: int, ramp: float, steady: float) -> dict:
                 dialled, tasks = await place_callers(sim, calls, ramp, until)
                 await asyncio.sleep(max(0.0, ramp_end - time.monotonic()) + 2)
                 api("/api/admin/ari-latency?reset=1")
-                cpu0, ast0, t0 = cpu_seconds(proc.pid), cpu_seconds(ast) if ast else 0, time.monotonic()
+                cpu0, ast0 = cpu_seconds(proc.pid), cpu_seconds(ast) if ast else 0
+                t0 = time.monotonic()
                 gen0 = time.process_time()
                 rss_peak = rss_bytes(proc.pid)
                 keys = await asyncio.gather(*tasks, return_exceptions=True)
-                cpu1, ast1, t1 = cpu_seconds(proc.pid), cpu_seconds(ast) if ast else 0, time.monotonic()
+                cpu1, ast1 = cpu_seconds(proc.pid), cpu_seconds(ast) if ast else 0
+                t1 = time.monotonic()
                 gen1 = time.process_time()
                 rss_peak = max(rss_peak, rss_bytes(proc.pid))
                 latency = api("/api/admin/ari-latency")
@@ -196,8 +199,9 @@ async def run_menus(calls: int, ramp: float, steady: float) -> dict:
             errors = [k for k in keys if isinstance(k, BaseException)]
             elapsed = t1 - t0
             return {
-                "benchmark": "menus", "concurrent_calls": calls, "steady_seconds": round(elapsed, 1),
-                "calls_up_at_end": in_progress, "keys_pressed": sum(k for k in keys if isinstance(k, int)),
+                "benchmark": "menus", "concurrent_calls": calls,
+                "steady_seconds": round(elapsed, 1), "calls_up_at_end": in_progress,
+                "keys_pressed": sum(k for k in keys if isinstance(k, int)),
                 "failed_callers": len(errors), "first_error": repr(errors[0]) if errors else None,
                 "latency_ms": {clock: {k: round(v, 3) for k, v in latency[clock].items()}
                                for clock in ("wall", "cpu") if clock in latency},
@@ -211,7 +215,8 @@ async def run_menus(calls: int, ramp: float, steady: float) -> dict:
                 "load_generator_cpu_percent": round(100 * (gen1 - gen0) / elapsed, 1),
                 "service_nice": int(os.environ.get("CENTRALINO_BENCH_NICE", "0")),
                 "caller_codec": CODEC,
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                           f"Python {platform.python_version()}",
             }
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -164,7 +164,7 @@ def main() -> None:
                         help="below 1: one caller in five is a recall, with this share")
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args()
-    global SHARE
+    global SHARE  # noqa: PLW0603 - a command-line knob every helper of this one-shot script reads
     SHARE = args.recall_share
     result = run(args.rounds, args.bursts)
     text = json.dumps(result, indent=2) + "\n"

@@ -40,7 +40,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 
@@ -65,7 +65,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def asterisk_pid() -> int:
-    out = subprocess.run(["pgrep", "-f", "^asterisk -U asterisk"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-f", "^asterisk -U asterisk"], capture_output=True, text=True,
+                         check=False)  # none found: exit status 1
     if not out.stdout.split():
         raise SystemExit("Asterisk is not running: bash asterisk-dev/chroot.sh start")
     return int(out.stdout.split()[0])
@@ -147,7 +148,7 @@ class Callers:
         self._session: aiohttp.ClientSession | None = None
         self._reader: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Callers:
+    async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(headers={"Authorization": AUTH})
         ws = await self._session.ws_connect(f"{ARI.replace('http', 'ws', 1)}/events",
                                             params={"app": self.app, "subscribeAll": "true"})
@@ -264,7 +265,8 @@ async def run(calls: int, rate: float, talk: float) -> dict[str, Any]:
         sides[side] = await one_side(side, calls, rate, talk)
         print(json.dumps(sides[side]), flush=True)
         await asyncio.sleep(2)
-    ratio = sides["centralino"]["throughput_calls_per_s"] / sides["native"]["throughput_calls_per_s"]
+    ratio = (sides["centralino"]["throughput_calls_per_s"]
+             / sides["native"]["throughput_calls_per_s"])
     return {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "calls": calls, "arrival_per_s": rate,
             "agents": len(AGENTS), "talk_s": talk, "wrap_up_s": 0, "caller_codec": "slin",
             "database": os.environ.get("CENTRALINO_BENCH_DATABASE_URL", "sqlite").split(":")[0],
@@ -283,7 +285,8 @@ def main(calls: int, rate: float, talk: float) -> None:
     runs.append(result)
     path.write_text(json.dumps({
         "benchmark": "fullflow", "description": __doc__.split("\n\n")[0],
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"Python {platform.python_version()}",
         "runs": runs}, indent=2) + "\n")
     n, c = result["native"], result["centralino"]
     print(f"\n{calls} calls at {rate}/s, {len(AGENTS)} agents, {talk} s talk, no wrap-up")

@@ -207,15 +207,22 @@ async def run_hostile(calls: int, ramp: float, steady: float,
                       attacks: Iterable[str] = ATTACKS) -> dict:
     """The benchmark; `attacks`: some of ATTACKS only, to see what each one costs."""
     from bench.__main__ import (
-        CODEC, PORT, asterisk_pid, cpu_seconds, end_calls, place_callers, rss_bytes,
-        start_service, warm_up,
+        CODEC,
+        PORT,
+        asterisk_pid,
+        cpu_seconds,
+        end_calls,
+        place_callers,
+        rss_bytes,
+        start_service,
+        warm_up,
     )
     from centralino.simcaller import SimCaller
 
     parts: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "service.log"
-        with open(log_path, "wb") as log:
+        with open(log_path, "wb") as log:  # noqa: ASYNC230 - once, before any load
             proc = start_service(Path(tmp), log)
         try:
             ast = asterisk_pid()

@@ -11,7 +11,7 @@ import signal
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,9 @@ from centralino import logs
 from centralino.settings import Settings, load_settings
 from ivr.clock import aware
 from ivr.yamlfile import ConfigError
+
+if TYPE_CHECKING:
+    from centralino.config import Config
 
 log = logging.getLogger("centralino")
 
@@ -30,7 +33,7 @@ def _settings(ctx: click.Context) -> Settings:
         raise click.ClickException(f"bad settings:\n{exc}") from None
 
 
-def _config(settings: Settings):  # type: ignore[no-untyped-def]
+def _config(settings: Settings) -> Config:
     from centralino.config import load_config
 
     return load_config(settings)
@@ -131,7 +134,8 @@ def check(ctx: click.Context) -> None:
 def simulate(ctx: click.Context, number: str, keys: str, at: datetime | None) -> None:
     """Print what a caller would hear, with the same engine real calls use."""
     from ivr.clock import SystemClock
-    from ivr.simulate import parse_keys, simulate as run_simulation
+    from ivr.simulate import parse_keys
+    from ivr.simulate import simulate as run_simulation
 
     settings = _settings(ctx)
     try:
@@ -214,7 +218,7 @@ def _api(settings: Settings, method: str, path: str, body: Any = None) -> tuple[
         "Authorization": f"Bearer {settings.http.admin_token}",
         "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - always http://
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")

@@ -39,8 +39,8 @@ from centralino.calls import (
     Leg,
 )
 from centralino.desk import OfferMade
-from centralino.storage.models import RecallAttempt, RecallRequest
 from centralino.storage.faults import fault_of
+from centralino.storage.models import RecallAttempt, RecallRequest
 from cti.recalls import after_attempt, citizen_outcome, classify, next_wake
 from queue_manager.queues import Waiting
 
@@ -104,7 +104,7 @@ class RecallSession(AgentLegs):
                 event = await self.port.next_event()
                 if event is CANCELLED:
                     return
-                if (isinstance(event, OfferMade) and self.queued.offered_to
+                if (isinstance(event, OfferMade) and self.queued.offered_to  # noqa: SIM102 - the await apart
                         == event.offer.agent_id and svc.queues.get(row.id) is self.queued):
                     if await self._offered(event.offer.agent_id):
                         return

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import ssl
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -32,8 +32,8 @@ from centralino.media import PromptCatalog
 from centralino.promptbuild import build_prompts
 from centralino.recalls import RECALL_CHANNEL, Recalls, RecallSession
 from centralino.settings import Settings
-from centralino.storage.store import Store
 from centralino.storage.records import Records
+from centralino.storage.store import Store
 from centralino.storage.writer import Writer
 from centralino.web.app import create_app
 from centralino.web.common import ABUSE
@@ -89,7 +89,7 @@ class Service:
         """The configured topics, then those a reload removed that are still served."""
         return [*self.call_config.queues, *sorted(self.desk.retiring)]
 
-    async def __aenter__(self) -> Service:
+    async def __aenter__(self) -> Self:
         config, catalog = await self._prepare()  # a broken config stops us before anything runs
         self.config, self.catalog = config, catalog
         try:
@@ -172,7 +172,8 @@ class Service:
             return
         if isinstance(exc, AriNotFound):  # hanging up or deleting what was gone already
             return
-        log.error("%s failed", task.get_coro().__qualname__, exc_info=exc)
+        log.error("%s failed", getattr(task.get_coro(), "__qualname__", task.get_name()),
+                  exc_info=exc)
 
     # --- configuration --------------------------------------------------------------------
 
@@ -295,7 +296,11 @@ class Service:
             session = RecallSession(self, row)
             self.calls[recall_id] = session
             task = self.spawn(session.resume(leg, channels[1]))
-            task.add_done_callback(lambda _, rid=recall_id: self.calls.pop(rid, None))
+
+            def forget(_: object, rid: str = recall_id) -> None:
+                self.calls.pop(rid, None)
+
+            task.add_done_callback(forget)
 
     async def _stale_recall_legs(self, bridges: list[dict[str, Any]]) -> None:
         """Recall legs of a previous run still ringing: hang them up (their requests are

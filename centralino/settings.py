@@ -1,6 +1,7 @@
 """Service settings: config/centralino.yaml, overridable by CENTRALINO_* environment variables.
 
-Environment overrides use `__` between levels: CENTRALINO_DATABASE__URL, CENTRALINO_ASTERISK__PASSWORD.
+Environment overrides use `__` between levels: CENTRALINO_DATABASE__URL,
+CENTRALINO_ASTERISK__PASSWORD.
 Relative paths are relative to the settings file's folder.
 """
 
@@ -19,8 +20,9 @@ from centralino.tokens import weakness
 from cti.recalls import RecallSettings
 from ivr.yamlfile import ConfigError, ConfigProblem, load_yaml
 
-DEV_ARI_PASSWORD = "centralino-dev"
-DEV_ADMIN_TOKEN = "dev-admin-token"
+# Public development credentials: production mode refuses them.
+DEV_ARI_PASSWORD = "centralino-dev"  # noqa: S105
+DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105
 DEFAULT_SETTINGS = Path("config/centralino.yaml")
 
 
@@ -118,12 +120,14 @@ class Settings(_Section):
                                  "set your own http.admin_token and recalls.clients keys")
             return self
         if self.asterisk.password == DEV_ARI_PASSWORD:
-            raise ValueError("production mode: set asterisk.password (the development one is public)")
+            raise ValueError("production mode: set asterisk.password "
+                             "(the development one is public)")
         if why := weakness(self.asterisk.password):
             raise ValueError(f"production mode: asterisk.password is too weak ({why}); "
                              "`centralino token` makes a strong one")
         if self.http.admin_token == DEV_ADMIN_TOKEN:
-            raise ValueError("production mode: set http.admin_token (the development one is public)")
+            raise ValueError("production mode: set http.admin_token "
+                             "(the development one is public)")
         for name in ("admin_token", "metrics_token"):
             secret = getattr(self.http, name)
             if (secret or name == "admin_token") and (why := weakness(secret)):
@@ -142,8 +146,8 @@ class Settings(_Section):
         if dev := self.recalls.dev_keys_in_use():
             raise ValueError(f"production mode: recalls.clients: {', '.join(dev)}: the public "
                              "development key (dev-portal); give each portal its own")
-        if self.recalls.clients and (why := self.recalls.not_ready_to_call()):
-            raise ValueError(f"production mode: portals may ask for recalls, but {why[0]}")
+        if self.recalls.clients and (missing := self.recalls.not_ready_to_call()):
+            raise ValueError(f"production mode: portals may ask for recalls, but {missing[0]}")
         return self
 
     def resolve(self, base: Path) -> Settings:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, Self
 
 import numpy as np
 import soundfile
 
-from centralino.ari.client import AriClient
+from centralino.ari.client import AriClient, AriError
 from centralino.ari.models import (
     ChannelDestroyed,
     Event,
@@ -56,7 +58,7 @@ class SimCall:
             self.ended.set()
         self._changed.set()
 
-    async def _until(self, check, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    async def _until(self, check: Callable[[], bool], timeout: float) -> None:
         async with asyncio.timeout(timeout):
             while not check():
                 self._changed.clear()
@@ -105,7 +107,7 @@ class SimCall:
         await asyncio.sleep(seconds + 0.5)
         try:
             await ari.request("POST", f"/recordings/live/{name}/stop")
-        except Exception:
+        except AriError:
             pass  # already stopped at maxDurationSeconds
         body = await ari.raw("GET", f"/recordings/stored/{name}/file")
         await ari.request("DELETE", f"/recordings/stored/{name}")
@@ -133,7 +135,7 @@ class SimCaller:
         self.calls: dict[str, SimCall] = {}
         self._events: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> SimCaller:
+    async def __aenter__(self) -> Self:
         await self.ari.__aenter__()
         await self.ari.check()
 
@@ -202,8 +204,9 @@ class SimAgents:
         self.rings: list[Ring] = []
         self._changed = asyncio.Event()
         self._events: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
-    async def __aenter__(self) -> SimAgents:
+    async def __aenter__(self) -> Self:
         await self.ari.__aenter__()
 
         async def nothing() -> None:
@@ -236,14 +239,19 @@ class SimAgents:
             behaviour, delay = self.behaviour.get(agent, ("answer", 0.3))
             if behaviour == "answer":
                 asyncio.get_running_loop().call_later(
-                    delay, lambda: asyncio.ensure_future(self._answer(ring)))
+                    delay, lambda: self._spawn(self._answer(ring)))
             elif behaviour == "refuse":
-                asyncio.ensure_future(self.ari.hangup(ring.channel, "busy"))
+                self._spawn(self.ari.hangup(ring.channel, "busy"))
         elif event.type == "StasisEnd":
             for ring in self.rings:
                 if ring.channel == event.channel_id:
                     ring.ended.set()
         self._changed.set()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, ring: Ring) -> None:
         if not ring.ended.is_set():

@@ -47,8 +47,8 @@ class SupervisorEntry(Strict):
 class AgentsFile(Strict):
     # After this many offers in a row not answered, the agent is paused.
     max_missed: int = Field(3, ge=1, le=20)
-    agents: dict[PersonId, AgentEntry] = {}
-    supervisors: dict[PersonId, SupervisorEntry] = {}
+    agents: dict[PersonId, AgentEntry] = Field(default_factory=dict)
+    supervisors: dict[PersonId, SupervisorEntry] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ class AgentsConfig:
         return None
 
     def dev_tokens_in_use(self) -> list[str]:
-        people = [*self.agents.items(), *self.supervisors.items()]  # one id may be in both
+        people: list[tuple[str, AgentEntry | SupervisorEntry]] = [
+            *self.agents.items(), *self.supervisors.items()]  # one id may be in both
         return sorted(pid for pid, p in people if p.token_sha256 == token_hash(dev_token(pid)))
 
 

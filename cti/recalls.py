@@ -81,16 +81,19 @@ class RecallLimits(Strict):
 
 
 class RecallSettings(Strict):
-    clients: dict[Name, PortalClient] = {}
+    clients: dict[Name, PortalClient] = Field(default_factory=dict)
     default_region: str = Field("IT", pattern=r"^[A-Z]{2}$")  # numbers written without +CC
-    allowed_regions: list[Annotated[str, Field(pattern=r"^([A-Z]{2}|001)$")]] = ["IT"]
-    allowed_types: list[NumberType] = ["fixed_line", "mobile"]
-    topics: list[Name] = []  # topics the portal may ask for; empty: every queue
+    # (Field(default=...): pydantic gives each instance a copy of a mutable default.)
+    allowed_regions: list[Annotated[str, Field(pattern=r"^([A-Z]{2}|001)$")]] = Field(
+        default=["IT"])
+    allowed_types: list[NumberType] = Field(default=["fixed_line", "mobile"])
+    # Topics the portal may ask for; empty: every queue.
+    topics: list[Name] = Field(default_factory=list)
     hours: Name | None = None  # schedule in hours.yaml; None: any time (always open)
     horizon_days: int = Field(14, ge=1, le=90)
     limits: RecallLimits = RecallLimits()
     # Seconds before attempt 2, 3, ...; the last delay repeats. (ge=1: tests use seconds.)
-    retry_delays: list[Annotated[int, Field(ge=1, le=86_400)]] = [300, 900]
+    retry_delays: list[Annotated[int, Field(ge=1, le=86_400)]] = Field(default=[300, 900])
     max_attempts: int = Field(3, ge=1, le=10)
     # How Asterisk reaches a citizen: {number} is the number as dialled from default_region
     # (national digits for domestic numbers, 00<country><digits> for others), {e164} is
@@ -148,8 +151,8 @@ class RecallSettings(Strict):
         out = []
         if self.hours is not None and self.hours not in schedules:
             known = ", ".join(sorted(schedules)) or "none"
-            out.append(("recalls.hours", f"unknown schedule {self.hours!r} (hours.yaml has: "
-                                         f"{known})"))
+            out.append(("recalls.hours",
+                        f"unknown schedule {self.hours!r} (hours.yaml has: {known})"))
         for topic in self.topics:
             if topic not in queues:
                 out.append(("recalls.topics", f"unknown queue {topic!r} (see queues.yaml)"))

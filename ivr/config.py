@@ -10,14 +10,15 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from pydantic import Field, RootModel
+from pydantic import BaseModel, Field, RootModel
 
 from ivr.hours import Schedule
 from ivr.schema import Action, Flow, HoursFile, PromptId, QueuesFile, QueueTopic
 from ivr.yamlfile import ConfigError, ConfigProblem, Loc, YamlDoc, load_yaml
 
+_M = TypeVar("_M", bound=BaseModel)
 Texts = dict[Annotated[str, Field(pattern=r"^[a-z]{2}$")], str]
 
 
@@ -46,7 +47,7 @@ def load_call_config(config_dir: Path, manifest_path: Path) -> CallConfig:
     warnings: list[ConfigProblem] = []
     digest = hashlib.sha256()
 
-    def read(path: Path, model: type) -> tuple[YamlDoc | None, object | None]:
+    def read(path: Path, model: type[_M]) -> tuple[YamlDoc | None, _M | None]:
         display = _display(path)
         try:
             doc = load_yaml(path, display)
@@ -172,7 +173,8 @@ def _check_flow(
             out.append(doc.problem((*loc, "info"), "a fallback `info` needs `then: goodbye`: "
                                    "callers who keep failing would loop forever"))
         if action.do == "operator" and flow.operator is None:
-            out.append(doc.problem((*loc, "do"), "`do: operator` needs the flow's `operator` topic"))
+            out.append(doc.problem((*loc, "do"),
+                                   "`do: operator` needs the flow's `operator` topic"))
     if out:
         return out
 
@@ -232,7 +234,8 @@ def _check_queues(doc: YamlDoc, file: QueuesFile, known: _Known,
             texts = known.prompts.get(prompt)
             where = ("queues", topic_id, *loc)
             if texts is None:
-                out.append(doc.problem(where, f"unknown prompt {prompt!r} (add it to the manifest)"))
+                out.append(doc.problem(where,
+                                       f"unknown prompt {prompt!r} (add it to the manifest)"))
             elif missing := sorted(languages - set(texts)):
                 out.append(doc.problem(where, f"prompt {prompt!r} has no text in "
                                               f"{', '.join(missing)} (a line speaks it)"))
@@ -247,12 +250,12 @@ def _check_queues(doc: YamlDoc, file: QueuesFile, known: _Known,
     for start in file.queues:
         chain, topic_id = [start], start
         while True:
-            topic = file.queues.get(topic_id)
-            nxt = topic.no_agents.queue if topic and topic.no_agents else None
+            entry = file.queues.get(topic_id)
+            nxt = entry.no_agents.queue if entry and entry.no_agents else None
             if nxt is None or nxt not in file.queues:
                 break
             if nxt in chain:
-                loop = chain[chain.index(nxt):] + [nxt]
+                loop = [*chain[chain.index(nxt):], nxt]
                 if loop[0] == start == min(loop[:-1]):  # each loop once
                     out.append(doc.problem(("queues", start, "no_agents", "queue"),
                                            f"no_agents rules go round in a loop "
@@ -271,7 +274,7 @@ def _fallback_loop(flow: Flow) -> list[str] | None:
         chain, menu_id = [start], start
         while (target := (flow.menus[menu_id].fallback or flow.fallback).menu) is not None:
             if target in chain:
-                return chain[chain.index(target):] + [target]
+                return [*chain[chain.index(target):], target]
             chain.append(target)
             menu_id = target
     return None

@@ -99,7 +99,8 @@ async def run_flow(
     return await _Navigator(flow, call, journal).run()
 
 
-async def _announce(flow: Flow, call: CallPort, journal: Journal, today: date, *, closed: bool):
+async def _announce(flow: Flow, call: CallPort, journal: Journal, today: date, *,
+                    closed: bool) -> None:
     """Play the announcement chain. Consecutive unskippable messages go out in one playback
     (one request to Asterisk); a skippable one is played alone so a key skips only it."""
     chain = [a for a in flow.announcements if a.when_closed or not closed]

@@ -10,6 +10,7 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,13 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_Date = date  # in Closure's body, `date` is its field
 
 
 def _parse_days(spec: str) -> list[int]:
     """'mon' -> [0]; 'mon-fri' -> [0..4]; 'sat,sun' -> [5, 6]."""
     result: list[int] = []
-    for part in spec.split(","):
-        part = part.strip().lower()
+    for raw in spec.split(","):
+        part = raw.strip().lower()
         first, _, last = part.partition("-")
         if first not in DAYS or (last and last not in DAYS):
             raise ValueError(f"unknown day {part!r}: use {', '.join(DAYS)} or a range like mon-fri")
@@ -66,7 +68,7 @@ class Closure(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     date: date
-    to: date | None = None
+    to: _Date | None = None
     reason: str = "closure"
 
     @model_validator(mode="after")
@@ -75,7 +77,7 @@ class Closure(BaseModel):
             raise ValueError("`to` is before `date`")
         return self
 
-    def covers(self, day: date) -> bool:
+    def covers(self, day: _Date) -> bool:
         return self.date <= day <= (self.to or self.date)
 
 
@@ -109,7 +111,7 @@ class Schedule(BaseModel):
                     per_day.setdefault(day, []).append((rng, spec))
         for day, entries in per_day.items():
             entries.sort()
-            for (a, spec_a), (b, spec_b) in zip(entries, entries[1:]):
+            for (a, spec_a), (b, spec_b) in pairwise(entries):
                 if b.start < a.end:
                     where = spec_a if spec_a == spec_b else f"{spec_a} and {spec_b}"
                     raise ValueError(

@@ -150,7 +150,7 @@ class _Refused(Exception):
         self.line, self.column, self.message = line, column, message
 
 
-class _NoAliasComposer(Composer):  # type: ignore[misc]
+class _NoAliasComposer(Composer):
     """ruamel's composer, refusing aliases, merge keys and too many values where they are
     written."""
 
@@ -179,7 +179,7 @@ class _NoAliasComposer(Composer):  # type: ignore[misc]
         return super().compose_node(parent, index)
 
 
-class _Constructor(RoundTripConstructor):  # type: ignore[misc]
+class _Constructor(RoundTripConstructor):
     """ruamel's constructor, saying which value it could not build (`2026-02-30`, say)."""
 
     def construct_non_recursive_object(self, node: Any, tag: str | None = None) -> Any:

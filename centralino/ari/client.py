@@ -16,9 +16,9 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -66,8 +66,9 @@ class AriClient:
         self._rest_ws = False  # this connection answers RESTRequest frames
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._request_ids = itertools.count()
+        self._setup: asyncio.Task[None] | None = None  # the loop keeps only weak references
 
-    async def __aenter__(self) -> AriClient:
+    async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(
             headers={"Authorization": self._auth},
             connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=60),
@@ -92,7 +93,7 @@ class AriClient:
         self,
         method: str,
         path: str,
-        params: dict[str, Any] | Iterable[tuple[str, str]] | None = None,
+        params: dict[str, Any] | Sequence[tuple[str, str]] | None = None,
         body: Any = None,
     ) -> Any:
         assert self._session is not None, "use `async with AriClient(...)`"
@@ -115,10 +116,11 @@ class AriClient:
         except aiohttp.ClientConnectionError as exc:
             raise AriUnavailable(f"Asterisk unreachable at {self.base}: {exc}") from None
         except TimeoutError:
-            raise AriUnavailable(f"Asterisk at {self.base} did not answer {method} {path}") from None
+            raise AriUnavailable(
+                f"Asterisk at {self.base} did not answer {method} {path}") from None
 
     async def _ws_request(self, method: str, path: str,
-                          params: dict[str, Any] | Iterable[tuple[str, str]] | None) -> Any:
+                          params: dict[str, Any] | Sequence[tuple[str, str]] | None) -> Any:
         ws = self._ws
         if ws is None or ws.closed:
             raise AriUnavailable(f"Asterisk at {self.base} is not connected")
@@ -251,13 +253,14 @@ class AriClient:
         delay = 0.2
         while True:
             try:
+                timeout = aiohttp.ClientWSTimeout(ws_close=5)
                 async with self._session.ws_connect(url, params=params, heartbeat=15,
-                                                    timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
+                                                    timeout=timeout) as ws:
                     self._ws = ws
                     log.info("ARI events connected to %s as application %r", self.base, self.app)
                     delay = 0.2
-                    loop = asyncio.get_running_loop()
-                    setup = loop.create_task(self._setup_connection(event_types, on_connected))
+                    self._setup = asyncio.get_running_loop().create_task(
+                        self._setup_connection(event_types, on_connected))
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             received = (time.perf_counter(), time.thread_time())
@@ -287,12 +290,13 @@ class AriClient:
                 for future in self._pending.values():
                     if not future.done():
                         future.set_exception(ConnectionError("events socket closed"))
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))  # noqa: S311 - jitter
             delay = min(delay * 2, 5.0)
 
     async def _setup_connection(self, event_types: Iterable[str],
                                 on_connected: Callable[[], Awaitable[None]]) -> None:
         # Runs beside the read loop: the probe's answer arrives on the socket being read.
+        ws = self._ws
         try:
             await self._filter_events(event_types)
             self._rest_ws = await self._probe_rest_over_ws()
@@ -300,6 +304,8 @@ class AriClient:
             log.error("setting up the ARI connection failed: %s", exc)
             if self._ws is not None:
                 await self._ws.close()
+            return
+        if ws is None or ws.closed:  # dropped meanwhile: not connected, the next one sets up
             return
         self.connected.set()
         await on_connected()

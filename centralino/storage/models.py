@@ -109,7 +109,8 @@ class AgentEvent(Base):
 
 
 class Offer(Base):
-    """A call offered to an agent: when the phone rang, when the screen pop was seen, how it went."""
+    """A call offered to an agent: when the phone rang, when the screen pop was seen, how it
+    went."""
 
     __tablename__ = "offers"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # also the agent leg's tag

@@ -6,18 +6,23 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Row, and_, bindparam, event, func, insert, or_, select, text, update
-from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.engine import Connection, CursorResult, ExceptionContext, Result
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import selectinload
 
-from centralino.storage.faults import REFUSING, UNREACHABLE, Fault, fault_of
 from centralino.storage import records
+from centralino.storage.faults import REFUSING, UNREACHABLE, Fault, fault_of
 from centralino.storage.models import (
     AgentEvent,
     Call,
@@ -30,6 +35,7 @@ from centralino.storage.models import (
 
 log = logging.getLogger("centralino.storage")
 MIGRATIONS = Path(__file__).parent / "migrations"
+AnyRow = Row[*tuple[Any, ...]]  # a row of any columns (Row[Any] is a row of one)
 
 
 class DatabaseError(Exception):
@@ -44,11 +50,12 @@ class Store:
         if url.startswith("sqlite"):
             Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+        self.engine: AsyncEngine = create_async_engine(
+            url, pool_pre_ping=not url.startswith("sqlite"))
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self.engine.sync_engine, "handle_error", _drop_read_only)
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> Self:
         try:
             await self.migrate()
             await self._check_writes()
@@ -92,7 +99,7 @@ class Store:
             result = await s.execute(
                 update(Call).where(Call.outcome.is_(None)).values(outcome=outcome, ended_at=at)
             )
-            return result.rowcount or 0
+            return _rowcount(result)
 
     async def get_call(self, call_id: str) -> Call | None:
         async with self.sessions() as s:
@@ -161,7 +168,11 @@ class Store:
                  .order_by(Call.started_at.desc()).limit(1))
         async with self.sessions() as s:
             row = (await s.execute(query)).first()
-        return (row[0] or row[1], row[2]) if row else None
+        if row is None:
+            return None
+        log_id, call_id, queued_at = row
+        assert queued_at is not None  # the query takes only rows that have it
+        return log_id or call_id, queued_at
 
     # --- line overrides -------------------------------------------------------------------
 
@@ -179,13 +190,13 @@ class Store:
             return await self._clear(s, number, by, at)
 
     @staticmethod
-    async def _clear(s, number: str, by: str, at: datetime) -> int:  # type: ignore[no-untyped-def]
+    async def _clear(s: AsyncSession, number: str, by: str, at: datetime) -> int:
         result = await s.execute(
             update(LineOverride)
             .where(LineOverride.number == number, LineOverride.cleared_at.is_(None))
             .values(cleared_at=at, cleared_by=by)
         )
-        return result.rowcount or 0
+        return _rowcount(result)
 
     async def active_overrides(self, at: datetime) -> list[LineOverride]:
         async with self.sessions() as s:
@@ -205,7 +216,7 @@ class Store:
 
     # --- figures and the queue_log export (issue #3) ----------------------------------------
 
-    async def figures_rows(self, since: datetime, until: datetime) -> list[Row[Any]]:
+    async def figures_rows(self, since: datetime, until: datetime) -> list[AnyRow]:
         """Every queue_log event of the calls that entered a queue (or were refused one) in
         [since, until), whenever it happened, with the call's line, number and announced
         wait: a call that entered before `until` and was answered after it still counts."""
@@ -219,7 +230,7 @@ class Store:
                  .outerjoin(Call, Call.id == QueueLogEntry.call_id)
                  .where(QueueLogEntry.call_id.in_(entered))
                  .order_by(QueueLogEntry.at, QueueLogEntry.id))
-        rows: list[Row[Any]] = []
+        rows: list[AnyRow] = []
         async with self.sessions() as s:
             # In parts: a day of a busy help desk is thousands of rows, and converting them
             # all at once would hold up the event loop (and the calls) for tens of ms.
@@ -227,19 +238,19 @@ class Store:
                 rows.extend(part)
         return rows
 
-    async def agent_changes(self, since: datetime, until: datetime) -> list[Row[Any]]:
+    async def agent_changes(self, since: datetime, until: datetime) -> list[AnyRow]:
         """(agent_id, at, state) in [since, until), in order per agent (wrap-up times)."""
         query = (select(AgentEvent.agent_id, AgentEvent.at, AgentEvent.state)
                  .where(AgentEvent.at >= since, AgentEvent.at < until)
                  .order_by(AgentEvent.agent_id, AgentEvent.at, AgentEvent.id))
-        rows: list[Row[Any]] = []
+        rows: list[AnyRow] = []
         async with self.sessions() as s:
             async for part in (await s.stream(query)).partitions(500):  # as figures_rows
                 rows.extend(part)
         return rows
 
     async def queue_log_batches(self, since: datetime, until: datetime, size: int = 2000
-                                ) -> AsyncIterator[list[Row[Any]]]:
+                                ) -> AsyncIterator[list[AnyRow]]:
         """queue_log rows in [since, until), oldest first, `size` at a time. Keyset pages:
         no transaction stays open while the caller sends a page somewhere slow."""
         cols = (QueueLogEntry.id, QueueLogEntry.at, QueueLogEntry.call_id, QueueLogEntry.queue,
@@ -308,7 +319,7 @@ class Store:
                 update(RecallRequest)
                 .where(RecallRequest.id == recall_id, RecallRequest.status.in_(only_from))
                 .values(status=status, updated_at=at))
-            if not result.rowcount:
+            if not _rowcount(result):
                 return None
         return await self.get_recall(recall_id)
 
@@ -352,7 +363,7 @@ class Store:
                 .where(RecallRequest.id == recall_id, RecallRequest.status == "waiting",
                        RecallRequest.due_at > due_at)
                 .values(due_at=due_at, updated_at=at))
-            if not result.rowcount:
+            if not _rowcount(result):
                 return None
         return await self.get_recall(recall_id)
 
@@ -373,7 +384,7 @@ class Store:
             result = await s.execute(update(RecallRequest)
                                      .where(RecallRequest.status == "calling")
                                      .values(status="waiting", updated_at=at))
-            return result.rowcount or 0
+            return _rowcount(result)
 
     async def end_recall_attempt(self, attempt: RecallAttempt, status: str,
                                  due_at: datetime | None, counted: bool) -> bool:
@@ -389,7 +400,7 @@ class Store:
             result = await s.execute(update(RecallRequest)
                                      .where(RecallRequest.id == attempt.request_id,
                                             RecallRequest.status == "calling").values(**values))
-            if not result.rowcount:
+            if not _rowcount(result):
                 return False
             s.add(attempt)
         return True
@@ -413,7 +424,7 @@ class Store:
                                          .where(RecallAttempt.id == attempt.id,
                                                 RecallAttempt.outcome == "answered")
                                          .values(outcome=mark, detail=detail))
-                if not (moved.rowcount and marked.rowcount):
+                if not (_rowcount(moved) and _rowcount(marked)):
                     raise _Unchanged  # rolls the transaction back
         except _Unchanged:
             return False
@@ -444,6 +455,12 @@ class Store:
             return list((await s.scalars(query)).all())
 
 
+def _rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows an UPDATE matched: Session.execute is typed as giving a Result, which for an
+    UPDATE is a CursorResult."""
+    return cast(CursorResult[Any], result).rowcount or 0
+
+
 def _hint(fault: Fault) -> str:
     """What to check when the database cannot be opened at start."""
     if fault.kind == REFUSING:
@@ -470,11 +487,11 @@ def _statement(run: list[records.Record]) -> tuple[Any, list[dict[str, Any]]]:
     first = run[0]
     table = records.TABLES[first.table]
     if isinstance(first, records.Insert):
-        return insert(table), [r.values for r in run]  # type: ignore[union-attr]
+        return insert(table), [r.values for r in run]
     (key,) = table.primary_key.columns
     where = [key == bindparam("_key")]
     where += [table.c[col].is_(None) if value is None else table.c[col] == bindparam(f"_if_{col}")
-              for col, value in first.only_if]  # type: ignore[union-attr]
+              for col, value in first.only_if]
     statement = update(table).where(*where).values(
         {col: bindparam(col) for col in first.values})
     rows = [{**r.values, "_key": r.key,  # type: ignore[union-attr]

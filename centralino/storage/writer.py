@@ -115,7 +115,7 @@ class Writer:
                         log.exception("could not store %r (kept from the previous run)", record)
         if kept:
             log.warning("%d records kept by the previous run are written", len(kept))
-        spool.unlink(missing_ok=True)
+        spool.unlink(missing_ok=True)  # noqa: ASYNC240 - once, at start, before any call
 
     async def _run(self) -> None:
         while True:

@@ -160,7 +160,8 @@ async def _refuse(ws: web.WebSocketResponse, code: int, why: str) -> None:
     await ws.close(code=code, message=why.encode()[:120])
 
 
-async def _open(request: web.Request) -> tuple[web.WebSocketResponse, tuple[str, str], Hello] | None:
+async def _open(request: web.Request
+                ) -> tuple[web.WebSocketResponse, tuple[str, str], Hello] | None:
     """Accept the socket and read its first message (the token, and what the client asks);
     None (and the socket closed) if it is not a hello with a known token."""
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_MESSAGE)

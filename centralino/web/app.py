@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from centralino import metrics
+from centralino.storage.models import Call, LineOverride
 from centralino.web import agents, console
 from centralino.web import figures as figures_api
 from centralino.web import recalls as recalls_api
@@ -36,7 +37,6 @@ from centralino.web.common import (
     presented_token,
     query_int,
 )
-from centralino.storage.models import Call, LineOverride
 from cti.recalls import SlidingWindow
 from ivr.clock import aware
 from ivr.hours import line_status

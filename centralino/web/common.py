@@ -27,12 +27,12 @@ from centralino.tokens import weakness
 if TYPE_CHECKING:
     from centralino.service import Service
 
-SERVICE = web.AppKey("service", "Service")
+SERVICE: web.AppKey[Service] = web.AppKey("service")
 WHO = web.RequestKey("who", tuple)  # (role, id): role is admin, supervisor or agent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Told the address of each request refused as abuse; True if that address is barred now
 # (centralino.web.site bars repeat offenders): its keep-alive connection closes too.
-ABUSE = web.AppKey("abuse", Callable[[str], bool])
+ABUSE: web.AppKey[Callable[[str], bool]] = web.AppKey("abuse")
 ABUSIVE = frozenset({400, 401, 408, 413, 429})  # not 403/404/409/422: a client's honest mistakes
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("centralino.web")
@@ -179,9 +179,9 @@ async def plain_errors(request: web.Request, handler: Handler) -> web.StreamResp
             raise
         answer = web.Response(status=exc.status, body=exc.body, headers=exc.headers)
         exc.__traceback__ = exc.__context__ = None
-        if exc.status in ABUSIVE and request.remote and (report := request.app.get(ABUSE)):
-            if report(request.remote):
-                answer.force_close()
+        if (exc.status in ABUSIVE and request.remote and (report := request.app.get(ABUSE))
+                and report(request.remote)):
+            answer.force_close()
         return answer
 
 

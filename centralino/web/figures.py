@@ -160,7 +160,7 @@ async def get_queue_log(request: web.Request) -> web.StreamResponse:
     headers = await caught_up(request)
     batches = svc.store.queue_log_batches(since, until)
     # The first part before the answer starts: a database away is a 503, not a cut stream.
-    first = await anext(batches, [])
+    first: list[Any] = await anext(batches, [])
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
                                            **headers})
     response.enable_chunked_encoding()

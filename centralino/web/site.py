@@ -27,9 +27,9 @@ import logging
 import resource
 import socket
 import time
-from datetime import UTC, datetime
 from collections import Counter
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -164,13 +164,13 @@ async def addresses_of(url: str) -> set[str]:
         log.warning("HTTP: cannot resolve %s (%s): its connections get no room of their own",
                     host, exc)
         return set()
-    return {info[4][0] for info in infos}
+    return {str(info[4][0]) for info in infos}
 
 
 class GuardedSite(web.BaseSite):
     """web.TCPSite with ConnectionLimits applied at accept()."""
 
-    __slots__ = ("_host", "_port", "_limits", "_sockets", "_tasks")
+    __slots__ = ("_host", "_limits", "_port", "_sockets", "_tasks")
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, limits: ConnectionLimits,
                  *, ssl_context: SSLContext | None = None, backlog: int = BACKLOG):
@@ -240,7 +240,7 @@ class GuardedSite(web.BaseSite):
         try:
             await asyncio.get_running_loop().connect_accepted_socket(
                 lambda: counted, conn, ssl=self._ssl_context)
-        except Exception as exc:  # a failed TLS handshake: aiohttp never saw the connection
+        except Exception as exc:  # noqa: BLE001 - a failed TLS handshake: aiohttp never saw it
             log.debug("HTTP: connection from %s failed before a request: %s", address, exc)
             conn.close()
             counted.release()

@@ -212,7 +212,8 @@ def start_run(settings: Path, env: dict[str, str], log_path: Path,
     with open(log_path, "a") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "centralino", "--settings", str(settings), "run"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn)  # noqa: PLW1509 - only setrlimit, in the child
     for _ in range(100):
         try:
             api_get("/healthz", port)

@@ -53,7 +53,7 @@ async def test_three_callers_one_agent_served_in_arrival_order(start_service, ca
         assert ring.caller_number == f"060000000{n}"
         await asyncio.sleep(0.3)
         await phones.hang_up(ring)  # the agent ends the call; wrap-up; the next one
-    for n, call in enumerate(calls):
+    for call in calls:
         record = await record_of(service, call)
         assert (record.outcome, record.agent_id, record.detail) == (
             "answered", "1003", "ended by the agent")

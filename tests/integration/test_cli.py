@@ -11,7 +11,7 @@ from tests.integration.conftest import MENU, REPO
 def centralino(config, env, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "centralino", "--settings", str(config / "centralino.yaml"), *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_call_places_a_real_call_and_prints_what_was_played(running):
@@ -58,7 +58,7 @@ def test_commands_explain_when_the_service_is_not_running(asterisk, tmp_path):
 
     result = subprocess.run(
         [sys.executable, "-m", "centralino", "--settings", str(TEST_SETTINGS), "reload"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
         env={"PATH": "/usr/bin:/bin", "CENTRALINO_HTTP__PORT": "1"})
     assert result.returncode == 1
     assert "the service is not answering" in result.stderr and "centralino run" in result.stderr

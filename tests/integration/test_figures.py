@@ -202,9 +202,9 @@ async def test_a_caller_moved_to_another_topic_counts_in_both_and_once_in_total(
     await phones.hang_up(ring)
     record = await record_of(service, call)
     assert (record.outcome, record.topic) == ("answered", "alpha")
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{API}/api/figures", headers=ADMIN) as r:
-            body = await r.json()
+    async with (aiohttp.ClientSession() as http,
+                http.get(f"{API}/api/figures", headers=ADMIN) as r):
+        body = await r.json()
     omega, alpha, total = body["topics"]["omega"], body["topics"]["alpha"], body["total"]
     assert (omega["offered"], omega["answered"], omega["exited"]) == (
         1, 0, {"EXITWITHTIMEOUT": 1})
@@ -219,8 +219,8 @@ async def test_a_caller_moved_to_another_topic_counts_in_both_and_once_in_total(
 async def test_recall_figures_from_real_recalls(start_service, phones, citizens):
     """One recall answered at the first call, one always busy until it fails, one cancelled:
     what the supervisor reads in /api/figures and Prometheus."""
-    from tests.integration.test_recalls_placed import API as RECALLS, PORTAL, ask, bridged
-    from tests.integration.test_recalls_placed import status_is
+    from tests.integration.test_recalls_placed import API as RECALLS
+    from tests.integration.test_recalls_placed import PORTAL, ask, bridged, status_is
     year, month, week = random.randrange(2030, 2200), random.choice((3, 9, 10)), random.randrange(3)
     tuesday = next(datetime(year, month, d, 10, 0) for d in range(8 + 7 * week, 15 + 7 * week)
                    if datetime(year, month, d).weekday() == 1)  # office hours, no holiday

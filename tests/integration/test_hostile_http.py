@@ -98,7 +98,7 @@ async def test_slow_clients_from_one_address_get_100_connections_and_no_more(lim
         assert metric(port, "centralino_http_connections") <= 100 + 5  # ours and Asterisk's
         await call_is_recorded(port, caller)
 
-    seen, lifetimes = await flooded(port, ["127.0.0.2"], check)
+    _, lifetimes = await flooded(port, ["127.0.0.2"], check)
     assert max(lifetimes) < 30  # closed after ~3 s, however slowly they keep sending
     assert metric(port, 'centralino_http_connections_refused_total{reason="per_address"}') > 0
     assert metric(port, 'centralino_http_connections_refused_total{reason="total"}') == 0

@@ -56,7 +56,7 @@ async def test_oversized_and_noisy_bodies_get_short_answers_and_nothing_is_store
 
 
 async def test_a_body_that_never_finishes_is_cut(http):
-    service, session = http
+    _, session = http
 
     async def drip():
         yield b'{"reason": "'
@@ -77,7 +77,6 @@ async def test_a_body_that_never_finishes_is_cut(http):
     b"Basic dGVzdDp0ZXN0",
 ])
 async def test_malformed_credentials_are_401_everywhere(http, header):
-    _, session = http
     for method, path in (("GET", "/api/agents"), ("GET", "/api/recalls"),
                          ("POST", "/api/recalls"), ("GET", "/api/figures"),
                          ("GET", "/api/calls")):
@@ -201,7 +200,7 @@ async def test_only_a_prompt_url_with_the_current_digest_is_cached(http):
     async with session.get(uri) as resp:
         assert resp.status == 200 and "immutable" in resp.headers["Cache-Control"]
         current = await resp.read()
-    lang, digest, name = uri.rsplit("/", 3)[1:]
+    _lang, digest, _name = uri.rsplit("/", 3)[1:]
     guessed = uri.replace(f"/{digest}/", "/0123456789abcdef/")
     async with session.get(guessed) as resp:  # an old (or made-up) digest
         assert resp.status == 200 and resp.headers["Cache-Control"] == "no-store"

@@ -71,7 +71,7 @@ async def test_emergency_closure_by_api_expires_and_is_logged(start_service, cal
 
 
 async def test_force_open_on_a_holiday_and_clear(start_service, caller):
-    service = await start_service(at=datetime(2026, 12, 25, 10, 0))
+    await start_service(at=datetime(2026, 12, 25, 10, 0))
     async with aiohttp.ClientSession(headers=ADMIN) as http:
         reason = f"apertura straordinaria {uuid.uuid4().hex[:6]}"
         body = {"state": "open", "until": "2026-12-25T18:00", "reason": reason}

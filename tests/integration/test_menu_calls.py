@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from tests.integration.conftest import OPEN, record_of, steps
+from tests.integration.conftest import record_of, steps
 
 MENU, DIRECT, NO_BARGE = "0999000001", "0999000002", "0999000003"
 CHAIN = ["cost", "welcome", "promo_now", "privacy"]  # promo_old and promo_future are out of dates

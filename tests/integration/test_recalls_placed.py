@@ -7,10 +7,12 @@ import asyncio
 import random
 import shutil
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import aiohttp
 
+from centralino.ari.client import AriError
 from tests.integration.conftest import (
     REPO,
     TEST_SETTINGS,
@@ -59,7 +61,7 @@ async def bridged(service, recall_id: str) -> None:
     async def check() -> bool:
         try:
             bridge = await service.ari.request("GET", f"/bridges/centralino-call-{recall_id}")
-        except Exception:
+        except AriError:  # not there yet
             return False
         return len(bridge["channels"]) == 2
     await until(check)
@@ -110,7 +112,7 @@ async def test_citizen_never_answers_retries_then_failed(start_service, phones, 
     await status_is(service, recall_id, "failed", timeout=40)
     attempts = await service.store.recall_attempts(recall_id)
     assert [a.outcome for a in attempts] == ["no_answer"] * 3  # max_attempts in the test config
-    gaps = [(b.at - a.at).total_seconds() for a, b in zip(attempts, attempts[1:])]
+    gaps = [(b.at - a.at).total_seconds() for a, b in pairwise(attempts)]
     # Each gap: the retry delay (1 s, then 2 s) + ringing the agent and the 2 s citizen ring.
     assert gaps[0] >= 1 + 2 and gaps[1] >= 2 + 2, gaps
     rings = citizens.rings_of(national)
@@ -187,7 +189,7 @@ async def test_callback_key_keeps_the_callers_place(start_service, caller, phone
         "queue", "Anna Bianchi", "waiting")
     assert request.due_at == arrived == record.queued_at  # the caller's arrival: their place
     assert ("callback", "beta", None, None, f"recall {request.id}") in steps(record, "callback")
-    assert [(w.call_id, w.recall) for w in service.queues.waiting("beta")][0] == (
+    assert next((w.call_id, w.recall) for w in service.queues.waiting("beta")) == (
         request.id, True)
     assert len(service.queues.waiting("beta")) == 2
     exits = [e for e in await service.store.queue_log(call_id=record.id) if e.event != "ENTERQUEUE"]
@@ -236,7 +238,7 @@ async def test_back_request_is_placed_at_its_slot_and_not_before(start_service, 
     await asyncio.sleep((slot - service.clock.now()).total_seconds() - 1)
     assert not phones.rings and not service.queues.waiting("beta")  # a second before: nothing
     ring = await citizens.wait_answered(national, timeout=10)
-    placed = [a for a in phones.rings if a.agent == "1003"][0]
+    placed = next(a for a in phones.rings if a.agent == "1003")
     assert placed.caller_number == "+39" + national
     offers = await service.store.offers_for(recall_id)
     assert len(offers) == 1 and offers[0].offered_at >= slot  # the agent rung at the slot

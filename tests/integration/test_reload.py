@@ -11,12 +11,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.integration.conftest import MENU, PORT, REPO, api_get as _get
+from tests.integration.conftest import MENU, PORT, REPO
+from tests.integration.conftest import api_get as _get
 
 # Files that used to hurt the running service (issue #9), each with the line:column and words
 # of its refusal. The bomb's aliases expand to 387 million strings.
 BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
-    f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
 HOSTILE = {
     "bomb.yaml": (BOMB.encode(), "2:8", "YAML alias *a: not accepted in configuration files"),
     "photo.yaml": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "3:1", "this is a binary file"),
@@ -52,7 +53,7 @@ async def _reloaded(old_version: str) -> str:
 
 
 async def test_sighup_swaps_config_and_calls_in_progress_keep_their_version(running, caller):
-    proc, config, env, _ = running
+    proc, config, _, _ = running
     v1 = _get("/healthz")["config_version"]
     before = await caller.dial(MENU)
     await before.wait_heard("menu_main")
@@ -69,7 +70,9 @@ async def test_sighup_swaps_config_and_calls_in_progress_keep_their_version(runn
     await before.hangup()
     await after.hangup()
     await asyncio.sleep(0.5)
-    version = lambda call: _get(f"/api/calls?channel_id={call.service_half}")[0]["config_version"]
+    def version(call) -> str:
+        return _get(f"/api/calls?channel_id={call.service_half}")[0]["config_version"]
+
     assert version(before) == v1 and version(after) == v2
 
 
@@ -86,9 +89,10 @@ async def test_broken_config_is_refused_and_the_running_one_stays(running, calle
     assert "reload refused" in log.read_text()
     assert "unknown queue 'nowhere'" in log.read_text()
 
-    cli = subprocess.run(
+    cli = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "centralino", "--settings", str(config / "centralino.yaml"),
-         "reload"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+         "reload"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert cli.returncode == 1
     line = next(n for n, text in enumerate(good.splitlines(), 1) if '"2":' in text)
     assert f"flows/menu.yaml:{line}:" in cli.stderr
@@ -101,15 +105,16 @@ async def test_broken_config_is_refused_and_the_running_one_stays(running, calle
     await call.hangup()
 
     flow.write_text(good)
-    cli = subprocess.run(
+    cli = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "centralino", "--settings", str(config / "centralino.yaml"),
-         "reload"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+         "reload"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert cli.returncode == 0, cli.stderr
     assert "reloaded" in cli.stdout
 
 
 async def test_api_reload_refuses_hostile_files_while_the_service_keeps_answering(running):
-    proc, config, env, log = running
+    _, config, _, log = running
     v1 = _get("/healthz")["config_version"]
     flows = config / "flows"
     expected = _hostile_files(flows)
@@ -139,7 +144,7 @@ async def test_api_reload_refuses_hostile_files_while_the_service_keeps_answerin
 
 
 async def test_sighup_with_hostile_files_is_refused_in_the_log_and_calls_go_on(running, caller):
-    proc, config, env, log = running
+    proc, config, _, log = running
     v1 = _get("/healthz")["config_version"]
     expected = _hostile_files(config / "flows")
 

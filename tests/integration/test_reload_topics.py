@@ -41,9 +41,9 @@ async def test_a_renamed_topic_keeps_serving_its_callers(start_service, caller, 
     assert "beta" not in service.call_config.queues
     assert service.desk.retiring == {"beta"}
     assert await metric("centralino_queue_waiting", 'topic="beta"') == "1.0"
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{API}/api/figures", headers=ADMIN) as resp:
-            live = (await resp.json())["live"]["topics"]
+    async with (aiohttp.ClientSession() as http,
+                http.get(f"{API}/api/figures", headers=ADMIN) as resp):
+        live = (await resp.json())["live"]["topics"]
     assert live["beta"]["waiting"] == 1 and live["gamma"]["waiting"] == 0
 
     # Agent 1003 served beta (now gamma): they still get its caller.

@@ -327,7 +327,7 @@ def test_broken_config_is_refused_with_a_precise_message(workdir, case):
         line, column = position(file, e.at) if e.at else (1, 1)
         expected.append((f"{file}:{line}:{column}: " + (f"{e.path}: " if e.path else ""), e.phrase))
     assert len(lines) == len(expected), "\n".join(lines)
-    for got, (where, phrase) in zip(lines, expected):
+    for got, (where, phrase) in zip(lines, expected, strict=True):
         assert got.startswith(where), f"{got!r} should start with {where!r}"
         assert phrase in got
 
@@ -411,5 +411,5 @@ def test_an_unquoted_hash_key_is_flagged_as_a_swallowed_option(workdir):
     assert "#" not in config.flows["0612345001"].menus["main"].options
     line, column = position(ASSOC, ("      #: {do: hangup}",))
     assert [str(w) for w in config.warnings] == [
-        f'{ASSOC}:{line}:{column + 6}: this line is a comment: to use the # key, quote it '
-        '("#": ...)']
+        (f'{ASSOC}:{line}:{column + 6}: this line is a comment: to use the # key, quote it '
+         '("#": ...)')]

@@ -318,7 +318,7 @@ def test_a_steady_stream_of_boosted_callers_never_starves_an_unboosted_one(
 def test_the_stream_does_saturate_the_agents():
     # The same stream with an (absurd) boost of a week: the unboosted caller is never served,
     # so the previous test's scenario is a real test of starvation.
-    joined, offered = steady_stream(2, 20, 10, 7 * 86_400, 125)
+    _, offered = steady_stream(2, 20, 10, 7 * 86_400, 125)
     assert "plain" not in offered
     assert len(offered) >= 3600 // 10 - 3
 

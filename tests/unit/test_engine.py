@@ -245,7 +245,7 @@ async def test_announcement_with_only_an_end_date_stops_after_it():
 
 # --- closed line ------------------------------------------------------------------------------
 
-CLOSED_FLOW = dict(closed_prompt="closed_hours", emergency_prompt="closed_emergency")
+CLOSED_FLOW = {"closed_prompt": "closed_hours", "emergency_prompt": "closed_emergency"}
 COST, WELCOME = ann("cost_notice", when_closed=True), ann("welcome", skippable=True)
 
 

@@ -31,10 +31,10 @@ def test_a_repeated_error_is_logged_once_per_interval_then_with_the_count():
             passed.append(r.getMessage())
     assert passed == [
         "refused a connection from 10.0.0.0",
-        "refused a connection from 10.0.0.4 [59 more like this not logged since the last one, "
-        "60 s ago]",
-        "refused a connection from 10.0.0.1 [59 more like this not logged since the last one, "
-        "60 s ago]",
+        ("refused a connection from 10.0.0.4 [59 more like this not logged since the last one, "
+         "60 s ago]"),
+        ("refused a connection from 10.0.0.1 [59 more like this not logged since the last one, "
+         "60 s ago]"),
     ]
 
 

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from centralino.promptbuild import (BuildReport, BuiltPrompt, PromptBuildError, build_prompts,
-                                    read_index)
+from centralino.promptbuild import (
+    BuildReport,
+    BuiltPrompt,
+    PromptBuildError,
+    build_prompts,
+    read_index,
+)
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="no espeak-ng")
 

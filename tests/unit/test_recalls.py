@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from centralino.config import load_config
@@ -254,7 +256,7 @@ http: {{admin_token: adm-Q8vN2kT6yH4mW9cX3rJ7}}
 config_dir: {REPO / "config"}
 prompts: {{manifest: {REPO / "prompts" / "manifest.yaml"}}}
 """)
-    with pytest.raises(ConfigError, match="suap offer the callback key, but recalls.dial"):
+    with pytest.raises(ConfigError, match=r"suap offer the callback key, but recalls\.dial"):
         load_config(load_settings(settings, {}))
     ready = {"CENTRALINO_RECALLS__DIAL": "PJSIP/{number}@trunk",
              "CENTRALINO_RECALLS__CALLER_ID": "0612345000"}
@@ -419,7 +421,7 @@ async def test_the_store_keeps_one_open_request_per_number_and_topic(http):
                              status=status, created_at=NOW, updated_at=NOW, due_at=NOW,
                              attempts=0)
 
-    first, created = await svc.store.create_recall(row("a" * 32))
+    _, created = await svc.store.create_recall(row("a" * 32))
     assert created
     again, created = await svc.store.create_recall(row("b" * 32))
     assert (again.id, created) == ("a" * 32, False)
@@ -585,7 +587,7 @@ def properties(doc: dict[str, Any], name: str) -> set[str]:
 
 
 async def test_openapi_matches_the_api(http):
-    client, svc = http
+    client, _ = http
     resp = await client.get("/api/recalls/openapi.json")  # no key needed
     assert resp.status == 200
     doc = await resp.json()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from centralino.storage.records import Insert, Record, Update, runs
 from centralino.storage.writer import Writer
@@ -138,8 +139,8 @@ def sqlalchemy_error(tmp_path: Path, how: str) -> Exception:
         with engine.begin() as conn:
             conn.execute(text("PRAGMA max_page_count = 2" if how == "full" else "SELECT 1"))
             conn.execute(text("INSERT INTO t VALUES ('x')" if how == "duplicate"
-                              else f"INSERT INTO t VALUES ('{'y' * 100_000}')"))
-    except Exception as exc:
+                              else f"INSERT INTO t VALUES ('{'y' * 100_000}')"))  # noqa: S608 - a constant
+    except DBAPIError as exc:
         return exc
     finally:
         engine.dispose()
@@ -358,7 +359,7 @@ async def test_the_store_writes_a_batch_in_one_transaction_with_its_conditions(t
             ("ENTERQUEUE", "1")]
         assert (await store.last_agent_states())["1001"].state == "on_call"
 
-        with pytest.raises(Exception):  # one bad row: nothing of the batch is written
+        with pytest.raises(IntegrityError):  # one bad row: nothing of the batch is written
             await store.write([Insert("agent_events", {"agent_id": "1002", "at": at,
                                                        "state": "available"}),
                                Insert("offers", {"id": "o1", "call_id": "c1",

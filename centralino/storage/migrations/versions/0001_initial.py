@@ -1,12 +1,11 @@
 """calls, steps and line overrides
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28 03:15:51.597611
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
