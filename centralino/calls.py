@@ -31,12 +31,12 @@ from centralino.ari.models import (
 from centralino.desk import OfferMade
 from centralino.storage.faults import fault_of
 from centralino.storage.records import NewCall
+from cti.agents import Agent, AgentState
+from cti.recalls import RecallError
 from ivr.clock import LOCAL
 from ivr.config import CallConfig
 from ivr.engine import ANY_KEY, CallerHungUp, FlowResult, Journal, Played, Step, run_flow
 from ivr.hours import line_status
-from cti.agents import Agent, AgentState
-from cti.recalls import RecallError
 from ivr.schema import CallbackKey, Destination, QueueTopic
 from queue_manager.hold import Due, HoldPlan, estimate_wait, position_phrase, wait_band, wait_phrase
 from queue_manager.queues import Waiting
@@ -568,7 +568,7 @@ class CallSession(AgentLegs):
                     isinstance(event, ChannelDtmfReceived) and event.digit == leave_key):
                 assert settings.leave_key is not None
                 return self._leave_line("EXITWITHKEY", "left_queue", settings.leave_key.then,
-                                        key=leave_key)
+                                        key=settings.leave_key.key)
 
     def _leave_line(self, event: str, outcome: str, dest: Destination, key: str = ""
                     ) -> tuple[str, Destination]:
