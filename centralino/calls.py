@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from centralino import metrics
 from centralino.ari.client import AriError, AriNotFound, reacting_to
@@ -38,7 +37,8 @@ from ivr.config import CallConfig
 from ivr.engine import ANY_KEY, CallerHungUp, FlowResult, Journal, Played, Step, run_flow
 from ivr.hours import line_status
 from ivr.schema import CallbackKey, Destination, QueueTopic
-from queue_manager.hold import Due, HoldPlan, estimate_wait, position_phrase, wait_band, wait_phrase
+from queue_manager import waiting
+from queue_manager.hold import position_phrase, wait_band, wait_phrase
 from queue_manager.queues import Waiting
 
 if TYPE_CHECKING:
@@ -49,9 +49,7 @@ QUEUE_BRIDGE = "centralino-queue-{topic}"  # a holding bridge per topic, with it
 CALL_BRIDGE = "centralino-call-{call}"  # caller and agent talking
 _HANGUP = (StasisEnd, ChannelHangupRequest, ChannelDestroyed)
 MAX_MOVES = 5  # rules moving a caller from line to line: then they wait where they are
-LEAVE_KEY_PRESSED = Event(type="LeaveKeyPressed")  # ours: the key came while an agent rang
 AGENT_LEG_FORMATS = "alaw,ulaw,slin"  # what the PSTN speaks in Italy first
-EMPTY_CHECK = 5.0  # seconds between checks that somebody is still logged in (no_agents rule)
 
 
 class ChannelGone(Event):
@@ -340,6 +338,7 @@ class CallSession(AgentLegs):
         self.announced_wait: int | None = None  # seconds, the first estimate told
         self.position_on_entry = 0
         self.leg: Leg | None = None  # the agent leg ringing or talking
+        self.hold_playback: str | None = None  # what a waiting caller hears now over the music
         self.answered_at: datetime | None = None
         self.ended_by = ""  # "caller" or "agent", once connected
 
@@ -483,7 +482,8 @@ class CallSession(AgentLegs):
     async def _wait_in(self, topic: str, rules_on_entry: bool, resuming: bool
                        ) -> tuple[str, Destination] | None:
         """One stay in one topic's line: None once the caller talked to an agent, else why they
-        left and where to (a rule). Waiting means music, messages and announcements."""
+        left and where to (a rule). The rules are queue_manager.waiting's: this feeds it the
+        call's and the desk's events and carries out its commands."""
         svc = self.service
         settings = self.config.queues[topic]
         if self.queued:  # moved here by a rule: out of the previous line's bridge
@@ -494,16 +494,45 @@ class CallSession(AgentLegs):
         self.queued = Waiting(self.info.call_id, topic, arrived,
                               caller=self.info.channel.caller.number,
                               line=self.flow.name if self.flow else "", boost=boost)
-        logged_in = svc.desk.staffing(topic)[0]
-        if rules_on_entry and settings.no_agents and not logged_in:
-            log.info("call %s: nobody logged in for %s", self.info.call_id, topic)
-            self._log("JOINEMPTY")
-            return "no_agents", settings.no_agents
-        if rules_on_entry and settings.max_callers and len(
-                svc.queues.waiting(topic)) >= settings.max_callers.callers:
-            log.info("call %s: %s is full", self.info.call_id, topic)
-            self._log("FULL")
-            return "queue_full", settings.max_callers.then
+        stay = waiting.Stay(topic, settings)
+        event: waiting.Event = waiting.Entered(
+            svc.desk.staffing(topic)[0], len(svc.queues.waiting(topic)), rules_on_entry, resuming)
+        self.hold_playback, wake = None, None
+        while True:
+            follow: waiting.Event | None = None
+            for command in stay.handle(event):
+                if isinstance(command, waiting.WakeAt):
+                    wake = command.at
+                elif isinstance(command, waiting.Refuse):
+                    return self._refused(command)
+                elif isinstance(command, waiting.Leave):
+                    return self._leave_line(command.log_event, command.outcome,
+                                            command.destination, key=command.key)
+                elif isinstance(command, waiting.Talk):
+                    await self._talk()
+                    return None
+                elif isinstance(command, waiting.Join):
+                    follow = await self._join(settings, arrived, resuming, command.rotate)
+                else:
+                    follow = await self._carry_out(command, settings)
+            event = follow or await self._next_in_line(wake)
+
+    def _refused(self, refuse: waiting.Refuse) -> tuple[str, Destination]:
+        """The caller does not join the line (nobody logged in, or the line is full)."""
+        assert self.queued is not None
+        if refuse.log_event == "JOINEMPTY":
+            log.info("call %s: nobody logged in for %s", self.info.call_id, self.queued.topic)
+        else:
+            log.info("call %s: %s is full", self.info.call_id, self.queued.topic)
+        self._log(refuse.log_event)
+        return refuse.outcome, refuse.destination
+
+    async def _join(self, settings: QueueTopic, arrived: datetime, resuming: bool, rotate: bool
+                    ) -> waiting.Held:
+        """In the line, with its music: the desk may offer the caller from now on."""
+        svc = self.service
+        assert self.queued is not None
+        topic = self.queued.topic
         self.position_on_entry = svc.queues.join(self.queued)
         self.line_entered = arrived if resuming else svc.clock.now()
         self.in_line = True
@@ -524,51 +553,62 @@ class CallSession(AgentLegs):
         except AriNotFound:
             raise CallerHungUp() from None
         svc.desk.distribute()
-        loop = asyncio.get_running_loop()
-        entered = loop.time()
-        plan = HoldPlan(settings.messages, settings.announce, entered,
-                        svc.queues.rotation_start(topic) if settings.messages
-                        and settings.messages.order == "rotate" else 0)
+        entered = asyncio.get_running_loop().time()
         # A caller back after a restart has already waited part of the time in this line.
-        already = (svc.clock.now() - arrived).total_seconds() if resuming else 0.0
-        deadline = entered + settings.max_wait.seconds - already if settings.max_wait else math.inf
-        leave_key = settings.leave_key.key if settings.leave_key else None
-        callback_key = settings.callback_key.key if settings.callback_key else None
-        keys = (leave_key or "") + (callback_key or "")  # cut a message short
-        pending: Event | None = None  # what a message was cut short by, to act on now
+        waited = (svc.clock.now() - arrived).total_seconds()
+        return waiting.Held(entered, waited, svc.queues.rotation_start(topic) if rotate else 0)
+
+    async def _next_in_line(self, wake: float | None) -> waiting.Event:
+        """The next event of the stay: a timer (at `wake`), a key, an offer, the end of what
+        plays. Events that mean nothing to a waiting caller are passed over."""
+        svc, loop = self.service, asyncio.get_running_loop()
+        assert self.queued is not None
         while True:
+            event = await self.port.next_event(
+                timeout=None if wake is None else max(0.0, wake - loop.time()))
             now = loop.time()
-            wake = min(plan.due_at, deadline, now + EMPTY_CHECK if settings.no_agents else math.inf)
-            event, pending = pending or await self.port.next_event(
-                timeout=None if wake == math.inf else max(0.0, wake - now)), None
-            if event is None and self.leg is None:
-                now = loop.time()
-                if now >= deadline:
-                    assert settings.max_wait is not None
-                    return self._leave_line("EXITWITHTIMEOUT", "max_wait", settings.max_wait.then)
-                if settings.no_agents and not svc.desk.staffing(topic)[0]:
-                    return self._leave_line("EXITEMPTY", "no_agents", settings.no_agents)
-                if due := plan.take(now, svc.clock.now().astimezone(LOCAL).date()):
-                    event = await self._announce(due, settings, keys)
-                    plan.played(due, loop.time())
-            if isinstance(event, ChannelDtmfReceived) and event.digit == callback_key:
-                assert settings.callback_key is not None
-                exit_, pending = await self._callback(settings.callback_key, keys)
-                if exit_ is not None:
-                    return exit_
-                continue
-            if isinstance(event, OfferMade) and self._offer_stands(event):
-                rang = await self._ring(event.offer.agent_id, settings)
-                if rang == "answered":
-                    await self._talk()
-                    return None
-                if rang == "left":
-                    event = LEAVE_KEY_PRESSED
-            if event is LEAVE_KEY_PRESSED or (
-                    isinstance(event, ChannelDtmfReceived) and event.digit == leave_key):
-                assert settings.leave_key is not None
-                return self._leave_line("EXITWITHKEY", "left_queue", settings.leave_key.then,
-                                        key=settings.leave_key.key)
+            if event is None:
+                return waiting.Tick(now, svc.clock.now().astimezone(LOCAL).date(),
+                                    self._line_now(self.queued.topic))
+            if isinstance(event, ChannelDtmfReceived):
+                return waiting.Key(now, event.digit)
+            if isinstance(event, OfferMade):
+                return waiting.Offered(now, event.offer.agent_id, event.offer.topic,
+                                       self.queued.offered_to if self.in_line else None)
+            if isinstance(event, PlaybackFinished) and event.playback.id == self.hold_playback:
+                self.hold_playback = None
+                return waiting.Played(now)
+
+    def _line_now(self, topic: str) -> waiting.Line:
+        svc = self.service
+        logged_in, serving, free = svc.desk.staffing(topic)
+        return waiting.Line(logged_in, serving, free, svc.queues.position(self.info.call_id) or 1,
+                            svc.queues.handle_times.recent(topic))
+
+    async def _carry_out(self, command: waiting.Command, settings: QueueTopic
+                         ) -> waiting.Event | None:
+        """Play, stop, ring, store a callback: what comes of it, if it is known at once."""
+        svc, loop = self.service, asyncio.get_running_loop()
+        if isinstance(command, waiting.Play | waiting.Notice):
+            media = (self._hold_media(command, settings) if isinstance(command, waiting.Play)
+                     else [self.port.media_uri(command.prompt, self.port.language)])
+            if not await self._play_on_hold(media):
+                return waiting.Played(loop.time())  # nothing to play: played at once
+        elif isinstance(command, waiting.Stop):
+            playback, self.hold_playback = self.hold_playback, None
+            if playback:
+                try:
+                    await svc.ari.stop_playback(playback)
+                except AriNotFound:
+                    pass  # it had just finished
+        elif isinstance(command, waiting.Ring):
+            rang = await self._ring(command.agent_id, settings)
+            return waiting.RingResult(loop.time(), rang)
+        elif isinstance(command, waiting.StoreCallback):
+            assert settings.callback_key is not None
+            stored = await self._callback(settings.callback_key)
+            return waiting.CallbackResult(loop.time(), stored)
+        return None
 
     def _leave_line(self, event: str, outcome: str, dest: Destination, key: str = ""
                     ) -> tuple[str, Destination]:
@@ -589,11 +629,6 @@ class CallSession(AgentLegs):
                  dest.describe())
         return outcome, dest
 
-    def _offer_stands(self, made: OfferMade) -> bool:
-        """An offer is for this stay in this line (not one made just before a rule moved us)."""
-        return (self.in_line and self.queued is not None and made.offer.topic == self.queued.topic
-                and self.queued.offered_to == made.offer.agent_id)
-
     async def _unhold(self, topic: str) -> None:
         try:
             await self.service.ari.request(
@@ -604,45 +639,34 @@ class CallSession(AgentLegs):
         except AriError as exc:  # not in it (any more): nothing to undo
             log.debug("%s was not in %s's bridge: %s", self.channel_id, topic, exc)
 
-    async def _announce(self, due: Due, settings: QueueTopic, keys: str) -> Event | None:
-        """Play what is due over the music (see _play_on_hold)."""
+    def _hold_media(self, play: waiting.Play, settings: QueueTopic) -> list[str]:
+        """What is due over the music: the announcement, then the message."""
         assert self.queued is not None
         media: list[str] = []
-        if due.announce and settings.announce:
-            media += self._announcement(settings)
-        if due.message:
-            self.journal.add("hold_message", self.queued.topic, prompt=due.message)
-            media.append(self.port.media_uri(due.message, self.port.language))
-        return await self._play_on_hold(media, keys)
+        if play.position is not None or play.wait is not None:
+            media += self._announcement(play, settings)
+        if play.message:
+            self.journal.add("hold_message", self.queued.topic, prompt=play.message)
+            media.append(self.port.media_uri(play.message, self.port.language))
+        return media
 
-    async def _play_on_hold(self, media: list[str], keys: str) -> Event | None:
-        """Play to a waiting caller; an offer or one of `keys` cuts it short and is returned
-        to be acted on (nothing a waiting call must see is lost while it plays)."""
-        svc = self.service
+    async def _play_on_hold(self, media: list[str]) -> bool:
+        """Start playing to a waiting caller (False: nothing to play): its end comes as
+        `Played`; a key or an offer may cut it short (the stay says so: `Stop`)."""
         if not media:
-            return None
+            return False
         playback = uuid.uuid4().hex
         try:
-            await svc.ari.play(self.channel_id, playback, media, self.port.language)
+            await self.service.ari.play(self.channel_id, playback, media, self.port.language)
         except AriNotFound:
             raise CallerHungUp() from None
-        while True:
-            event = await self.port.next_event()
-            if isinstance(event, PlaybackFinished) and event.playback.id == playback:
-                return None
-            if isinstance(event, OfferMade) or (
-                    isinstance(event, ChannelDtmfReceived) and event.digit in keys):
-                try:
-                    await svc.ari.stop_playback(playback)
-                except AriNotFound:
-                    pass  # it had just finished
-                return event
+        self.hold_playback = playback
+        return True
 
-    async def _callback(self, settings: CallbackKey, keys: str
-                        ) -> tuple[tuple[str, Destination] | None, Event | None]:
+    async def _callback(self, settings: CallbackKey) -> bool:
         """The caller pressed the callback key: a recall request takes their place in the line
-        and they hear the confirmation (then the call ends). If their number cannot be called
-        back they hear why and keep waiting: (None, an event that cut the message short)."""
+        (True: they leave it, hear the confirmation, and the call ends). If their number cannot
+        be called back, False: they hear why (the stay says so) and keep waiting."""
         svc = self.service
         assert self.queued is not None
         topic, caller = self.queued.topic, self.info.channel.caller
@@ -659,36 +683,30 @@ class CallSession(AgentLegs):
                 log.exception("call %s: could not store the callback request", self.call_id)
             self.journal.add("callback_refused", topic, prompt=settings.unavailable,
                              detail=reason)
-            return None, await self._play_on_hold(
-                [self.port.media_uri(settings.unavailable, self.port.language)], keys)
+            return False
         self.journal.add("callback", topic, detail=f"recall {row.id}")
         log.info("call %s hands its place in %s to recall %s", self.call_id, topic, row.id)
-        return self._leave_line("EXITWITHKEY", "callback", Destination(info=settings.confirm),
-                                key=settings.key), None
+        return True
 
-    def _announcement(self, settings: QueueTopic) -> list[str]:
-        """Position and estimated wait, computed now from the live line and desk."""
+    def _announcement(self, play: waiting.Play, settings: QueueTopic) -> list[str]:
+        """Position and estimated wait, as the stay computed them from the live line and desk."""
         svc, announce = self.service, settings.announce
         assert announce is not None and self.queued is not None
         topic = self.queued.topic
-        position = svc.queues.position(self.info.call_id) or 1
         phrase: list[tuple[str, str]] = []
         said = []
-        if announce.position:
-            phrase += position_phrase(position)
-            said.append(f"position {position}")
-        if announce.wait:
-            _, serving, free = svc.desk.staffing(topic)
-            handle = svc.queues.handle_times.average(topic, announce.handle_time)
-            estimate = estimate_wait(position, free, serving, handle)
-            if estimate is not None and estimate >= 60:  # "less than a minute" is not news
-                phrase += wait_phrase(estimate, announce.wait_bands)
-                less, minutes = wait_band(estimate, announce.wait_bands)
-                said.append(f"wait {'<' if less else '~'}{minutes} min ({estimate:.0f} s)")
-                if self.announced_wait is None:
-                    self.announced_wait = round(estimate)
-                    svc.records.call_changed(self.info.call_id,
-                                             announced_wait=self.announced_wait)
+        if play.position is not None:
+            phrase += position_phrase(play.position)
+            said.append(f"position {play.position}")
+        if play.wait is not None:
+            estimate = play.wait
+            phrase += wait_phrase(estimate, announce.wait_bands)
+            less, minutes = wait_band(estimate, announce.wait_bands)
+            said.append(f"wait {'<' if less else '~'}{minutes} min ({estimate:.0f} s)")
+            if self.announced_wait is None:
+                self.announced_wait = round(estimate)
+                svc.records.call_changed(self.info.call_id,
+                                         announced_wait=self.announced_wait)
         if said:
             self.journal.add("announce", topic, detail="; ".join(said))
         return [self._media(kind, value) for kind, value in phrase]
@@ -698,7 +716,8 @@ class CallSession(AgentLegs):
             return self.port.media_uri(value, self.port.language)
         return f"{kind}:{value}"
 
-    async def _ring(self, agent_id: str, settings: QueueTopic) -> str:
+    async def _ring(self, agent_id: str, settings: QueueTopic
+                    ) -> Literal["answered", "missed", "left"]:
         """Ring the agent: "answered" once the caller is bridged to them, "left" if the caller
         pressed the leave key meanwhile, else "missed" (the caller is back in their place)."""
         svc, desk = self.service, self.service.desk

@@ -74,6 +74,11 @@ class HandleTimes:
         seen = self._seen.get(topic)
         return sum(seen) / len(seen) if seen else default
 
+    def recent(self, topic: str) -> float | None:
+        """The average of the recent handle times, None before the first call."""
+        seen = self._seen.get(topic)
+        return sum(seen) / len(seen) if seen else None
+
 
 @dataclass
 class Due:
