@@ -31,6 +31,14 @@ from centralino.desk import OfferMade
 from centralino.storage.faults import fault_of
 from centralino.storage.records import NewCall
 from cti.agents import Agent, AgentState
+from cti.messages import (
+    CallOffer,
+    MenuStep,
+    PreviousContact,
+    QueueConnected,
+    QueueJoined,
+    QueueLeft,
+)
 from cti.recalls import RecallError
 from ivr.clock import LOCAL
 from ivr.config import CallConfig
@@ -434,8 +442,8 @@ class CallSession(AgentLegs):
         svc.calls.pop(self.info.call_id, None)
         self._withdraw_offer()
         if self.queued and svc.queues.leave(self.info.call_id):
-            svc.desk.broadcast({"type": "queue", "event": "left", "call_id": self.info.call_id,
-                                "topic": self.queued.topic, "outcome": outcome})
+            svc.desk.broadcast(QueueLeft(call_id=self.info.call_id,
+                                         topic=self.queued.topic, outcome=outcome))
         metrics.CALLS.labels(self.flow.name if self.flow else "", outcome).inc()
         leg = self.leg
         svc.records.call_changed(
@@ -542,10 +550,10 @@ class CallSession(AgentLegs):
         # Written now, not at the end: a restarted service (even after a crash) reads it to
         # put the caller back in their place.
         svc.records.call_changed(self.info.call_id, topic=topic, queued_at=self.queued.since)
-        svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": self.info.call_id,
-                            "topic": topic, "caller": self.queued.caller,
-                            "position": self.position_on_entry,
-                            "waited": round((svc.clock.now() - arrived).total_seconds(), 1)})
+        svc.desk.broadcast(QueueJoined(
+            call_id=self.info.call_id, topic=topic, caller=self.queued.caller,
+            position=self.position_on_entry,
+            waited=round((svc.clock.now() - arrived).total_seconds(), 1)))
         log.info("call %s waits in %s at position %d", self.info.call_id, topic,
                  self.position_on_entry)
         try:
@@ -623,8 +631,8 @@ class CallSession(AgentLegs):
         svc.queues.leave(self.info.call_id)
         self.in_line = False
         self._withdraw_offer()
-        svc.desk.broadcast({"type": "queue", "event": "left", "call_id": self.info.call_id,
-                            "topic": self.queued.topic, "outcome": outcome})
+        svc.desk.broadcast(QueueLeft(call_id=self.info.call_id,
+                                     topic=self.queued.topic, outcome=outcome))
         log.info("call %s leaves %s: %s -> %s", self.info.call_id, self.queued.topic, outcome,
                  dest.describe())
         return outcome, dest
@@ -774,8 +782,8 @@ class CallSession(AgentLegs):
         svc.records.call_changed(self.info.call_id, connected_at=now, agent_id=leg.agent.id)
         rang = round((now - leg.rang_at).total_seconds())
         self._log("CONNECT", leg.agent.id, self._in_line_for(now), leg.channel_id, rang)
-        svc.desk.broadcast({"type": "queue", "event": "connected", "call_id": self.info.call_id,
-                            "topic": leg.topic, "agent": leg.agent.id})
+        svc.desk.broadcast(QueueConnected(call_id=self.info.call_id,
+                                          topic=leg.topic, agent=leg.agent.id))
 
     async def _resume_talk(self, resume: ResumeTalk) -> None:
         """Pick up a conversation the previous run of the service left going."""
@@ -829,7 +837,7 @@ class CallSession(AgentLegs):
         svc.queues.handle_times.add(leg.topic, talked + settings.wrap_up)
         svc.desk.call_ended(leg.agent, settings.wrap_up)
 
-    async def _screen_pop(self, leg: Leg) -> dict[str, object]:
+    async def _screen_pop(self, leg: Leg) -> CallOffer:
         """What the agent's console shows when their phone starts ringing."""
         svc, info = self.service, self.info
         assert self.queued is not None
@@ -842,19 +850,19 @@ class CallSession(AgentLegs):
             log.error("call %s: no previous contacts in the screen pop: database %s (%s)",
                       self.call_id, fault.kind, fault)
             previous = []
-        return {
-            "type": "offer", "offer_id": leg.offer_id, "call_id": info.call_id,
-            "caller_number": info.channel.caller.number, "caller_name": info.channel.caller.name,
-            "number": info.number, "line": self.flow.name if self.flow else "",
-            "topic": leg.topic, "topic_name": self.config.queues[leg.topic].name,
-            "path": [{"menu": s.node, "key": s.key, "label": s.detail}
-                     for s in self.journal.steps if s.kind == "key"],
-            "waited_seconds": round((leg.rang_at - self.queued.since).total_seconds(), 1),
-            "previous_contacts": [
-                {"at": c.started_at.isoformat(), "line": c.line, "topic": c.topic,
-                 "outcome": c.outcome, "agent": c.agent_id} for c in previous],
-            "offered_at": leg.rang_at.isoformat(),
-        }
+        return CallOffer(
+            offer_id=leg.offer_id, call_id=info.call_id,
+            caller_number=info.channel.caller.number, caller_name=info.channel.caller.name,
+            number=info.number, line=self.flow.name if self.flow else "",
+            topic=leg.topic, topic_name=self.config.queues[leg.topic].name,
+            path=[MenuStep(menu=s.node, key=s.key, label=s.detail)
+                  for s in self.journal.steps if s.kind == "key"],
+            waited_seconds=round((leg.rang_at - self.queued.since).total_seconds(), 1),
+            previous_contacts=[
+                PreviousContact(at=c.started_at, line=c.line, topic=c.topic,
+                                outcome=c.outcome, agent=c.agent_id) for c in previous],
+            offered_at=leg.rang_at,
+        )
 
     async def _unknown_number(self) -> tuple[str, str]:
         log.warning("call to %s: no flow for this number (check the dialplan and flows/)",

@@ -8,7 +8,6 @@ events) and keeps every agent's state, stored and streamed to supervisors.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Collection
 from datetime import datetime
@@ -21,6 +20,7 @@ from centralino.storage.models import AgentEvent
 from cti.agents import Agent, AgentState, Change
 from cti.config import AgentsConfig
 from cti.distributor import Distributor, Offer
+from cti.messages import AgentChanged, AgentView, QueueEvent, ScreenPop, wire
 
 if TYPE_CHECKING:
     from centralino.service import Service
@@ -45,14 +45,14 @@ class Desk:
         self.supervisors: set[web.WebSocketResponse] = set()
         # Consoles that asked for their own agent's state changes, by agent id.
         self.state_watchers: dict[str, set[web.WebSocketResponse]] = {}
-        self.last_pop: dict[str, dict[str, Any]] = {}  # by agent id
+        self.last_pop: dict[str, ScreenPop] = {}  # by agent id
         self._wrap_ups: dict[str, asyncio.TimerHandle] = {}
         self.retiring: set[str] = set()  # topics a reload removed (see configure)
 
-    def current_pop(self, agent: Agent) -> dict[str, Any] | None:
+    def current_pop(self, agent: Agent) -> ScreenPop | None:
         """The pop of the call the agent is ringing for or talking to, if any."""
         pop = self.last_pop.get(agent.id)
-        return pop if pop and agent.call_id and pop.get("call_id") == agent.call_id else None
+        return pop if pop and agent.call_id and pop.call_id == agent.call_id else None
 
     @property
     def now(self) -> datetime:
@@ -104,10 +104,11 @@ class Desk:
         svc = self.service
         svc.records.agent_changed(change.agent_id, change.at, str(change.state), change.reason,
                                   change.by)
-        event = {"type": "agent", "agent": change.agent_id, "state": str(change.state),
-                 "reason": change.reason, "by": change.by, "at": change.at.isoformat()}
-        self.broadcast(event)
-        self._send(self.state_watchers.get(change.agent_id, set()), json.dumps(event))
+        watchers = self.state_watchers.get(change.agent_id)
+        if self.supervisors or watchers:  # serialized once, for both
+            text = wire(AgentChanged.of(change))
+            self._send(self.supervisors, text)
+            self._send(watchers or set(), text)
         if change.state is AgentState.AVAILABLE:
             self.distribute()
 
@@ -177,21 +178,23 @@ class Desk:
         svc = self.service
         svc.records.offer_seen(offer_id, agent_id, self.now)
 
-    async def pop(self, agent_id: str, payload: dict[str, Any]) -> int:
+    async def pop(self, agent_id: str, payload: ScreenPop) -> int:
         """Send a screen pop to the agent's open consoles; how many got it."""
         self.last_pop[agent_id] = payload  # for a console that (re)connects during the call
         sent = 0
+        text = wire(payload)
         for ws in list(self.consoles.get(agent_id, ())):
             try:
-                await ws.send_str(json.dumps(payload))
+                await ws.send_str(text)
                 sent += 1
             except (ConnectionError, RuntimeError):
                 self.consoles[agent_id].discard(ws)
         return sent
 
-    def broadcast(self, event: dict[str, Any]) -> None:
+    def broadcast(self, event: QueueEvent) -> None:
+        """A queue event to the supervisors (serialized only if somebody listens)."""
         if self.supervisors:
-            self._send(self.supervisors, json.dumps(event))
+            self._send(self.supervisors, wire(event))
 
     @staticmethod
     def _send(sockets: set[web.WebSocketResponse], text: str) -> None:
@@ -202,14 +205,10 @@ class Desk:
                 sending = asyncio.ensure_future(ws.send_str(text))
                 sending.add_done_callback(lambda t: t.cancelled() or t.exception())
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        return [agent_json(a) for a in self.agents.values()]
+    def snapshot(self) -> list[AgentView]:
+        return [AgentView.of(a) for a in self.agents.values()]
 
 
 def agent_json(agent: Agent) -> dict[str, Any]:
-    return {
-        "id": agent.id, "name": agent.name, "state": str(agent.state), "reason": agent.reason,
-        "since": agent.since.isoformat() if agent.since else None,
-        "topics": agent.topics, "call_id": agent.call_id, "missed_in_a_row": agent.missed,
-        "after_call": str(agent.after_call[0]) if agent.after_call else None,
-    }
+    """An agent as the REST API answers (the same as in the WebSockets' messages)."""
+    return AgentView.of(agent).model_dump(mode="json")

@@ -41,6 +41,14 @@ from centralino.calls import (
 from centralino.desk import OfferMade
 from centralino.storage.faults import fault_of
 from centralino.storage.models import RecallAttempt, RecallRequest
+from cti.messages import (
+    QueueConnected,
+    QueueJoined,
+    QueueLeft,
+    RecallAttemptView,
+    RecallOffer,
+    RecallOutcome,
+)
 from cti.recalls import after_attempt, citizen_outcome, classify, next_wake
 from queue_manager.queues import Waiting
 
@@ -88,9 +96,9 @@ class RecallSession(AgentLegs):
                               boost=row.boost or 0.0, recall=True)
         position = svc.queues.join(self.queued)
         waited = (svc.clock.now() - self.queued.since).total_seconds()
-        svc.desk.broadcast({"type": "queue", "event": "joined", "call_id": row.id,
-                            "topic": row.topic, "caller": row.number, "position": position,
-                            "waited": round(max(0.0, waited), 1), "recall": True})
+        svc.desk.broadcast(QueueJoined(call_id=row.id, topic=row.topic, caller=row.number,
+                                       position=position, waited=round(max(0.0, waited), 1),
+                                       recall=True))
         log.info("recall %s waits in %s at position %d", row.id, row.topic, position)
 
     async def run(self) -> None:
@@ -118,8 +126,8 @@ class RecallSession(AgentLegs):
             svc.calls.pop(self.call_id, None)
             self._withdraw_offer()
             if svc.queues.leave(self.call_id):
-                svc.desk.broadcast({"type": "queue", "event": "left", "call_id": row.id,
-                                    "topic": row.topic, "outcome": "recall", "recall": True})
+                svc.desk.broadcast(QueueLeft(call_id=row.id, topic=row.topic, outcome="recall",
+                                             recall=True))
             svc.recalls.poke()  # a retry may be due later: the scheduler re-reads
         if crashed and self.row.status == "calling":
             # Not counted against the citizen; back to waiting at its place. (The agent is
@@ -183,12 +191,9 @@ class RecallSession(AgentLegs):
         after = after_attempt(result, attempts, svc.settings.recalls, svc.clock.now(), schedule)
         await self._end_attempt(result, detail, counted=True, status=after.status,
                                 due_at=after.due_at, agent_id=agent.id)
-        await desk.pop(agent.id, {"type": "recall_outcome", "call_id": self.call_id,
-                                  "offer_id": leg.offer_id, "outcome": result,
-                                  "number": self.row.number, "name": self.row.name,
-                                  "status": after.status, "attempts": attempts,
-                                  "next_due_at": after.due_at.isoformat() if after.due_at
-                                  else None})
+        await desk.pop(agent.id, RecallOutcome(
+            call_id=self.call_id, offer_id=leg.offer_id, outcome=result, number=self.row.number,
+            name=self.row.name, status=after.status, attempts=attempts, next_due_at=after.due_at))
         log.info("recall %s attempt %d: %s -> %s", self.call_id, attempts, result, after.status)
         return True
 
@@ -197,8 +202,8 @@ class RecallSession(AgentLegs):
         svc = self.service
         now = leg.answered_at = svc.clock.now()
         svc.queues.leave(self.call_id)
-        svc.desk.broadcast({"type": "queue", "event": "connected", "call_id": self.call_id,
-                            "topic": self.row.topic, "agent": leg.agent.id, "recall": True})
+        svc.desk.broadcast(QueueConnected(call_id=self.call_id, topic=self.row.topic,
+                                          agent=leg.agent.id, recall=True))
         svc.desk.record(leg.agent.answered(now))
         svc.records.offer_changed(leg.offer_id, answered_at=now, outcome="answered")
         try:
@@ -331,22 +336,21 @@ class RecallSession(AgentLegs):
         except Exception:  # stopping anyway: the next start cleans up
             log.exception("recall %s: cleaning up at stop", self.call_id)
 
-    async def _screen_pop(self, leg: Leg) -> dict[str, object]:
+    async def _screen_pop(self, leg: Leg) -> RecallOffer:
         """What the agent's console shows while their phone rings for a recall."""
         svc, row = self.service, self.row
         attempts = await svc.store.recall_attempts(row.id)
-        return {
-            "type": "recall", "offer_id": leg.offer_id, "call_id": row.id, "recall_id": row.id,
-            "number": row.number, "caller_number": row.number, "caller_name": row.name,
-            "topic": row.topic, "topic_name": self.topics[row.topic].name,
-            "name": row.name, "note": row.note, "portal_ref": row.portal_ref,
-            "mode": row.mode, "requested_at": row.created_at.isoformat(),
-            "due_at": row.due_at.isoformat(),
-            "waited_seconds": round((leg.rang_at - row.due_at).total_seconds(), 1),
-            "attempts": [{"at": a.at.isoformat(), "outcome": a.outcome, "detail": a.detail,
-                          "agent": a.agent_id} for a in attempts],
-            "offered_at": leg.rang_at.isoformat(),
-        }
+        return RecallOffer(
+            offer_id=leg.offer_id, call_id=row.id, recall_id=row.id,
+            number=row.number, caller_number=row.number, caller_name=row.name,
+            topic=row.topic, topic_name=self.topics[row.topic].name,
+            name=row.name, note=row.note, portal_ref=row.portal_ref,
+            mode=row.mode, requested_at=row.created_at, due_at=row.due_at,
+            waited_seconds=round((leg.rang_at - row.due_at).total_seconds(), 1),
+            attempts=[RecallAttemptView(at=a.at, outcome=a.outcome, detail=a.detail,
+                                        agent=a.agent_id) for a in attempts],
+            offered_at=leg.rang_at,
+        )
 
 
 class Recalls:

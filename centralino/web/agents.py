@@ -1,5 +1,6 @@
 """Agents over HTTP: log in/out, pause/resume, the verdict on a recall call (REST), the
-console's screen pops and the supervisors' live stream (WebSockets).
+console's screen pops and the supervisors' live stream (WebSockets), whose messages
+(cti.messages) are described by the JSON Schema at `GET /api/schema/console.json`.
 
 Browsers cannot put a token in a WebSocket handshake, so a socket's first message must be
 `{"token": "..."}`; anything else, or nothing within 10 s, closes it. A console that also
@@ -8,15 +9,30 @@ wants its agent's state changes as they happen says `{"token": "...", "states": 
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from centralino.desk import agent_json
 from centralino.web.common import SERVICE, WHO, allow, caught_up, error, identify, json_body
 from cti.agents import AgentStateError
+from cti.messages import (
+    SCHEMA_URL,
+    Ack,
+    AgentView,
+    Auth,
+    Error,
+    Hello,
+    Snapshot,
+    WaitingView,
+    json_schema,
+    wire,
+)
 from cti.recalls import AGENT_OUTCOMES, RecallError, after_mark
 
 AUTH_TIMEOUT = 10.0
@@ -32,6 +48,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/agents/{agent_id}/recalls/{recall_id}/outcome", mark_recall)
     app.router.add_get("/ws/agents/{agent_id}", console)
     app.router.add_get("/ws/supervisor", supervisor)
+    app.router.add_get(SCHEMA_URL, message_schema)
     app.on_shutdown.append(_close_sockets)
 
 
@@ -54,7 +71,7 @@ def _agent(request: web.Request) -> Any:
 
 @allow("admin", "supervisor")
 async def list_agents(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SERVICE].desk.snapshot())
+    return web.json_response([agent_json(a) for a in request.app[SERVICE].desk.agents.values()])
 
 
 @allow("admin", "supervisor", "self")
@@ -140,28 +157,35 @@ async def mark_recall(request: web.Request) -> web.Response:
                               "attempts": row.attempts, "due_at": row.due_at.isoformat()})
 
 
-class Hello(BaseModel):
-    """A socket's first message."""
-
-    model_config = ConfigDict(extra="ignore")
-    token: str = Field(max_length=256)
-    states: bool = False  # a console that wants its agent's state changes as they happen
+LINES = TypeAdapter(dict[str, list[WaitingView]])
 
 
-class Ack(BaseModel):
-    """The console showed a screen pop."""
+@functools.cache
+def _schema_body() -> tuple[bytes, str]:
+    body = json.dumps(json_schema(), indent=1).encode()
+    return body, f'"{hashlib.sha256(body).hexdigest()[:32]}"'
 
-    type: Literal["ack"]
-    offer_id: str = Field(max_length=64)
+
+async def message_schema(request: web.Request) -> web.Response:
+    """The JSON Schema of the WebSockets' messages, both ways (cti.messages). Public: it holds
+    no data; cacheable: it changes only with the service's version."""
+    body, etag = _schema_body()
+    headers = {"Cache-Control": "public, max-age=3600", "ETag": etag}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="application/schema+json", headers=headers)
+
+
+message_schema.own_auth = True  # type: ignore[attr-defined]  # public (web.common.authenticate)
 
 
 async def _refuse(ws: web.WebSocketResponse, code: int, why: str) -> None:
-    await ws.send_json({"type": "error", "error": why})
+    await ws.send_str(wire(Error(error=why)))
     await ws.close(code=code, message=why.encode()[:120])
 
 
 async def _open(request: web.Request
-                ) -> tuple[web.WebSocketResponse, tuple[str, str], Hello] | None:
+                ) -> tuple[web.WebSocketResponse, tuple[str, str], Auth] | None:
     """Accept the socket and read its first message (the token, and what the client asks);
     None (and the socket closed) if it is not a hello with a known token."""
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_MESSAGE)
@@ -176,7 +200,7 @@ async def _open(request: web.Request
             await _refuse(ws, WSCloseCode.POLICY_VIOLATION, 'send {"token": ...} first')
         return None
     try:
-        hello = Hello.model_validate_json(msg.data)
+        hello = Auth.model_validate_json(msg.data)
     except ValidationError:  # not JSON, nested too deep, the wrong shape
         await _refuse(ws, WSCloseCode.POLICY_VIOLATION, 'the first message must be '
                       '{"token": "..."}')
@@ -205,10 +229,9 @@ async def console(request: web.Request) -> web.WebSocketResponse:
         svc.desk.state_watchers.setdefault(agent.id, set()).add(ws)
     # Wrap-up seconds per topic: the console counts down after a call of that topic.
     wrap_up = {t: q.wrap_up for t, q in svc.call_config.queues.items() if t in agent.topics}
-    hello = {"type": "hello", "agent": agent_json(agent), "wrap_up": wrap_up}
-    if pop := svc.desk.current_pop(agent):  # a console reopened during a call shows it again
-        hello["offer"] = pop
-    await ws.send_json(hello)
+    # A console reopened during a call shows its pop again.
+    hello = Hello(agent=AgentView.of(agent), wrap_up=wrap_up, offer=svc.desk.current_pop(agent))
+    await ws.send_str(wire(hello))
     try:
         async for msg in ws:
             try:
@@ -236,8 +259,8 @@ async def supervisor(request: web.Request) -> web.WebSocketResponse:
     if role not in ("admin", "supervisor"):
         await _refuse(ws, 4003, "supervisors only")
         return ws
-    await ws.send_json({"type": "snapshot", "agents": svc.desk.snapshot(),
-                        "queues": svc.queues.snapshot(svc.clock.now())})
+    lines = LINES.validate_python(svc.queues.snapshot(svc.clock.now()))
+    await ws.send_str(wire(Snapshot(agents=svc.desk.snapshot(), queues=lines)))
     svc.desk.supervisors.add(ws)
     try:
         async for _ in ws:  # supervisors only listen: what they send is dropped

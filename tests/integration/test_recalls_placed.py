@@ -81,7 +81,7 @@ async def test_recall_and_live_caller_in_arrival_order_then_bridged(start_servic
     staff(service, "1003")
     ring = await phones.wait_answered("1003")
     assert ring.caller_number == "+39" + national  # the agent's phone shows the citizen
-    assert service.desk.last_pop["1003"]["type"] == "recall"
+    assert service.desk.last_pop["1003"].type == "recall"
     citizen = await citizens.wait_answered(national)
     assert citizen.caller_number == "0612345000"  # settings recalls.caller_id
     await bridged(service, recall_id)
@@ -118,7 +118,7 @@ async def test_citizen_never_answers_retries_then_failed(start_service, phones, 
     rings = citizens.rings_of(national)
     assert len(rings) == 3 and all(r.ended.is_set() for r in rings)
     assert (await service.store.get_recall(recall_id)).attempts == 3
-    assert service.desk.last_pop["1003"]["status"] == "failed"
+    assert service.desk.last_pop["1003"].status == "failed"
     assert not service.queues.waiting("beta")
 
 
@@ -200,7 +200,7 @@ async def test_callback_key_keeps_the_callers_place(start_service, caller, phone
     staff(service, "1003")
     ring = await phones.wait_answered("1003")
     assert ring.caller_number == "+390611112222"  # the recall first, not the second caller
-    assert service.desk.last_pop["1003"]["mode"] == "queue"
+    assert service.desk.last_pop["1003"].mode == "queue"
     citizen = await citizens.wait_answered("0611112222")
     await bridged(service, request.id)
     await citizens.hang_up(citizen)
