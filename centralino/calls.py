@@ -744,6 +744,7 @@ class CallSession(AgentLegs):
                 except AriError as exc:  # as a ring that failed: the caller keeps their place
                     log.error("could not bridge %s to %s: %s", self.call_id, agent.id, exc)
                     await svc.ari.hangup(leg.channel_id)
+                    await self._back_on_hold(leg.topic, settings)
                     outcome = "failed"
         except CallerHungUp:
             await svc.ari.hangup(leg.channel_id)
@@ -761,6 +762,22 @@ class CallSession(AgentLegs):
         self._log("RINGNOANSWER", agent.id, ring_ms)
         self._missed(leg, outcome)
         return "missed"
+
+    async def _back_on_hold(self, topic: str, settings: QueueTopic) -> None:
+        """After a bridge that failed halfway (the agent's phone hung up as it answered): the
+        caller, already out of the holding bridge, back in it with the music."""
+        svc = self.service
+        try:
+            await svc.ari.request("POST", f"/bridges/{self.bridge}/removeChannel",
+                                  {"channel": self.channel_id})
+        except AriError:
+            pass  # the add failed as a whole: not in it
+        try:
+            await svc.hold(self.channel_id, topic, settings)
+        except AriNotFound:
+            raise CallerHungUp() from None
+        except AriError as exc:  # still in the holding bridge: the remove was what failed
+            log.warning("call %s: back on hold in %s: %s", self.call_id, topic, exc)
 
     async def _bridge(self, leg: Leg) -> None:
         svc = self.service

@@ -380,7 +380,12 @@ class Service:
         if ready is None or (ready.done() and (ready.cancelled() or ready.exception())):
             ready = self._bridges[topic] = asyncio.ensure_future(self._make_bridge(topic, settings))
         await asyncio.shield(ready)
-        await self.ari.add_channel(QUEUE_BRIDGE.format(topic=topic), channel_id, "participant")
+        bridge = QUEUE_BRIDGE.format(topic=topic)
+        await self.ari.add_channel(bridge, channel_id, "participant")
+        # Asterisk stops a holding bridge's music once its last caller leaves it (seen on
+        # 22.10: the next caller waited in silence), so it is started for each caller who
+        # joins: one more REST request per caller, the same single stream per topic.
+        await self.ari.request("POST", f"/bridges/{bridge}/moh", {"mohClass": settings.music_class})
 
     async def _make_bridge(self, topic: str, settings: QueueTopic) -> None:
         bridge = QUEUE_BRIDGE.format(topic=topic)
@@ -389,9 +394,5 @@ class Service:
         except AriError as exc:
             if exc.status != 409:  # 409: it exists already (we restarted, Asterisk did not)
                 raise
-        # One music stream per topic, heard by every waiting caller (one REST call per topic
-        # instead of one per caller, and one MOH generator instead of hundreds). Asterisk drops
-        # it when the application that started it goes away, so start it on every (re)start;
-        # starting it twice is harmless.
-        await self.ari.request("POST", f"/bridges/{bridge}/moh",
-                               {"mohClass": settings.music_class})
+        # One music stream per topic, heard by every waiting caller (one MOH generator instead
+        # of hundreds); `hold` (re)starts it as each caller joins.

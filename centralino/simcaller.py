@@ -196,7 +196,8 @@ class Ring:
 
 class SimAgents:
     """The phones of simulated agents. Each agent's behaviour is set by the test:
-    "answer" (after `delay` s), "refuse" (busy) or "ignore" (let it ring)."""
+    "answer" (after `delay` s), "refuse" (busy), "ignore" (let it ring) or "drop" (answer
+    after `delay` s and hang up at once: a handset put down as it is picked up)."""
 
     def __init__(self, url: str, username: str, password: str, app: str = AGENT_APP):
         self.ari = AriClient(url, username, password, app)
@@ -237,9 +238,9 @@ class SimAgents:
                         asyncio.get_running_loop().time())
             self.rings.append(ring)
             behaviour, delay = self.behaviour.get(agent, ("answer", 0.3))
-            if behaviour == "answer":
+            if behaviour in ("answer", "drop"):
                 asyncio.get_running_loop().call_later(
-                    delay, lambda: self._spawn(self._answer(ring)))
+                    delay, lambda: self._spawn(self._answer(ring, drop=behaviour == "drop")))
             elif behaviour == "refuse":
                 self._spawn(self.ari.hangup(ring.channel, "busy"))
         elif event.type == "StasisEnd":
@@ -253,9 +254,12 @@ class SimAgents:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, ring: Ring) -> None:
+    async def _answer(self, ring: Ring, drop: bool = False) -> None:
         if not ring.ended.is_set():
             await self.ari.answer(ring.channel)
+            if drop:
+                await self.ari.hangup(ring.channel)
+                return
             ring.answered = True
             self._changed.set()
 

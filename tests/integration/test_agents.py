@@ -318,3 +318,42 @@ async def test_an_unreachable_phone_pauses_its_agent_and_the_next_one_answers(
     assert [(o.agent_id, o.outcome) for o in offers] == [("1004", "failed"), ("1003", "answered")]
     log = [(e.event, e.agent) for e in await service.store.queue_log(call_id=record.id)]
     assert ("RINGNOANSWER", "1004") not in log
+
+
+async def test_an_agent_hanging_up_as_they_answer_leaves_the_caller_waiting_with_music(
+        start_service, caller, phones, caplog):
+    """The agent's phone answers and hangs up before the service could bridge it: the caller
+    goes back to the line's music and the next agent who answers gets them."""
+    service = await start_service()
+    phones.set("1001", "drop", delay=0.1)
+    staff(service, "1001")
+    call = await to_alpha(caller)
+    await phones.wait_rings(1)
+    await asyncio.wait_for(phones.rings[0].ended.wait(), 10)
+    async with asyncio.timeout(5):
+        while "could not bridge" not in caplog.text:
+            await asyncio.sleep(0.05)
+    assert await call.listen(1.5) > 0.005  # back with the music, not in silence
+    phones.set("1002", "answer")
+    staff(service, "1002")
+    ring = await phones.wait_answered("1002", timeout=15)
+    assert ring.caller_number == "0611111111"
+    await until_talking(service, "1002")
+    await call.hangup()
+    record = await record_of(service, call)
+    assert (record.outcome, record.agent_id) == ("answered", "1002")
+
+
+async def test_music_plays_for_a_caller_after_the_line_emptied(start_service, caller, phones):
+    """The holding bridge's music outlives the callers who leave it."""
+    service = await start_service()
+    staff(service, "1002")
+    first = await to_alpha(caller)
+    ring = await phones.wait_answered("1002")
+    await until_talking(service, "1002")  # out of the holding bridge: it is empty now
+    second = await to_alpha(caller, "0622222222")
+    await second.wait_idle()
+    assert await second.listen(1.5) > 0.005
+    await first.hangup()
+    await asyncio.wait_for(ring.ended.wait(), 5)
+    await second.hangup()
