@@ -56,6 +56,33 @@ async def test_what_waits_is_one_batch_and_order_is_kept():
     assert db.batches == [records]
 
 
+async def test_records_of_the_next_moments_join_the_batch():
+    """A call's records come one by one a few ms apart: they are written in one transaction."""
+    db = FakeDatabase()
+    writer = Writer(db.write)
+    writer.start()
+    writer.put(ins("a"))
+    await asyncio.sleep(0.01)  # the writer took "a" and gathers
+    writer.put(upd("a"))
+    writer.put(ins("b"))
+    await writer.drain()
+    await writer.close()
+    assert db.batches == [[ins("a"), upd("a"), ins("b")]]
+
+
+async def test_a_stop_while_gathering_keeps_the_gathered_records(tmp_path):
+    db = FakeDatabase()
+    writer = Writer(db.write)
+    spool = tmp_path / "unwritten.pickle"
+    writer.start()
+    writer.put(ins("a"))
+    await asyncio.sleep(0.01)  # taken off the queue, not written yet
+    await writer.close(spool, timeout=0)
+    assert db.batches == []
+    await Writer.replay(spool, db.write)
+    assert db.written == [ins("a")]
+
+
 async def test_a_bad_row_in_a_batch_loses_only_itself(caplog):
     db = FakeDatabase()
     writer = Writer(db.write)
