@@ -159,6 +159,7 @@ async def record_of(service: Service, call: SimCall, timeout: float = 10) -> Cal
     restarted service adopted the call)."""
     async with asyncio.timeout(timeout):
         while True:
+            await service.writer.caught_up()  # what was done is stored (the writer batches)
             found = await service.store.find_calls(channel_id=call.service_half)
             if found and all(c.outcome is not None for c in found):
                 return max(found, key=lambda c: c.ended_at)
