@@ -378,7 +378,7 @@ class Service:
         """Put a caller in the topic's holding bridge, which plays the topic's music."""
         ready = self._bridges.get(topic)
         if ready is None or (ready.done() and (ready.cancelled() or ready.exception())):
-            ready = self._bridges[topic] = asyncio.ensure_future(self._make_bridge(topic, settings))
+            ready = self._bridges[topic] = asyncio.ensure_future(self._make_bridge(topic))
         await asyncio.shield(ready)
         bridge = QUEUE_BRIDGE.format(topic=topic)
         await self.ari.add_channel(bridge, channel_id, "participant")
@@ -387,12 +387,12 @@ class Service:
         # joins: one more REST request per caller, the same single stream per topic.
         await self.ari.request("POST", f"/bridges/{bridge}/moh", {"mohClass": settings.music_class})
 
-    async def _make_bridge(self, topic: str, settings: QueueTopic) -> None:
+    async def _make_bridge(self, topic: str) -> None:
+        """The topic's holding bridge: one music stream per topic, heard by every waiting caller
+        (one MOH generator instead of hundreds), which `hold` starts as each caller joins."""
         bridge = QUEUE_BRIDGE.format(topic=topic)
         try:
             await self.ari.create_bridge(bridge, "holding", f"queue {topic}")
         except AriError as exc:
             if exc.status != 409:  # 409: it exists already (we restarted, Asterisk did not)
                 raise
-        # One music stream per topic, heard by every waiting caller (one MOH generator instead
-        # of hundreds); `hold` (re)starts it as each caller joins.
