@@ -11,19 +11,20 @@ import asyncio
 import logging
 from collections.abc import Collection
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from centralino.ari.models import Event
+from centralino.clock import Timer, Timers
+from centralino.registry import Registry
 from centralino.storage.models import AgentEvent
+from centralino.storage.records import Records
 from cti.agents import Agent, AgentState, Change
 from cti.config import AgentsConfig
 from cti.distributor import Distributor, Offer
 from cti.messages import AgentChanged, AgentView, QueueEvent, ScreenPop, wire
-
-if TYPE_CHECKING:
-    from centralino.service import Service
+from queue_manager.queues import QueueManager
 
 log = logging.getLogger("centralino.desk")
 
@@ -36,17 +37,18 @@ class OfferMade(Event):
 
 
 class Desk:
-    def __init__(self, service: Service):
-        self.service = service
+    def __init__(self, clock: Timers, records: Records, queues: QueueManager,
+                 registry: Registry):
+        self.clock, self.records, self.registry = clock, records, registry
         self.config: AgentsConfig | None = None
         self.agents: dict[str, Agent] = {}
-        self.distributor = Distributor(service.queues)
+        self.distributor = Distributor(queues)
         self.consoles: dict[str, set[web.WebSocketResponse]] = {}
         self.supervisors: set[web.WebSocketResponse] = set()
         # Consoles that asked for their own agent's state changes, by agent id.
         self.state_watchers: dict[str, set[web.WebSocketResponse]] = {}
         self.last_pop: dict[str, ScreenPop] = {}  # by agent id
-        self._wrap_ups: dict[str, asyncio.TimerHandle] = {}
+        self._wrap_ups: dict[str, Timer] = {}
         self.retiring: set[str] = set()  # topics a reload removed (see configure)
 
     def current_pop(self, agent: Agent) -> ScreenPop | None:
@@ -56,7 +58,7 @@ class Desk:
 
     @property
     def now(self) -> datetime:
-        return self.service.clock.now()
+        return self.clock.now()
 
     def configure(self, config: AgentsConfig, restored: dict[str, AgentEvent] | None = None,
                   topics: Collection[str] | None = None) -> None:
@@ -101,8 +103,7 @@ class Desk:
         """Store, stream and act on a change (an agent who became available may take a call)."""
         if change is None:
             return
-        svc = self.service
-        svc.records.agent_changed(change.agent_id, change.at, str(change.state), change.reason,
+        self.records.agent_changed(change.agent_id, change.at, str(change.state), change.reason,
                                   change.by)
         watchers = self.state_watchers.get(change.agent_id)
         if self.supervisors or watchers:  # serialized once, for both
@@ -116,7 +117,7 @@ class Desk:
         for offer, change in self.distributor.match(self.now):
             agent = self.agents[offer.agent_id]
             self.record(change)
-            session = self.service.calls.get(offer.call_id)
+            session = self.registry.calls.get(offer.call_id)
             if session is None:  # the caller left in the same instant
                 self.record(agent.cancelled(self.now))
                 continue
@@ -163,8 +164,8 @@ class Desk:
     def call_ended(self, agent: Agent, wrap_up: float) -> None:
         self.record(agent.call_ended(self.now, wrap_up))
         if agent.state is AgentState.WRAP_UP:
-            loop = asyncio.get_running_loop()
-            self._wrap_ups[agent.id] = loop.call_later(wrap_up, self._wrap_up_done, agent)
+            self._wrap_ups[agent.id] = self.clock.call_later(
+                wrap_up, lambda: self._wrap_up_done(agent))
 
     def _wrap_up_done(self, agent: Agent) -> None:
         self._wrap_ups.pop(agent.id, None)
@@ -175,8 +176,7 @@ class Desk:
 
     def acknowledged(self, agent_id: str, offer_id: str) -> None:
         """The console showed the screen pop: store when."""
-        svc = self.service
-        svc.records.offer_seen(offer_id, agent_id, self.now)
+        self.records.offer_seen(offer_id, agent_id, self.now)
 
     async def pop(self, agent_id: str, payload: ScreenPop) -> int:
         """Send a screen pop to the agent's open consoles; how many got it."""

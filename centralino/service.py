@@ -15,33 +15,29 @@ from typing import Any, Self
 from aiohttp import web
 
 from centralino import metrics
+from centralino.agentleg import LegParts
 from centralino.ari.client import AriClient, AriError, AriNotFound
 from centralino.ari.models import Channel, Event, StasisStart
-from centralino.calls import (
-    CALL_BRIDGE,
-    QUEUE_BRIDGE,
-    AgentLegs,
-    CallSession,
-    ChannelGone,
-    Leg,
-    ResumeTalk,
-)
+from centralino.callport import ChannelGone
+from centralino.calls import CallParts, CallSession, ResumeTalk, Setup
+from centralino.clock import LoopClock
 from centralino.config import Config, load_config
 from centralino.desk import Desk
 from centralino.media import PromptCatalog
 from centralino.promptbuild import build_prompts
-from centralino.recalls import RECALL_CHANNEL, Recalls, RecallSession
+from centralino.recalls import RECALL_CHANNEL, RecallParts, Recalls, RecallSession
+from centralino.registry import Registry
 from centralino.settings import Settings
 from centralino.storage.records import Records
 from centralino.storage.store import Store
 from centralino.storage.writer import Writer
+from centralino.telephony import CALL_BRIDGE, QUEUE_BRIDGE, Bridges
 from centralino.web.app import create_app
 from centralino.web.common import ABUSE
 from centralino.web.site import GuardedSite, addresses_of, connection_limits
 from ivr.clock import Clock, ShiftedClock, SystemClock
 from ivr.config import CallConfig
 from ivr.hours import Override
-from ivr.schema import QueueTopic
 from ivr.yamlfile import ConfigError
 from queue_manager.queues import QueueManager
 
@@ -50,12 +46,14 @@ LINGER = 2.0  # seconds
 
 
 class Service:
+    """The composition root: builds every part once and hands each only what it uses."""
+
     def __init__(self, settings: Settings, clock: Clock | None = None):
         self.settings = settings
         if clock is None:
             start = settings.clock_start
             clock = ShiftedClock(start) if start else SystemClock()
-        self.clock = clock
+        self.clock = LoopClock(clock)
         self.store = Store(settings.database.url)
         self.ari = AriClient(settings.asterisk.ari_url, settings.asterisk.username,
                              settings.asterisk.password, settings.asterisk.app,
@@ -63,17 +61,19 @@ class Service:
         self.writer = Writer(self.store.write)
         self.records = Records(self.writer)
         self.queues = QueueManager(settings.recalls.share)
-        self.desk = Desk(self)
-        # By channel: callers, agents' legs, recalls' legs; by call id (a recall's: its id).
-        self.sessions: dict[str, AgentLegs] = {}
-        self.calls: dict[str, AgentLegs] = {}
-        self.recalls = Recalls(self)
+        self.registry = Registry()
+        self.desk = Desk(self.clock, self.records, self.queues, self.registry)
+        self.bridges = Bridges(self.ari)
         self.overrides: dict[str, Override] = {}
+        self.legs = LegParts(self.ari, self.bridges, self.clock, self.records, self.desk,
+                             self.queues, self.registry, settings.asterisk.app, self.spawn)
+        self.recalls = Recalls(RecallParts(self.legs, self.store, settings.recalls,
+                                           lambda: self.config.call), self.spawn)
+        self.call_parts = CallParts(self.legs, self.store, self.recalls, self.overrides)
         self.config: Config
         self.catalog: PromptCatalog
         self.started_at = self.clock.now()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._bridges: dict[str, asyncio.Task[None]] = {}
         self._reload_lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
         self._events: asyncio.Task[None] | None = None
@@ -200,7 +200,7 @@ class Service:
         async with self._reload_lock:
             config, catalog = await self._prepare()
             self.config, self.catalog = config, catalog
-            self._bridges.clear()  # topics may have changed their music
+            self.bridges.forget()  # topics may have changed their music
             self.desk.configure(config.agents, topics=config.call.queues)
             log.info("configuration %s loaded (%d numbers, %d agents)", config.version,
                      len(config.call.flows), len(config.agents.agents))
@@ -210,8 +210,9 @@ class Service:
 
     async def _load_overrides(self) -> None:
         rows = await self.store.active_overrides(self.clock.now())
-        self.overrides = {r.number: Override(r.state, r.until, r.reason, r.set_by)  # type: ignore[arg-type]
-                          for r in rows}
+        self.overrides.clear()  # the same mapping the calls read
+        self.overrides.update({r.number: Override(r.state, r.until, r.reason, r.set_by)  # type: ignore[arg-type]
+                               for r in rows})
 
     async def set_override(self, number: str, state: str, until: datetime, reason: str,
                            by: str) -> Override:
@@ -233,28 +234,34 @@ class Service:
     def _on_event(self, event: Event) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("event %s %s", event.type, event.channel_id)
-        if isinstance(event, StasisStart) and event.channel.id not in self.sessions:
+        channels = self.registry.channels
+        if isinstance(event, StasisStart) and event.channel.id not in channels:
             if event.args and event.args[0] in ("agent", "citizen"):  # a leg whose call is gone
                 self.spawn(self.ari.hangup(event.channel.id))
                 return
             number = event.args[0] if event.args else event.channel.dialplan.exten
-            self._start_session(CallSession(self, event.channel, number))
+            self._start_session(self._call(event.channel, number))
             return
         channel_id = event.channel_id
-        session = self.sessions.get(channel_id) if channel_id else None
+        session = channels.get(channel_id) if channel_id else None
         if session is not None:
             session.deliver(event)
 
+    def _call(self, channel: Channel, number: str, **adopted: Any) -> CallSession:
+        """A call on the configuration running now (it keeps it to its end)."""
+        setup = Setup(self.config.call, self.config.version, self.catalog)
+        return CallSession(self.call_parts, setup, channel, number, **adopted)
+
     def _start_session(self, session: CallSession) -> None:
-        self.sessions[session.channel_id] = session
+        self.registry.watch(session.channel_id, session)
         task = self.spawn(session.run())
-        task.add_done_callback(lambda _: self.sessions.pop(session.channel_id, None))
+        task.add_done_callback(lambda _: self.registry.unwatch(session.channel_id))
 
     async def _resync(self) -> None:
         """After (re)connecting: end calls whose channel vanished, adopt calls we do not know
         (the service restarted while they were in Stasis) and re-create queue bridges."""
-        self._bridges.clear()
-        known = dict(self.sessions)  # calls that start from now on are live by definition
+        self.bridges.forget()
+        known = dict(self.registry.channels)  # calls that start from now on are live by definition
         try:
             live = await self.ari.channel_ids()
             bridges = await self.ari.request("GET", "/bridges")
@@ -262,7 +269,7 @@ class Service:
             log.error("resync after connecting failed: %s", exc)
             return
         for channel_id, session in known.items():
-            if channel_id not in live and self.sessions.get(channel_id) is session:
+            if channel_id not in live and self.registry.channels.get(channel_id) is session:
                 session.deliver(ChannelGone(type="ChannelGone", gone=channel_id))
         # Recall conversations first: their agents must be on call before any adopted caller
         # asks for an agent.
@@ -281,7 +288,8 @@ class Service:
             recall_id = bridge["id"].removeprefix(prefix)
             if (not bridge["id"].startswith(prefix) or len(channels) != 2
                     or not all(c.startswith(RECALL_CHANNEL) for c in channels)
-                    or recall_id in self.calls or any(c in self.sessions for c in channels)):
+                    or recall_id in self.registry.calls
+                    or any(c in self.registry.channels for c in channels)):
                 continue
             row = await self.store.get_recall(recall_id)
             answered = [o for o in await self.store.offers_for(recall_id) if o.answered_at]
@@ -289,16 +297,16 @@ class Service:
             if row is None or agent is None or row.topic not in self.call_config.queues:
                 continue
             offer = answered[-1]
-            leg = Leg(offer.id, agent, channels[0], row.topic, offer.offered_at,
-                      answered_at=offer.answered_at)
+            assert offer.answered_at is not None
             log.info("adopting recall %s: %s is talking to %s", recall_id, agent.id, row.number)
             self.desk.resume_call(agent.id, recall_id)
-            session = RecallSession(self, row)
-            self.calls[recall_id] = session
-            task = self.spawn(session.resume(leg, channels[1]))
+            session = RecallSession(self.recalls.parts, self.recalls, row)
+            self.registry.live(session)
+            task = self.spawn(session.resume(agent, channels[0], channels[1], offer.answered_at,
+                                             offer.id))
 
-            def forget(_: object, rid: str = recall_id) -> None:
-                self.calls.pop(rid, None)
+            def forget(_: object, ended: RecallSession = session) -> None:
+                self.registry.over(ended)
 
             task.add_done_callback(forget)
 
@@ -311,7 +319,7 @@ class Service:
             for channel in await self.ari.request("GET", "/channels"):
                 cid = channel["id"]
                 base = cid.split(";")[0]  # a Local channel's far half goes with its near one
-                if (cid.startswith(RECALL_CHANNEL) and base not in self.sessions
+                if (cid.startswith(RECALL_CHANNEL) and base not in self.registry.channels
                         and base not in bridged):
                     log.info("hanging up %s, a recall leg of the previous run", cid)
                     await self.ari.hangup(cid)
@@ -341,7 +349,7 @@ class Service:
             log.error("could not list channels to stop stale rings: %s", exc)
         for channel_id in sorted(channels - legs, key=lambda c: c not in talking):
             data = await self.ari.get_channel(channel_id)
-            if data is None or channel_id in self.sessions:  # gone, or its StasisStart came
+            if data is None or channel_id in self.registry.channels:  # gone, or StasisStart came
                 continue
             channel = Channel.model_validate(data)
             number = channel.dialplan.app_data.partition(",")[2] or channel.dialplan.exten
@@ -349,7 +357,7 @@ class Service:
                 resume = await self._resume_talk(*talking[channel_id])
                 if resume is not None:
                     log.info("adopting call on %s talking to %s", channel_id, resume.agent_id)
-                    session = CallSession(self, channel, number, resume_talk=resume, resumed=True)
+                    session = self._call(channel, number, resume_talk=resume, resumed=True)
                     # Now, before any adopted caller asks for an agent: this one is busy.
                     self.desk.resume_call(resume.agent_id, session.info.call_id)
                     self._start_session(session)
@@ -360,9 +368,9 @@ class Service:
                 first_id, since = found  # back in their place in the line
             log.info("adopting call on %s (%s) %s", channel_id, number,
                      f"waiting in {topic}" if topic else "from the start of its flow")
-            self._start_session(CallSession(self, channel, number, resume_topic=topic,
-                                            resume_since=since, queue_log_id=first_id,
-                                            resumed=True))
+            self._start_session(self._call(channel, number, resume_topic=topic,
+                                           resume_since=since, queue_log_id=first_id,
+                                           resumed=True))
 
     async def _resume_talk(self, old_call_id: str, leg: str) -> ResumeTalk | None:
         record = await self.store.get_call(old_call_id)
@@ -373,26 +381,3 @@ class Service:
         return ResumeTalk(old_call_id, record.queue_log_id or old_call_id, leg,
                           answered[-1].agent_id, record.topic, record.queued_at,
                           answered[-1].answered_at)  # type: ignore[arg-type]
-
-    async def hold(self, channel_id: str, topic: str, settings: QueueTopic) -> None:
-        """Put a caller in the topic's holding bridge, which plays the topic's music."""
-        ready = self._bridges.get(topic)
-        if ready is None or (ready.done() and (ready.cancelled() or ready.exception())):
-            ready = self._bridges[topic] = asyncio.ensure_future(self._make_bridge(topic))
-        await asyncio.shield(ready)
-        bridge = QUEUE_BRIDGE.format(topic=topic)
-        await self.ari.add_channel(bridge, channel_id, "participant")
-        # Asterisk stops a holding bridge's music once its last caller leaves it (seen on
-        # 22.10: the next caller waited in silence), so it is started for each caller who
-        # joins: one more REST request per caller, the same single stream per topic.
-        await self.ari.request("POST", f"/bridges/{bridge}/moh", {"mohClass": settings.music_class})
-
-    async def _make_bridge(self, topic: str) -> None:
-        """The topic's holding bridge: one music stream per topic, heard by every waiting caller
-        (one MOH generator instead of hundreds), which `hold` starts as each caller joins."""
-        bridge = QUEUE_BRIDGE.format(topic=topic)
-        try:
-            await self.ari.create_bridge(bridge, "holding", f"queue {topic}")
-        except AriError as exc:
-            if exc.status != 409:  # 409: it exists already (we restarted, Asterisk did not)
-                raise

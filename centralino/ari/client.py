@@ -214,6 +214,18 @@ class AriClient:
         params = {"channel": channel} | ({"role": role} if role else {})
         await self.request("POST", f"/bridges/{bridge_id}/addChannel", params)
 
+    async def remove_channel(self, bridge_id: str, channel: str) -> None:
+        await self.request("POST", f"/bridges/{bridge_id}/removeChannel", {"channel": channel})
+
+    async def start_moh(self, bridge_id: str, music_class: str) -> None:
+        await self.request("POST", f"/bridges/{bridge_id}/moh", {"mohClass": music_class})
+
+    async def delete_bridge(self, bridge_id: str) -> None:
+        try:
+            await self.request("DELETE", f"/bridges/{bridge_id}")
+        except AriNotFound:
+            pass  # already gone
+
     async def set_var(self, channel: str, name: str, value: str) -> None:
         await self.request("POST", f"/channels/{channel}/variable",
                            {"variable": name, "value": value})

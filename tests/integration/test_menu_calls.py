@@ -60,7 +60,7 @@ async def test_barge_in_submenu_queue_and_hold_music(start_service, caller):
     assert call.heard == [*CHAIN, "menu_main", "menu_sub"]
     # cut short, not played to the end
     assert ("menu_main" in [m.rsplit("/", 1)[-1].removesuffix(".wav") for m, _ in call.finished])
-    assert service.queues.position(next(iter(service.sessions.values())).info.call_id) == 1
+    assert service.queues.position(next(iter(service.registry.channels.values())).info.call_id) == 1
     assert await call.listen(2) > 0.005, "the caller should hear music on hold"
     await call.hangup()
     record = await record_of(service, call)

@@ -85,8 +85,8 @@ async def _until(check, timeout: float = 60) -> None:  # type: ignore[no-untyped
 async def test_sip_phone_navigates_with_rfc4733_dtmf(start_service, phone):
     service = await start_service()
     await phone.command("dial", f"sip:{MENU}@127.0.0.1:5060")
-    await _until(lambda: service.sessions)
-    session = next(iter(service.sessions.values()))
+    await _until(lambda: service.registry.channels)
+    session = next(iter(service.registry.channels.values()))
     assert session.info.channel.name.startswith("PJSIP/caller-")
 
     def entered(menu: str) -> bool:
@@ -98,7 +98,7 @@ async def test_sip_phone_navigates_with_rfc4733_dtmf(start_service, phone):
     await phone.command("sndcode", "1")
     await _until(lambda: session.queued is not None)
     await phone.command("hangup")
-    await _until(lambda: not service.sessions)
+    await _until(lambda: not service.registry.channels)
 
     record = (await service.store.find_calls(channel_id=session.channel_id))[0]
     assert record.caller_number == "caller"

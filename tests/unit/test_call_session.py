@@ -1,0 +1,250 @@
+"""A call from StasisStart to its end (centralino.calls.CallSession) on the fake Asterisk and a
+virtual clock: what the caller hears, which agent's phone rings, what is recorded. The same
+paths run against the real Asterisk in tests/integration (test_agents, test_queue_rules)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from centralino.calls import CallSession
+from centralino.clock import VirtualClock
+from cti.agents import AgentState
+from cti.recalls import RecallError
+from tests.unit.fakeasterisk import PROMPT_SECONDS, START, Desk_, Phone
+
+DIRECT = "0999000002"  # the cost notice, then the line "beta" (callback key 5, music "calm")
+RULES = "0999000004"  # straight into "omega": messages, announcements, max wait, leave key
+CALLER = "0612345678"
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[Desk_]:
+    world = Desk_(VirtualClock(START))
+    yield world
+    for task in world.spawned:
+        task.cancel()
+
+
+async def started(world: Desk_, number: str, caller: str = CALLER) -> tuple[CallSession,
+                                                                           asyncio.Task[None]]:
+    session = world.call(number, caller)
+    task = asyncio.ensure_future(session.run())
+    await world.clock.settle()
+    return session, task
+
+
+def login(world: Desk_, *agents: str) -> None:
+    for agent in agents:
+        world.desk.ask(agent, "login", f"agent:{agent}")
+
+
+def state(world: Desk_, agent: str) -> AgentState:
+    return world.desk.agents[agent].state
+
+
+async def test_the_first_free_agent_answers_talks_and_wraps_up(world):
+    login(world, "1001")
+    call, task = await started(world, DIRECT)
+    ast = world.asterisk
+    assert ast.played[call.channel_id] == ["prompt:it/cost"]
+    await world.clock.advance(PROMPT_SECONDS)
+    # In the line's holding bridge, with its music; the agent's phone rings with a screen pop.
+    assert ast.bridge_of(call.channel_id) == "centralino-queue-beta"
+    assert ast.bridges["centralino-queue-beta"].music == "calm"
+    leg = ast.leg_of("Local/1001@centralino-agents")
+    assert leg is not None and state(world, "1001") is AgentState.RINGING
+    assert ast.originated[0][2]["callerId"] == CALLER
+    pop = world.desk.last_pop["1001"]
+    assert (pop.caller_number, pop.topic, pop.line) == (CALLER, "beta", "Test direct line")
+    await world.clock.advance(1)  # the agent picks up
+    bridge = f"centralino-call-{call.call_id}"
+    assert ast.bridges[bridge].members == {call.channel_id, leg}
+    assert state(world, "1001") is AgentState.ON_CALL
+    await world.clock.advance(30)
+    ast.hang_up(leg)  # the agent ends the conversation
+    await world.clock.settle()
+    await asyncio.wait_for(task, 1)
+    assert call.channel_id in ast.hung_up
+    assert world.collected.queue_log("beta") == [
+        ("NONE", "ENTERQUEUE"), ("1001", "CONNECT"), ("1001", "COMPLETEAGENT")]
+    record = world.collected.call(call.call_id)
+    assert (record["outcome"], record["detail"], record["agent_id"]) == (
+        "answered", "ended by the agent", "1001")
+    assert state(world, "1001") is AgentState.WRAP_UP
+    await world.clock.advance(1)  # beta's wrap_up
+    assert state(world, "1001") is AgentState.AVAILABLE
+    await world.clock.settle()
+    assert bridge not in ast.bridges  # the conversation's bridge is taken down
+
+
+async def test_an_agent_who_does_not_answer_is_missed_and_the_next_one_rings(world):
+    world.asterisk.phones["Local/1001@centralino-agents"] = Phone(answer_after=None)
+    login(world, "1001", "1003")
+    call, task = await started(world, DIRECT)
+    await world.clock.advance(PROMPT_SECONDS)
+    rung = [endpoint for _, endpoint, _ in world.asterisk.originated]
+    first = rung[0]
+    await world.clock.advance(3)  # beta's ring timeout
+    await world.clock.advance(1)
+    rung = [endpoint for _, endpoint, _ in world.asterisk.originated]
+    assert first == "Local/1001@centralino-agents", rung  # idle longest
+    assert rung[1] == "Local/1003@centralino-agents"
+    assert world.collected.queue_log("beta")[:2] == [("NONE", "ENTERQUEUE"),
+                                                     ("1001", "RINGNOANSWER")]
+    assert state(world, "1003") is AgentState.ON_CALL
+    assert world.desk.agents["1001"].missed == 1
+    outcomes = [o.get("outcome") for o in world.collected.offers()]
+    assert outcomes == ["no_answer", "answered"]
+    world.asterisk.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+    assert world.collected.queue_log("beta")[-1] == ("1003", "COMPLETECALLER")
+
+
+async def test_an_unregistered_phone_pauses_its_agent_and_the_caller_keeps_their_place(world):
+    world.asterisk.phones["PJSIP/1004"] = Phone(unregistered=True)
+    login(world, "1004")
+    call, task = await started(world, DIRECT)
+    await world.clock.advance(PROMPT_SECONDS)
+    assert state(world, "1004") is AgentState.PAUSED
+    assert world.queues.position(call.call_id) == 1
+    assert world.asterisk.bridge_of(call.channel_id) == "centralino-queue-beta"
+    login(world, "1001")  # somebody else comes in: the caller is theirs
+    await world.clock.advance(1)
+    assert state(world, "1001") is AgentState.ON_CALL
+    world.asterisk.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+
+
+async def test_a_caller_who_hangs_up_while_the_phone_rings_frees_the_agent(world):
+    world.asterisk.phones["Local/1001@centralino-agents"] = Phone(answer_after=None)
+    login(world, "1001")
+    call, task = await started(world, DIRECT)
+    await world.clock.advance(PROMPT_SECONDS + 1)
+    leg = world.asterisk.leg_of("Local/1001@centralino-agents")
+    assert leg is not None
+    world.asterisk.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+    assert leg in world.asterisk.hung_up  # the agent's phone stops ringing
+    assert state(world, "1001") is AgentState.AVAILABLE
+    assert world.desk.agents["1001"].missed == 0  # not their fault
+    assert world.collected.queue_log("beta") == [("NONE", "ENTERQUEUE"), ("NONE", "ABANDON")]
+    assert world.collected.call(call.call_id)["outcome"] == "abandoned"
+    assert world.collected.offers()[0]["outcome"] == "cancelled"
+
+
+async def test_an_agent_hanging_up_as_they_answer_puts_the_caller_back_on_hold(world):
+    world.asterisk.phones["Local/1001@centralino-agents"] = Phone(drop_on_answer=True)
+    login(world, "1001")
+    call, task = await started(world, DIRECT)
+    await world.clock.advance(PROMPT_SECONDS + 1)
+    # Out of the holding bridge for the conversation's, which failed: back in it, with music.
+    assert world.asterisk.bridge_of(call.channel_id) == "centralino-queue-beta"
+    assert world.asterisk.bridges["centralino-queue-beta"].music == "calm"
+    assert world.collected.queue_log("beta") == [("NONE", "ENTERQUEUE"),
+                                                 ("1001", "RINGNOANSWER")]
+    assert world.desk.agents["1001"].missed == 1
+    world.asterisk.phones["Local/1001@centralino-agents"] = Phone()  # it rings again
+    await world.clock.advance(1)
+    assert state(world, "1001") is AgentState.ON_CALL  # the caller's place was kept
+    assert world.asterisk.bridge_of(call.channel_id) == f"centralino-call-{call.call_id}"
+    world.asterisk.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+
+
+async def test_asterisk_ending_the_conversation_is_lost_not_completed(world):
+    login(world, "1001")
+    call, task = await started(world, DIRECT)
+    await world.clock.advance(PROMPT_SECONDS + 1)
+    assert state(world, "1001") is AgentState.ON_CALL
+    world.asterisk.hang_up(call.channel_id, soft=True)  # a shutdown, an admin's hangup
+    await asyncio.wait_for(task, 1)
+    record = world.collected.call(call.call_id)
+    assert record["outcome"] == "lost"
+    assert [e for _, e in world.collected.queue_log("beta")] == ["ENTERQUEUE", "CONNECT"]
+    assert state(world, "1001") is AgentState.WRAP_UP
+
+
+async def test_a_number_without_a_flow_hears_no_service_and_is_hung_up(world):
+    call, task = await started(world, "0999000999")
+    await world.clock.advance(PROMPT_SECONDS)
+    await asyncio.wait_for(task, 1)
+    assert world.asterisk.played[call.channel_id] == ["sound:ss-noservice"]
+    assert call.channel_id in world.asterisk.hung_up
+    assert world.collected.call(call.call_id)["outcome"] == "unknown_number"
+
+
+async def test_nobody_logged_in_sends_the_caller_to_the_no_agents_message(world):
+    call, task = await started(world, RULES)
+    await world.clock.advance(PROMPT_SECONDS)
+    await asyncio.wait_for(task, 1)
+    assert world.collected.queue_log("omega") == [("NONE", "JOINEMPTY")]
+    assert world.asterisk.played[call.channel_id][-1] == "prompt:it/sorry"
+    assert call.channel_id in world.asterisk.hung_up
+
+
+async def test_the_leave_key_takes_the_caller_out_to_its_message(world):
+    login(world, "1003")
+    world.desk.ask("1003", "pause", "agent:1003", "lunch")
+    call, task = await started(world, RULES)
+    await world.clock.advance(0.5)
+    world.asterisk.press(call.channel_id, "0")
+    await world.clock.advance(PROMPT_SECONDS * 2)
+    await asyncio.wait_for(task, 1)
+    assert [e for _, e in world.collected.queue_log("omega")] == ["ENTERQUEUE", "EXITWITHKEY"]
+    assert world.asterisk.played[call.channel_id][-1] == "prompt:it/info_a"
+    assert world.collected.call(call.call_id)["outcome"] == "left_queue"
+
+
+async def test_hold_messages_play_over_the_music_and_max_wait_moves_the_caller(world):
+    login(world, "1003", "1002")
+    world.desk.ask("1003", "pause", "agent:1003", "meeting")
+    world.desk.ask("1002", "pause", "agent:1002", "meeting")
+    call, task = await started(world, RULES)
+    await world.clock.advance(PROMPT_SECONDS * 3)  # the announcement (position), then music
+    heard = world.asterisk.played[call.channel_id]
+    assert "prompt:it/promo_now" in heard
+    assert "prompt:it/promo_old" not in heard and "prompt:it/promo_future" not in heard
+    world.desk.ask("1002", "resume", "agent:1002")  # alpha's agent is back, omega's is not
+    await world.clock.advance(16)  # omega's max wait: on to alpha, keeping their arrival
+    await world.clock.advance(1)
+    assert [e for _, e in world.collected.queue_log("omega")][-1] == "EXITWITHTIMEOUT"
+    assert state(world, "1002") is AgentState.ON_CALL
+    assert world.collected.queue_log("alpha")[:2] == [("NONE", "ENTERQUEUE"), ("1002", "CONNECT")]
+    world.asterisk.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+    assert world.collected.call(call.call_id)["topic"] == "alpha"
+
+
+async def test_the_callback_key_hands_the_callers_place_to_a_recall(world):
+    login(world, "1001")
+    world.desk.ask("1001", "pause", "agent:1001", "meeting")
+    call, task = await started(world, DIRECT)
+    await world.clock.advance(PROMPT_SECONDS)
+    world.asterisk.press(call.channel_id, "5")
+    await world.clock.advance(PROMPT_SECONDS)
+    await asyncio.wait_for(task, 1)
+    assert world.callbacks.asked == [("beta", CALLER)]
+    assert world.asterisk.played[call.channel_id][-1] == "prompt:it/callback_ok"
+    assert world.collected.call(call.call_id)["outcome"] == "callback"
+    assert world.queues.position(call.call_id) is None
+
+
+async def test_a_number_that_cannot_be_called_back_hears_why_and_keeps_waiting(world):
+    world.callbacks.refuse = RecallError("number", "withheld number")
+    login(world, "1001")
+    world.desk.ask("1001", "pause", "agent:1001", "meeting")
+    call, task = await started(world, DIRECT, caller="")
+    await world.clock.advance(PROMPT_SECONDS)
+    world.asterisk.press(call.channel_id, "5")
+    await world.clock.advance(PROMPT_SECONDS)
+    assert world.asterisk.played[call.channel_id][-1] == "prompt:it/callback_no"
+    assert world.queues.position(call.call_id) == 1
+    world.desk.ask("1001", "resume", "agent:1001")
+    await world.clock.advance(1)
+    assert state(world, "1001") is AgentState.ON_CALL
+    world.asterisk.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+    assert world.collected.call(call.call_id)["outcome"] == "answered"
