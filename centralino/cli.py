@@ -221,7 +221,11 @@ def _api(settings: Settings, method: str, path: str, body: Any = None) -> tuple[
         with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - always http://
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+        try:
+            return exc.code, json.loads(exc.read() or b"null")
+        except ValueError:  # not our JSON error: a crash (500) or whatever sits in front
+            raise click.ClickException(f"the service answered {exc.code} {exc.reason} to "
+                                       f"{method} {path}: see its log") from None
     except urllib.error.URLError as exc:
         raise click.ClickException(f"the service is not answering at {url}: {exc.reason}. "
                                    "Is `centralino run` running?") from None
@@ -400,7 +404,7 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Apply the schema migrations (the service also does this when it starts)."""
-    from centralino.storage.store import Store
+    from centralino.storage.store import DatabaseError, Store
 
     settings = _settings(ctx)
 
@@ -408,5 +412,8 @@ def db_upgrade(ctx: click.Context) -> None:
         async with Store(settings.database.url):
             pass
 
-    asyncio.run(upgrade())
+    try:
+        asyncio.run(upgrade())
+    except DatabaseError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo("database schema is up to date")

@@ -24,7 +24,7 @@ from centralino.clock import LoopClock
 from centralino.config import Config, load_config
 from centralino.desk import Desk
 from centralino.media import PromptCatalog
-from centralino.promptbuild import build_prompts
+from centralino.promptbuild import PromptBuildError, build_prompts
 from centralino.recalls import RECALL_CHANNEL, RecallParts, Recalls, RecallSession
 from centralino.registry import Registry
 from centralino.settings import Settings
@@ -184,8 +184,11 @@ class Service:
         # In a thread: calls go on being served while the files are read (ivr/yamlfile.py bounds
         # what one file may cost).
         config = await asyncio.to_thread(load_config, s)
-        report = await asyncio.to_thread(build_prompts, config.call.prompts, s.prompts.recordings,
-                                         s.prompts.build_dir)
+        try:
+            report = await asyncio.to_thread(build_prompts, config.call.prompts,
+                                             s.prompts.recordings, s.prompts.build_dir)
+        except PromptBuildError as exc:  # the build folder unwritable, its index unreadable
+            raise ConfigError.single(str(s.prompts.build_dir), f"prompts: {exc}") from None
         for error in report.errors:
             log.error("prompt build: %s", error)
         catalog = PromptCatalog(s.prompts.build_dir, s.http.public_url)

@@ -137,7 +137,11 @@ class SimCaller:
 
     async def __aenter__(self) -> Self:
         await self.ari.__aenter__()
-        await self.ari.check()
+        try:
+            await self.ari.check()
+        except BaseException:
+            await self.ari.__aexit__()  # no HTTP session left for the garbage collector
+            raise
 
         async def nothing() -> None:
             return None

@@ -314,8 +314,8 @@ class AriClient:
             self._rest_ws = await self._probe_rest_over_ws()
         except AriError as exc:
             log.error("setting up the ARI connection failed: %s", exc)
-            if self._ws is not None:
-                await self._ws.close()
+            if ws is not None:  # this setup's socket: a newer one may have replaced it
+                await ws.close()
             return
         if ws is None or ws.closed:  # dropped meanwhile: not connected, the next one sets up
             return

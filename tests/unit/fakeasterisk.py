@@ -173,7 +173,7 @@ class FakeAsterisk:
         bridge = self._bridge(bridge_id)
         self._live(channel)
         if channel not in bridge.members:
-            raise AriError(f"removeChannel: 422 Channel not in this bridge", 422)
+            raise AriError("removeChannel: 422 Channel not in this bridge", 422)
         bridge.members.discard(channel)
 
     async def start_moh(self, bridge_id: str, music_class: str) -> None:
@@ -258,9 +258,7 @@ class Collected:
         """The call's row as the inserts and updates leave it."""
         row: dict[str, Any] = {}
         for r in self.records:
-            if isinstance(r, Insert) and r.table == "calls" and r.values["id"] == call_id:
-                row.update(r.values)
-            elif isinstance(r, Update) and r.table == "calls" and r.key == call_id:
+            if (isinstance(r, Insert) and r.table == "calls" and r.values["id"] == call_id) or (isinstance(r, Update) and r.table == "calls" and r.key == call_id):
                 row.update(r.values)
         return row
 

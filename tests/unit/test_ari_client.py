@@ -475,9 +475,6 @@ async def test_the_command_an_event_caused_is_timed_once(fake: FakeAri) -> None:
     assert 0 < wall < 1 and 0 <= cpu <= wall + 0.01
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a connection's setup that fails after the socket "
-                   "was replaced closes the new socket (client.py:305-306 closes self._ws, "
-                   "not the socket it was setting up)")
 async def test_a_late_failure_of_an_old_setup_leaves_the_new_connection_alone(
         fake: FakeAri, hurried: Hurried, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -200,9 +200,6 @@ def test_reload_with_the_wrong_admin_token_is_refused_and_says_so(api):
     assert api.requests == [("POST", "/api/admin/reload", "Bearer an-old-token", 401)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: cli._api json-decodes every error body; the "
-                   "service's 500 (text/plain, a reload failing on anything but ConfigError) "
-                   "makes `reload` die with a JSONDecodeError traceback")
 def test_reload_reports_a_failing_service_without_a_traceback(api):
     api.service.reload_outcome = PromptBuildError("/var/prompts: cannot create: read-only")
     result = cli("reload", env=api.env())
@@ -380,8 +377,6 @@ def test_db_upgrade_creates_the_schema_in_a_new_sqlite_file(tmp_path):
     assert version
 
 
-@pytest.mark.xfail(strict=True, reason="bug: `db upgrade` does not catch DatabaseError as `run` "
-                   "does: a database it cannot open ends in a traceback, not the one-line reason")
 def test_db_upgrade_says_which_database_it_cannot_open(tmp_path):
     (tmp_path / "desk.db").write_bytes(b"not a database, a file put there by mistake" * 100)
     url = f"sqlite+aiosqlite:///{tmp_path}/desk.db"

@@ -237,10 +237,6 @@ async def test_a_caller_with_wrong_credentials_fails_at_once(fake: FakeAri) -> N
         await sim.ari.__aexit__()  # the session the failed start left open (see below)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: SimCaller.__aenter__ (simcaller.py:139-140) "
-                   "leaves the client's HTTP session open when the check (or the connection) "
-                   "fails; `centralino call` then leaves it for the garbage collector, which "
-                   "reports 'Unclosed client session'")
 async def test_a_caller_that_could_not_start_leaves_no_session_open(fake: FakeAri) -> None:
     sim = SimCaller(fake.url, fake.username, "wrong")
     try:
