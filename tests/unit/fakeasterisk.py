@@ -258,7 +258,8 @@ class Collected:
         """The call's row as the inserts and updates leave it."""
         row: dict[str, Any] = {}
         for r in self.records:
-            if (isinstance(r, Insert) and r.table == "calls" and r.values["id"] == call_id) or (isinstance(r, Update) and r.table == "calls" and r.key == call_id):
+            key = r.values["id"] if isinstance(r, Insert) else r.key
+            if r.table == "calls" and key == call_id:
                 row.update(r.values)
         return row
 
@@ -311,7 +312,8 @@ class Desk_:
         self.queues = QueueManager()
         self.desk = Desk(clock, self.records, self.queues, self.registry)
         self.call_config: CallConfig = load_call_config(CONFIG, CONFIG / "manifest.yaml")
-        self.desk.configure(load_agents_config(CONFIG / "agents.yaml", set(self.call_config.queues)))
+        topics = set(self.call_config.queues)
+        self.desk.configure(load_agents_config(CONFIG / "agents.yaml", topics))
         self.spawned: list[Any] = []
         self.legs = LegParts(self.asterisk, Bridges(self.asterisk), clock, self.records,
                              self.desk, self.queues, self.registry, "centralino", self._spawn)
