@@ -258,8 +258,9 @@ class Collected:
         """The call's row as the inserts and updates leave it."""
         row: dict[str, Any] = {}
         for r in self.records:
-            key = r.values["id"] if isinstance(r, Insert) else r.key
-            if r.table == "calls" and key == call_id:
+            if r.table != "calls":
+                continue
+            if (r.values["id"] if isinstance(r, Insert) else r.key) == call_id:
                 row.update(r.values)
         return row
 
