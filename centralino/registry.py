@@ -33,6 +33,10 @@ class Registry:
     def live(self, party: Party) -> None:
         self.calls[party.call_id] = party
 
+    def in_progress(self) -> int:
+        """Calls with a channel up: a caller and the agent's leg rung for them are one."""
+        return len({id(party) for party in self.channels.values()})
+
     def over(self, party: Party) -> None:
         if self.calls.get(party.call_id) is party:
             del self.calls[party.call_id]

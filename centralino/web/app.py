@@ -84,7 +84,7 @@ async def health(request: web.Request) -> web.Response:
         "database_problem_seconds": None if since is None else round(time.time() - since),
         "records_waiting": svc.writer.waiting,
         "config_version": svc.config.version,
-        "calls_in_progress": len(svc.registry.channels),
+        "calls_in_progress": svc.registry.in_progress(),
     }, status=200 if connected else 503)
 
 
@@ -132,7 +132,7 @@ async def prometheus(request: web.Request) -> web.Response:
                     headers={"Retry-After": str(wait)})
 
     async def render() -> bytes:
-        metrics.ACTIVE_CALLS.set(len(svc.registry.channels))
+        metrics.ACTIVE_CALLS.set(svc.registry.in_progress())
         metrics.DATABASE_UP.set(svc.writer.fault is None)
         metrics.RECORDS_WAITING.set(svc.writer.waiting)
         metrics.WAITING.clear()  # a topic a reload removed goes once nobody waits in it

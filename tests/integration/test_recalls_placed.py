@@ -333,7 +333,7 @@ async def test_restart_during_a_recall_conversation_keeps_the_agent_on_call(
     assert not agent_leg.ended.is_set() and not citizen.ended.is_set()
     restarted = await start_service(keep_agents=True, keep_recalls=True)
     async def adopted() -> bool:
-        return recall_id in restarted.calls
+        return recall_id in restarted.registry.calls
     await until(adopted, 5)
     assert restarted.desk.agents["1003"].state == "on_call"
     live = await caller.dial(DIRECT, caller_number="0622223333")

@@ -196,7 +196,7 @@ async def test_the_agent_with_the_lowest_penalty_gets_the_caller(web):
 async def test_a_caller_gone_before_the_offer_leaves_the_agent_free(web):
     client, parts = web
     parts.caller_waits("c1", "suap")
-    del parts.calls["c1"]  # hung up in the same instant
+    del parts.registry.calls["c1"]  # hung up in the same instant
     answer = await (await act(client, "1001", "login", token("1001"))).json()
     assert (answer["state"], answer["call_id"]) == ("available", None)
     events = await (await client.get("/api/agents/1001/events", headers=bearer(ADMIN))).json()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,9 +22,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from centralino.clock import LoopClock, Timer
 from centralino.config import Config, load_config
 from centralino.desk import Desk
 from centralino.media import PromptCatalog
+from centralino.registry import Registry
 from centralino.settings import Settings, load_settings
 from centralino.storage.records import Records
 from centralino.storage.store import Store
@@ -96,6 +98,19 @@ class RecallScheduler:
         pass
 
 
+class StillClock(FixedClock):
+    """Wall time that moves only when a test moves it; timers (wrap-ups) from the loop."""
+
+    def monotonic(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def after(self, seconds: float) -> asyncio.Future[None]:
+        return LoopClock(self).after(seconds)
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        return asyncio.get_running_loop().call_later(seconds, callback)
+
+
 class CallSession:
     """A caller's session as the desk reaches it: it is handed the offers made for it."""
 
@@ -112,13 +127,12 @@ class Parts:
     def __init__(self, settings: Settings, config: Config, store: Store) -> None:
         self.settings = settings
         self.config = config
-        self.clock = FixedClock(NOW)
+        self.clock = StillClock(NOW)
         self.store = store
         self.writer = Writer(store.write)
         self.records = Records(self.writer)
         self.queues = QueueManager(settings.recalls.share)
-        self.sessions: dict[str, Any] = {}
-        self.calls: dict[str, CallSession] = {}
+        self.registry = Registry()
         self.overrides: dict[str, Override] = {}
         self.catalog = PromptCatalog(settings.prompts.build_dir, settings.http.public_url)
         self.ari = Ari()
@@ -168,7 +182,8 @@ class Parts:
         that receives the desk's offers."""
         since = self.clock.now() - timedelta(seconds=seconds_ago)
         self.queues.join(Waiting(call_id, topic, since, caller=caller, line=line))
-        session = self.calls[call_id] = CallSession()
+        session = CallSession()
+        self.registry.calls[call_id] = session
         return session
 
     def screen_pop(self, call_id: str, offer_id: str, topic: str = "suap") -> CallOffer:
@@ -182,7 +197,7 @@ class Parts:
 
 def make_desk(parts: Parts) -> Desk:
     """The one place a Desk is built."""
-    return Desk(cast("Service", parts))
+    return Desk(parts.clock, parts.records, parts.queues, parts.registry)
 
 
 def settings_for(tmp_path: Path, env: dict[str, str] | None = None) -> Settings:
