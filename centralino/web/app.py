@@ -13,7 +13,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,6 +27,7 @@ from centralino.web import recalls as recalls_api
 from centralino.web.common import (
     CHALLENGE,
     SERVICE,
+    Shell,
     allow,
     authenticate,
     caught_up,
@@ -42,10 +43,8 @@ from ivr.clock import aware
 from ivr.hours import line_status
 from ivr.yamlfile import ConfigError
 
-if TYPE_CHECKING:
-    from centralino.service import Service
 
-def create_app(service: Service) -> web.Application:
+def create_app(service: Shell) -> web.Application:
     app = web.Application(middlewares=[plain_errors, database_away, authenticate])
     app[SERVICE] = service
     app[METRICS_PAGE] = MetricsPage(service.settings.http.metrics_max_age)
@@ -198,7 +197,7 @@ async def ari_latency(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
-def _line(svc: Service, number: str) -> Any:
+def _line(svc: Shell, number: str) -> Any:
     flow = svc.call_config.flows.get(number)
     if flow is None:
         raise error(web.HTTPNotFound, f"no line with number {number}")

@@ -16,7 +16,7 @@ import functools
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
@@ -24,10 +24,75 @@ from pydantic import BaseModel, Field, ValidationError
 from centralino.storage.faults import UNREACHABLE, fault_of
 from centralino.tokens import weakness
 
-if TYPE_CHECKING:
-    from centralino.service import Service
+if TYPE_CHECKING:  # types only: the web layer never imports the service that runs it
+    from collections import deque
+    from collections.abc import Mapping
+    from datetime import datetime
 
-SERVICE: web.AppKey[Service] = web.AppKey("service")
+    from centralino.clock import Timers
+    from centralino.config import Config
+    from centralino.desk import Desk
+    from centralino.media import PromptCatalog
+    from centralino.registry import Registry
+    from centralino.settings import Settings
+    from centralino.storage.store import Store
+    from centralino.storage.writer import Writer
+    from ivr.config import CallConfig
+    from ivr.hours import Override
+    from queue_manager.queues import QueueManager
+
+
+class AriHealth(Protocol):
+    @property
+    def connected(self) -> asyncio.Event: ...
+    @property
+    def reaction_samples(self) -> deque[tuple[float, float]]: ...
+
+
+class RecallPlacing(Protocol):
+    def poke(self) -> None: ...
+    def cancelled(self, recall_id: str) -> None: ...
+
+
+class Shell(Protocol):
+    """What the HTTP API reaches of the running service (centralino.service.Service builds
+    the parts and is one): the agents' desk, the records, the lines, the configuration."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Timers: ...
+    @property
+    def desk(self) -> Desk: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def writer(self) -> Writer: ...
+    @property
+    def queues(self) -> QueueManager: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def ari(self) -> AriHealth: ...
+    @property
+    def recalls(self) -> RecallPlacing: ...
+    @property
+    def catalog(self) -> PromptCatalog: ...
+    @property
+    def overrides(self) -> Mapping[str, Override]: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def call_config(self) -> CallConfig: ...
+    @property
+    def topics(self) -> list[str]: ...
+    async def reload(self) -> Config: ...
+    async def set_override(self, number: str, state: str, until: datetime, reason: str,
+                           by: str) -> Override: ...
+    async def clear_override(self, number: str, by: str) -> bool: ...
+
+
+SERVICE: web.AppKey[Shell] = web.AppKey("service")
 WHO = web.RequestKey("who", tuple)  # (role, id): role is admin, supervisor or agent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Told the address of each request refused as abuse; True if that address is barred now
@@ -145,7 +210,7 @@ def well_formed(token: str) -> bool:
         and " " not in token
 
 
-def identify(service: Service, token: str) -> tuple[str, str] | None:
+def identify(service: Shell, token: str) -> tuple[str, str] | None:
     """(role, id) of whoever holds `token`, or None."""
     if not well_formed(token):
         return None
@@ -156,7 +221,7 @@ def identify(service: Service, token: str) -> tuple[str, str] | None:
     return who if who and strong_enough(service, token, f"{who[0]} {who[1]}") else None
 
 
-def strong_enough(service: Service, token: str, whose: str) -> bool:
+def strong_enough(service: Shell, token: str, whose: str) -> bool:
     """Production refuses a weak token even when it matches: only its hash is configured, so
     this is the first moment its strength can be judged. Development takes any."""
     if service.settings.mode != "production" or (why := weakness(token)) is None:

@@ -14,18 +14,15 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from centralino import figures, metrics
 from centralino.storage.faults import fault_of
-from centralino.web.common import SERVICE, allow, caught_up, error
+from centralino.web.common import SERVICE, Shell, allow, caught_up, error
 from cti.recalls import ATTEMPT_OUTCOMES
 from ivr.clock import LOCAL, aware
-
-if TYPE_CHECKING:
-    from centralino.service import Service
 
 log = logging.getLogger("centralino.figures")
 # A wrap-up lasts at most 600 s (ivr.schema.QueueTopic.wrap_up): the change that ends it is
@@ -86,7 +83,7 @@ def period(params: Mapping[str, str], now: datetime) -> tuple[datetime, datetime
 
 # --- figures ----------------------------------------------------------------------------------
 
-def thresholds(svc: Service) -> dict[str, figures.Thresholds]:
+def thresholds(svc: Shell) -> dict[str, figures.Thresholds]:
     return {name: figures.Thresholds(q.service_level, q.short_abandon)
             for name, q in svc.call_config.queues.items()}
 
@@ -96,7 +93,7 @@ def _log_rows(rows: list[Any]) -> list[figures.LogRow]:
                            r.number or "", r.announced_wait) for r in rows]
 
 
-async def period_report(svc: Service, since: datetime, until: datetime,
+async def period_report(svc: Shell, since: datetime, until: datetime,
                         topic: str | None = None, line: str | None = None) -> figures.Report:
     rows = await svc.store.figures_rows(since, until)
     # Wrap-ups: the agents' changes from the first answer to just after the last call ended.
@@ -112,14 +109,14 @@ async def period_report(svc: Service, since: datetime, until: datetime,
         agent_changes=[(c.agent_id, c.at, c.state) for c in changes], topic=topic, line=line))
 
 
-async def recall_report(svc: Service, since: datetime, until: datetime,
+async def recall_report(svc: Shell, since: datetime, until: datetime,
                         topic: str | None = None) -> dict[str, Any]:
     requests, attempts = await svc.store.recall_figures_rows(since, until, topic)
     return figures.recall_report(
         [figures.RecallRow(*r) for r in requests], [figures.AttemptRow(*a) for a in attempts])
 
 
-def live(svc: Service, topics: list[str]) -> dict[str, Any]:
+def live(svc: Shell, topics: list[str]) -> dict[str, Any]:
     return figures.live({t: svc.queues.waiting(t) for t in topics}, svc.desk.agents.values(),
                         svc.clock.now())
 
@@ -182,7 +179,7 @@ async def _chain(first: list[Any], rest: Any) -> Any:
 
 # --- Prometheus -------------------------------------------------------------------------------
 
-async def refresh(svc: Service) -> None:
+async def refresh(svc: Shell) -> None:
     """Set the live gauges, then today's figures per topic (one database query). /metrics
     (app.py) calls this just before it renders them."""
     topics = svc.topics

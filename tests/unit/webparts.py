@@ -40,7 +40,7 @@ from ivr.hours import Override
 from queue_manager.queues import QueueManager, Waiting
 
 if TYPE_CHECKING:
-    from centralino.service import Service
+    from centralino.web.common import Shell
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = "admin-token-of-the-web-tests"
@@ -244,7 +244,7 @@ async def web_parts(tmp_path: Path, env: dict[str, str] | None = None
     parts.desk.configure(config.agents, {})  # as at start: everybody logged out
     parts.writer.start()
     try:
-        app = create_app(cast("Service", parts))
+        app = create_app(cast("Shell", parts))
         async with TestClient(TestServer(app)) as client:
             yield client, parts
     finally:
