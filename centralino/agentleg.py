@@ -1,6 +1,6 @@
 """An agent's phone rung for somebody waiting in a line: a caller (centralino.calls) or a
-recall request (centralino.recalls). Ringing, the answer, the end of the conversation and the
-wrap-up, a missed ring, a phone that cannot be rung: written once, for both.
+recall request (centralino.recalls.placing). Ringing, the answer, the end of the
+conversation and the wrap-up, a missed ring, a phone that cannot be rung: written once.
 """
 
 from __future__ import annotations

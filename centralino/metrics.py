@@ -16,7 +16,8 @@ DATABASE_UP = Gauge("centralino_database_up",
 RECORDS_WAITING = Gauge("centralino_records_waiting",
                         "Call records, queue_log lines and events not yet written")
 
-# Figures (centralino.figures), refreshed when /metrics is scraped (centralino.web.figures).
+# Figures (centralino.figures.compute), refreshed when /metrics is scraped
+# (centralino.figures.http).
 LONGEST_WAIT = Gauge("centralino_queue_longest_wait_seconds",
                      "How long the longest-waiting caller of the topic has waited", ["topic"])
 AGENTS = Gauge("centralino_agents", "Agents by state", ["state"])
@@ -38,7 +39,8 @@ TODAY_ASA = Gauge("centralino_today_asa_seconds", "Average wait of answered call
                   ["topic"])
 TODAY_AHT = Gauge("centralino_today_aht_seconds", "Average talk time of completed calls",
                   ["topic"])
-# Recall requests created since local midnight, per topic (centralino.figures.recall_report).
+# Recall requests created since local midnight, per topic
+# (centralino.figures.compute.recall_report).
 TODAY_RECALLS = Gauge("centralino_today_recall_requests",
                       "Recall requests made today, by where they stand now", ["topic", "status"])
 TODAY_RECALL_ATTEMPTS = Gauge("centralino_today_recall_attempts",

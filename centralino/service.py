@@ -25,7 +25,7 @@ from centralino.config import Config, load_config
 from centralino.desk import Desk
 from centralino.media import PromptCatalog
 from centralino.promptbuild import PromptBuildError, build_prompts
-from centralino.recalls import RECALL_CHANNEL, RecallParts, Recalls, RecallSession
+from centralino.recalls.placing import RECALL_CHANNEL, RecallParts, Recalls, RecallSession
 from centralino.registry import Registry
 from centralino.settings import Settings
 from centralino.storage.records import Records

@@ -1,8 +1,8 @@
 """Recall requests from the help desk portal ("Call me now", "Call me back"): the rules.
 
 Pure logic, no aiohttp and no database: which numbers may be called, when a request joins its
-topic's queue, the portal clients' keys and the rate limits. centralino/web/recalls.py applies
-them to HTTP requests; centralino/recalls.py places the calls with the retry rules below.
+topic's queue, the portal clients' keys and the rate limits. centralino/recalls/http.py applies
+them to HTTP requests; centralino/recalls/placing.py places the calls with the retry rules below.
 """
 
 from __future__ import annotations

@@ -433,7 +433,7 @@ class Store:
     async def recall_figures_rows(self, since: datetime, until: datetime, topic: str | None = None
                                   ) -> tuple[list[Any], list[Any]]:
         """Requests created in [since, until) (of `topic`) and all their attempts, as rows of
-        the columns centralino.figures needs."""
+        the columns centralino.figures.compute needs."""
         requests = (select(RecallRequest.id, RecallRequest.topic, RecallRequest.mode,
                            RecallRequest.status, RecallRequest.created_at,
                            RecallRequest.slot_at, RecallRequest.attempts)

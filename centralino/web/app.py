@@ -20,10 +20,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from centralino import metrics
+from centralino.figures import http as figures_api
+from centralino.recalls import http as recalls_api
 from centralino.storage.models import Call, LineOverride
 from centralino.web import agents, console
-from centralino.web import figures as figures_api
-from centralino.web import recalls as recalls_api
 from centralino.web.common import (
     CHALLENGE,
     SERVICE,

@@ -253,7 +253,7 @@ async def plain_errors(request: web.Request, handler: Handler) -> web.StreamResp
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     # A handler marked `own_auth = True` checks its own credentials (the portals' API keys of
-    # web/recalls.py are not tokens known here).
+    # recalls/http.py are not tokens known here).
     if request.path.startswith("/api/") and not getattr(request.match_info.handler, "own_auth",
                                                         False):
         who = identify(request.app[SERVICE], presented_token(request))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp import web
 
-from centralino.figures import (
+from centralino.figures.compute import (
     AttemptRow,
     LogRow,
     RecallRow,
@@ -22,7 +22,7 @@ from centralino.figures import (
     report,
     topic_figures,
 )
-from centralino.web.figures import period
+from centralino.figures.http import period
 from cti.agents import Agent, AgentState
 from queue_manager.queues import Waiting
 

@@ -1,7 +1,7 @@
-"""Placing recall requests (centralino.recalls) on the fake Asterisk and a virtual clock, with
-the requests in a real Store (SQLite): which phones ring, who is bridged to whom, what the
-request says afterwards. tests/integration/test_recalls_placed.py runs the same against the
-real Asterisk."""
+"""Placing recall requests (centralino.recalls.placing) on the fake Asterisk and a virtual
+clock, with the requests in a real Store (SQLite): which phones ring, who is bridged to whom,
+what the request says afterwards. tests/integration/test_recalls_placed.py runs the same
+against the real Asterisk."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from centralino.clock import VirtualClock
-from centralino.recalls import RecallParts, Recalls
+from centralino.recalls.placing import RecallParts, Recalls
 from centralino.storage.models import RecallRequest
 from centralino.storage.store import Store
 from cti.agents import AgentState

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from centralino.config import load_config
+from centralino.recalls import http as api
 from centralino.settings import Settings, load_settings
 from centralino.storage.models import RecallRequest
 from centralino.storage.store import Store
-from centralino.web import recalls as api
 from centralino.web.common import SERVICE, authenticate
 from cti.config import AgentEntry, AgentsConfig, SupervisorEntry, token_hash
 from cti.recalls import (
@@ -318,7 +318,7 @@ def fake_service(store: Store, limits: RecallLimits) -> SimpleNamespace:
     return SimpleNamespace(settings=settings, store=store, clock=FixedClock(NOW),
                            call_config=call, config=SimpleNamespace(agents=agents, call=call),
                            queues=QueueManager(),  # the lines (positions of waiting requests)
-                           # the scheduler (centralino.recalls.Recalls): poked, told of cancels
+                           # the scheduler (recalls.placing.Recalls): poked, told of cancels
                            recalls=SimpleNamespace(poke=lambda: None, cancelled=lambda _: None))
 
 

@@ -1,4 +1,4 @@
-"""Figures over HTTP (centralino.web.figures): `/api/figures` with its filters (period, topic,
+"""Figures over HTTP (centralino.figures.http): `/api/figures` with its filters (period, topic,
 line by name or number), the live state and the recall figures; the `queue_log` export; today's
 figures on `/metrics`; and bad periods refused. The calls are stored as the service stores them
 (records through the writer) and the expected numbers follow from the README's definitions."""

@@ -86,7 +86,7 @@ class Ari:
 
 
 class RecallScheduler:
-    """centralino.recalls.Recalls as the handlers use it: poked when a request waits again."""
+    """recalls.placing.Recalls as the handlers use it: poked when a request waits again."""
 
     def __init__(self) -> None:
         self.pokes = 0

@@ -1,6 +1,6 @@
 """Figures over HTTP: `GET /api/figures` (a period's figures and the live state), `GET
 /api/queue_log` (the history in Asterisk's queue_log file format) and the figures' Prometheus
-gauges, refreshed when `/metrics` is scraped. Definitions: centralino.figures.
+gauges, refreshed when `/metrics` is scraped. Definitions: centralino.figures.compute.
 
 Periods: `from` and `to` are ISO dates or date-times; without an offset they are Italian local
 time (the service clock's zone). A date as `to` means the end of that day. Default: today,
@@ -18,7 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from centralino import figures, metrics
+from centralino import metrics
+from centralino.figures import compute as figures
 from centralino.storage.faults import fault_of
 from centralino.web.common import SERVICE, Shell, allow, caught_up, error
 from cti.recalls import ATTEMPT_OUTCOMES
