@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -121,10 +122,9 @@ class Store:
         """Earlier calls from the same number, newest first (for the agent's screen pop)."""
         if not caller:
             return []
-        query = (select(Call).where(Call.caller_number == caller, Call.started_at < before)
-                 .order_by(Call.started_at.desc()).limit(limit))
         async with self.sessions() as s:
-            return list((await s.scalars(query)).all())
+            return list((await s.scalars(_PREVIOUS_CONTACTS, {
+                "caller": caller, "before": before, "limit": limit})).all())
 
     # --- agents, offers, queue_log --------------------------------------------------------
 
@@ -478,6 +478,12 @@ def _drop_read_only(context: ExceptionContext) -> None:
         context.is_disconnect = True
 
 
+# Built once (one is run for every agent's phone that rings).
+_PREVIOUS_CONTACTS = (select(Call).where(Call.caller_number == bindparam("caller"),
+                                         Call.started_at < bindparam("before"))
+                      .order_by(Call.started_at.desc()).limit(bindparam("limit")))
+
+
 class _Unchanged(Exception):
     """Leave a transaction without changing anything."""
 
@@ -485,19 +491,32 @@ class _Unchanged(Exception):
 def _statement(run: list[records.Record]) -> tuple[Any, list[dict[str, Any]]]:
     """One statement for a run of records of one shape, and its rows' parameters."""
     first = run[0]
-    table = records.TABLES[first.table]
     if isinstance(first, records.Insert):
-        return insert(table), [r.values for r in run]
-    (key,) = table.primary_key.columns
-    where = [key == bindparam("_key")]
-    where += [table.c[col].is_(None) if value is None else table.c[col] == bindparam(f"_if_{col}")
-              for col, value in first.only_if]
-    statement = update(table).where(*where).values(
-        {col: bindparam(col) for col in first.values})
+        return _insert(first.table), [r.values for r in run]
+    conditions = tuple((col, value is None) for col, value in first.only_if)
+    statement = _update(first.table, tuple(first.values), conditions)
     rows = [{**r.values, "_key": r.key,  # type: ignore[union-attr]
              **{f"_if_{c}": v for c, v in r.only_if if v is not None}}  # type: ignore[union-attr]
             for r in run]
     return statement, rows
+
+
+# A statement per shape, built once: the same object is also what SQLAlchemy's compiled cache
+# knows at once (building it again for every batch cost more than running it on SQLite).
+@functools.cache
+def _insert(table: str) -> Any:
+    return insert(records.TABLES[table])
+
+
+@functools.cache
+def _update(table_name: str, columns: tuple[str, ...],
+            conditions: tuple[tuple[str, bool], ...]) -> Any:
+    table = records.TABLES[table_name]
+    (key,) = table.primary_key.columns
+    where = [key == bindparam("_key")]
+    where += [table.c[col].is_(None) if is_null else table.c[col] == bindparam(f"_if_{col}")
+              for col, is_null in conditions]
+    return update(table).where(*where).values({col: bindparam(col) for col in columns})
 
 
 def _upgrade(connection: Connection) -> None:

@@ -319,6 +319,21 @@ async def test_with_rest_over_ws_only_requests_with_a_body_use_http(fake: FakeAr
     ]
 
 
+async def test_a_request_on_the_socket_that_asterisk_never_answers_fails_in_time(
+        fake: FakeAri, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "WS_REQUEST_TIMEOUT", 0.2)
+    fake.channels["c-1"] = channel("c-1")
+    fake.stall("POST", "/channels/c-1/answer")
+    listener = Listener()
+    async with ari_of(fake) as ari, running(ari, listener):
+        with pytest.raises(AriUnavailable, match=r"did not answer POST /channels/c-1/answer"):
+            await asyncio.wait_for(ari.answer("c-1"), 2)
+        assert ari._pending == {}  # nothing left waiting for an answer that never comes
+        fake.restore("POST", "/channels/c-1/answer")
+        await ari.answer("c-1")  # the socket still serves the next request
+    assert [r.via for r in fake.received if r.path == "/channels/c-1/answer"] == ["ws", "ws"]
+
+
 async def test_an_asterisk_without_rest_over_ws_gets_requests_over_http(
         hurried: Hurried, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "centralino.ari")
