@@ -15,6 +15,7 @@ database, after the service's writer has caught up.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -30,7 +31,8 @@ PORT = 18081  # tests/integration/conftest.py settings_for
 ADMIN_TOKEN = "test-admin-token"  # tests/integration/config/centralino.yaml http.admin_token
 SUPERVISOR_TOKEN = "dev-sup"  # tests/integration/config/agents.yaml: supervisor "sup"
 PORTAL_TOKEN = "dev-portal"  # recalls.clients.portal
-ARI_URL, ARI_USER = "http://127.0.0.1:8088/ari", aiohttp.BasicAuth("centralino", "centralino-dev")
+ARI_URL = "http://127.0.0.1:8088/ari"  # asterisk-dev/etc/ari.conf: centralino/centralino-dev
+ARI_AUTH = {"Authorization": "Basic " + base64.b64encode(b"centralino:centralino-dev").decode()}
 POPS = ("offer", "recall", "recall_outcome")  # screen pops among a console's messages
 
 
@@ -308,7 +310,7 @@ class DeskApi:
 
     async def asterisk(self, path: str) -> Any:
         """`GET` on Asterisk's ARI (what an operator can see in Asterisk); None if 404."""
-        async with self.http.get(ARI_URL + path, auth=ARI_USER) as resp:
+        async with self.http.get(ARI_URL + path, headers=ARI_AUTH) as resp:
             if resp.status == 404:
                 return None
             if resp.status != 200:
