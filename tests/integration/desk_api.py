@@ -29,8 +29,6 @@ from ivr.clock import ShiftedClock
 
 PORT = 18081  # tests/integration/conftest.py settings_for
 ADMIN_TOKEN = "test-admin-token"  # tests/integration/config/centralino.yaml http.admin_token
-SUPERVISOR_TOKEN = "dev-sup"  # tests/integration/config/agents.yaml: supervisor "sup"
-PORTAL_TOKEN = "dev-portal"  # recalls.clients.portal
 ARI_URL = "http://127.0.0.1:8088/ari"  # asterisk-dev/etc/ari.conf: centralino/centralino-dev
 ARI_AUTH = {"Authorization": "Basic " + base64.b64encode(b"centralino:centralino-dev").decode()}
 POPS = ("offer", "recall", "recall_outcome")  # screen pops among a console's messages
@@ -302,9 +300,6 @@ class DeskApi:
 
     async def lines(self) -> list[dict[str, Any]]:
         return await self.request("GET", "/api/lines")
-
-    async def health(self) -> dict[str, Any]:
-        return await self.request("GET", "/healthz", token="", expect=(200, 503))
 
     # --- Asterisk's own API ------------------------------------------------------------------
 
