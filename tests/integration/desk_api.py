@@ -1,8 +1,9 @@
 """The running service as its users and clients see it, for the integration tests (issue #10).
 
 Tests drive the service through what a client has: the REST API (agents log in and pause with
-their own tokens, supervisors read queues and agents, the admin reloads and overrides), the
-agents' console WebSocket (screen pops), Asterisk's own ARI, and the phones (simcaller). Not
+their own tokens; queues, agents, calls, queue_log, recalls, reloads and line overrides with the
+admin token of the settings), the agents' console WebSocket (screen pops), Asterisk's own ARI,
+and the phones (simcaller). Not
 through the service's internal objects (desk, queues, registry, sessions, ...): a test that
 passes that way says what a user would see.
 
