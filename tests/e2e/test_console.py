@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
-from centralino.service import Service
-from tests.integration.conftest import record_of, staff
+from tests.integration.conftest import record_of
+from tests.integration.desk_api import DeskApi, staff, stored_offers
 
 pytestmark = pytest.mark.asterisk
 
@@ -25,24 +25,25 @@ async def sign_in(page: Page, agent: str, token: str) -> None:
     await page.get_by_role("button", name="Entra").click()
 
 
-async def stored_events(service: Service, agent: str) -> list[tuple[str, str, str]]:
-    await service.writer.drain()
-    return [(e.state, e.reason, e.by) for e in await service.store.agent_events(agent)]
+async def stored_events(desk: DeskApi, agent: str) -> list[tuple[str, str, str]]:
+    """The agent's stored changes, newest first (`GET /api/agents/{id}/events`)."""
+    return [(e["state"], e["reason"], e["by"]) for e in await desk.agent_events(agent)]
 
 
-async def test_an_agent_signs_in_takes_a_call_and_pauses(start_service, caller, phones, page):
+async def test_an_agent_signs_in_takes_a_call_and_pauses(start_service, desk, caller, phones,
+                                                         page):
     service = await start_service()  # every agent logged out: 1001 logs in from the page
     state = page.locator("#state")
 
     # A wrong token: the page says so, nothing changes.
-    before = await stored_events(service, "1001")
+    before = await stored_events(desk, "1001")
     await sign_in(page, "1001", "dev-1003")
     await expect(page.get_by_role("alert").filter(has_text="non validi")).to_have_text(
         "Codice operatore o chiave personale non validi.")
     await expect(page.get_by_role("button", name="Accedi")).to_be_hidden()
     assert await page.evaluate("sessionStorage.length") == 0
-    assert service.desk.agents["1001"].state == "logged_out"
-    assert await stored_events(service, "1001") == before
+    assert await desk.state("1001") == "logged_out"
+    assert await stored_events(desk, "1001") == before
 
     # Signed in and logged in.
     await page.get_by_label("Chiave personale").fill("dev-1001")
@@ -52,7 +53,7 @@ async def test_an_agent_signs_in_takes_a_call_and_pauses(start_service, caller, 
     assert "dev-1001" not in page.url
     await page.get_by_role("button", name="Accedi").click()
     await expect(state).to_have_text("disponibile")
-    assert (await stored_events(service, "1001"))[0] == ("available", "", "agent:1001")
+    assert (await stored_events(desk, "1001"))[0] == ("available", "", "agent:1001")
 
     # A real call: the pop is on screen before the phone is answered.
     phones.set("1001", "answer", delay=1.5)
@@ -82,7 +83,7 @@ async def test_an_agent_signs_in_takes_a_call_and_pauses(start_service, caller, 
     await expect(pop).to_be_hidden()
     await expect(page.get_by_text("Nessuna chiamata in corso.")).to_be_visible()
     record = await record_of(service, call)
-    [offer] = await service.store.offers_for(record.id)
+    [offer] = await stored_offers(service, record.id)
     assert (offer.agent_id, offer.outcome) == ("1001", "answered")
     assert offer.acked_at is not None and offer.acked_at < offer.answered_at
 
@@ -91,15 +92,16 @@ async def test_an_agent_signs_in_takes_a_call_and_pauses(start_service, caller, 
     await page.get_by_role("button", name="Pausa", exact=True).click()
     await expect(state).to_have_text("in pausa")
     await expect(page.locator("#state-detail")).to_contain_text("Pranzo")
-    assert (await stored_events(service, "1001"))[0] == ("paused", "Pranzo", "agent:1001")
+    assert (await stored_events(desk, "1001"))[0] == ("paused", "Pranzo", "agent:1001")
     await page.get_by_role("button", name="Riprendi").click()
     await expect(state).to_have_text("disponibile")
-    assert (await stored_events(service, "1001"))[0] == ("available", "", "agent:1001")
+    assert (await stored_events(desk, "1001"))[0] == ("available", "", "agent:1001")
 
 
-async def test_the_console_follows_the_system_and_a_restart(start_service, caller, phones, page):
+async def test_the_console_follows_the_system_and_a_restart(start_service, desk, caller, phones,
+                                                            page):
     service = await start_service()
-    staff(service, "1001")
+    await staff(desk, "1001")
     await sign_in(page, "1001", "dev-1001")
     state, detail = page.locator("#state"), page.locator("#state-detail")
     await expect(state).to_have_text("disponibile")
@@ -140,10 +142,10 @@ async def test_the_console_follows_the_system_and_a_restart(start_service, calle
     await expect(detail).to_contain_text("2 chiamate senza risposta")
 
 
-async def test_the_supervisor_board_shows_queues_and_agents_live(start_service, caller, phones,
-                                                                 page):
-    service = await start_service()
-    staff(service)  # nobody: the caller waits
+async def test_the_supervisor_board_shows_queues_and_agents_live(start_service, desk, caller,
+                                                                 phones, page):
+    await start_service()
+    await staff(desk)  # nobody: the caller waits
     await page.goto(CONSOLE + "supervisor.html")
     await page.get_by_label("Chiave personale").fill("dev-1001")  # an agent, not a supervisor
     await page.get_by_role("button", name="Entra").click()
@@ -160,14 +162,14 @@ async def test_the_supervisor_board_shows_queues_and_agents_live(start_service, 
     await expect(beta.locator("td").nth(3)).to_have_text(number)
 
     phones.set("1003", "answer", delay=0.3)
-    service.desk.ask("1003", "login", "test")
+    await desk.login("1003")
     agent = page.locator('#agents tr[data-agent="1003"] td.state')
     await expect(agent).to_have_text("in chiamata")
     await expect(beta.locator("td").nth(1)).to_have_text("0")
     await call.hangup()
     await expect(agent).to_have_text("disponibile")
 
-    service.desk.ask("1003", "logout", "test")  # nobody again: a recall request waits
+    await desk.logout("1003")  # nobody again: a recall request waits
     national = f"347{random.randrange(10**7):07d}"
     async with aiohttp.ClientSession() as http, http.post(
             "http://127.0.0.1:18081/api/recalls", headers={"Authorization": "Bearer dev-portal"},

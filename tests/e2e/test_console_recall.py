@@ -12,8 +12,8 @@ from tests.integration.test_recalls_placed import ask, bridged, status_is
 pytestmark = pytest.mark.asterisk
 
 
-async def test_a_recall_pop_and_the_agents_verdict(start_service, phones, citizens, page):
-    service = await start_service()
+async def test_a_recall_pop_and_the_agents_verdict(start_service, desk, phones, citizens, page):
+    await start_service()
     await sign_in(page, "1003", "dev-1003")
     await page.get_by_role("button", name="Accedi").click()
     await expect(page.locator("#state")).to_have_text("disponibile")
@@ -33,10 +33,10 @@ async def test_a_recall_pop_and_the_agents_verdict(start_service, phones, citize
     await expect(pop.locator("#pop-caller")).to_be_hidden()  # not a live call's facts
 
     citizen = await citizens.wait_answered(national)
-    await bridged(service, recall_id)
+    await bridged(desk, recall_id)
     await expect(page.locator("#state")).to_have_text("in chiamata")
     await citizens.hang_up(citizen)
-    await status_is(service, recall_id, "done")
+    await status_is(desk, recall_id, "done")
     verdict = page.locator("#verdict")
     await expect(verdict.locator("#verdict-text")).to_contain_text("com'è andata?")
     await expect(page.locator("#state")).to_have_text("disponibile")  # after the wrap-up
@@ -46,16 +46,16 @@ async def test_a_recall_pop_and_the_agents_verdict(start_service, phones, citize
     await expect(verdict.locator("#verdict-text")).to_contain_text(
         "il cittadino sarà richiamato alle")
     await expect(page.get_by_role("button", name="Risolta")).to_be_hidden()
-    attempts = await service.store.recall_attempts(recall_id)
-    assert [a.outcome for a in attempts] == ["no_answer"]
+    attempts = (await desk.recall(recall_id))["attempt_log"]
+    assert [a["outcome"] for a in attempts] == ["no_answer"]
 
     # Called again (1 s retry delay): the new pop lists the first call.
     await expect(pop.locator("#recall-attempts")).to_contain_text("nessuna risposta (1003)",
                                                                   timeout=15_000)
     await expect(verdict).to_be_hidden()
     second = await citizens.wait_answered(national)
-    await bridged(service, recall_id)
+    await bridged(desk, recall_id)
     await citizens.hang_up(second)
-    await status_is(service, recall_id, "done")
+    await status_is(desk, recall_id, "done")
     await page.get_by_role("button", name="Risolta").click()
     await expect(verdict.locator("#verdict-text")).to_have_text("Registrato: richiesta risolta.")

@@ -31,6 +31,7 @@ from centralino.simcaller import SimAgents, SimCall, SimCaller, SimCitizens
 from centralino.storage.models import Call, RecallRequest
 from centralino.storage.store import Store
 from ivr.clock import ShiftedClock, aware
+from tests.integration.desk_api import DeskApi, staff
 
 REPO = Path(__file__).resolve().parents[2]
 CHROOT = REPO / "asterisk-dev" / "chroot.sh"
@@ -85,9 +86,19 @@ ServiceFactory = Callable[..., Awaitable[Service]]
 
 
 @pytest.fixture
-async def start_service(asterisk: Asterisk) -> AsyncIterator[ServiceFactory]:
+async def desk() -> AsyncIterator[DeskApi]:
+    """The started service's HTTP API as its clients use it (tests/integration/desk_api.py);
+    `desk.now()` is the time the test gave the service."""
+    async with DeskApi() as api:
+        yield api
+
+
+@pytest.fixture
+async def start_service(asterisk: Asterisk, desk: DeskApi) -> AsyncIterator[ServiceFactory]:
     """start_service(at=datetime, settings=Settings) -> a running in-process service, with
-    every agent logged out (tests that want agents log them in with `staff`)."""
+    every agent logged out (tests that want agents log them in with `staff(desk, ...)`).
+    Tests drive it through `desk` (its API), the phones and Asterisk; the service object is
+    for its lifecycle (a restart: __aexit__, then start_service again)."""
     running: list[Service] = []
     clocks: dict[datetime, ShiftedClock] = {}  # a restarted service keeps the test's time
 
@@ -101,8 +112,9 @@ async def start_service(asterisk: Asterisk) -> AsyncIterator[ServiceFactory]:
         await service.__aenter__()
         running.append(service)
         await service.wait_connected()
+        desk.clock, desk.admin_token = clock, settings.http.admin_token
         if not keep_agents:
-            staff(service)
+            await staff(desk)
         return service
 
     yield start
@@ -139,24 +151,10 @@ async def phones(asterisk: Asterisk) -> AsyncIterator[SimAgents]:
         yield sim
 
 
-def staff(service: Service, *agent_ids: str) -> None:
-    """Exactly these agents available, in this order (the first is the longest idle); the
-    others logged out. The database remembers logins across tests and restarts."""
-    for agent in service.desk.agents.values():
-        if agent.id not in agent_ids:
-            service.desk.ask(agent.id, "logout", "test")
-    for agent_id in agent_ids:
-        agent = service.desk.agents[agent_id]
-        if agent.state == "paused":
-            service.desk.ask(agent_id, "resume", "test")
-        elif agent.state == "available":
-            service.desk.ask(agent_id, "logout", "test")
-        service.desk.ask(agent_id, "login", "test")
-
-
 async def record_of(service: Service, call: SimCall, timeout: float = 10) -> Call:
     """The stored record of `call` once the service has finished it (the last one, if a
-    restarted service adopted the call)."""
+    restarted service adopted the call). From the database: `GET /api/calls` has no
+    queued_at, connected_at, agent_id or announced_wait, which tests assert on."""
     async with asyncio.timeout(timeout):
         while True:
             await service.writer.caught_up()  # what was done is stored (the writer batches)

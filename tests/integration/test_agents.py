@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from datetime import datetime
 
 import aiohttp
 
-from tests.integration.conftest import MENU, record_of, staff
+from tests.integration.conftest import MENU, record_of
+from tests.integration.desk_api import staff, stored_offers
 
 DIRECT = "0999000002"  # straight to queue beta (agents 1001 and 1003)
 API = "http://127.0.0.1:18081"
@@ -18,11 +20,9 @@ def token(person: str) -> dict[str, str]:
     return {"Authorization": f"Bearer dev-{person}"}
 
 
-async def until_talking(service, agent_id: str) -> None:
+async def until_talking(desk, agent_id: str) -> None:
     """Until the service has bridged the caller to the agent (not just the phone picked up)."""
-    async with asyncio.timeout(10):
-        while service.desk.agents[agent_id].state != "on_call":
-            await asyncio.sleep(0.02)
+    await desk.until_state(agent_id, "on_call")
 
 
 async def to_alpha(caller, number: str = "0611111111"):
@@ -35,19 +35,20 @@ async def to_alpha(caller, number: str = "0611111111"):
     return call
 
 
-async def test_three_callers_one_agent_served_in_arrival_order(start_service, caller, phones):
+async def test_three_callers_one_agent_served_in_arrival_order(start_service, desk, caller,
+                                                              phones):
     service = await start_service()
-    staff(service)  # nobody yet: the callers queue up
+    await staff(desk)  # nobody yet: the callers queue up
     calls = []
     for n in range(3):
         call = await caller.dial(DIRECT, caller_number=f"060000000{n}")
         await call.wait_idle()
         calls.append(call)
-    assert [w.caller for w in service.queues.waiting("beta")] == [
+    assert [w["caller"] for w in await desk.waiting("beta")] == [
         "0600000000", "0600000001", "0600000002"]
 
     phones.set("1003", "answer")
-    staff(service, "1003")
+    await staff(desk, "1003")
     for n in range(3):
         ring = await phones.wait_answered("1003")
         assert ring.caller_number == f"060000000{n}"
@@ -60,13 +61,13 @@ async def test_three_callers_one_agent_served_in_arrival_order(start_service, ca
         assert record.connected_at > record.queued_at
 
 
-async def test_longest_idle_agent_gets_the_call(start_service, caller, phones):
+async def test_longest_idle_agent_gets_the_call(start_service, desk, caller, phones):
     service = await start_service()
-    staff(service, "1002", "1001")  # 1002 logged in first: idle longest
+    await staff(desk, "1002", "1001")  # 1002 logged in first: idle longest
     call = await to_alpha(caller)
     ring = await phones.wait_answered("1002")
     assert [r.agent for r in phones.rings] == ["1002"]
-    await until_talking(service, "1002")
+    await until_talking(desk, "1002")
     await call.hangup()
     await asyncio.wait_for(ring.ended.wait(), 5)  # the agent's leg goes with the caller
     record = await record_of(service, call)
@@ -74,40 +75,39 @@ async def test_longest_idle_agent_gets_the_call(start_service, caller, phones):
         "answered", "1002", "ended by the caller")
 
 
-async def test_ring_no_answer_moves_on_and_pauses_after_max_missed(start_service, caller, phones):
+async def test_ring_no_answer_moves_on_and_pauses_after_max_missed(start_service, desk, caller,
+                                                                   phones):
     service = await start_service()
     phones.set("1001", "ignore")
     phones.set("1002", "answer")
-    staff(service, "1001", "1002")  # 1001 is idle longest but never answers
+    await staff(desk, "1001", "1002")  # 1001 is idle longest but never answers
     first = await to_alpha(caller, "0611111111")
     ring = await phones.wait_answered("1002", timeout=15)
     assert [r.agent for r in phones.rings] == ["1001", "1002"]
     assert phones.rings[0].ended.is_set()  # we hung up 1001's phone after ring_timeout
-    assert service.desk.agents["1001"].state == "available"
+    assert await desk.state("1001") == "available"
 
     second = await to_alpha(caller, "0622222222")  # 1002 is busy: 1001 again, misses again
-    async with asyncio.timeout(15):
-        while service.desk.agents["1001"].state != "paused":
-            await asyncio.sleep(0.1)
-    assert service.desk.agents["1001"].reason == "2 calls not answered"
-    assert [w.caller for w in service.queues.waiting("alpha")] == ["0622222222"]
+    agent = await desk.until_state("1001", "paused", timeout=15, poll=0.1)
+    assert agent["reason"] == "2 calls not answered"
+    assert [w["caller"] for w in await desk.waiting("alpha")] == ["0622222222"]
     await phones.hang_up(ring)
     ring2 = await phones.wait_answered("1002", timeout=15)  # after 1002's wrap-up
     assert ring2.caller_number == "0622222222"
     await second.hangup()
     record = await record_of(service, first)
     assert record.agent_id == "1002"
-    log = [(e.event, e.agent) for e in await service.store.queue_log(call_id=record.id)]
+    log = [(e.event, e.agent) for e in await desk.queue_log(call_id=record.id)]
     assert log == [("ENTERQUEUE", "NONE"), ("RINGNOANSWER", "1001"), ("CONNECT", "1002"),
                    ("COMPLETEAGENT", "1002")]
-    events = [(e.state, e.reason, e.by) for e in await service.store.agent_events("1001")][:1]
+    events = [(e["state"], e["reason"], e["by"]) for e in await desk.agent_events("1001")][:1]
     assert events == [("paused", "2 calls not answered", "system")]
 
 
-async def test_wrap_up_is_respected(start_service, caller, phones):
-    service = await start_service()
+async def test_wrap_up_is_respected(start_service, desk, caller, phones):
+    await start_service()
     phones.set("1003", "answer", delay=0.1)
-    staff(service, "1003")
+    await staff(desk, "1003")
     first = await caller.dial(DIRECT, caller_number="0611111111")
     await first.wait_idle()
     second = await caller.dial(DIRECT, caller_number="0622222222")
@@ -122,9 +122,9 @@ async def test_wrap_up_is_respected(start_service, caller, phones):
     await second.hangup()
 
 
-async def test_abandon_is_recorded_with_its_wait(start_service, caller):
+async def test_abandon_is_recorded_with_its_wait(start_service, desk, caller):
     service = await start_service()
-    staff(service)
+    await staff(desk)
     call = await caller.dial(DIRECT)
     await call.wait_idle()
     await asyncio.sleep(1.5)
@@ -133,32 +133,32 @@ async def test_abandon_is_recorded_with_its_wait(start_service, caller):
     assert record.outcome == "abandoned"
     waited = float(record.detail.split()[1])
     assert 1.5 <= waited < 5
-    abandon = (await service.store.queue_log(call_id=record.id))[-1]
+    abandon = (await desk.queue_log(call_id=record.id))[-1]
     assert (abandon.event, abandon.data1, abandon.data2) == ("ABANDON", "1", "1")
     assert 1 <= int(abandon.data3) < 5
 
 
-async def test_caller_hangs_up_while_the_agent_rings(start_service, caller, phones):
+async def test_caller_hangs_up_while_the_agent_rings(start_service, desk, caller, phones):
     service = await start_service()
     phones.set("1003", "ignore")
-    staff(service, "1003")
+    await staff(desk, "1003")
     call = await caller.dial(DIRECT)
     await phones.wait_rings(1)
     await call.hangup()
     await asyncio.wait_for(phones.rings[0].ended.wait(), 5)  # the agent's phone stops ringing
     record = await record_of(service, call)
     assert record.outcome == "abandoned"
-    assert service.desk.agents["1003"].state == "available"
-    assert service.desk.agents["1003"].missed == 0  # not the agent's fault
-    await service.writer.drain()
-    offers = await service.store.offers_for(record.id)
+    agent = await desk.agent("1003")
+    assert agent["state"] == "available"
+    assert agent["missed_in_a_row"] == 0  # not the agent's fault
+    offers = await stored_offers(service, record.id)
     assert [(o.agent_id, o.outcome) for o in offers] == [("1003", "cancelled")]
 
 
-async def test_screen_pop_arrives_before_the_bridge_with_the_journey(start_service, caller,
-                                                                     phones):
+async def test_screen_pop_arrives_before_the_bridge_with_the_journey(start_service, desk,
+                                                                     caller, phones):
     service = await start_service()
-    staff(service)
+    await staff(desk)
     number = f"06{random.randrange(10**8):08d}"  # the database outlives this test
     earlier = await caller.dial(DIRECT, caller_number=number)  # a previous contact
     await earlier.wait_idle()
@@ -171,13 +171,13 @@ async def test_screen_pop_arrives_before_the_bridge_with_the_journey(start_servi
         async with http.ws_connect("http://127.0.0.1:18081/ws/agents/1002") as ws:
             await ws.send_json({"token": "dev-1002"})
             assert (await ws.receive_json())["type"] == "hello"
-            staff(service, "1002")
+            await staff(desk, "1002")
             call = await to_alpha(caller, number)
             pop = await ws.receive_json(timeout=20)
             popped_at = loop.time()
             await ws.send_json({"type": "ack", "offer_id": pop["offer_id"]})
             ring = await phones.wait_answered("1002")
-            await until_talking(service, "1002")
+            await until_talking(desk, "1002")
         # The console reloaded during the call (a browser refresh): the pop comes back.
         async with http.ws_connect("http://127.0.0.1:18081/ws/agents/1002") as again:
             await again.send_json({"token": "dev-1002"})
@@ -194,14 +194,13 @@ async def test_screen_pop_arrives_before_the_bridge_with_the_journey(start_servi
     assert [(c["line"], c["outcome"]) for c in pop["previous_contacts"]] == [
         ("Test direct line", "abandoned")]
     await call.hangup()
-    await service.writer.drain()
-    [offer] = await service.store.offers_for(pop["call_id"])
+    [offer] = await stored_offers(service, pop["call_id"])
     assert offer.acked_at is not None and offer.acked_at <= offer.answered_at
 
 
-async def test_agents_change_only_their_own_state(start_service):
-    service = await start_service()
-    staff(service)
+async def test_agents_change_only_their_own_state(start_service, desk):
+    await start_service()
+    await staff(desk)
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{API}/api/agents/1001/login", headers=token("1001")) as r:
             assert r.status == 200 and (await r.json())["state"] == "available"
@@ -229,9 +228,9 @@ async def test_agents_change_only_their_own_state(start_service):
                       ("paused", "pausa pranzo", "agent:1001")]
 
 
-async def test_supervisor_stream_sees_agents_and_queues(start_service, caller):
-    service = await start_service()
-    staff(service)
+async def test_supervisor_stream_sees_agents_and_queues(start_service, desk, caller):
+    await start_service()
+    await staff(desk)
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(f"{API}/ws/supervisor") as ws:
             await ws.send_json({"token": "dev-1001"})  # an agent is not a supervisor
@@ -240,7 +239,7 @@ async def test_supervisor_stream_sees_agents_and_queues(start_service, caller):
             await ws.send_json({"token": "dev-sup"})
             snapshot = await ws.receive_json()
             assert snapshot["type"] == "snapshot" and len(snapshot["agents"]) == 4
-            service.desk.ask("1002", "login", "test")
+            await desk.login("1002")
             call = await caller.dial(DIRECT, caller_number="0644444444")
             seen = []
             async with asyncio.timeout(10):
@@ -252,13 +251,13 @@ async def test_supervisor_stream_sees_agents_and_queues(start_service, caller):
     assert (joined["event"], joined["topic"], joined["caller"]) == ("joined", "beta", "0644444444")
 
 
-async def test_restart_keeps_the_conversation_and_the_line(start_service, caller, phones):
+async def test_restart_keeps_the_conversation_and_the_line(start_service, desk, caller, phones):
     service = await start_service()
     phones.set("1003", "answer")
-    staff(service, "1003")
+    await staff(desk, "1003")
     talking = await caller.dial(DIRECT, caller_number="0610000000")
     ring = await phones.wait_answered("1003")
-    await until_talking(service, "1003")
+    await until_talking(desk, "1003")
     waiting = []
     for n in (1, 2):
         call = await caller.dial(DIRECT, caller_number=f"061000000{n}")
@@ -268,17 +267,15 @@ async def test_restart_keeps_the_conversation_and_the_line(start_service, caller
     await service.__aexit__(None, None, None)  # the service stops; Asterisk keeps the calls
     assert not ring.ended.is_set() and not talking.ended.is_set()
     restarted = await start_service_keeping_agents(start_service)
-    async with asyncio.timeout(10):
-        while len(restarted.queues.waiting("beta")) < 2:
-            await asyncio.sleep(0.05)
-    assert [w.caller for w in restarted.queues.waiting("beta")] == ["0610000001", "0610000002"]
-    assert restarted.desk.agents["1003"].state == "on_call"  # not offered anything meanwhile
+    await desk.until_waiting("beta", lambda line: len(line) >= 2)
+    assert [w["caller"] for w in await desk.waiting("beta")] == ["0610000001", "0610000002"]
+    assert await desk.state("1003") == "on_call"  # not offered anything meanwhile
 
     await phones.hang_up(ring)  # the conversation that survived the restart ends
     for n in (1, 2):
         nxt = await phones.wait_answered("1003", timeout=15)
         assert nxt.caller_number == f"061000000{n}"
-        await until_talking(restarted, "1003")
+        await until_talking(desk, "1003")
         await phones.hang_up(nxt)
     records = [await record_of(restarted, c) for c in (talking, *waiting)]
     assert [(r.outcome, r.agent_id) for r in records] == [("answered", "1003")] * 3
@@ -286,11 +283,10 @@ async def test_restart_keeps_the_conversation_and_the_line(start_service, caller
     assert rings_per_caller == ["0610000000", "0610000001", "0610000002"]  # nobody twice
     # Reports follow each caller across the restart: one queue_log story per caller, under
     # the id its ENTERQUEUE was written with.
-    await restarted.writer.drain()
     for call in (talking, *waiting):
-        first = min(await restarted.store.find_calls(channel_id=call.service_half),
-                    key=lambda c: c.started_at)
-        story = [e.event for e in await restarted.store.queue_log(call_id=first.id)]
+        first = min(await desk.calls(channel_id=call.service_half),
+                    key=lambda c: datetime.fromisoformat(c["started_at"]))
+        story = [e.event for e in await desk.queue_log(call_id=first["id"])]
         assert story == ["ENTERQUEUE", "CONNECT", "COMPLETEAGENT"], (call, story)
 
 
@@ -300,33 +296,33 @@ async def start_service_keeping_agents(start_service):
 
 
 async def test_an_unreachable_phone_pauses_its_agent_and_the_next_one_answers(
-        start_service, caller, phones):
+        start_service, desk, caller, phones):
     service = await start_service()
     phones.set("1003", "answer")
-    staff(service, "1004", "1003")  # 1004 idle longest, but its SIP phone is not registered
+    await staff(desk, "1004", "1003")  # 1004 idle longest, but its SIP phone is not registered
     call = await caller.dial(DIRECT, caller_number="0640000000")
     ring = await phones.wait_answered("1003")
     assert ring.caller_number == "0640000000"
-    agent = service.desk.agents["1004"]
-    assert agent.state == "paused" and agent.reason.startswith("phone unreachable")
-    assert agent.missed == 0  # not a ring the agent let go
-    await until_talking(service, "1003")
+    agent = await desk.agent("1004")
+    assert agent["state"] == "paused" and agent["reason"].startswith("phone unreachable")
+    assert agent["missed_in_a_row"] == 0  # not a ring the agent let go
+    await until_talking(desk, "1003")
     await call.hangup()
     record = await record_of(service, call)
     assert record.agent_id == "1003"
-    offers = await service.store.offers_for(record.id)
+    offers = await stored_offers(service, record.id)
     assert [(o.agent_id, o.outcome) for o in offers] == [("1004", "failed"), ("1003", "answered")]
-    log = [(e.event, e.agent) for e in await service.store.queue_log(call_id=record.id)]
+    log = [(e.event, e.agent) for e in await desk.queue_log(call_id=record.id)]
     assert ("RINGNOANSWER", "1004") not in log
 
 
 async def test_an_agent_hanging_up_as_they_answer_leaves_the_caller_waiting_with_music(
-        start_service, caller, phones, caplog):
+        start_service, desk, caller, phones, caplog):
     """The agent's phone answers and hangs up before the service could bridge it: the caller
     goes back to the line's music and the next agent who answers gets them."""
     service = await start_service()
     phones.set("1001", "drop", delay=0.1)
-    staff(service, "1001")
+    await staff(desk, "1001")
     call = await to_alpha(caller)
     await phones.wait_rings(1)
     await asyncio.wait_for(phones.rings[0].ended.wait(), 10)
@@ -335,22 +331,23 @@ async def test_an_agent_hanging_up_as_they_answer_leaves_the_caller_waiting_with
             await asyncio.sleep(0.05)
     assert await call.listen(1.5) > 0.005  # back with the music, not in silence
     phones.set("1002", "answer")
-    staff(service, "1002")
+    await staff(desk, "1002")
     ring = await phones.wait_answered("1002", timeout=15)
     assert ring.caller_number == "0611111111"
-    await until_talking(service, "1002")
+    await until_talking(desk, "1002")
     await call.hangup()
     record = await record_of(service, call)
     assert (record.outcome, record.agent_id) == ("answered", "1002")
 
 
-async def test_music_plays_for_a_caller_after_the_line_emptied(start_service, caller, phones):
+async def test_music_plays_for_a_caller_after_the_line_emptied(start_service, desk, caller,
+                                                              phones):
     """The holding bridge's music outlives the callers who leave it."""
-    service = await start_service()
-    staff(service, "1002")
+    await start_service()
+    await staff(desk, "1002")
     first = await to_alpha(caller)
     ring = await phones.wait_answered("1002")
-    await until_talking(service, "1002")  # out of the holding bridge: it is empty now
+    await until_talking(desk, "1002")  # out of the holding bridge: it is empty now
     second = await to_alpha(caller, "0622222222")
     await second.wait_idle()
     assert await second.listen(1.5) > 0.005

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from tests.integration.conftest import record_of, settings_for, staff, steps
+from tests.integration.conftest import record_of, settings_for, steps
+from tests.integration.desk_api import staff
 
 MENU, DIRECT = "0999000001", "0999000002"
 API = "http://127.0.0.1:18081"
@@ -131,19 +132,17 @@ async def test_records_kept_at_a_stop_while_the_database_is_away_are_written_at_
     assert (record.outcome, steps(record, "closed")[0][4]) == ("closed", "hours")
 
 
-async def test_a_caller_reaches_an_agent_while_the_database_is_away(start_service, caller,
+async def test_a_caller_reaches_an_agent_while_the_database_is_away(start_service, desk, caller,
                                                                      phones, cable):
     """The screen pop shows no earlier calls (they cannot be read), the call goes on."""
     cable, proxied = cable
     service = await start_service(settings=settings_for(CENTRALINO_DATABASE__URL=proxied))
     phones.set("1003", "answer")
-    staff(service, "1003")
+    await staff(desk, "1003")
     await cable.unplug()
     call = await caller.dial(DIRECT, caller_number="0688888888")
     ring = await phones.wait_answered("1003")
-    async with asyncio.timeout(10):
-        while service.desk.agents["1003"].state != "on_call":  # bridged to the caller
-            await asyncio.sleep(0.05)
+    await desk.until_state("1003", "on_call", poll=0.05)  # bridged to the caller
     await phones.hang_up(ring)
     await call.wait_ended()
     await cable.plug()

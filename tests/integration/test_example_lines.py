@@ -48,13 +48,13 @@ async def test_citizens_line_has_its_own_menu(start_service, caller):
     assert record.topic == "anagrafe"
 
 
-async def test_referents_line_has_no_menu(start_service, caller):
+async def test_referents_line_has_no_menu(start_service, desk, caller):
     service = await start_service(settings=settings_for(EXAMPLE_SETTINGS))
     call = await caller.dial(REFERENTI)
     await _skip_to_menu(call, ["welcome_referenti"])
     await call.wait_idle()
     assert call.heard == ["cost_notice", "welcome_referenti"]
-    assert [w.line for w in service.queues.waiting("tecnico")] == ["Referenti tecnici"]
+    assert [w["line"] for w in await desk.waiting("tecnico")] == ["Referenti tecnici"]
     assert await call.listen(1.5) > 0.005  # music on hold
     await call.hangup()
     assert (await record_of(service, call)).topic == "tecnico"

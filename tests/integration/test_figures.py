@@ -13,7 +13,9 @@ from pathlib import Path
 import aiohttp
 from ruamel.yaml import YAML
 
-from tests.integration.conftest import REPO, TEST_SETTINGS, record_of, settings_for, staff
+from tests.integration.conftest import REPO, TEST_SETTINGS, record_of, settings_for
+from tests.integration.desk_api import staff, stored_attempts, stored_queue_log
+from tests.integration.test_agents import until_talking
 
 DIRECT = "0999000002"  # straight to queue beta (agents 1001 and 1003)
 API = "http://127.0.0.1:18081"
@@ -46,18 +48,12 @@ def gauge(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-async def until_talking(service, agent_id: str) -> None:
-    async with asyncio.timeout(10):
-        while service.desk.agents[agent_id].state != "on_call":
-            await asyncio.sleep(0.02)
-
-
-async def test_figures_queue_log_and_metrics_from_real_calls(start_service, caller, phones,
+async def test_figures_queue_log_and_metrics_from_real_calls(start_service, desk, caller, phones,
                                                              tmp_path):
     settings = settings_for(beta_thresholds(tmp_path, service_level=10, short_abandon=1.5),
                             CENTRALINO_PROMPTS__BUILD_DIR=str(REPO / "var" / "test-prompts"))
     service = await start_service(at=a_day_of_our_own(), settings=settings)
-    staff(service)  # nobody: callers wait
+    await staff(desk)  # nobody: callers wait
     phones.set("1003", "answer", delay=0.1)
     async with aiohttp.ClientSession() as http:
         answered = await caller.dial(DIRECT, caller_number="0611111111")
@@ -82,19 +78,16 @@ async def test_figures_queue_log_and_metrics_from_real_calls(start_service, call
         await hasty.wait_idle(quiet=0.2)
         await hasty.hangup()  # within 1.5 s: a short abandon
 
-        staff(service, "1003")
+        await staff(desk, "1003")
         ring = await phones.wait_answered("1003")
-        await until_talking(service, "1003")
+        await until_talking(desk, "1003")
         await asyncio.sleep(1.0)
         await phones.hang_up(ring)  # the agent ends the call; 1 s wrap-up (queues.yaml)
         records = [await record_of(service, c) for c in (answered, gives_up, hasty)]
-        async with asyncio.timeout(5):
-            while service.desk.agents["1003"].state != "available":
-                await asyncio.sleep(0.05)
-        await service.writer.drain()
+        await desk.until_state("1003", "available", timeout=5, poll=0.05)
         waits = {}
-        for record in records:
-            log = await service.store.queue_log(call_id=record.id)
+        for record in records:  # the export has whole seconds: the stored times, to the µs
+            log = await stored_queue_log(service, record.id)
             waits[record.id] = (log[-1].event, (log[1].at - log[0].at).total_seconds())
         ids = [r.id for r in records]
         assert [w[0] for w in waits.values()] == ["COMPLETEAGENT", "ABANDON", "ABANDON"]
@@ -143,7 +136,7 @@ async def test_figures_queue_log_and_metrics_from_real_calls(start_service, call
             (ids[0], "COMPLETEAGENT")]
         epochs = [int(f[0]) for f in fields]
         assert epochs == sorted(epochs)
-        assert abs(epochs[0] - service.clock.now().timestamp()) < 60
+        assert abs(epochs[0] - desk.now().timestamp()) < 60
         assert {f[2] for f in fields} == {"beta"}
         enter, connect, complete = fields[0], fields[5], fields[6]
         assert (enter[3], enter[5:7]) == ("NONE", ["", "0611111111"])  # url|callerid|position
@@ -183,7 +176,7 @@ async def test_who_may_read_figures_and_what_is_refused(start_service):
 
 
 async def test_a_caller_moved_to_another_topic_counts_in_both_and_once_in_total(
-        start_service, caller, phones, tmp_path):
+        start_service, desk, caller, phones, tmp_path):
     """omega's max_wait (3 s here) sends the caller to alpha, where 1002 answers."""
     config = beta_thresholds(tmp_path, service_level=10, short_abandon=1.5)
     yaml = YAML()
@@ -193,12 +186,12 @@ async def test_a_caller_moved_to_another_topic_counts_in_both_and_once_in_total(
     settings = settings_for(config,
                             CENTRALINO_PROMPTS__BUILD_DIR=str(REPO / "var" / "test-prompts"))
     service = await start_service(at=a_day_of_our_own(), settings=settings)
-    staff(service, "1003", "1002")
-    service.desk.ask("1003", "pause", "test", "busy")  # logged in: omega takes callers
+    await staff(desk, "1003", "1002")
+    await desk.pause("1003", "busy")  # logged in: omega takes callers
     phones.set("1002", "answer", delay=0.5)
     call = await caller.dial("0999000004", caller_number="0640000000")
     ring = await phones.wait_answered("1002", timeout=20)
-    await until_talking(service, "1002")
+    await until_talking(desk, "1002")
     await phones.hang_up(ring)
     record = await record_of(service, call)
     assert (record.outcome, record.topic) == ("answered", "alpha")
@@ -216,7 +209,7 @@ async def test_a_caller_moved_to_another_topic_counts_in_both_and_once_in_total(
     assert body["lines"]["Test rules line"]["offered"] == 1
 
 
-async def test_recall_figures_from_real_recalls(start_service, phones, citizens):
+async def test_recall_figures_from_real_recalls(start_service, desk, phones, citizens):
     """One recall answered at the first call, one always busy until it fails, one cancelled:
     what the supervisor reads in /api/figures and Prometheus."""
     from tests.integration.test_recalls_placed import API as RECALLS
@@ -226,22 +219,22 @@ async def test_recall_figures_from_real_recalls(start_service, phones, citizens)
                    if datetime(year, month, d).weekday() == 1)  # office hours, no holiday
     service = await start_service(at=tuesday)  # PostgreSQL in CI; the day is ours alone
     phones.set("1003", "answer", delay=0.1)
-    staff(service, "1003")
+    await staff(desk, "1003")
     answered_id, answered = await ask()
     citizens.set(answered, "answer", delay=0.1)
     ring = await citizens.wait_answered(answered)
-    await bridged(service, answered_id)
+    await bridged(desk, answered_id)
     await asyncio.sleep(3)  # a conversation: the wait for the first call must not include it
     await citizens.hang_up(ring)
-    await status_is(service, answered_id, "done")
+    await status_is(desk, answered_id, "done")
     busy_id, busy = await ask()
     citizens.set(busy, "refuse")
-    slot = (service.clock.now().replace(microsecond=0) + timedelta(hours=1)).isoformat()
+    slot = (desk.now().replace(microsecond=0) + timedelta(hours=1)).isoformat()
     later_id, _ = await ask(mode="back", slot=slot)
     async with aiohttp.ClientSession() as http:
         async with http.delete(f"{RECALLS}/{later_id}", headers=PORTAL) as r:
             assert r.status == 200
-        await status_is(service, busy_id, "failed", timeout=30)
+        await status_is(desk, busy_id, "failed", timeout=30)
 
         async with http.get(f"{API}/api/figures?topic=beta", headers=ADMIN) as r:
             assert r.status == 200
@@ -256,14 +249,15 @@ async def test_recall_figures_from_real_recalls(start_service, phones, citizens)
         assert beta["attempts_per_success"] == 1.0
         assert beta["first_attempt_count"] == 2
         # From the request to the citizen's phone ringing (agent rung and answered first),
-        # as stored with the attempts: not to the end of the 3 s conversation.
+        # as stored with the attempts (dialled_at: not in the API): not to the end of the 3 s
+        # conversation.
         waits = []
         for recall_id in (answered_id, busy_id):
-            request = await service.store.get_recall(recall_id)
-            first = (await service.store.recall_attempts(recall_id))[0]
+            created_at = datetime.fromisoformat((await desk.recall(recall_id))["created_at"])
+            first = (await stored_attempts(service, recall_id))[0]
             assert first.at - first.dialled_at >= timedelta(seconds=3 if
                                                             recall_id == answered_id else 0)
-            waits.append((first.dialled_at - request.created_at).total_seconds())
+            waits.append((first.dialled_at - created_at).total_seconds())
         assert 0 < beta["first_attempt_avg"] == round(sum(waits) / 2, 1) < 3
 
         async with http.get(f"{API}/metrics") as r:
@@ -303,6 +297,7 @@ async def test_recall_figures_of_the_requests_made_in_the_period(start_service):
     ]
     dialled = {("c", at(9, 4)): at(9, 0, 45)}  # rang 45 s after its slot, then talked
     tag = f"{random.getrandbits(40):x}"
+    # Seeded straight into the database: no API makes requests dated in the past.
     async with service.store.sessions.begin() as s:
         for n, (key, topic, mode, status, created, slot, counted, attempts) in enumerate(rows):
             due = attempts[-1][0] if attempts else slot or created

@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import WSCloseCode
 
-from tests.integration.conftest import settings_for, staff
+from tests.integration.conftest import MENU, settings_for
+from tests.integration.desk_api import staff
 
 API = "http://127.0.0.1:18081"
 WS = "ws://127.0.0.1:18081"
@@ -32,9 +33,9 @@ def recall(**changes: object) -> dict[str, object]:
             **changes}
 
 
-async def test_oversized_and_noisy_bodies_get_short_answers_and_nothing_is_stored(http):
-    service, session = http
-    before = len(await service.store.find_recalls(limit=1000))
+async def test_oversized_and_noisy_bodies_get_short_answers_and_nothing_is_stored(http, desk):
+    _, session = http
+    before = len(await desk.recalls(limit=1000))
     # The finding: 50,000 unknown keys (770 KB) were answered with a 4 MB list of them.
     flood = json.dumps({f"key{n:05}": n for n in range(50_000)}).encode()
     for url, headers in ((f"{API}/api/recalls", PORTAL),
@@ -51,8 +52,8 @@ async def test_oversized_and_noisy_bodies_get_short_answers_and_nothing_is_store
         assert resp.status == 422 and len(await resp.read()) < 1000
     assert body["problems"][-1] == "... and 995 more problems"
     assert len(body["problems"]) == 6
-    assert len(await service.store.find_recalls(limit=1000)) == before
-    assert service.desk.agents["1001"].state == "logged_out"  # the pause was not taken
+    assert len(await desk.recalls(limit=1000)) == before
+    assert await desk.state("1001") == "logged_out"  # the pause was not taken
 
 
 async def test_a_body_that_never_finishes_is_cut(http):
@@ -178,7 +179,9 @@ async def test_a_console_message_of_the_wrong_shape_closes_the_console(http, mes
         assert json.loads(msg.data)["type"] == "error"
         await ws.receive(timeout=5)
         assert ws.close_code == WSCloseCode.POLICY_VIOLATION
-    async with asyncio.timeout(5):  # the console is forgotten (its pops go nowhere)
+    # The console is forgotten (its pops go nowhere): no API tells the consoles a service
+    # holds open, so this looks at the service's own list.
+    async with asyncio.timeout(5):
         while service.desk.consoles.get("1001"):
             await asyncio.sleep(0.05)
 
@@ -194,9 +197,12 @@ async def test_a_recall_to_the_help_desk_itself_is_refused(http):
                 "number: this is the help desk's own number"], body
 
 
-async def test_only_a_prompt_url_with_the_current_digest_is_cached(http):
-    service, session = http
-    uri = service.catalog.uri("menu_main", "it").removeprefix("sound:")
+async def test_only_a_prompt_url_with_the_current_digest_is_cached(http, caller):
+    _, session = http
+    call = await caller.dial(MENU)  # the URL Asterisk is told to play the menu from
+    await call.wait_heard("menu_main")
+    await call.hangup()
+    uri = next(m for m in call.started if m.endswith("/menu_main.wav")).removeprefix("sound:")
     async with session.get(uri) as resp:
         assert resp.status == 200 and "immutable" in resp.headers["Cache-Control"]
         current = await resp.read()
@@ -208,9 +214,9 @@ async def test_only_a_prompt_url_with_the_current_digest_is_cached(http):
 
 
 async def test_metrics_need_their_token_and_are_rendered_at_most_once_per_max_age(
-        start_service):
+        start_service, desk):
     token = "mtr-7Hq2Lp9Xz4Nc8Vb3Kw6Jd5Rf"
-    service = await start_service(settings=settings_for(
+    await start_service(settings=settings_for(
         CENTRALINO_HTTP__METRICS_TOKEN=token, CENTRALINO_HTTP__METRICS_MAX_AGE="60"))
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{API}/metrics") as resp:
@@ -223,7 +229,7 @@ async def test_metrics_need_their_token_and_are_rendered_at_most_once_per_max_ag
             first = await resp.text()
         assert 'centralino_agents{state="available"} 0.0' in first
 
-        staff(service, "1001", "1002")  # two agents become available...
+        await staff(desk, "1001", "1002")  # two agents become available...
         bodies = await asyncio.gather(*(_text(session, f"{API}/metrics", ADMIN)
                                         for _ in range(9)))
         assert set(bodies) == {first}  # ...but scrapers within 60 s get the same page

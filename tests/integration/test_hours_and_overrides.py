@@ -40,9 +40,9 @@ async def test_patron_saint_closure_from_config(start_service, caller):
     assert steps(record, "closed")[0][4] == "closure: Santi Pietro e Paolo"
 
 
-async def test_emergency_closure_by_api_expires_and_is_logged(start_service, caller):
-    service = await start_service()
-    until = (service.clock.now() + timedelta(seconds=6)).isoformat()
+async def test_emergency_closure_by_api_expires_and_is_logged(start_service, desk, caller):
+    await start_service()
+    until = (desk.now() + timedelta(seconds=6)).isoformat()
     reason = f"guasto linee {uuid.uuid4().hex[:6]}"  # the database outlives this test
     async with aiohttp.ClientSession(headers=ADMIN) as http:
         body = {"state": "closed", "until": until, "reason": reason, "by": "mario"}
@@ -58,7 +58,7 @@ async def test_emergency_closure_by_api_expires_and_is_logged(start_service, cal
         assert call.heard == ["cost", "emergency"]
 
         # The override expires by itself: the next call hears the normal flow.
-        await _sleep_until(service, datetime.fromisoformat(until))
+        await _sleep_until(desk, datetime.fromisoformat(until))
         call = await caller.dial(MENU)
         await call.wait_heard("welcome")
         await call.hangup()
@@ -90,14 +90,16 @@ async def test_force_open_on_a_holiday_and_clear(start_service, caller):
         assert entry["cleared_by"] == "anna" and entry["cleared_at"] is not None
 
 
-async def test_override_survives_a_service_restart(start_service, caller):
+async def test_override_survives_a_service_restart(start_service, desk, caller):
     service = await start_service()
-    until = service.clock.now() + timedelta(hours=1)
-    await service.set_override(MENU, "closed", until, "sciopero", "test")
+    until = desk.now() + timedelta(hours=1)
+    await desk.set_override(MENU, "closed", until, "sciopero", "test")
     await service.__aexit__(None, None, None)
-    restarted = await start_service()
-    assert restarted.overrides[MENU].reason == "sciopero"
-    await restarted.clear_override(MENU, "test")
+    await start_service()
+    line = next(ln for ln in await desk.lines() if ln["number"] == MENU)
+    assert (line["open"], line["why"]) == (False, "override")
+    assert line["override"]["reason"] == "sciopero"
+    assert await desk.clear_override(MENU, "test")
 
 
 async def test_bad_override_requests_get_4xx_with_a_reason(start_service):
@@ -126,8 +128,8 @@ async def test_bad_override_requests_get_4xx_with_a_reason(start_service):
             assert resp.status == 404
 
 
-async def _sleep_until(service, when: datetime) -> None:
+async def _sleep_until(desk, when: datetime) -> None:
     import asyncio
 
-    delay = (when - service.clock.now()).total_seconds()
+    delay = (when - desk.now()).total_seconds()
     await asyncio.sleep(max(0.0, delay) + 0.2)

@@ -49,7 +49,7 @@ async def test_cost_notice_cannot_be_skipped(start_service, caller):
     assert steps(record, "announcement")[0][3:] == ("cost", "full")
 
 
-async def test_barge_in_submenu_queue_and_hold_music(start_service, caller):
+async def test_barge_in_submenu_queue_and_hold_music(start_service, desk, caller):
     service = await start_service()
     call = await caller.dial(MENU)
     await call.wait_heard("menu_main")
@@ -60,7 +60,8 @@ async def test_barge_in_submenu_queue_and_hold_music(start_service, caller):
     assert call.heard == [*CHAIN, "menu_main", "menu_sub"]
     # cut short, not played to the end
     assert ("menu_main" in [m.rsplit("/", 1)[-1].removesuffix(".wav") for m, _ in call.finished])
-    assert service.queues.position(next(iter(service.registry.channels.values())).info.call_id) == 1
+    this = (await desk.call_of(call.service_half))["id"]
+    assert [w["call_id"] for w in await desk.waiting("alpha")].index(this) + 1 == 1  # position
     assert await call.listen(2) > 0.005, "the caller should hear music on hold"
     await call.hangup()
     record = await record_of(service, call)
@@ -130,14 +131,14 @@ async def test_no_barge_in_menu_ignores_keys_during_prompt(start_service, caller
     assert record.outcome == "goodbye"
 
 
-async def test_direct_line_goes_to_queue_without_menu(start_service, caller):
+async def test_direct_line_goes_to_queue_without_menu(start_service, desk, caller):
     service = await start_service()
     first = await caller.dial(DIRECT, caller_number="0611111111")
     await first.wait_idle()
     second = await caller.dial(DIRECT, caller_number="0622222222")
     await second.wait_idle()
     assert first.heard == second.heard == ["cost"]
-    waiting = [w.caller for w in service.queues.waiting("beta")]
+    waiting = [w["caller"] for w in await desk.waiting("beta")]
     assert waiting == ["0611111111", "0622222222"]  # first come, first served
     assert await second.listen(1.5) > 0.005
     await first.hangup()

@@ -13,7 +13,7 @@ import aiohttp
 
 from cti.messages import CLIENT, SERVER
 from tests import schema_check
-from tests.integration.conftest import staff
+from tests.integration.desk_api import staff
 from tests.integration.test_recalls_placed import ask, bridged, status_is
 
 BASE = "http://127.0.0.1:18081"
@@ -99,9 +99,9 @@ def is_agent(agent: str, state: str) -> Callable[[Message], bool]:
 
 
 async def test_a_served_call_and_an_abandoned_one_send_only_messages_of_the_schema(
-        start_service, caller, phones):
-    service = await start_service()
-    staff(service)
+        start_service, desk, caller, phones):
+    await start_service()
+    await staff(desk)
     phones.set("1003", "answer", delay=0.5)
     async with aiohttp.ClientSession() as http:
         schema = await served_schema(http)
@@ -142,9 +142,10 @@ async def test_a_served_call_and_an_abandoned_one_send_only_messages_of_the_sche
     assert pop["caller_number"] == "0655511111" and pop["topic"] == "beta"
 
 
-async def test_a_recall_sends_only_messages_of_the_schema(start_service, phones, citizens):
-    service = await start_service()
-    staff(service)
+async def test_a_recall_sends_only_messages_of_the_schema(start_service, desk, phones,
+                                                          citizens):
+    await start_service()
+    await staff(desk)
     phones.set("1003", "answer", delay=0.1)
     async with aiohttp.ClientSession() as http:
         schema = await served_schema(http)
@@ -155,15 +156,15 @@ async def test_a_recall_sends_only_messages_of_the_schema(start_service, phones,
         recall_id, national = await ask()
         citizens.set(national, "answer", delay=0.2)
         await board.until(lambda m: m.get("event") == "joined" and m["call_id"] == recall_id)
-        staff(service, "1003")
+        await staff(desk, "1003")
         pop = await console.until(lambda m: m["type"] == "recall")
         await console.send({"type": "ack", "offer_id": pop["offer_id"]})
         citizen = await citizens.wait_answered(national)
         await board.until(lambda m: m.get("event") == "connected")
-        await bridged(service, recall_id)  # hung up before: no answer, tried again
+        await bridged(desk, recall_id)  # hung up before: no answer, tried again
         await citizens.hang_up(citizen)
         outcome = await console.until(lambda m: m["type"] == "recall_outcome")
-        await status_is(service, recall_id, "done")
+        await status_is(desk, recall_id, "done")
         for socket in (board, console):
             await socket.close()
     kinds = all_match(schema, [board, console])

@@ -4,34 +4,34 @@ agents, too many callers, maximum wait) sending callers where the config says.""
 
 from __future__ import annotations
 
-import asyncio
+from datetime import datetime
 
-from tests.integration.conftest import record_of, staff, steps
+from tests.integration.conftest import record_of, steps
+from tests.integration.desk_api import staff
 from tests.integration.test_agents import until_talking
 
 RULES = "0999000004"  # straight to queue omega (agent 1003); see config/queues.yaml
 DIRECT = "0999000002"  # queue beta, also served by 1003
 
 
-async def paused(service, agent_id: str) -> None:
+async def paused(desk, agent_id: str) -> None:
     """Logged in but taking no calls: callers wait, and the no-agents rule does not fire."""
-    staff(service, agent_id)
-    service.desk.ask(agent_id, "pause", "test", "riunione")
+    await staff(desk, agent_id)
+    await desk.pause(agent_id, "riunione")
 
 
-async def log_of(service, call_id: str) -> list[tuple[str, ...]]:
-    await service.writer.drain()
+async def log_of(desk, call_id: str) -> list[tuple[str, ...]]:
     return [(e.queue, e.event, e.data1, e.data2, e.data3, e.data4)
-            for e in await service.store.queue_log(call_id=call_id)]
+            for e in await desk.queue_log(call_id=call_id)]
 
 
-async def test_position_wait_and_messages_in_their_dates(start_service, caller, phones):
+async def test_position_wait_and_messages_in_their_dates(start_service, desk, caller, phones):
     service = await start_service()
     phones.set("1003", "answer")
-    staff(service, "1003")
+    await staff(desk, "1003")
     talking = await caller.dial(RULES, caller_number="0610000000")
     await phones.wait_answered("1003")
-    await until_talking(service, "1003")  # the only agent is busy from now on
+    await until_talking(desk, "1003")  # the only agent is busy from now on
 
     first = await caller.dial(RULES, caller_number="0610000001")
     await first.wait_heard("promo_now", count=2, timeout=15)
@@ -57,9 +57,9 @@ async def test_position_wait_and_messages_in_their_dates(start_service, caller, 
     assert (await record_of(service, second)).announced_wait == 240
 
 
-async def test_leave_key_plays_its_message_then_goodbye(start_service, caller):
+async def test_leave_key_plays_its_message_then_goodbye(start_service, desk, caller):
     service = await start_service()
-    await paused(service, "1003")
+    await paused(desk, "1003")
     call = await caller.dial(RULES)
     await call.wait_heard("queue-youarenext")  # the entry announcement (nobody serving: no wait)
     await call.press("0")
@@ -68,39 +68,40 @@ async def test_leave_key_plays_its_message_then_goodbye(start_service, caller):
     record = await record_of(service, call)
     assert (record.outcome, record.topic) == ("left_queue", "omega")
     assert steps(record, "queue_exit")[0][4] == "left_queue -> info:info_a"
-    log = await log_of(service, record.id)
+    log = await log_of(desk, record.id)
     assert [e[1] for e in log] == ["ENTERQUEUE", "EXITWITHKEY"]
     assert log[1][2:5] == ("0", "1", "1")  # key, position, position on entry
-    assert not service.queues.waiting("omega")
+    assert not await desk.waiting("omega")
 
 
-async def test_no_agents_logged_in_plays_its_message(start_service, caller):
+async def test_no_agents_logged_in_plays_its_message(start_service, desk, caller):
     service = await start_service()
-    staff(service)  # nobody
+    await staff(desk)  # nobody
     call = await caller.dial(RULES)
     await call.wait_heard("sorry")
     await call.wait_ended(10)
     record = await record_of(service, call)
     assert record.outcome == "no_agents"
     assert "queue-youarenext" not in call.heard  # never joined the line
-    assert [e[:2] for e in await log_of(service, record.id)] == [("omega", "JOINEMPTY")]
+    assert [e[:2] for e in await log_of(desk, record.id)] == [("omega", "JOINEMPTY")]
 
 
-async def test_last_agent_logging_out_sends_waiting_callers_to_the_rule(start_service, caller):
+async def test_last_agent_logging_out_sends_waiting_callers_to_the_rule(start_service, desk,
+                                                                        caller):
     service = await start_service()
-    await paused(service, "1003")  # paused still counts as logged in: the caller waits
+    await paused(desk, "1003")  # paused still counts as logged in: the caller waits
     call = await caller.dial(RULES)
     await call.wait_heard("promo_now")
-    service.desk.ask("1003", "logout", "test")
+    await desk.logout("1003")
     await call.wait_heard("sorry", timeout=10)  # checked every few seconds
     record = await record_of(service, call)
     assert record.outcome == "no_agents"
-    assert [e[1] for e in await log_of(service, record.id)] == ["ENTERQUEUE", "EXITEMPTY"]
+    assert [e[1] for e in await log_of(desk, record.id)] == ["ENTERQUEUE", "EXITEMPTY"]
 
 
-async def test_a_full_line_sends_the_next_caller_to_its_message(start_service, caller):
+async def test_a_full_line_sends_the_next_caller_to_its_message(start_service, desk, caller):
     service = await start_service()
-    await paused(service, "1003")
+    await paused(desk, "1003")
     waiting = []
     for n, said in enumerate(["queue-youarenext", "queue-callswaiting"]):
         waiting.append(await caller.dial(RULES, caller_number=f"062000000{n}"))
@@ -110,53 +111,48 @@ async def test_a_full_line_sends_the_next_caller_to_its_message(start_service, c
     await third.wait_ended(10)
     record = await record_of(service, third)
     assert record.outcome == "queue_full"
-    assert [e[:2] for e in await log_of(service, record.id)] == [("omega", "FULL")]
-    assert [w.caller for w in service.queues.waiting("omega")] == ["0620000000", "0620000001"]
+    assert [e[:2] for e in await log_of(desk, record.id)] == [("omega", "FULL")]
+    assert [w["caller"] for w in await desk.waiting("omega")] == ["0620000000", "0620000001"]
     for call in waiting:
         await call.hangup()
 
 
 async def test_max_wait_moves_the_caller_to_another_topic_keeping_their_arrival(
-        start_service, caller, phones):
+        start_service, desk, caller, phones):
     service = await start_service()
-    await paused(service, "1003")
+    await paused(desk, "1003")
     call = await caller.dial(RULES, caller_number="0630000000")
     await call.wait_heard("promo_now")
-    arrived = service.queues.waiting("omega")[0].since
+    arrived = datetime.fromisoformat((await desk.waiting("omega"))[0]["since"])
     phones.set("1002", "answer")
-    service.desk.ask("1002", "login", "test")  # alpha only, and not yet taking calls
-    service.desk.ask("1002", "pause", "test", "not yet")
-    async with asyncio.timeout(25):
-        while not service.queues.waiting("alpha"):
-            await asyncio.sleep(0.1)
-    moved = service.queues.waiting("alpha")[0]
-    assert moved.since == arrived  # its place in alpha is its arrival time
-    service.desk.ask("1002", "resume", "test")
+    await desk.login("1002")  # alpha only, and not yet taking calls
+    await desk.pause("1002", "not yet")
+    moved = (await desk.until_waiting("alpha", bool, timeout=25))[0]
+    assert datetime.fromisoformat(moved["since"]) == arrived  # its place in alpha: its arrival
+    await desk.resume("1002")
     ring = await phones.wait_answered("1002")
-    await until_talking(service, "1002")
+    await until_talking(desk, "1002")
     await phones.hang_up(ring)
     record = await record_of(service, call)
     assert (record.outcome, record.topic, record.agent_id) == ("answered", "alpha", "1002")
-    log = await log_of(service, record.id)
+    log = await log_of(desk, record.id)
     assert [(e[0], e[1]) for e in log] == [
         ("omega", "ENTERQUEUE"), ("omega", "EXITWITHTIMEOUT"), ("alpha", "ENTERQUEUE"),
         ("alpha", "CONNECT"), ("alpha", "COMPLETEAGENT")]
     assert 16 <= int(log[1][4]) <= 18  # waited, as app_queue logs it
 
 
-async def test_an_offer_racing_a_rule_never_leaves_an_agent_ringing(start_service, caller,
-                                                                    phones):
+async def test_an_offer_racing_a_rule_never_leaves_an_agent_ringing(start_service, desk,
+                                                                    caller, phones):
     """The caller presses the leave key just as an agent frees up: whatever wins, the agent
     ends up available (or on the call), never stuck ringing for a caller who left."""
     service = await start_service()
     phones.set("1003", "ignore")
-    await paused(service, "1003")
+    await paused(desk, "1003")
     call = await caller.dial(RULES)
     await call.wait_heard("queue-youarenext")
-    service.desk.ask("1003", "resume", "test")
+    await desk.resume("1003")
     await call.press("0", gap=0)
     await call.wait_ended(15)
     await record_of(service, call)
-    async with asyncio.timeout(10):
-        while service.desk.agents["1003"].state not in ("available", "paused"):
-            await asyncio.sleep(0.1)
+    await desk.until_state("1003", "available", "paused", poll=0.1)

@@ -10,7 +10,8 @@ import shutil
 
 import aiohttp
 
-from tests.integration.conftest import TEST_SETTINGS, record_of, settings_for, staff
+from tests.integration.conftest import TEST_SETTINGS, record_of, settings_for
+from tests.integration.desk_api import staff
 
 DIRECT = "0999000002"  # straight to queue beta
 API = "http://127.0.0.1:18081"
@@ -25,21 +26,24 @@ async def metric(name: str, labels: str) -> str | None:
     return None
 
 
-async def test_a_renamed_topic_keeps_serving_its_callers(start_service, caller, phones, tmp_path):
+async def test_a_renamed_topic_keeps_serving_its_callers(start_service, desk, caller, phones,
+                                                         tmp_path):
     config = tmp_path / "config"
     shutil.copytree(TEST_SETTINGS.parent, config)
     service = await start_service(settings=settings_for(config / "centralino.yaml"))
-    staff(service)  # nobody: the caller waits
+    await staff(desk)  # nobody: the caller waits
     waiting = await caller.dial(DIRECT, caller_number="0633333333")
     await waiting.wait_idle()
-    assert [w.caller for w in service.queues.waiting("beta")] == ["0633333333"]
+    assert [w["caller"] for w in await desk.waiting("beta")] == ["0633333333"]
 
     # Ops rename beta to gamma everywhere (queues, flows, agents) and reload.
     for path in config.rglob("*.yaml"):
         path.write_text(re.sub(r"\bbeta\b", "gamma", path.read_text()))
-    await service.reload()
-    assert "beta" not in service.call_config.queues
-    assert service.desk.retiring == {"beta"}
+    await desk.reload()
+    configured, retiring = await desk.topics()
+    assert "beta" not in configured
+    assert retiring == {"beta"}
+    assert "beta" in (await desk.agent("1003"))["topics"]  # its agents still serve it
     assert await metric("centralino_queue_waiting", 'topic="beta"') == "1.0"
     async with (aiohttp.ClientSession() as http,
                 http.get(f"{API}/api/figures", headers=ADMIN) as resp):
@@ -48,7 +52,7 @@ async def test_a_renamed_topic_keeps_serving_its_callers(start_service, caller, 
 
     # Agent 1003 served beta (now gamma): they still get its caller.
     phones.set("1003", "answer")
-    staff(service, "1003")
+    await staff(desk, "1003")
     ring = await phones.wait_answered("1003")
     assert ring.caller_number == "0633333333"
     await asyncio.sleep(0.3)
@@ -59,10 +63,10 @@ async def test_a_renamed_topic_keeps_serving_its_callers(start_service, caller, 
     # New callers go to gamma; a later reload, beta's line empty, retires it for good.
     later = await caller.dial(DIRECT, caller_number="0644444444")
     await later.wait_idle()
-    assert service.queues.waiting("beta") == []
-    await service.reload()
-    assert service.desk.retiring == set()
-    assert "beta" not in service.desk.agents["1003"].topics
+    assert await desk.waiting("beta") == []
+    await desk.reload()
+    assert (await desk.topics())[1] == set()  # nothing retiring
+    assert "beta" not in (await desk.agent("1003"))["topics"]
     assert await metric("centralino_queue_waiting", 'topic="beta"') is None
     ring = await phones.wait_answered("1003")  # after the wrap-up
     assert ring.caller_number == "0644444444"

@@ -20,25 +20,25 @@ from tests.integration.conftest import (
     api_post,
     record_of,
     settings_for,
-    staff,
     start_run,
     stop_run,
 )
+from tests.integration.desk_api import staff
 
 MENU, DIRECT = "0999000001", "0999000002"
 
 
 async def test_asterisk_restart_service_reconnects_and_takes_new_calls(
-        start_service, caller, asterisk):
+        start_service, desk, caller, asterisk):
     service = await start_service()
     waiting = await caller.dial(DIRECT)
     await waiting.wait_idle()
-    assert len(service.queues.waiting("beta")) == 1
+    assert len(await desk.waiting("beta")) == 1
 
     await asyncio.to_thread(asterisk.restart)  # every channel dies with it
     record = await record_of(service, waiting, timeout=30)
     assert record.outcome == "lost"
-    assert service.queues.waiting("beta") == []
+    assert await desk.waiting("beta") == []
 
     await service.wait_connected(timeout=30)
     # The SimCaller's own socket reconnects too; then a new call is served normally.
@@ -50,7 +50,7 @@ async def test_asterisk_restart_service_reconnects_and_takes_new_calls(
 
 
 async def test_calls_cut_by_an_asterisk_restart_are_lost_not_abandoned(
-        start_service, caller, phones, asterisk):
+        start_service, desk, caller, phones, asterisk):
     """Callers waiting and talking when Asterisk stops: Asterisk hung them up, they did not
     give up; figures must not count them as abandons (issue #9)."""
     service = await start_service()
@@ -60,17 +60,15 @@ async def test_calls_cut_by_an_asterisk_restart_are_lost_not_abandoned(
         await call.wait_idle()
         waiting.append(call)
     phones.set("1003", "answer")
-    staff(service, "1003")
+    await staff(desk, "1003")
     await phones.wait_answered("1003")  # the first caller talks, three wait
-    async with asyncio.timeout(10):
-        while service.desk.agents["1003"].state != "on_call":
-            await asyncio.sleep(0.05)
+    await desk.until_state("1003", "on_call", poll=0.05)
 
     await asyncio.to_thread(asterisk.restart)
     records = [await record_of(service, call, timeout=30) for call in waiting]
     assert [r.outcome for r in records] == ["lost"] * 4
     assert records[0].connected_at is not None and records[0].agent_id == "1003"
-    events = [e.event for r in records for e in await service.store.queue_log(call_id=r.id)]
+    events = [e.event for r in records for e in await desk.queue_log(call_id=r.id)]
     assert events.count("ENTERQUEUE") == 4 and events.count("CONNECT") == 1
     assert "ABANDON" not in events and "COMPLETECALLER" not in events
     await service.wait_connected(timeout=30)
@@ -78,7 +76,7 @@ async def test_calls_cut_by_an_asterisk_restart_are_lost_not_abandoned(
     await asyncio.wait_for(phones.ari.connected.wait(), 30)
 
 
-async def test_service_restart_adopts_calls_still_in_asterisk(start_service, caller):
+async def test_service_restart_adopts_calls_still_in_asterisk(start_service, desk, caller):
     service = await start_service()
     waiting = await caller.dial(DIRECT, caller_number="0655555555")
     await waiting.wait_idle()
@@ -86,16 +84,14 @@ async def test_service_restart_adopts_calls_still_in_asterisk(start_service, cal
     assert await waiting.listen(1) > 0.005, "still hearing the queue's music"
 
     restarted = await start_service()
-    async with asyncio.timeout(10):
-        while not restarted.queues.waiting("beta"):
-            await asyncio.sleep(0.05)
-    assert [w.caller for w in restarted.queues.waiting("beta")] == ["0655555555"]
+    await desk.until_waiting("beta", bool)
+    assert [w["caller"] for w in await desk.waiting("beta")] == ["0655555555"]
     await waiting.hangup()
     record = await record_of(restarted, waiting)
     assert record.outcome == "abandoned" and record.topic == "beta"
-    both = await restarted.store.find_calls(channel_id=waiting.service_half)
+    both = await desk.calls(channel_id=waiting.service_half)
     # the first service's part of the call, then the restarted one's
-    assert sorted(c.outcome for c in both) == ["abandoned", "interrupted"]
+    assert sorted(c["outcome"] for c in both) == ["abandoned", "interrupted"]
 
 
 async def test_wrong_ari_password_is_a_clear_error(asterisk):

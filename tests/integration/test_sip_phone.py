@@ -76,32 +76,49 @@ async def phone(tmp_path: Path, asterisk):
     proc.wait(timeout=10)
 
 
-async def _until(check, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+async def _until(check, timeout: float = 60):  # type: ignore[no-untyped-def]
+    """Until `await check()` is true; its value."""
     async with asyncio.timeout(timeout):
-        while not check():
+        while not (found := await check()):
             await asyncio.sleep(0.05)
+    return found
 
 
-async def test_sip_phone_navigates_with_rfc4733_dtmf(start_service, phone):
-    service = await start_service()
+async def test_sip_phone_navigates_with_rfc4733_dtmf(start_service, desk, phone):
+    await start_service()
     await phone.command("dial", f"sip:{MENU}@127.0.0.1:5060")
-    await _until(lambda: service.registry.channels)
-    session = next(iter(service.registry.channels.values()))
-    assert session.info.channel.name.startswith("PJSIP/caller-")
 
-    def entered(menu: str) -> bool:
-        return any(s.kind == "menu" and s.node == menu for s in session.journal.steps)
+    async def sip_channel():  # type: ignore[no-untyped-def]  # the phone's, as Asterisk has it
+        return next((c for c in await desk.asterisk("/channels")
+                     if c["name"].startswith("PJSIP/caller-")), None)
+    channel = await _until(sip_channel)
 
-    await _until(lambda: entered("main"))
+    def record():  # type: ignore[no-untyped-def]  # its record, written as the call goes
+        return desk.call_of(channel["id"])
+
+    def entered(menu: str):  # type: ignore[no-untyped-def]
+        async def check() -> bool:
+            found = await record()
+            return found is not None and any(s["kind"] == "menu" and s["node"] == menu
+                                             for s in found["steps"])
+        return check
+
+    await _until(entered("main"))
     await phone.command("sndcode", "1")  # barge-in from a real phone
-    await _until(lambda: entered("sub"))
+    await _until(entered("sub"))
     await phone.command("sndcode", "1")
-    await _until(lambda: session.queued is not None)
-    await phone.command("hangup")
-    await _until(lambda: not service.registry.channels)
 
-    record = (await service.store.find_calls(channel_id=session.channel_id))[0]
-    assert record.caller_number == "caller"
-    assert [(s.node, s.key, s.detail) for s in record.steps if s.kind == "key"] == [
+    async def queued() -> bool:  # waiting in alpha's line
+        call_id = (await record())["id"]
+        return any(w["call_id"] == call_id for w in await desk.waiting("alpha"))
+    await _until(queued)
+    await phone.command("hangup")
+
+    async def ended():  # type: ignore[no-untyped-def]
+        found = await record()
+        return found if found is not None and found["outcome"] is not None else None
+    found = await _until(ended)
+    assert found["caller_number"] == "caller"
+    assert [(s["node"], s["key"], s["detail"]) for s in found["steps"] if s["kind"] == "key"] == [
         ("main", "1", "Sub"), ("sub", "1", "Alpha")]
-    assert (record.outcome, record.topic) == ("abandoned", "alpha")
+    assert (found["outcome"], found["topic"]) == ("abandoned", "alpha")
