@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,6 +98,14 @@ async def test_what_was_written_is_found_by_the_next_start(tmp_path):
         assert call is not None and call.started_at == at(9)
         assert [(s.kind, s.key, s.detail) for s in call.steps] == [("key", "1", "Tributi")]
         assert await second.get_call("nope") is None
+
+
+async def test_sqlite_keeps_a_write_ahead_log_so_readers_never_block_the_records(tmp_path):
+    path = tmp_path / "centralino.sqlite"
+    async with Store(url_of(path)):
+        pass
+    with sqlite3.connect(path) as conn:  # the mode is the file's: every later opener gets it
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 async def test_a_file_that_is_not_a_database_is_said_at_start(tmp_path):

@@ -70,6 +70,28 @@ async def test_records_of_the_next_moments_join_the_batch():
     assert db.batches == [[ins("a"), upd("a"), ins("b")]]
 
 
+async def test_a_reader_does_not_wait_for_the_gathering(monkeypatch):
+    """The API reads what was just done after caught_up(): the records go at once, not when
+    the gathering window ends (an hour here: it must not matter)."""
+    from centralino.storage import writer as module
+
+    monkeypatch.setattr(module, "GATHER", 3600)
+    db = FakeDatabase()
+    writer = Writer(db.write)
+    writer.start()
+    writer.put(ins("a"))
+    await asyncio.sleep(0.01)  # the writer took "a" and gathers
+    writer.put(ins("b"))
+    assert await asyncio.wait_for(writer.caught_up(), 2) == 0
+    assert db.written == [ins("a"), ins("b")]
+    writer.put(ins("c"))  # and the next batch gathers again, as before
+    await asyncio.sleep(0.05)
+    assert db.written == [ins("a"), ins("b")]
+    await asyncio.wait_for(writer.drain(), 2)
+    assert db.batches[-1] == [ins("c")]
+    await writer.close()
+
+
 async def test_a_stop_while_gathering_keeps_the_gathered_records(tmp_path):
     db = FakeDatabase()
     writer = Writer(db.write)
