@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -11,8 +12,20 @@ from typing import Any, Self, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Row, and_, bindparam, event, func, insert, or_, select, text, update
-from sqlalchemy.engine import Connection, CursorResult, ExceptionContext, Result
+from sqlalchemy import (
+    Row,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection, CursorResult, Engine, ExceptionContext, Result, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -55,8 +68,15 @@ class Store:
             url, pool_pre_ping=not url.startswith("sqlite"))
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self.engine.sync_engine, "handle_error", _drop_read_only)
+        # SQLite: the records' batches run whole in one thread of ours on a plain connection.
+        # Through aiosqlite every statement is a round trip to its thread and back; that cost
+        # a quarter of the service's CPU per call (bench fullflow: 21 -> 14 ms).
+        self._records_engine: Engine | None = None
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_wal)
+            self._records_engine = create_engine(make_url(url).set(drivername="sqlite"))
+            event.listen(self._records_engine, "connect", _sqlite_wal)
+            event.listen(self._records_engine, "handle_error", _drop_read_only)
 
     async def __aenter__(self) -> Self:
         try:
@@ -72,6 +92,8 @@ class Store:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.engine.dispose()
+        if self._records_engine is not None:
+            self._records_engine.dispose()
 
     async def migrate(self) -> None:
         """Bring the schema to the latest migration (idempotent)."""
@@ -90,9 +112,18 @@ class Store:
     async def write(self, batch: Sequence[records.Record]) -> None:
         """Records in one transaction, in order; consecutive ones of the same shape as one
         statement with many rows (SQLAlchemy Core: no ORM objects to build)."""
+        if self._records_engine is not None:
+            await asyncio.to_thread(self._write_in_thread, self._records_engine, batch)
+            return
         async with self.engine.begin() as conn:
             for run in records.runs(batch):
                 await conn.execute(*_statement(run))
+
+    @staticmethod
+    def _write_in_thread(engine: Engine, batch: Sequence[records.Record]) -> None:
+        with engine.begin() as conn:
+            for run in records.runs(batch):
+                conn.execute(*_statement(run))
 
     # --- calls ----------------------------------------------------------------------------
 

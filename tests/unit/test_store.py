@@ -149,8 +149,9 @@ async def test_an_unreachable_server_is_said_at_start_without_its_password():
 async def test_a_connection_left_read_only_is_dropped_and_the_next_write_goes_through(store):
     """SQLite (or a PostgreSQL standby) refused writes on a connection: once the database
     takes writes again, the records are written on a new connection, not refused forever."""
-    async with store.engine.connect() as conn:  # the pool's only connection
-        await conn.exec_driver_sql("PRAGMA query_only = ON")
+    assert store._records_engine is not None  # SQLite: records go through their own engine
+    with store._records_engine.connect() as conn:  # its pool's only connection
+        conn.exec_driver_sql("PRAGMA query_only = ON")
     with pytest.raises(DBAPIError) as refused:
         await write(store, lambda r: r.call_started(new_call("c1", at(9))))
     assert fault_of(refused.value).reason == "read-only"
