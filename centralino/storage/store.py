@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import selectinload
 
 from centralino.storage import records
@@ -155,9 +156,17 @@ class Store:
         """Earlier calls from the same number, newest first (for the agent's screen pop)."""
         if not caller:
             return []
+        params = {"caller": caller, "before": before, "limit": limit}
+        if self._records_engine is not None:  # SQLite: one trip to a thread (see __init__)
+            return await asyncio.to_thread(self._previous_contacts_in_thread,
+                                           self._records_engine, params)
         async with self.sessions() as s:
-            return list((await s.scalars(_PREVIOUS_CONTACTS, {
-                "caller": caller, "before": before, "limit": limit})).all())
+            return list((await s.scalars(_PREVIOUS_CONTACTS, params)).all())
+
+    @staticmethod
+    def _previous_contacts_in_thread(engine: Engine, params: dict[str, Any]) -> list[Call]:
+        with OrmSession(engine, expire_on_commit=False) as s:
+            return list(s.scalars(_PREVIOUS_CONTACTS, params).all())
 
     # --- agents, offers, queue_log --------------------------------------------------------
 
