@@ -283,6 +283,9 @@ def call_json(call: Call) -> dict[str, Any]:
         "config_version": call.config_version, "started_at": iso(call.started_at),
         "answered_at": iso(call.answered_at), "ended_at": iso(call.ended_at),
         "outcome": call.outcome, "topic": call.topic, "detail": call.detail,
+        # Who answered and when: what a supervisor looks up after a complaint.
+        "queued_at": iso(call.queued_at), "connected_at": iso(call.connected_at),
+        "agent_id": call.agent_id, "announced_wait": call.announced_wait,
         "steps": [
             {"at": iso(s.at), "kind": s.kind, "node": s.node, "key": s.key, "prompt": s.prompt,
              "detail": s.detail}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -370,6 +370,9 @@ async def test_call_records_are_found_by_number_caller_and_channel(web):
         parts.records.call_step(f"call{n}", 1, parts.clock.now(), "menu", "main", "1",
                                 "menu_associazioni", "")
     parts.records.call_changed("call0", outcome="abandoned", topic="suap")
+    parts.records.call_changed("call1", outcome="answered", topic="suap",
+                               queued_at=parts.clock.now(), agent_id="1001",
+                               connected_at=parts.clock.now() + timedelta(seconds=42))
     # Read right after: what was just done is there.
     resp = await client.get("/api/calls", headers=bearer(SUPERVISOR))
     assert resp.status == 200 and "X-Records-Waiting" not in resp.headers
@@ -383,6 +386,11 @@ async def test_call_records_are_found_by_number_caller_and_channel(web):
     assert (call["outcome"], call["topic"], call["caller_number"]) == (
         "abandoned", "suap", "3471234567")
     assert [(s["kind"], s["node"], s["key"]) for s in call["steps"]] == [("menu", "main", "1")]
+    assert (call["agent_id"], call["connected_at"]) == (None, None)  # nobody answered it
+    answered = await (await client.get("/api/calls/call1", headers=bearer(ADMIN))).json()
+    queued = datetime.fromisoformat(answered["queued_at"])
+    assert answered["agent_id"] == "1001"  # who took it, and after how long in the line
+    assert datetime.fromisoformat(answered["connected_at"]) - queued == timedelta(seconds=42)
     resp = await client.get("/api/calls/nope", headers=bearer(ADMIN))
     assert (resp.status, (await resp.json())["error"]) == (404, "no such call")
     assert (await client.get("/api/calls", headers=bearer(token("1001")))).status == 403
