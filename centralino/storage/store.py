@@ -74,9 +74,7 @@ class Store:
         # a quarter of the service's CPU per call (bench fullflow: 21 -> 14 ms).
         self._records_engine: Engine | None = None
         if url.startswith("sqlite"):
-            event.listen(self.engine.sync_engine, "connect", _sqlite_wal)
             self._records_engine = create_engine(make_url(url).set(drivername="sqlite"))
-            event.listen(self._records_engine, "connect", _sqlite_wal)
             event.listen(self._records_engine, "handle_error", _drop_read_only)
 
     async def __aenter__(self) -> Self:
@@ -524,17 +522,6 @@ def _drop_read_only(context: ExceptionContext) -> None:
 _PREVIOUS_CONTACTS = (select(Call).where(Call.caller_number == bindparam("caller"),
                                          Call.started_at < bindparam("before"))
                       .order_by(Call.started_at.desc()).limit(bindparam("limit")))
-
-
-def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
-    """SQLite's write-ahead log: readers (the API, figures) do not block the records' writer,
-    and a commit costs one write instead of a journal file made and deleted. With
-    synchronous=NORMAL a crash of the service loses nothing; a power cut may lose the last
-    commits (the production database is PostgreSQL)."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 class _Unchanged(Exception):

@@ -100,12 +100,14 @@ async def test_what_was_written_is_found_by_the_next_start(tmp_path):
         assert await second.get_call("nope") is None
 
 
-async def test_sqlite_keeps_a_write_ahead_log_so_readers_never_block_the_records(tmp_path):
+async def test_sqlite_keeps_its_rollback_journal(tmp_path):
+    """Not a write-ahead log: its shared-memory index is a mapped file, and a full disk then
+    kills the process with SIGBUS instead of refusing a write (seen with the disk-full test)."""
     path = tmp_path / "centralino.sqlite"
-    async with Store(url_of(path)):
-        pass
-    with sqlite3.connect(path) as conn:  # the mode is the file's: every later opener gets it
-        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    async with Store(url_of(path)) as store:
+        await write(store, lambda r: r.call_started(new_call("c1", at(9))))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
 
 
 async def test_a_file_that_is_not_a_database_is_said_at_start(tmp_path):
