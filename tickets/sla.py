@@ -1,0 +1,133 @@
+"""SLA deadlines on the business calendar: the same opening hours (ivr.hours.Schedule: weekly
+ranges, Italian national holidays, closures) that decide whether a line answers.
+
+A target ("first response within 8 working hours") becomes a deadline stored on the ticket.
+While the ticket waits for the citizen the clock stops: when it starts again the deadline moves
+on by the working time the pause took. Everything here is pure: callers pass the instants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Literal
+
+from ivr.hours import Schedule
+
+HORIZON_DAYS = 400  # a target that does not fit in this many days of the calendar is refused
+
+
+class NoWorkingTime(ValueError):
+    """The calendar has no working time within the horizon (a schedule with no hours)."""
+
+
+def working_intervals(schedule: Schedule, start: datetime, end: datetime
+                      ) -> Iterator[tuple[datetime, datetime]]:
+    """The calendar's open intervals within [start, end), in order, clipped to it."""
+    local = start.astimezone(schedule.zone)
+    last = end.astimezone(schedule.zone).date()
+    day = local.date()
+    while day <= last:
+        for opens, closes in _open_ranges(schedule, day):
+            lo, hi = max(opens, start), min(closes, end)
+            if lo < hi:
+                yield lo, hi
+        day += timedelta(days=1)
+
+
+def working_seconds(schedule: Schedule | None, start: datetime, end: datetime) -> float:
+    """Working time between two instants (none if `end` is not after `start`). Without a
+    schedule every second counts (a desk open round the clock)."""
+    if end <= start:
+        return 0.0
+    if schedule is None:
+        return (end - start).total_seconds()
+    return sum((hi - lo).total_seconds() for lo, hi in working_intervals(schedule, start, end))
+
+
+def add_working(schedule: Schedule | None, start: datetime, seconds: float) -> datetime:
+    """The instant when `seconds` of working time after `start` have passed (at the end of
+    the working interval that completes them; never inside a closed period)."""
+    if schedule is None:
+        return start + timedelta(seconds=seconds)
+    left = seconds
+    day = start.astimezone(schedule.zone).date()
+    for _ in range(HORIZON_DAYS):
+        for opens, closes in _open_ranges(schedule, day):
+            lo = max(opens, start)
+            if lo >= closes:
+                continue
+            available = (closes - lo).total_seconds()
+            if left <= available:
+                return lo + timedelta(seconds=left)
+            left -= available
+        day += timedelta(days=1)
+    raise NoWorkingTime(f"no room for {seconds:g} s of working time within {HORIZON_DAYS} days "
+                        "of the calendar")
+
+
+def _open_ranges(schedule: Schedule, day: date) -> list[tuple[datetime, datetime]]:
+    if schedule.holiday_name(day) or any(c.covers(day) for c in schedule.closures):
+        return []
+    midnight = datetime.combine(day + timedelta(days=1), time(), schedule.zone)
+    return [(datetime.combine(day, r.start, schedule.zone),
+             # "24:00" is kept as time.max: the next midnight, not a microsecond before it
+             midnight if r.end == time.max else datetime.combine(day, r.end, schedule.zone))
+            for r in schedule.ranges_by_day[day.weekday()]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One SLA target of a topic and level: working seconds, and when to warn (fractions of
+    it used, ascending: the console shows each as it is reached)."""
+
+    seconds: float
+    warn_at: tuple[float, ...] = (0.7, 0.8, 0.9)
+
+
+Standing = Literal["ok", "warning", "breached"]
+
+
+@dataclass(frozen=True)
+class Clock:
+    """A target's clock on one ticket: started at `started`, due at `due`; `paused_since`
+    while the ticket waits for the citizen."""
+
+    started: datetime
+    due: datetime
+    paused_since: datetime | None = None
+
+    @classmethod
+    def start(cls, schedule: Schedule | None, at: datetime, target: Target) -> Clock:
+        return cls(at, add_working(schedule, at, target.seconds))
+
+    def pause(self, at: datetime) -> Clock:
+        return self if self.paused_since is not None else Clock(self.started, self.due, at)
+
+    def resume(self, schedule: Schedule | None, at: datetime) -> Clock:
+        """The deadline moves on by the working time the pause took."""
+        if self.paused_since is None:
+            return self
+        paused = working_seconds(schedule, self.paused_since, at)
+        return Clock(self.started, add_working(schedule, self.due, paused) if paused else
+                     self.due)
+
+    def used(self, schedule: Schedule | None, at: datetime, target: Target) -> float:
+        """The fraction of the target used at `at` (above 1: breached). A paused clock
+        counts up to its pause."""
+        now = min(at, self.paused_since) if self.paused_since is not None else at
+        left = working_seconds(schedule, now, self.due)
+        if now >= self.due:
+            return 1.0 + working_seconds(schedule, self.due, now) / target.seconds
+        return 1.0 - left / target.seconds
+
+    def standing(self, schedule: Schedule | None, at: datetime, target: Target
+                 ) -> tuple[Standing, float | None]:
+        """("breached" past the deadline; "warning" and the highest threshold reached; or
+        "ok"), as the console and the supervisor board show it."""
+        used = self.used(schedule, at, target)
+        if used >= 1.0:
+            return "breached", None
+        reached = [w for w in target.warn_at if used >= w]
+        return ("warning", reached[-1]) if reached else ("ok", None)
