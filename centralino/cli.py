@@ -118,9 +118,11 @@ def check(ctx: click.Context) -> None:
         sys.exit(1)
     for warning in config.call.warnings:
         click.echo(f"warning: {warning}", err=True)
-    call = config.call
+    call, tickets = config.call, config.tickets
+    written = (f", tickets on {len(tickets.topics)} topics and {len(tickets.groups)} "
+               f"second-level group(s)" if tickets else "")
     click.echo(f"ok: {len(call.flows)} numbers, {len(call.queues)} queues, "
-               f"{len(call.prompts)} prompts, {len(config.agents.agents)} agents "
+               f"{len(call.prompts)} prompts, {len(config.agents.agents)} agents{written} "
                f"(version {config.version})")
 
 

@@ -8,12 +8,14 @@ from centralino.settings import Settings
 from cti.config import AgentsConfig, load_agents_config
 from ivr.config import CallConfig, load_call_config
 from ivr.yamlfile import ConfigError, ConfigProblem
+from tickets.config import TicketsConfig, load_tickets_config
 
 
 @dataclass(frozen=True)
 class Config:
     call: CallConfig
     agents: AgentsConfig
+    tickets: TicketsConfig | None = None  # no tickets.yaml: no written requests
 
     @property
     def version(self) -> str:
@@ -36,4 +38,6 @@ def load_config(settings: Settings) -> Config:
     if settings.mode == "production" and (dev := agents.dev_tokens_in_use()):
         raise ConfigError.single("agents.yaml", f"production mode: {', '.join(dev)} still use "
                                  "the public development token; give them their own")
-    return Config(call, agents)
+    tickets = load_tickets_config(settings.config_dir / "tickets.yaml", set(call.queues),
+                                  set(agents.agents), set(call.schedules))
+    return Config(call, agents, tickets)
