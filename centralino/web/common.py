@@ -299,7 +299,8 @@ def allow(*roles: str) -> Callable[[Handler], Handler]:
             if role in roles or ("self" in roles and role == "agent"
                                  and person == request.match_info.get("agent_id")):
                 return await handler(request)
-            raise error(web.HTTPForbidden, f"a {role} token cannot do this")
+            article = "an" if role[0] in "aeiou" else "a"
+            raise error(web.HTTPForbidden, f"{article} {role} token cannot do this")
 
         return checked
 

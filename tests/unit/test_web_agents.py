@@ -80,7 +80,7 @@ async def test_supervisors_and_admin_list_every_agent_and_agents_may_not(web):
         assert {a["state"] for a in listed} == {"logged_out"}
     resp = await client.get("/api/agents", headers=bearer(token("1001")))
     assert resp.status == 403
-    assert "agent token cannot do this" in (await resp.json())["error"]
+    assert (await resp.json())["error"] == "an agent token cannot do this"
     resp = await client.get("/api/agents")
     assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
     resp = await client.get("/api/agents", headers=bearer("dev-nobody"))
