@@ -62,9 +62,11 @@ class Event:
     note: str = ""
 
 
-def new(at: datetime) -> tuple[Ticket, Event]:
+def new(at: datetime, by: str = "citizen") -> tuple[Ticket, Event]:
+    """A new ticket, unowned at the first level: opened by the citizen (the web form, an
+    e-mail) or by an operator for them (`by` "agent:1001", during a call)."""
     ticket = Ticket(State.NEW, FIRST_LEVEL, None)
-    return ticket, Event(at, "citizen", "opened", ticket.state, ticket.level, None)
+    return ticket, Event(at, by, "opened", ticket.state, ticket.level, None)
 
 
 def take(ticket: Ticket, agent: str, groups: frozenset[str], at: datetime

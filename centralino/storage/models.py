@@ -1,10 +1,22 @@
-"""Tables: call records with their steps, and the audit trail of line overrides."""
+"""Tables: call records with their steps, the audit trail of line overrides, recall requests,
+tickets with their history and thread."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, TypeDecorator, text
+from sqlalchemy import (
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -191,3 +203,93 @@ class RecallAttempt(Base):
     agent_id: Mapped[str | None] = mapped_column(String(64))  # who took it, if an agent did
     # When the citizen's phone was dialled (after the agent answered); None if it never was.
     dialled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# Tickets (issue #11): the rules are tickets/ (states.py decides, this keeps). `state` holds the
+# Italian values of tickets.states.State; `level` is tickets.states.FIRST_LEVEL or a group.
+TICKET_STATE = String(32)
+
+
+class Ticket(Base):
+    """A written request: its number, who asked, where it stands, its SLA deadlines."""
+
+    __tablename__ = "tickets"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    number: Mapped[str] = mapped_column(String(32), unique=True)  # HD-2026-000123
+    prefix: Mapped[str] = mapped_column(String(6))
+    year: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    topic: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(8))  # web | email | phone
+    requester_name: Mapped[str] = mapped_column(String(128))
+    requester_email: Mapped[str | None] = mapped_column(String(254))
+    requester_phone: Mapped[str | None] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[str] = mapped_column(String(16))  # normal | high
+    owner: Mapped[str | None] = mapped_column(String(64))  # the agent who has it in charge
+    state: Mapped[str] = mapped_column(TICKET_STATE)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    first_response_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # None while open
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The SLA clocks (tickets.sla.Clock): deadlines, and since when they are paused.
+    first_response_due: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolution_due: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    sla_paused_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    linked_to: Mapped[str | None] = mapped_column(ForeignKey("tickets.id"))  # an older ticket
+    # The private status link's token, hashed: the database never holds a usable link.
+    status_token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    call_id: Mapped[str | None] = mapped_column(String(32))  # opened during this call
+
+    __table_args__ = (
+        UniqueConstraint("prefix", "year", "seq", name="uq_tickets_prefix_year_seq"),
+        # The inbox: unassigned tickets of a level and topic, soonest deadline first; mine.
+        Index("ix_tickets_inbox", "state", "level", "topic", "resolution_due"),
+        Index("ix_tickets_owner_state", "owner", "state"),
+    )
+
+
+class TicketEvent(Base):
+    """One line of a ticket's append-only history (tickets.states.Event)."""
+
+    __tablename__ = "ticket_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    by: Mapped[str] = mapped_column(String(64))  # agent:1001, citizen, system
+    action: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(TICKET_STATE)  # after the step
+    level: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_ticket_events_ticket_id", "ticket_id", "id"),)
+
+
+class TicketMessage(Base):
+    """The thread: the citizen's messages, the answers, the operators' internal notes."""
+
+    __tablename__ = "ticket_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    direction: Mapped[str] = mapped_column(String(3))  # in (from the citizen) | out
+    visibility: Mapped[str] = mapped_column(String(8))  # public | internal
+    author: Mapped[str] = mapped_column(String(128))  # citizen, agent:1001
+    body: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))  # e-mail Message-ID
+    in_reply_to: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (Index("ix_ticket_messages_ticket_id", "ticket_id", "id"),)
+
+
+class TicketSequence(Base):
+    """The last number given for a prefix and year: numbers without gaps, even when many
+    tickets are opened at once (the row is locked until the ticket is stored)."""
+
+    __tablename__ = "ticket_sequences"
+    prefix: Mapped[str] = mapped_column(String(6), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)

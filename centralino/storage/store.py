@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, cast
@@ -16,6 +19,7 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
+    case,
     create_engine,
     event,
     func,
@@ -25,6 +29,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, CursorResult, Engine, ExceptionContext, Result, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
@@ -46,7 +51,15 @@ from centralino.storage.models import (
     QueueLogEntry,
     RecallAttempt,
     RecallRequest,
+    Ticket,
+    TicketEvent,
+    TicketMessage,
+    TicketSequence,
 )
+from ivr.clock import LOCAL
+from tickets import states
+from tickets.numbers import TicketNumber
+from tickets.states import State
 
 log = logging.getLogger("centralino.storage")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -494,6 +507,162 @@ class Store:
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())
 
+    # --- tickets (issue #11): tickets/ decides, these keep ----------------------------------
+
+    async def create_ticket(self, new: NewTicket) -> Ticket:
+        """Number and store a new ticket with its first message and its "opened" event, in
+        one transaction. The number is the next of its prefix and of the year of `new.at` at
+        the office (Europe/Rome): the sequence's row stays locked until the ticket is stored,
+        so numbers neither repeat nor skip however many tickets are opened at once."""
+        year = new.at.astimezone(LOCAL).year
+        TicketNumber(new.prefix, year, 1)  # a prefix it cannot print: refused before writing
+        if new.channel not in CHANNELS:
+            raise ValueError(f"ticket channel {new.channel!r}: one of {', '.join(CHANNELS)}")
+        rule, opened = states.new(new.at, new.by)
+        ticket_id = uuid.uuid4().hex
+        async with self.sessions.begin() as s:
+            seq = (await s.execute(self._next_seq,
+                                   {"prefix": new.prefix, "year": year})).scalar_one()
+            row = Ticket(
+                id=ticket_id, number=str(TicketNumber(new.prefix, year, seq)),
+                prefix=new.prefix, year=year, seq=seq, topic=new.topic, subject=new.subject,
+                channel=new.channel, requester_name=new.requester_name,
+                requester_email=new.requester_email, requester_phone=new.requester_phone,
+                level=rule.level, priority=new.priority, owner=rule.owner,
+                state=rule.state.value, created_at=new.at, updated_at=new.at,
+                first_response_due=new.first_response_due, resolution_due=new.resolution_due,
+                linked_to=new.linked_to, status_token_sha256=status_token_sha256(new.status_token),
+                call_id=new.call_id)
+            s.add(row)
+            await s.flush()  # the ticket before the rows that refer to it
+            s.add(TicketMessage(ticket_id=ticket_id, at=new.at, direction="in",
+                                visibility="public", author=new.by, body=new.body,
+                                message_id=new.message_id, in_reply_to=None))
+            s.add(_event_row(ticket_id, opened))
+        return row
+
+    @functools.cached_property
+    def _next_seq(self) -> Any:
+        """INSERT ... ON CONFLICT DO UPDATE SET last = last + 1 RETURNING last: the next
+        number of a prefix and year in one statement, the row locked until commit (both
+        PostgreSQL and SQLite >= 3.35 have it)."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(TicketSequence).values(
+            prefix=bindparam("prefix"), year=bindparam("year"), last=1)
+        return (statement.on_conflict_do_update(index_elements=["prefix", "year"],
+                                                set_={"last": TicketSequence.last + 1})
+                .returning(TicketSequence.last))
+
+    async def take_ticket(self, ticket_id: str, agent: str, groups: Collection[str],
+                          at: datetime) -> Ticket | None:
+        """`agent` (member of `groups`, the second-level ones) takes the ticket in charge:
+        see apply_step. Of several agents taking it at once exactly one has it; the others
+        get None, or TicketError if they read it already taken."""
+        return await self.apply_step(
+            ticket_id, lambda ticket: states.take(ticket, agent, frozenset(groups), at))
+
+    async def apply_step(self, ticket_id: str, step: TicketStep) -> Ticket | None:
+        """One of tickets.states' steps on a stored ticket, as a compare-and-set. The step
+        decides on the ticket as read (it raises TicketError if it refuses); its change and
+        its event are written in one transaction only if the state, level and owner are still
+        the ones it saw. None: no such ticket, or another step changed it first (read it
+        again). The SLA clocks are not moved here."""
+        row = await self.ticket(ticket_id)
+        if row is None:
+            return None
+        before = _rules_view(row)
+        after, event = step(before)
+        values: dict[str, object] = {
+            "state": after.state.value, "level": after.level, "owner": after.owner,
+            "first_response_at": after.first_response_at, "closed_at": after.closed_at,
+            "updated_at": event.at}
+        if after.state is State.RESOLVED and before.state is not State.RESOLVED:
+            values["resolved_at"] = event.at
+        elif after.state in states.OPEN:
+            values["resolved_at"] = None
+        still = Ticket.owner.is_(None) if before.owner is None else Ticket.owner == before.owner
+        async with self.sessions.begin() as s:
+            changed = (await s.scalars(
+                update(Ticket)
+                .where(Ticket.id == row.id, Ticket.state == before.state.value,
+                       Ticket.level == before.level, still)
+                .values(values).returning(Ticket),
+                execution_options={"synchronize_session": False})).first()
+            if changed is None:
+                return None
+            s.add(_event_row(row.id, event))
+        return changed
+
+    async def ticket(self, number_or_id: str) -> Ticket | None:
+        """A ticket by its number (HD-2026-000123) or its id."""
+        query = select(Ticket).where(or_(Ticket.id == number_or_id,
+                                         Ticket.number == number_or_id))
+        async with self.sessions() as s:
+            return (await s.scalars(query)).first()
+
+    async def ticket_for_status_token(self, token: str) -> Ticket | None:
+        """The ticket the citizen's private status link is for (only its hash is stored)."""
+        query = select(Ticket).where(Ticket.status_token_sha256 == status_token_sha256(token))
+        async with self.sessions() as s:
+            return (await s.scalars(query)).first()
+
+    async def ticket_events(self, ticket_id: str) -> list[TicketEvent]:
+        """The ticket's history, oldest first."""
+        query = select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(
+            TicketEvent.id)
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    async def ticket_messages(self, ticket_id: str, public_only: bool = False
+                              ) -> list[TicketMessage]:
+        """The ticket's thread, oldest first; `public_only`: without the internal notes (what
+        the citizen sees)."""
+        query = select(TicketMessage).where(TicketMessage.ticket_id == ticket_id).order_by(
+            TicketMessage.id)
+        if public_only:
+            query = query.where(TicketMessage.visibility == "public")
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    async def add_ticket_message(self, ticket_id: str, at: datetime, direction: str,
+                                 visibility: str, author: str, body: str,
+                                 message_id: str | None = None, in_reply_to: str | None = None
+                                 ) -> TicketMessage | None:
+        """A message added to the thread (the ticket's updated_at moves with it); None if
+        there is no such ticket. The steps it may imply (a reply, the citizen writing) are the
+        caller's, through apply_step."""
+        if direction not in ("in", "out") or visibility not in ("public", "internal"):
+            raise ValueError(f"a message goes in or out, public or internal: not "
+                             f"{direction!r}, {visibility!r}")
+        async with self.sessions.begin() as s:
+            touched = await s.execute(update(Ticket).where(Ticket.id == ticket_id)
+                                      .values(updated_at=at))
+            if not _rowcount(touched):
+                return None
+            message = TicketMessage(ticket_id=ticket_id, at=at, direction=direction,
+                                    visibility=visibility, author=author, body=body,
+                                    message_id=message_id, in_reply_to=in_reply_to)
+            s.add(message)
+        return message
+
+    async def inbox(self, agent: str, topics: Collection[str], groups: Collection[str],
+                    limit: int = 100) -> list[Ticket]:
+        """An operator's tickets: first the open ones they have in charge, then those nobody
+        has that they may take (new ones of their topics at the first level, escalated ones
+        of their groups); each part by resolution deadline (none: last), then age."""
+        mine = and_(Ticket.owner == agent, Ticket.state.in_([s.value for s in states.OPEN]))
+        free = and_(Ticket.owner.is_(None),
+                    Ticket.state.in_((State.NEW.value, State.ESCALATED.value)),
+                    or_(and_(Ticket.level == states.FIRST_LEVEL, Ticket.topic.in_(topics)),
+                        Ticket.level.in_(groups)))
+        query = (select(Ticket).where(or_(mine, free))
+                 .order_by(case((Ticket.owner == agent, 0), else_=1),
+                           Ticket.resolution_due.asc().nulls_last(), Ticket.created_at,
+                           Ticket.id)
+                 .limit(limit))
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
 
 def _rowcount(result: Result[*tuple[Any, ...]]) -> int:
     """The rows an UPDATE matched: Session.execute is typed as giving a Result, which for an
@@ -516,6 +685,51 @@ def _drop_read_only(context: ExceptionContext) -> None:
     standby): the pool drops its connections, the next try opens new ones."""
     if fault_of(context.original_exception).reason == "read-only":
         context.is_disconnect = True
+
+
+# --- tickets ------------------------------------------------------------------------------
+
+CHANNELS = ("web", "email", "phone")
+TicketStep = Callable[[states.Ticket], tuple[states.Ticket, states.Event]]
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """What a new ticket is opened with (Store.create_ticket gives it its number)."""
+
+    prefix: str  # the desk's, tickets.numbers.PREFIX
+    topic: str
+    subject: str
+    body: str  # the first message of the thread
+    channel: str  # web | email | phone
+    requester_name: str
+    status_token: str  # the private status link's secret (stored hashed)
+    at: datetime
+    requester_email: str | None = None
+    requester_phone: str | None = None
+    priority: str = "normal"
+    first_response_due: datetime | None = None
+    resolution_due: datetime | None = None
+    linked_to: str | None = None  # the older ticket a late reply reopens as this one
+    call_id: str | None = None  # opened by an operator during this call
+    by: str = "citizen"  # or "agent:1001" (on the phone): the history and the thread say so
+    message_id: str | None = None  # the e-mail that opened it
+
+
+def status_token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _rules_view(row: Ticket) -> states.Ticket:
+    """The stored ticket as tickets.states sees it."""
+    return states.Ticket(State(row.state), row.level, row.owner, row.first_response_at,
+                         row.closed_at)
+
+
+def _event_row(ticket_id: str, event: states.Event) -> TicketEvent:
+    return TicketEvent(ticket_id=ticket_id, at=event.at, by=event.by, action=event.action,
+                       state=event.state.value, level=event.level, owner=event.owner,
+                       note=event.note)
 
 
 # Built once (one is run for every agent's phone that rings).

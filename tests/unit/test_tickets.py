@@ -146,6 +146,13 @@ def test_a_ticket_goes_from_new_to_closed_and_each_step_is_in_its_history():
     assert history[3].note == "manca la visura" and history[1].by == "agent:1001"
 
 
+def test_a_ticket_an_operator_opens_during_a_call_says_who_opened_it():
+    ticket, opened = states.new(AT, by="agent:1001")
+    assert (opened.by, opened.action, ticket.state, ticket.owner) == (
+        "agent:1001", "opened", State.NEW, None)
+    assert states.new(AT)[1].by == "citizen"  # the web form, an e-mail
+
+
 def test_only_the_owner_works_on_a_ticket_and_nobody_takes_it_twice():
     ticket = taken("1001")
     with pytest.raises(TicketError, match="cannot take a ticket that is preso in carico by 1001"):
