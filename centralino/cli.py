@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import urllib.parse
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -258,7 +259,7 @@ def line() -> None:
 def line_status_cmd(ctx: click.Context) -> None:
     status, body = _api(_settings(ctx), "GET", "/api/lines")
     if status != 200:
-        raise click.ClickException(str(body))
+        raise click.ClickException(_why(body))
     for ln in body:
         state = "OPEN  " if ln["open"] else "CLOSED"
         extra = f" forced until {ln['override']['until']}: {ln['override']['reason']}" \
@@ -266,12 +267,26 @@ def line_status_cmd(ctx: click.Context) -> None:
         click.echo(f"{ln['number']:>14}  {state} ({ln['why']}) {ln['name']}{extra}")
 
 
+def _who() -> str:
+    """Who forced a line, for the override's log: the operator's login name."""
+    return f"cli:{os.environ.get('USER') or 'unknown'}"
+
+
+def _why(answer: Any) -> str:
+    """The service's reason for refusing (its JSON error), as one line."""
+    return answer.get("error", str(answer)) if isinstance(answer, dict) else str(answer)
+
+
+def _line_path(number: str) -> str:
+    # Whatever was typed stays one path segment: "06/123" or "0612#" cannot reach another route.
+    return f"/api/lines/{urllib.parse.quote(number, safe='')}/override"
+
+
 def _force(ctx: click.Context, state: str, number: str, until: datetime, reason: str) -> None:
-    body = {"state": state, "until": aware(until).isoformat(), "reason": reason,
-            "by": f"cli:{os.environ.get('USER', 'unknown')}"}
-    status, answer = _api(_settings(ctx), "PUT", f"/api/lines/{number}/override", body)
+    body = {"state": state, "until": aware(until).isoformat(), "reason": reason, "by": _who()}
+    status, answer = _api(_settings(ctx), "PUT", _line_path(number), body)
     if status != 200:
-        raise click.ClickException(answer.get("error", str(answer)))
+        raise click.ClickException(_why(answer))
     click.echo(f"{number} forced {state} until {answer['until']}")
 
 
@@ -305,10 +320,10 @@ def line_open(ctx: click.Context, number: str, until: datetime, reason: str) -> 
 @click.pass_context
 def line_auto(ctx: click.Context, number: str) -> None:
     """Clear an override: NUMBER follows its opening hours again."""
-    status, answer = _api(_settings(ctx), "DELETE",
-                          f"/api/lines/{number}/override?by=cli:{os.environ.get('USER', '')}")
+    query = urllib.parse.urlencode({"by": _who()})
+    status, answer = _api(_settings(ctx), "DELETE", f"{_line_path(number)}?{query}")
     if status != 200:
-        raise click.ClickException(answer.get("error", str(answer)))
+        raise click.ClickException(_why(answer))
     click.echo(f"{number} follows its opening hours")
 
 

@@ -319,7 +319,7 @@ def test_line_auto_clears_the_override_and_says_who(api):
     assert result.output == "0612345001 follows its opening hours\n"
     assert api.service.cleared == [("0612345001", "cli:mrossi")]
     assert api.service.overrides == {}
-    assert api.requests == [("DELETE", "/api/lines/0612345001/override?by=cli:mrossi",
+    assert api.requests == [("DELETE", "/api/lines/0612345001/override?by=cli%3Amrossi",
                              f"Bearer {ADMIN}", 200)]
 
 
@@ -632,3 +632,15 @@ def test_call_that_the_service_ends_stops_pressing_and_prints_no_record_if_none(
     assert call.pressed == [] and not call.hung_up
     assert api.service.call_queries == [{"channel_id": "sim-0123456789ab;2", "number": None,
                                          "caller": None, "limit": 50}]
+
+
+def test_without_a_login_name_the_log_says_unknown_and_odd_numbers_stay_one_segment(api):
+    api.service.overrides["0612345001"] = Override("closed", NOW, "guasto", "cli:anna")
+    result = cli("line", "auto", "0612345001", env=api.env(USER=""))
+    assert result.exit_code == 0, result.output
+    assert api.service.cleared == [("0612345001", "cli:unknown")]
+    result = cli("line", "close", "06/1234#5", "--until", "2026-12-02", "--reason", "guasto",
+                 env=api.env(USER=""))
+    assert result.exit_code == 1  # refused by name, not a traceback or another route
+    assert result.output == "Error: no line with number 06/1234#5\n"
+    assert api.requests[-1][:2] == ("PUT", "/api/lines/06%2F1234%235/override")
