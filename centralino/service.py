@@ -58,7 +58,7 @@ class Service:
         self.ari = AriClient(settings.asterisk.ari_url, settings.asterisk.username,
                              settings.asterisk.password, settings.asterisk.app,
                              observe_reaction=metrics.ARI_REACTION.observe)
-        self.writer = Writer(self.store.write)
+        self.writer = Writer(self.store.write, self.clock)
         self.records = Records(self.writer)
         self.queues = QueueManager(settings.recalls.share)
         self.registry = Registry()

@@ -19,8 +19,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from centralino.clock import LoopClock, Timers, sleep
 from centralino.storage.faults import ROW, Fault, fault_of
 from centralino.storage.records import Insert, Record, Update
+from ivr.clock import SystemClock
 
 log = logging.getLogger("centralino.storage")
 MAX_BATCH = 500
@@ -33,8 +35,10 @@ Write = Callable[[Sequence[Record]], Awaitable[None]]  # Store.write: one transa
 
 
 class Writer:
-    def __init__(self, write: Write) -> None:
+    def __init__(self, write: Write, clock: Timers | None = None) -> None:
         self._write_batch = write
+        # The gathering window and the retries' delays (a virtual clock in unit tests).
+        self.clock: Timers = clock or LoopClock(SystemClock())
         self._queue: asyncio.Queue[Record] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         # Why the database takes no writes now (unreachable, refusing them), since when
@@ -131,10 +135,13 @@ class Writer:
             batch = self._current = [await self._queue.get()]
             if self._queue.qsize() < MAX_BATCH - 1 and self.fault is None:
                 self._gathering = True
+                hurried: asyncio.Future[Any] = asyncio.ensure_future(self._hurry.wait())
+                window = self.clock.after(GATHER)
                 try:
-                    await asyncio.wait_for(self._hurry.wait(), GATHER)
-                except TimeoutError:
-                    pass
+                    await asyncio.wait((hurried, window), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    hurried.cancel()
+                    window.cancel()
                 self._gathering = False
             self._hurry.clear()
             while len(batch) < MAX_BATCH and not self._queue.empty():
@@ -171,7 +178,7 @@ class Writer:
                     self.fault_since = self.fault_since or time.time()
                 self.fault = fault
                 self._faulty.set()
-                await asyncio.sleep(delay)
+                await sleep(self.clock, delay)
                 delay = min(delay * 2, 10.0)
         if self.fault is not None:
             log.warning("database writable again after %.0f s: %d records to write",

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from centralino.clock import VirtualClock
 from centralino.storage.records import Insert, Record, Update, runs
 from centralino.storage.writer import Writer
 
@@ -135,6 +137,27 @@ async def test_records_wait_in_order_while_the_database_is_away():
     await writer.close()
     assert db.written == [ins("a"), upd("a"), ins("b")]
     assert writer.fault is None
+
+
+async def test_the_retries_back_off_on_the_injected_clock_up_to_ten_seconds():
+    """An hour without the database: about 360 tries (every 10 s at most), not a busy loop;
+    on a virtual clock, so the test takes no time."""
+    clock = VirtualClock(datetime(2026, 12, 2, 9, tzinfo=UTC))
+    tries: list[float] = []
+
+    async def away(batch: list[Record]) -> None:
+        tries.append(clock.monotonic())
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+    writer = Writer(away, clock)
+    writer.put(ins("a"))
+    writer.start()
+    await clock.advance(3600)
+    gaps = [round(b - a, 2) for a, b in pairwise(tries)]
+    assert gaps[:6] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0]  # after the gathering window
+    assert set(gaps[6:]) == {10.0} and 350 < len(tries) < 370
+    assert writer.fault is not None and writer.fault.kind == "unreachable"
+    writer._task.cancel()
 
 
 def test_runs_group_consecutive_records_of_one_shape():
