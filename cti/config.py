@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field
 
 from ivr.schema import Name, Strict
-from ivr.yamlfile import ConfigError, ConfigProblem, YamlDoc, load_yaml
+from ivr.yamlfile import ConfigError, ConfigProblem, YamlDoc, display_name, load_yaml
 
 TokenHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the token")]
 
@@ -79,7 +79,7 @@ EMPTY = AgentsConfig(3, {}, {}, "")
 def load_agents_config(path: Path, queues: set[str]) -> AgentsConfig:
     if not path.exists():
         return EMPTY
-    doc: YamlDoc = load_yaml(path, _display(path))
+    doc: YamlDoc = load_yaml(path, display_name(path))
     parsed = doc.validate(AgentsFile)
     problems: list[ConfigProblem] = []
     for agent_id, agent in parsed.agents.items():
@@ -98,10 +98,3 @@ def load_agents_config(path: Path, queues: set[str]) -> AgentsConfig:
         raise ConfigError(problems)
     return AgentsConfig(parsed.max_missed, dict(parsed.agents), dict(parsed.supervisors),
                         hashlib.sha256(path.read_bytes()).hexdigest()[:12])
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, RootModel
 
 from ivr.hours import Schedule
 from ivr.schema import Action, Flow, HoursFile, PromptId, QueuesFile, QueueTopic
-from ivr.yamlfile import ConfigError, ConfigProblem, Loc, YamlDoc, load_yaml
+from ivr.yamlfile import ConfigError, ConfigProblem, Loc, YamlDoc, display_name, load_yaml
 
 _M = TypeVar("_M", bound=BaseModel)
 Texts = dict[Annotated[str, Field(pattern=r"^[a-z]{2}$")], str]
@@ -48,7 +48,7 @@ def load_call_config(config_dir: Path, manifest_path: Path) -> CallConfig:
     digest = hashlib.sha256()
 
     def read(path: Path, model: type[_M]) -> tuple[YamlDoc | None, _M | None]:
-        display = _display(path)
+        display = display_name(path)
         try:
             doc = load_yaml(path, display)
             warnings.extend(doc.warnings)
@@ -66,7 +66,7 @@ def load_call_config(config_dir: Path, manifest_path: Path) -> CallConfig:
     flow_paths = sorted((config_dir / "flows").glob("*.yaml"))
     if not flow_paths:
         problems.append(
-            ConfigProblem(_display(config_dir / "flows"), 1, 1, "", "no flow files (*.yaml)")
+            ConfigProblem(display_name(config_dir / "flows"), 1, 1, "", "no flow files (*.yaml)")
         )
     flows: dict[str, tuple[YamlDoc, Flow]] = {}
     for path in flow_paths:
@@ -100,12 +100,6 @@ def load_call_config(config_dir: Path, manifest_path: Path) -> CallConfig:
         warnings=sorted(warnings),
     )
 
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 @dataclass

@@ -262,6 +262,14 @@ def _one_line(what: object) -> str:
     return " ".join(str(what).split())
 
 
+def display_name(path: Path) -> str:
+    """How errors name a configuration file: relative to where ops run the command."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
     """Parse one YAML file; every problem (size, encoding, syntax, aliases, nesting, duplicate
     keys) becomes a ConfigError naming file and line, with a bounded cost."""

@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from ivr.schema import Name, Strict
-from ivr.yamlfile import ConfigError, ConfigProblem, YamlDoc, load_yaml
+from ivr.yamlfile import ConfigError, ConfigProblem, YamlDoc, display_name, load_yaml
 from tickets.numbers import PREFIX
 from tickets.sla import Target
 from tickets.states import FIRST_LEVEL
@@ -108,7 +108,7 @@ def load_tickets_config(path: Path, queues: Collection[str], agents: Collection[
                         schedules: Collection[str]) -> TicketsConfig | None:
     if not path.exists():
         return None
-    doc: YamlDoc = load_yaml(path, _display(path))
+    doc: YamlDoc = load_yaml(path, display_name(path))
     parsed = doc.validate(TicketsFile)
     problems: list[ConfigProblem] = []
     if parsed.hours is not None and parsed.hours not in schedules:
@@ -129,10 +129,3 @@ def load_tickets_config(path: Path, queues: Collection[str], agents: Collection[
     return TicketsConfig(parsed.prefix, parsed.hours, dict(parsed.topics), dict(parsed.groups),
                          tuple(p / 100 for p in parsed.warn_at),
                          hashlib.sha256(path.read_bytes()).hexdigest()[:12])
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
