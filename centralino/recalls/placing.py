@@ -248,13 +248,16 @@ class RecallSession:
             if event.channel_id != self.citizen:
                 continue
             if isinstance(event, StasisStart):
+                # Talking from the moment Asterisk may bridge them: a stop while the request
+                # is on its way must leave the conversation up (see _stopping), not cut it.
+                self.talking = True
                 try:
                     await telephony.add_channel(CALL_BRIDGE.format(call=self.call_id),
                                                 self.citizen)
                 except AriError:  # hung up as soon as they answered: nobody was talked to
+                    self.talking = False
                     await telephony.hangup(self.citizen)
                     return "no_answer", "the citizen hung up on answering"
-                self.talking = True
                 return "answered", ""
             if isinstance(event, ChannelDestroyed):
                 outcome = citizen_outcome(event.cause)
