@@ -32,6 +32,7 @@ from centralino.storage.records import Records
 from centralino.storage.store import Store
 from centralino.storage.writer import Writer
 from centralino.telephony import CALL_BRIDGE, QUEUE_BRIDGE, Bridges
+from centralino.tickets.desk import TicketDesk
 from centralino.web.app import create_app
 from centralino.web.common import ABUSE
 from centralino.web.site import GuardedSite, addresses_of, connection_limits
@@ -69,6 +70,7 @@ class Service:
                              self.queues, self.registry, settings.asterisk.app, self.spawn)
         self.recalls = Recalls(RecallParts(self.legs, self.store, settings.recalls,
                                            lambda: self.config.call), self.spawn)
+        self.tickets = TicketDesk(self.store, self.clock, lambda: self.config)
         self.call_parts = CallParts(self.legs, self.store, self.recalls, self.overrides)
         self.config: Config
         self.catalog: PromptCatalog

@@ -94,6 +94,16 @@ class PromptSettings(_Section):
     build_dir: Path = Path("../var/prompts")
 
 
+class TicketSettings(_Section):
+    """The written requests' public pages and API (issue #11); what citizens may write about
+    is config/tickets.yaml."""
+
+    # Submissions of the web form (valid or not) from one address within an hour; then 429.
+    per_address_per_hour: int = Field(20, ge=1, le=10_000)
+    # How long a form shown stays good to send (its anti-forgery token), in seconds.
+    form_max_age: int = Field(4 * 3600, ge=60, le=7 * 86_400)
+
+
 class Settings(_Section):
     mode: Literal["development", "production"] = "development"
     asterisk: AsteriskSettings = AsteriskSettings()
@@ -102,6 +112,7 @@ class Settings(_Section):
     prompts: PromptSettings = PromptSettings()
     # Recall requests from the help desk portal (issue #4): clients, numbers, slots, limits.
     recalls: RecallSettings = RecallSettings()
+    tickets: TicketSettings = TicketSettings()
     # Development only: start the service clock at this local time (rehearse Christmas Day).
     clock_start: datetime | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

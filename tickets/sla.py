@@ -8,12 +8,13 @@ on by the working time the pause took. Everything here is pure: callers pass the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 from ivr.hours import Schedule
+from tickets.states import State, Ticket
 
 HORIZON_DAYS = 400  # a target that does not fit in this many days of the calendar is refused
 
@@ -131,3 +132,40 @@ class Clock:
             return "breached", None
         reached = [w for w in target.warn_at if used >= w]
         return ("warning", reached[-1]) if reached else ("ok", None)
+
+
+# While a ticket is in one of these its clocks stand still: waiting for the citizen, or
+# resolved (if the citizen writes again the clocks go on from where they stopped).
+STOPPED = frozenset({State.WAITING_CITIZEN, State.RESOLVED, State.CLOSED})
+Targets = Callable[[str], tuple[Target, Target]]  # a level's (first response, resolution)
+
+
+def start(ticket: Ticket, schedule: Schedule | None, at: datetime, targets: Targets) -> Ticket:
+    """The deadlines of a ticket arriving (or changing level) at `at`: its level's targets."""
+    first, resolution = targets(ticket.level)
+    return replace(ticket, first_response_due=add_working(schedule, at, first.seconds),
+                   resolution_due=add_working(schedule, at, resolution.seconds),
+                   paused_since=None)
+
+
+def follow(before: Ticket, after: Ticket, at: datetime, schedule: Schedule | None,
+           targets: Targets) -> Ticket:
+    """The deadlines after a step of tickets.states (`before` -> `after` at `at`):
+    - escalated, or handed back: the new level's targets, counted from now;
+    - waiting for the citizen, resolved: stopped;
+    - going on again (the citizen answered, or reopened it): the deadlines move on by the
+      working time they stood still."""
+    if after.level != before.level:
+        return start(after, schedule, at, targets)
+    stops = after.state in STOPPED
+    if stops and before.state not in STOPPED:
+        return replace(after, paused_since=at)
+    if not stops and before.state in STOPPED and before.paused_since is not None:
+        paused = working_seconds(schedule, before.paused_since, at)
+
+        def moved(due: datetime | None) -> datetime | None:
+            return add_working(schedule, due, paused) if due is not None and paused else due
+
+        return replace(after, first_response_due=moved(before.first_response_due),
+                       resolution_due=moved(before.resolution_due), paused_since=None)
+    return after

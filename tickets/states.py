@@ -45,8 +45,14 @@ class Ticket:
     state: State
     level: str  # FIRST_LEVEL, or the second-level group it was escalated to
     owner: str | None  # the agent who has it in charge
+    # The current level's first response: the first level's first public answer; a group's
+    # taking it in charge. Cleared when the ticket changes level (the new level's clock runs).
     first_response_at: datetime | None = None
     closed_at: datetime | None = None
+    # The SLA deadlines (tickets.sla.follow moves them) and since when they are stopped.
+    first_response_due: datetime | None = None
+    resolution_due: datetime | None = None
+    paused_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,11 @@ def take(ticket: Ticket, agent: str, groups: frozenset[str], at: datetime
                           + (f" by {ticket.owner}" if ticket.owner else ""))
     if ticket.level != FIRST_LEVEL and ticket.level not in groups:
         raise TicketError(f"escalated to {ticket.level}: only its members take it")
-    return _step(ticket, at, f"agent:{agent}", "taken", state=State.IN_CHARGE, owner=agent)
+    responded = ticket.first_response_at
+    if ticket.level != FIRST_LEVEL and responded is None:
+        responded = at  # a group's first response is taking the ticket in charge
+    return _step(ticket, at, f"agent:{agent}", "taken", state=State.IN_CHARGE, owner=agent,
+                 first_response_at=responded)
 
 
 def reply(ticket: Ticket, agent: str, at: datetime) -> tuple[Ticket, Event]:
@@ -86,6 +96,12 @@ def reply(ticket: Ticket, agent: str, at: datetime) -> tuple[Ticket, Event]:
     _owned_by(ticket, agent, "answer")
     first = ticket.first_response_at or at
     return _step(ticket, at, f"agent:{agent}", "replied", first_response_at=first)
+
+
+def note(ticket: Ticket, agent: str, at: datetime) -> tuple[Ticket, Event]:
+    """An internal note: operators see it, the citizen does not. Anyone who may see the
+    ticket may add one (a colleague leaving a hint), in any state."""
+    return _step(ticket, at, f"agent:{agent}", "internal note")
 
 
 def wait_for_citizen(ticket: Ticket, agent: str, at: datetime, note: str = ""
@@ -108,7 +124,8 @@ def escalate(ticket: Ticket, agent: str, group: str, note: str, known_groups: fr
     if not note.strip():
         raise TicketError("say why it goes to the second level (a note is required)")
     return _step(ticket, at, f"agent:{agent}", f"escalated to {group}",
-                 state=State.ESCALATED, level=group, owner=None, note=note.strip())
+                 state=State.ESCALATED, level=group, owner=None, first_response_at=None,
+                 note=note.strip())
 
 
 def hand_back(ticket: Ticket, agent: str, note: str, at: datetime) -> tuple[Ticket, Event]:
@@ -121,7 +138,8 @@ def hand_back(ticket: Ticket, agent: str, note: str, at: datetime) -> tuple[Tick
     if not note.strip():
         raise TicketError("say what the first level should do (a note is required)")
     return _step(ticket, at, f"agent:{agent}", f"handed back by {ticket.level}",
-                 state=State.NEW, level=FIRST_LEVEL, owner=None, note=note.strip())
+                 state=State.NEW, level=FIRST_LEVEL, owner=None, first_response_at=None,
+                 note=note.strip())
 
 
 def resolve(ticket: Ticket, agent: str, at: datetime, note: str = "") -> tuple[Ticket, Event]:

@@ -225,6 +225,7 @@ class Ticket(Base):
     requester_name: Mapped[str] = mapped_column(String(128))
     requester_email: Mapped[str | None] = mapped_column(String(254))
     requester_phone: Mapped[str | None] = mapped_column(String(32))
+    requester_tax_code: Mapped[str | None] = mapped_column(String(16))  # codice fiscale
     level: Mapped[str] = mapped_column(String(64))
     priority: Mapped[str] = mapped_column(String(16))  # normal | high
     owner: Mapped[str | None] = mapped_column(String(64))  # the agent who has it in charge

@@ -528,7 +528,8 @@ class Store:
                 prefix=new.prefix, year=year, seq=seq, topic=new.topic, subject=new.subject,
                 channel=new.channel, requester_name=new.requester_name,
                 requester_email=new.requester_email, requester_phone=new.requester_phone,
-                level=rule.level, priority=new.priority, owner=rule.owner,
+                requester_tax_code=new.requester_tax_code, level=rule.level,
+                priority=new.priority, owner=rule.owner,
                 state=rule.state.value, created_at=new.at, updated_at=new.at,
                 first_response_due=new.first_response_due, resolution_due=new.resolution_due,
                 linked_to=new.linked_to, status_token_sha256=status_token_sha256(new.status_token),
@@ -561,20 +562,25 @@ class Store:
         return await self.apply_step(
             ticket_id, lambda ticket: states.take(ticket, agent, frozenset(groups), at))
 
-    async def apply_step(self, ticket_id: str, step: TicketStep) -> Ticket | None:
+    async def apply_step(self, ticket_id: str, step: TicketStep,
+                         message: ThreadMessage | None = None) -> Ticket | None:
         """One of tickets.states' steps on a stored ticket, as a compare-and-set. The step
         decides on the ticket as read (it raises TicketError if it refuses); its change and
         its event are written in one transaction only if the state, level and owner are still
         the ones it saw. None: no such ticket, or another step changed it first (read it
-        again). The SLA clocks are not moved here."""
+        again). The deadlines are written as the step leaves them (tickets.sla.follow moves
+        them). `message` (a reply, a note, the citizen's words) joins the thread in the same
+        transaction: stored if and only if the step is."""
         row = await self.ticket(ticket_id)
         if row is None:
             return None
-        before = _rules_view(row)
+        before = rules_view(row)
         after, event = step(before)
         values: dict[str, object] = {
             "state": after.state.value, "level": after.level, "owner": after.owner,
             "first_response_at": after.first_response_at, "closed_at": after.closed_at,
+            "first_response_due": after.first_response_due,
+            "resolution_due": after.resolution_due, "sla_paused_since": after.paused_since,
             "updated_at": event.at}
         if after.state is State.RESOLVED and before.state is not State.RESOLVED:
             values["resolved_at"] = event.at
@@ -591,6 +597,11 @@ class Store:
             if changed is None:
                 return None
             s.add(_event_row(row.id, event))
+            if message is not None:
+                s.add(TicketMessage(ticket_id=row.id, at=event.at, direction=message.direction,
+                                    visibility=message.visibility, author=event.by,
+                                    body=message.body, message_id=message.message_id,
+                                    in_reply_to=message.in_reply_to))
         return changed
 
     async def ticket(self, number_or_id: str) -> Ticket | None:
@@ -663,6 +674,14 @@ class Store:
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())
 
+    async def open_tickets(self, limit: int = 100) -> list[Ticket]:
+        """Every open ticket, soonest resolution deadline first (the supervisors' view)."""
+        query = (select(Ticket).where(Ticket.state.in_([s.value for s in states.OPEN]))
+                 .order_by(Ticket.resolution_due.asc().nulls_last(), Ticket.created_at,
+                           Ticket.id).limit(limit))
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
 
 def _rowcount(result: Result[*tuple[Any, ...]]) -> int:
     """The rows an UPDATE matched: Session.execute is typed as giving a Result, which for an
@@ -707,6 +726,7 @@ class NewTicket:
     at: datetime
     requester_email: str | None = None
     requester_phone: str | None = None
+    requester_tax_code: str | None = None
     priority: str = "normal"
     first_response_due: datetime | None = None
     resolution_due: datetime | None = None
@@ -716,14 +736,31 @@ class NewTicket:
     message_id: str | None = None  # the e-mail that opened it
 
 
+@dataclass(frozen=True)
+class ThreadMessage:
+    """A message that comes with a step (Store.apply_step): its author is the step's."""
+
+    body: str
+    direction: str = "out"  # in: from the citizen
+    visibility: str = "public"  # internal: the operators' notes
+    message_id: str | None = None
+    in_reply_to: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("in", "out") or self.visibility not in ("public", "internal"):
+            raise ValueError(f"a message goes in or out, public or internal: not "
+                             f"{self.direction!r}, {self.visibility!r}")
+
+
 def status_token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _rules_view(row: Ticket) -> states.Ticket:
+def rules_view(row: Ticket) -> states.Ticket:
     """The stored ticket as tickets.states sees it."""
     return states.Ticket(State(row.state), row.level, row.owner, row.first_response_at,
-                         row.closed_at)
+                         row.closed_at, row.first_response_due, row.resolution_due,
+                         row.sla_paused_since)
 
 
 def _event_row(ticket_id: str, event: states.Event) -> TicketEvent:

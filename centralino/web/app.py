@@ -23,6 +23,8 @@ from centralino import metrics
 from centralino.figures import http as figures_api
 from centralino.recalls import http as recalls_api
 from centralino.storage.models import Call, LineOverride
+from centralino.tickets import http as tickets_api
+from centralino.tickets import pages as ticket_pages
 from centralino.web import agents, console
 from centralino.web.common import (
     CHALLENGE,
@@ -66,6 +68,8 @@ def create_app(service: Shell) -> web.Application:
     console.add_routes(app)
     figures_api.add_routes(app)
     recalls_api.add_routes(app)
+    tickets_api.add_routes(app)
+    ticket_pages.add_routes(app)
     return app
 
 

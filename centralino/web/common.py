@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # types only: the web layer never imports the service that ru
     from centralino.settings import Settings
     from centralino.storage.store import Store
     from centralino.storage.writer import Writer
+    from centralino.tickets.desk import TicketDesk
     from ivr.config import CallConfig
     from ivr.hours import Override
     from queue_manager.queues import QueueManager
@@ -76,6 +77,8 @@ class Shell(Protocol):
     def ari(self) -> AriHealth: ...
     @property
     def recalls(self) -> RecallPlacing: ...
+    @property
+    def tickets(self) -> TicketDesk: ...
     @property
     def catalog(self) -> PromptCatalog: ...
     @property

@@ -16,7 +16,9 @@ LAYERS = ["ivr", "tickets", "queue_manager", "cti", "centralino"]
 DOMAIN = LAYERS[:4]
 # What the domain may import: the standard library (no sockets, no files served) and pure
 # data/validation libraries.
-PURE = {"pydantic", "yaml", "ruamel", "phonenumbers", "holidays", "dateutil", "annotated_types"}
+# (email_validator is used with check_deliverability off: its DNS lookup is never imported)
+PURE = {"pydantic", "yaml", "ruamel", "phonenumbers", "holidays", "dateutil", "annotated_types",
+        "email_validator", "stdnum"}
 IO = {"asyncio", "socket", "aiohttp", "sqlalchemy", "asyncpg", "aiosqlite", "alembic",
       "subprocess", "urllib", "http", "ssl", "prometheus_client", "soundfile", "numpy"}
 

@@ -5,6 +5,7 @@ something), and the numbers citizens quote."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 
 from ivr.clock import LOCAL
 from ivr.hours import Schedule
-from tickets import numbers, states
+from tickets import numbers, requests, sla, states
+from tickets.config import load_tickets_config
 from tickets.numbers import TicketNumber
 from tickets.sla import Clock, NoWorkingTime, Target, add_working, working_seconds
 from tickets.states import State, TicketError
@@ -250,3 +252,94 @@ def test_a_citizen_writing_to_an_open_ticket_adds_to_its_thread_only():
     assert (same, event.action, event.by) == (ticket, "citizen wrote", "citizen")
     clock = Clock.start(OFFICE, AT, FIRST_RESPONSE)
     assert clock.resume(OFFICE, AT + timedelta(hours=1)) == clock  # was not paused
+
+
+# --- the deadlines follow the steps (tickets.sla.follow) ----------------------------------------
+
+TARGETS = {"I": (Target(8 * HOUR), Target(40 * HOUR)), "back-office": (Target(4 * HOUR),
+                                                                        Target(16 * HOUR))}
+
+
+def step(before: states.Ticket, outcome: tuple[states.Ticket, states.Event]) -> states.Ticket:
+    after, event = outcome
+    return sla.follow(before, after, event.at, OFFICE, TARGETS.__getitem__)
+
+
+def test_a_new_ticket_gets_its_level_s_deadlines_on_the_office_calendar():
+    ticket = sla.start(states.new(AT)[0], OFFICE, AT, TARGETS.__getitem__)
+    # 9-13 and 14-17 make 7 h on Wednesday; the 8th is Thursday from 8:30
+    assert ticket.first_response_due == rome(2026, 12, 3, 9, 30)
+    assert ticket.resolution_due == add_working(OFFICE, AT, 40 * HOUR)
+
+
+def test_waiting_for_the_citizen_overnight_moves_both_deadlines_by_the_working_time_lost():
+    ticket = sla.start(taken(), OFFICE, AT, TARGETS.__getitem__)
+    waiting = step(ticket, states.wait_for_citizen(ticket, "1001", rome(2026, 12, 2, 16, 30)))
+    assert waiting.paused_since == rome(2026, 12, 2, 16, 30)
+    assert waiting.resolution_due == ticket.resolution_due  # nothing moves while it waits
+    # The citizen answers the next morning at 9:00: 30 min that day + 30 min this morning.
+    back = step(waiting, states.citizen_wrote(waiting, rome(2026, 12, 3, 9)))
+    assert back.state is State.IN_CHARGE and back.paused_since is None
+    assert back.first_response_due == add_working(OFFICE, ticket.first_response_due, HOUR)
+    assert back.resolution_due == add_working(OFFICE, ticket.resolution_due, HOUR)
+
+
+def test_escalation_starts_the_group_s_clocks_and_a_hand_back_the_first_level_s_again():
+    ticket = sla.start(taken(), OFFICE, AT, TARGETS.__getitem__)
+    answered = step(ticket, states.reply(ticket, "1001", AT + timedelta(minutes=10)))
+    at = rome(2026, 12, 2, 11)
+    up = step(answered, states.escalate(answered, "1001", "back-office", "verifica",
+                                        GROUPS, at))
+    assert up.first_response_due == rome(2026, 12, 2, 16)  # 11:00 + 4 h - lunch
+    assert up.resolution_due == add_working(OFFICE, at, 16 * HOUR)
+    assert up.first_response_at is None  # the group's clock runs: taking it stops it
+    taken_up = step(up, states.take(up, "1003", GROUPS, rome(2026, 12, 2, 12)))
+    assert taken_up.first_response_at == rome(2026, 12, 2, 12)
+    back = step(taken_up, states.hand_back(taken_up, "1003", "manca un documento",
+                                           rome(2026, 12, 3, 9)))
+    assert back.level == "I" and back.first_response_at is None
+    assert back.first_response_due == add_working(OFFICE, rome(2026, 12, 3, 9), 8 * HOUR)
+
+
+def test_a_resolved_ticket_s_clock_stands_still_until_the_citizen_reopens_it():
+    ticket = sla.start(taken(), OFFICE, AT, TARGETS.__getitem__)
+    done = step(ticket, states.resolve(ticket, "1001", rome(2026, 12, 2, 10)))
+    assert done.paused_since == rome(2026, 12, 2, 10)
+    again = step(done, states.citizen_wrote(done, rome(2026, 12, 2, 12)))
+    assert again.state is State.IN_CHARGE
+    assert again.resolution_due == add_working(OFFICE, ticket.resolution_due, 2 * HOUR)
+
+
+# --- what a citizen's request must hold (tickets.requests) --------------------------------------
+
+DESK = load_tickets_config(Path(__file__).resolve().parents[2] / "config" / "tickets.yaml",
+                           {"suap", "tributi", "generale"}, {"1003", "1004"}, {"ufficio"})
+REQUEST = {"topic": "suap", "subject": "Modulistica", "body": "Quale modulo?",
+           "name": "Maria Rossi", "email": "Maria.Rossi@Esempio.IT"}
+
+
+def test_a_good_request_comes_out_normalised():
+    assert DESK is not None
+    got = requests.check({**REQUEST, "subject": "modulistica", "phone": "347 123 4567",
+                          "tax_code": "rssmra85t10a562s", "body": "  riga 1\r\nriga 2 "}, DESK)
+    assert got == requests.Request("suap", "Modulistica", "riga 1\nriga 2", "Maria Rossi",
+                                   "Maria.Rossi@esempio.it", "+393471234567",
+                                   "RSSMRA85T10A562S")
+
+
+@pytest.mark.parametrize(("changes", "fields"), [
+    ({"topic": "anagrafe"}, {"topic"}),  # a line of queues.yaml, but not in tickets.yaml
+    ({"subject": "Diritto annuale"}, {"subject"}),  # another topic's subject
+    ({"body": " ", "name": ""}, {"body", "name"}),
+    ({"email": ""}, {"email"}),  # no way to answer
+    ({"email": "maria@"}, {"email"}),
+    ({"phone": "12"}, {"phone"}),
+    ({"tax_code": "RSSMRA85T10A562X"}, {"tax_code"}),  # wrong check character
+    ({"name": "Maria\x00"}, {"name"}),
+    ({"body": "x" * (requests.MAX_BODY + 1)}, {"body"}),
+])
+def test_every_problem_of_a_request_names_its_field(changes, fields):
+    assert DESK is not None
+    with pytest.raises(requests.InvalidRequest) as caught:
+        requests.check({**REQUEST, **changes}, DESK)
+    assert {p.field for p in caught.value.problems} == fields

@@ -31,6 +31,7 @@ from centralino.settings import Settings, load_settings
 from centralino.storage.records import Records
 from centralino.storage.store import Store
 from centralino.storage.writer import Writer
+from centralino.tickets.desk import TicketDesk
 from centralino.web.app import create_app
 from cti.config import dev_token
 from cti.messages import CallOffer
@@ -140,6 +141,7 @@ class Parts:
         self.reloads = 0
         self.override_calls: list[tuple[str, ...]] = []
         self.desk = make_desk(self)
+        self.tickets = TicketDesk(store, self.clock, lambda: self.config)
 
     @property
     def call_config(self) -> CallConfig:

@@ -1,0 +1,232 @@
+"""The written requests' desk in the shell: opens tickets and takes them through their steps.
+tickets/ decides (states, SLA, what a request must hold); the store keeps, atomically; this
+only joins them with the configuration of the moment and the clock.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Literal
+
+from centralino.clock import Timers
+from centralino.config import Config
+from centralino.storage.models import Ticket
+from centralino.storage.store import NewTicket, Store, ThreadMessage, TicketStep, rules_view
+from ivr.hours import Schedule
+from tickets import sla, states
+from tickets.config import TicketsConfig
+from tickets.requests import Request
+from tickets.states import FIRST_LEVEL, TicketError
+
+Action = Literal["take", "reply", "note", "wait", "escalate", "hand_back", "resolve"]
+ACTIONS: tuple[Action, ...] = ("take", "reply", "note", "wait", "escalate", "hand_back",
+                               "resolve")
+
+
+class NoTickets(LookupError):
+    """tickets.yaml is missing: this desk takes no written requests."""
+
+
+class Busy(RuntimeError):
+    """Someone else changed the ticket between reading and writing it: read it again."""
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One SLA clock as the console and the board show it."""
+
+    due: datetime
+    standing: sla.Standing | Literal["met", "missed", "paused"]
+    used: float  # fraction of the target (above 1: breached)
+
+
+class TicketDesk:
+    def __init__(self, store: Store, clock: Timers, config: Callable[[], Config]):
+        self.store = store
+        self.clock = clock
+        self._config = config
+
+    # --- what the configuration says ------------------------------------------------------
+
+    @property
+    def config(self) -> TicketsConfig:
+        tickets = self._config().tickets
+        if tickets is None:
+            raise NoTickets("this desk takes no written requests (no tickets.yaml)")
+        return tickets
+
+    @property
+    def enabled(self) -> bool:
+        return self._config().tickets is not None
+
+    def _schedule(self) -> Schedule | None:
+        name = self.config.hours
+        return self._config().call.schedules.get(name) if name else None
+
+    def _targets(self, topic: str) -> sla.Targets:
+        config = self.config
+
+        def targets(level: str) -> tuple[sla.Target, sla.Target]:
+            if level == FIRST_LEVEL and topic not in config.topics:
+                # a topic taken out of tickets.yaml: its tickets keep the first topic's pace
+                # rather than lose their deadlines (the reload is not refused for them)
+                topic_ = next(iter(config.topics))
+            else:
+                topic_ = topic
+            return (config.target(topic_, level, "first_response"),
+                    config.target(topic_, level, "resolution"))
+        return targets
+
+    def topics_of(self, agent: str) -> frozenset[str]:
+        """The topics whose first-level tickets `agent` works: their lines of agents.yaml
+        that take written requests."""
+        entry = self._config().agents.agents.get(agent)
+        if entry is None:
+            return frozenset()
+        return frozenset(t for t in entry.topics if t in self.config.topics)
+
+    def groups_of(self, agent: str) -> frozenset[str]:
+        return self.config.groups_of(agent)
+
+    def may_see(self, agent: str, ticket: Ticket) -> bool:
+        """An agent sees the tickets they have, those of their topics (escalated ones too:
+        the first level follows what it handed over), and those of their groups."""
+        return (ticket.owner == agent or ticket.topic in self.topics_of(agent)
+                or ticket.level in self.groups_of(agent))
+
+    # --- opening ----------------------------------------------------------------------------
+
+    async def open(self, request: Request, channel: str, by: str = "citizen",
+                   call_id: str | None = None, message_id: str | None = None,
+                   linked_to: str | None = None) -> tuple[Ticket, str]:
+        """A new ticket for `request`, with its deadlines; and the secret of its private
+        status link (shown once to the citizen, only its hash is stored)."""
+        now = self.clock.now()
+        opened, _ = states.new(now, by)
+        timed = sla.start(opened, self._schedule(), now, self._targets(request.topic))
+        token = secrets.token_urlsafe(24)
+        row = await self.store.create_ticket(NewTicket(
+            prefix=self.config.prefix, topic=request.topic, subject=request.subject,
+            body=request.body, channel=channel, requester_name=request.name,
+            requester_email=request.email, requester_phone=request.phone,
+            requester_tax_code=request.tax_code, status_token=token, at=now,
+            first_response_due=timed.first_response_due, resolution_due=timed.resolution_due,
+            linked_to=linked_to, call_id=call_id, by=by, message_id=message_id))
+        return row, token
+
+    # --- an operator's steps ----------------------------------------------------------------
+
+    async def act(self, ticket: Ticket, agent: str, action: Action, text: str = "",
+                  group: str | None = None) -> Ticket:
+        """`agent` does `action` on `ticket` (read just before). TicketError if the rules
+        refuse it (with their reason); Busy if someone else changed it meanwhile."""
+        now = self.clock.now()
+        config = self.config
+        text = text.strip()
+        message: ThreadMessage | None = None
+        step: TicketStep
+        if action == "take":
+            groups = self.groups_of(agent)
+            if ticket.level == FIRST_LEVEL and ticket.topic not in self.topics_of(agent):
+                raise TicketError(f"{ticket.topic} is not one of your topics")
+            step = partial(states.take, agent=agent, groups=groups, at=now)
+        elif action == "reply":
+            _required(text, "write the answer")
+            message = ThreadMessage(text)
+            step = partial(states.reply, agent=agent, at=now)
+        elif action == "note":
+            _required(text, "write the note")
+            message = ThreadMessage(text, visibility="internal")
+            step = partial(states.note, agent=agent, at=now)
+        elif action == "wait":
+            # usually with the question the citizen is to answer: it goes to them
+            message = ThreadMessage(text) if text else None
+            step = partial(_replied_then, agent=agent, at=now, text=text,
+                           then=states.wait_for_citizen)
+        elif action == "escalate":
+            step = partial(states.escalate, agent=agent, group=group or "", note=text,
+                           known_groups=frozenset(config.groups), at=now)
+            message = ThreadMessage(text, visibility="internal") if text else None
+        elif action == "hand_back":
+            if ticket.level not in self.groups_of(agent) and ticket.owner != agent:
+                raise TicketError(f"only a member of {ticket.level} hands it back")
+            step = partial(states.hand_back, agent=agent, note=text, at=now)
+            message = ThreadMessage(text, visibility="internal") if text else None
+        elif action == "resolve":
+            message = ThreadMessage(text) if text else None
+            step = partial(_replied_then, agent=agent, at=now, text=text, then=states.resolve)
+        else:
+            raise TicketError(f"no action {action!r} (one of {', '.join(ACTIONS)})")
+        return await self._apply(ticket, step, message)
+
+    async def citizen_wrote(self, ticket: Ticket, body: str, message_id: str | None = None
+                            ) -> Ticket:
+        """The citizen's message on their ticket: in its thread (reopening it if resolved or
+        closed lately), or, to a ticket closed long ago, a new ticket linked to it (returned:
+        its status link is the old one's, the citizen already has it)."""
+        now = self.clock.now()
+        rules = rules_view(ticket)
+        if states.after_citizen(rules, now) == "new":
+            request = Request(ticket.topic, ticket.subject, body, ticket.requester_name,
+                              ticket.requester_email, ticket.requester_phone,
+                              ticket.requester_tax_code)
+            row, _ = await self.open(request, ticket.channel, message_id=message_id,
+                                     linked_to=ticket.id)
+            return row
+        message = ThreadMessage(body, direction="in", message_id=message_id)
+        return await self._apply(ticket, lambda t: states.citizen_wrote(t, now), message)
+
+    async def _apply(self, ticket: Ticket, step: TicketStep, message: ThreadMessage | None
+                     ) -> Ticket:
+        schedule, targets = self._schedule(), self._targets(ticket.topic)
+
+        def timed(before: states.Ticket) -> tuple[states.Ticket, states.Event]:
+            after, event = step(before)
+            return sla.follow(before, after, event.at, schedule, targets), event
+
+        changed = await self.store.apply_step(ticket.id, timed, message)
+        if changed is None:
+            raise Busy("the ticket changed meanwhile: look at it again")
+        return changed
+
+    # --- how it stands ----------------------------------------------------------------------
+
+    def clocks(self, ticket: Ticket) -> dict[str, Standing]:
+        """The first-response and resolution clocks of a ticket now."""
+        now = self.clock.now()
+        schedule = self._schedule()
+        first, resolution = self._targets(ticket.topic)(ticket.level)
+        out: dict[str, Standing] = {}
+        for name, due, target, done in (
+                ("first_response", ticket.first_response_due, first, ticket.first_response_at),
+                ("resolution", ticket.resolution_due, resolution, ticket.resolved_at)):
+            if due is None:
+                continue
+            clock = sla.Clock(ticket.created_at, due, ticket.sla_paused_since)
+            used = clock.used(schedule, done or now, target)
+            if done is not None:
+                out[name] = Standing(due, "met" if done <= due else "missed", used)
+            elif ticket.sla_paused_since is not None:
+                out[name] = Standing(due, "paused", used)
+            else:
+                out[name] = Standing(due, clock.standing(schedule, now, target)[0], used)
+        return out
+
+
+def _required(text: str, what: str) -> None:
+    if not text:
+        raise TicketError(what)
+
+
+def _replied_then(ticket: states.Ticket, agent: str, at: datetime, text: str,
+                  then: Callable[..., tuple[states.Ticket, states.Event]]
+                  ) -> tuple[states.Ticket, states.Event]:
+    """A step that may carry a public message: the message counts as an answer (it stops the
+    first-response clock) before the step itself."""
+    if text:
+        ticket, _ = states.reply(ticket, agent, at)
+    return then(ticket, agent, at)

@@ -1,0 +1,422 @@
+"""Tickets over HTTP: the portal's API, the citizen's status, the operators' console.
+
+    POST /api/tickets                      open one: a portal's key (channel web), or an
+                                           agent for the caller on the line (channel phone)
+    GET  /api/tickets                      agent: their inbox; supervisor, admin: open tickets
+    GET  /api/tickets/{number}             the ticket, its thread and its history
+    POST /api/tickets/{number}/actions     agent: take, reply, note, wait, escalate,
+                                           hand_back, resolve
+    GET  /api/tickets/status/{token}       the citizen's view (the token is the secret)
+    POST /api/tickets/status/{token}       the citizen writes
+    GET  /api/tickets/openapi.json         this API in OpenAPI 3 (no key needed)
+
+Portals use their recall key (settings recalls.clients), as `Authorization: Bearer <key>` or
+`X-API-Key`. Errors are `{"error": reason, "problems": [...]}`: 400 malformed, 404 no such
+ticket (or not yours to see), 409 the ticket's state does not allow it, or it changed
+meanwhile, 422 invalid content, 429 too many requests, 503 no tickets.yaml.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from centralino.recalls.http import own_auth
+from centralino.storage.models import Ticket, TicketEvent, TicketMessage
+from centralino.tickets.desk import ACTIONS, Action, Busy, TicketDesk
+from centralino.web.common import (
+    CHALLENGE,
+    SERVICE,
+    ErrorOut,
+    error,
+    identify,
+    json_body,
+    presented_token,
+    query_int,
+    strong_enough,
+)
+from cti.recalls import SlidingWindow
+from tickets.requests import InvalidRequest, Request, check
+from tickets.states import TicketError
+
+BASE = "/api/tickets"
+TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+NUMBER = re.compile(r"^[A-Z]{2,6}-\d{4}-\d{6,}$")
+STATUS_WRITES = web.AppKey("ticket_status_writes", SlidingWindow)
+
+
+def add_routes(app: web.Application) -> None:
+    app[STATUS_WRITES] = SlidingWindow(app[SERVICE].settings.tickets.per_address_per_hour, 3600)
+    app.router.add_get(f"{BASE}/openapi.json", openapi)
+    app.router.add_get(BASE + "/status/{token}", citizen_status)
+    app.router.add_post(BASE + "/status/{token}", citizen_writes)
+    app.router.add_post(BASE, create)
+    app.router.add_get(BASE, list_tickets)
+    app.router.add_get(BASE + "/{number}", get_ticket)
+    app.router.add_post(BASE + "/{number}/actions", act)
+
+
+# --- payloads ---------------------------------------------------------------------------------
+
+class TicketCreate(BaseModel):
+    """A request: what the web form asks (the portal already asked the citizen's consent)."""
+
+    model_config = ConfigDict(extra="forbid")
+    topic: str = Field(max_length=64, description="a topic of tickets.yaml")
+    subject: str = Field(max_length=255, description="one of the topic's subjects")
+    body: str = Field(max_length=5000, description="the request, in the citizen's words")
+    name: str = Field(max_length=128)
+    email: str = Field("", max_length=254, description="e-mail or phone (or both) is required")
+    phone: str = Field("", max_length=32, description="without +country code it is Italian")
+    tax_code: str = Field("", max_length=32, description="codice fiscale (optional, checked)")
+    call_id: str | None = Field(None, max_length=32, description="agents: the call this "
+                                "ticket comes from (the console fills it in)")
+
+
+class TicketPosted(BaseModel):
+    number: str = Field(examples=["HD-2026-000123"])
+    status_url: str = Field(description="the citizen's private page: give it to them")
+    state: str
+
+
+class Clock(BaseModel):
+    due: datetime
+    standing: Literal["ok", "warning", "breached", "met", "missed", "paused"]
+    used: float = Field(description="fraction of the target used (above 1: breached)")
+
+
+class TicketOut(BaseModel):
+    number: str
+    topic: str
+    subject: str
+    channel: str
+    state: str
+    level: str = Field(description="I (first level) or a second-level group")
+    owner: str | None
+    priority: str
+    requester_name: str
+    requester_email: str | None
+    requester_phone: str | None
+    requester_tax_code: str | None
+    created_at: datetime
+    updated_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    clocks: dict[str, Clock] = Field(description="first_response, resolution")
+    call_id: str | None
+
+
+class MessageOut(BaseModel):
+    at: datetime
+    direction: Literal["in", "out"]
+    visibility: Literal["public", "internal"]
+    author: str
+    body: str
+
+
+class EventOut(BaseModel):
+    at: datetime
+    by: str
+    action: str
+    state: str
+    level: str
+    owner: str | None
+    note: str
+
+
+class TicketDetail(TicketOut):
+    linked_to: str | None = Field(description="the older ticket this one continues")
+    thread: list[MessageOut]
+    history: list[EventOut]
+
+
+class CitizenView(BaseModel):
+    """What the citizen sees: no internal note, no operator's name."""
+
+    number: str
+    topic: str
+    subject: str
+    state: str
+    created_at: datetime
+    thread: list[MessageOut]
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["take", "reply", "note", "wait", "escalate", "hand_back", "resolve"]
+    text: str = Field("", max_length=20_000, description="the answer, the note, or why")
+    group: str | None = Field(None, max_length=64, description="escalate: the group")
+
+
+class CitizenMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    body: str = Field(min_length=1, max_length=5000)
+
+
+# --- who asks ---------------------------------------------------------------------------------
+
+def _desk(request: web.Request) -> TicketDesk:
+    desk = request.app[SERVICE].tickets
+    if not desk.enabled:
+        raise error(web.HTTPServiceUnavailable, "this desk takes no written requests "
+                    "(no tickets.yaml)")
+    return desk
+
+
+def _caller(request: web.Request) -> tuple[str, str]:
+    """("portal", client) for a portal's key, else (role, id) of a token."""
+    key = presented_token(request, api_key_header=True)
+    svc = request.app[SERVICE]
+    if (client := svc.settings.recalls.client_for(key)) and strong_enough(svc, key, client):
+        return "portal", client
+    who = identify(svc, key)
+    if who is None:
+        raise error(web.HTTPUnauthorized, "unknown API key", headers=CHALLENGE)
+    return who
+
+
+async def _visible(request: web.Request, desk: TicketDesk) -> tuple[Ticket, str, str]:
+    """The ticket in the URL, if this caller may see it (404 otherwise: a ticket you may not
+    see does not exist for you)."""
+    role, person = _caller(request)
+    if role == "portal":
+        raise error(web.HTTPForbidden, "a portal reads a ticket through its status link")
+    number = request.match_info["number"]
+    row = await desk.store.ticket(number) if NUMBER.match(number) else None
+    if row is None or (role == "agent" and not desk.may_see(person, row)):
+        raise error(web.HTTPNotFound, f"no ticket {number!r}")
+    return row, role, person
+
+
+def _invalid(exc: InvalidRequest) -> web.HTTPException:
+    problems = [f"{p.field}: {p.reason}" for p in exc.problems]
+    return error(web.HTTPUnprocessableEntity, problems[0], problems)
+
+
+def status_path(token: str) -> str:
+    """The citizen's page (HTML: centralino/tickets/pages.py)."""
+    return f"/richieste/stato/{token}"
+
+
+# --- output -----------------------------------------------------------------------------------
+
+def ticket_out(desk: TicketDesk, row: Ticket) -> dict[str, Any]:
+    clocks = {name: Clock(due=c.due, standing=c.standing, used=round(c.used, 3))
+              for name, c in desk.clocks(row).items()}
+    return TicketOut(
+        number=row.number, topic=row.topic, subject=row.subject, channel=row.channel,
+        state=row.state, level=row.level, owner=row.owner, priority=row.priority,
+        requester_name=row.requester_name, requester_email=row.requester_email,
+        requester_phone=row.requester_phone, requester_tax_code=row.requester_tax_code,
+        created_at=row.created_at, updated_at=row.updated_at,
+        first_response_at=row.first_response_at, resolved_at=row.resolved_at,
+        clocks=clocks, call_id=row.call_id).model_dump(mode="json")
+
+
+def _message(m: TicketMessage, citizen: bool = False) -> dict[str, Any]:
+    author = m.author if not citizen else ("cittadino" if m.direction == "in" else "operatore")
+    return MessageOut(at=m.at, direction=m.direction,  # type: ignore[arg-type]
+                      visibility=m.visibility,  # type: ignore[arg-type]
+                      author=author, body=m.body).model_dump(mode="json")
+
+
+def _event(e: TicketEvent) -> dict[str, Any]:
+    return EventOut(at=e.at, by=e.by, action=e.action, state=e.state, level=e.level,
+                    owner=e.owner, note=e.note).model_dump(mode="json")
+
+
+async def ticket_detail(desk: TicketDesk, row: Ticket) -> dict[str, Any]:
+    linked = await desk.store.ticket(row.linked_to) if row.linked_to else None
+    return {**ticket_out(desk, row), "linked_to": linked.number if linked else None,
+            "thread": [_message(m) for m in await desk.store.ticket_messages(row.id)],
+            "history": [_event(e) for e in await desk.store.ticket_events(row.id)]}
+
+
+async def citizen_view(desk: TicketDesk, row: Ticket) -> dict[str, Any]:
+    thread = await desk.store.ticket_messages(row.id, public_only=True)
+    return CitizenView(number=row.number, topic=row.topic, subject=row.subject,
+                       state=row.state, created_at=row.created_at,
+                       thread=[MessageOut.model_validate(_message(m, citizen=True))
+                               for m in thread]).model_dump(mode="json")
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+@own_auth
+async def create(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    role, person = _caller(request)
+    if role not in ("portal", "agent"):
+        raise error(web.HTTPForbidden, f"a {role} key cannot open tickets")
+    body = await json_body(request, TicketCreate, empty=None)
+    if role == "portal" and body.call_id:
+        raise error(web.HTTPUnprocessableEntity, "call_id: only an agent links a call")
+    try:
+        ask: Request = check(body.model_dump(exclude={"call_id"}), desk.config,
+                             request.app[SERVICE].settings.recalls.default_region)
+    except InvalidRequest as exc:
+        raise _invalid(exc) from None
+    if role == "portal":
+        row, token = await desk.open(ask, "web")
+    else:
+        row, token = await desk.open(ask, "phone", by=f"agent:{person}", call_id=body.call_id)
+    out = TicketPosted(number=row.number, status_url=status_path(token), state=row.state)
+    return web.json_response(out.model_dump(mode="json"), status=201,
+                             headers={"Location": f"{BASE}/{row.number}"})
+
+
+@own_auth
+async def list_tickets(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    role, person = _caller(request)
+    limit = query_int(request, "limit", 100, 1, 500)
+    if role == "agent":
+        rows = await desk.store.inbox(person, desk.topics_of(person), desk.groups_of(person),
+                                      limit)
+    elif role in ("supervisor", "admin"):
+        rows = await desk.store.open_tickets(limit)
+    else:
+        raise error(web.HTTPForbidden, f"a {role} key cannot list tickets")
+    return web.json_response([ticket_out(desk, r) for r in rows])
+
+
+@own_auth
+async def get_ticket(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    row, _, _ = await _visible(request, desk)
+    return web.json_response(await ticket_detail(desk, row))
+
+
+@own_auth
+async def act(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    row, role, person = await _visible(request, desk)
+    if role != "agent":
+        raise error(web.HTTPForbidden, "only an agent works on tickets")
+    body = await json_body(request, ActionIn, empty=None)
+    action: Action = body.action
+    assert action in ACTIONS
+    try:
+        row = await desk.act(row, person, action, body.text, body.group)
+    except TicketError as exc:
+        raise error(web.HTTPConflict, str(exc)) from None
+    except Busy as exc:
+        raise error(web.HTTPConflict, str(exc)) from None
+    return web.json_response(await ticket_detail(desk, row))
+
+
+async def _by_token(request: web.Request, desk: TicketDesk) -> Ticket:
+    token = request.match_info["token"]
+    row = await desk.store.ticket_for_status_token(token) if TOKEN.match(token) else None
+    if row is None:
+        raise error(web.HTTPNotFound, "no ticket for this link")
+    return row
+
+
+@own_auth
+async def citizen_status(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    return web.json_response(await citizen_view(desk, await _by_token(request, desk)))
+
+
+@own_auth
+async def citizen_writes(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    svc = request.app[SERVICE]
+    wait = request.app[STATUS_WRITES].hit(request.remote or "unknown", svc.clock.now())
+    if wait is not None:
+        raise error(web.HTTPTooManyRequests, "too many messages from this address",
+                    headers={"Retry-After": str(wait)})
+    row = await _by_token(request, desk)
+    body = await json_body(request, CitizenMessage, empty=None)
+    text = body.body.strip()
+    if not text:
+        raise error(web.HTTPUnprocessableEntity, "body: write the message")
+    try:
+        after = await desk.citizen_wrote(row, text)
+    except Busy:  # an operator's step at the same instant: once more on the fresh ticket
+        after = await desk.citizen_wrote(await _by_token(request, desk), text)
+    view = await citizen_view(desk, after)
+    if after.id != row.id:
+        view["continues"] = row.number  # closed long ago: a new ticket carries it on
+    return web.json_response(view)
+
+
+@own_auth
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.1, the schemas generated from the models above (so they cannot drift)."""
+    schemas: dict[str, Any] = {}
+    for model, mode in ((TicketCreate, "validation"), (TicketPosted, "serialization"),
+                        (TicketOut, "serialization"), (TicketDetail, "serialization"),
+                        (CitizenView, "serialization"), (ActionIn, "validation"),
+                        (CitizenMessage, "validation"), (ErrorOut, "serialization")):
+        schema = model.model_json_schema(mode=mode,  # type: ignore[arg-type]
+                                         ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+
+    def body(name: str) -> dict[str, Any]:
+        return {"content": {"application/json": {"schema": {
+            "$ref": f"#/components/schemas/{name}"}}}}
+
+    def answer(text: str, name: str = "ErrorOut") -> dict[str, Any]:
+        return {"description": text, **body(name)}
+
+    keyed = {"401": answer("no key, or an unknown one"),
+             "403": answer("a known key without the right")}
+    number = {"name": "number", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": NUMBER.pattern}}
+    token = {"name": "token", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": TOKEN.pattern}}
+    security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "centralino tickets", "version": "1",
+                 "description": __doc__},
+        "components": {"schemas": schemas, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+        "paths": {
+            BASE: {
+                "post": {"summary": "open a ticket", "security": security,
+                         "requestBody": {"required": True, **body("TicketCreate")},
+                         "responses": {"201": answer("opened", "TicketPosted"), **keyed,
+                                       "422": answer("invalid content, every problem listed"),
+                                       "503": answer("no tickets.yaml")}},
+                "get": {"summary": "an agent's inbox; open tickets for supervisors",
+                        "security": security,
+                        "responses": {"200": {"description": "tickets", "content": {
+                            "application/json": {"schema": {"type": "array", "items": {
+                                "$ref": "#/components/schemas/TicketOut"}}}}}, **keyed}}},
+            BASE + "/{number}": {"get": {
+                "summary": "a ticket, its thread and history", "parameters": [number],
+                "security": security,
+                "responses": {"200": answer("the ticket", "TicketDetail"), **keyed,
+                              "404": answer("no such ticket, or not yours to see")}}},
+            BASE + "/{number}/actions": {"post": {
+                "summary": "an agent's step", "parameters": [number], "security": security,
+                "requestBody": {"required": True, **body("ActionIn")},
+                "responses": {"200": answer("done", "TicketDetail"), **keyed,
+                              "404": answer("no such ticket, or not yours to see"),
+                              "409": answer("the ticket's state does not allow it, or it "
+                                            "changed meanwhile")}}},
+            BASE + "/status/{token}": {
+                "get": {"summary": "what the citizen sees", "parameters": [token],
+                        "responses": {"200": answer("the ticket", "CitizenView"),
+                                      "404": answer("no ticket for this link")}},
+                "post": {"summary": "the citizen writes", "parameters": [token],
+                         "requestBody": {"required": True, **body("CitizenMessage")},
+                         "responses": {"200": answer("added", "CitizenView"),
+                                       "404": answer("no ticket for this link"),
+                                       "429": answer("too many messages")}}},
+        },
+    }
+

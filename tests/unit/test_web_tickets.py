@@ -1,0 +1,310 @@
+"""Tickets over HTTP on the real app and a real SQLite store: the citizens' form and status
+page (no script needed), the portal's API, and an operator's steps through the console API.
+The same flows run on PostgreSQL and in Chromium in tests/integration and tests/e2e."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from centralino.tickets.http import openapi_document
+from cti.recalls import DEV_PORTAL_KEY
+from ivr.clock import LOCAL
+from tests.unit.webparts import bearer, token, web_parts
+
+FORM = "/richieste"
+PORTAL = {"X-API-Key": DEV_PORTAL_KEY}
+GOOD = {"argomento": "suap|Avvio di attività", "body": "Vorrei aprire un bar: che moduli "
+        "servono?", "name": "Maria Rossi", "email": "maria.rossi@esempio.it", "phone": "",
+        "tax_code": "", "consent": "si"}
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+async def shown_form(client: Any) -> str:
+    resp = await client.get(FORM)
+    assert resp.status == 200
+    return csrf_of(await resp.text())
+
+
+async def send(client: Any, fields: dict[str, str], **headers: str) -> Any:
+    return await client.post(FORM, data={**fields, "csrf": await shown_form(client)},
+                             allow_redirects=False, headers=headers)
+
+
+async def stored(parts: Any) -> list[Any]:
+    return await parts.store.open_tickets()
+
+
+async def test_the_form_offers_each_topic_s_subjects_and_loads_nothing_from_elsewhere(tmp_path):
+    async with web_parts(tmp_path) as (client, _):
+        resp = await client.get(FORM)
+        html = await resp.text()
+        assert resp.status == 200
+        assert '<html lang="it">' in html
+        assert '<optgroup label="Sportello unico attività produttive">' in html or \
+            "<optgroup" in html
+        for subject in ("Avvio di attività", "Diritto annuale", "Reclami"):
+            assert f">{subject}</option>" in html
+        assert "<script" not in html
+        assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+        cookie = resp.cookies["centralino_modulo"]
+        assert cookie["samesite"] == "Strict" and cookie["httponly"]
+        css = await client.get(FORM + "/stile.css")
+        assert css.status == 200 and css.content_type == "text/css"
+
+
+async def test_a_citizen_sends_the_form_and_lands_on_the_private_page_of_their_ticket(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        resp = await send(client, GOOD)
+        assert resp.status == 303, await resp.text()
+        where = resp.headers["Location"]
+        assert where.startswith("/richieste/stato/") and where.endswith("?nuova=1")
+        page = await client.get(where)
+        html = await page.text()
+        [ticket] = await stored(parts)
+        assert ticket.number == "HD-2026-000001"
+        assert f"<strong>{ticket.number}</strong>" in html
+        assert "Vorrei aprire un bar: che moduli servono?" in html
+        assert "ricevuta, in attesa di essere presa in carico" in html
+        assert page.headers["Referrer-Policy"] == "no-referrer"
+        assert (ticket.topic, ticket.subject, ticket.channel, ticket.requester_email) == (
+            "suap", "Avvio di attività", "web", "maria.rossi@esempio.it")
+        # Tuesday 10:00 + 8 working hours of the office (8:30-13, 14-17): Wednesday 10:30
+        assert ticket.first_response_due == datetime(2026, 12, 2, 10, 30, tzinfo=LOCAL)
+        # The link is the only key: another token is nobody's ticket.
+        assert (await client.get("/richieste/stato/" + "x" * 32)).status == 404
+
+
+async def test_a_wrong_form_comes_back_filled_in_with_what_to_fix_next_to_each_field(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        fields = {**GOOD, "email": "maria@", "tax_code": "RSSMRA85T10A562X", "consent": "",
+                  "body": "Il mio testo resta qui"}
+        resp = await send(client, fields)
+        html = await resp.text()
+        assert resp.status == 422
+        assert "La richiesta non è stata inviata" in html
+        assert 'id="errore-email"' in html and 'id="errore-tax_code"' in html
+        assert 'id="errore-consent"' in html
+        assert 'aria-invalid="true"' in html
+        assert "Il mio testo resta qui</textarea>" in html
+        assert 'value="maria@"' in html
+        assert 'value="suap|Avvio di attività" selected' in html
+        assert await stored(parts) == []
+
+
+async def test_a_form_without_its_cookie_or_from_another_site_is_refused_and_kept(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        csrf = await shown_form(client)
+        client.session.cookie_jar.clear()
+        resp = await client.post(FORM, data={**GOOD, "csrf": csrf}, allow_redirects=False)
+        assert resp.status == 403
+        assert "Maria Rossi" in await resp.text()  # what was typed is not lost
+        resp = await send(client, GOOD, Origin="https://evil.example")
+        assert resp.status == 403
+        resp = await client.post(FORM, data={**GOOD, "csrf": "1.abc.def"},
+                                 allow_redirects=False)
+        assert resp.status == 403
+        assert await stored(parts) == []
+
+
+async def test_a_bot_filling_the_hidden_field_opens_nothing(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        resp = await send(client, {**GOOD, "sito_web": "http://spam.example"})
+        assert resp.status == 422
+        assert await stored(parts) == []
+
+
+async def test_one_address_sending_too_many_forms_is_told_to_wait(tmp_path):
+    env = {"CENTRALINO_TICKETS__PER_ADDRESS_PER_HOUR": "2"}
+    async with web_parts(tmp_path, env) as (client, parts):
+        assert (await send(client, GOOD)).status == 303
+        assert (await send(client, {**GOOD, "email": "x"})).status == 422
+        resp = await send(client, GOOD)
+        assert resp.status == 429
+        assert "troppe richieste" in (await resp.text()).lower()
+        assert len(await stored(parts)) == 1
+
+
+async def test_a_form_too_large_or_not_utf8_is_a_clear_4xx(tmp_path):
+    async with web_parts(tmp_path) as (client, _):
+        csrf = await shown_form(client)
+        big = await client.post(FORM, data={**GOOD, "body": "x" * 40_000, "csrf": csrf})
+        assert big.status == 413
+        bad = await client.post(FORM, data=b"body=%ff%fe", headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        assert bad.status == 400
+        json = await client.post(FORM, json=GOOD)
+        assert json.status == 415
+
+
+async def test_markup_a_citizen_types_is_shown_as_text(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        evil = '<script>alert(1)</script><img src=x onerror=alert(2)>'
+        resp = await send(client, {**GOOD, "name": evil, "body": evil})
+        page = await (await client.get(resp.headers["Location"])).text()
+        assert "<script>alert" not in page and "<img src=x" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        [ticket] = await stored(parts)
+        assert ticket.requester_name == evil  # kept as typed, escaped only where shown
+
+
+async def test_the_citizen_writes_on_the_status_page_and_the_operator_sees_it(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        where = (await send(client, GOOD)).headers["Location"].split("?")[0]
+        page = await (await client.get(where)).text()
+        resp = await client.post(where, data={"body": "Aggiungo: è in via Roma 1",
+                                              "csrf": csrf_of(page)}, allow_redirects=False)
+        assert resp.status == 303
+        [ticket] = await stored(parts)
+        detail = await client.get(f"/api/tickets/{ticket.number}", headers=bearer(token("1001")))
+        bodies = [m["body"] for m in (await detail.json())["thread"]]
+        assert bodies[-1] == "Aggiungo: è in via Roma 1"
+        empty = await client.post(where, data={"body": "  ", "csrf": csrf_of(page)})
+        assert empty.status == 422
+
+
+async def test_the_portal_opens_a_ticket_and_every_problem_is_listed(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        resp = await client.post("/api/tickets", headers=PORTAL, json={
+            "topic": "tributi", "subject": "rimborsi", "body": "Rimborso del 2025",
+            "name": "Ditta Bianchi", "phone": "06 1234 5678", "tax_code": "00743110157"})
+        assert resp.status == 201, await resp.text()
+        out = await resp.json()
+        assert out["number"] == "HD-2026-000001" and out["state"] == "nuovo"
+        status = await client.get(out["status_url"].replace("/richieste/stato/",
+                                                            "/api/tickets/status/"))
+        assert (await status.json())["subject"] == "Rimborsi"
+        [ticket] = await stored(parts)
+        assert (ticket.requester_phone, ticket.requester_tax_code) == ("+39061234567" + "8",
+                                                                        "00743110157")
+        bad = await client.post("/api/tickets", headers=PORTAL, json={
+            "topic": "nessuno", "subject": "x", "body": "", "name": "", "email": "a@"})
+        assert bad.status == 422
+        problems = (await bad.json())["problems"]
+        assert {p.split(":")[0] for p in problems} == {"topic", "body", "name", "email"}
+        assert (await client.post("/api/tickets", json={})).status == 401
+        assert (await client.post("/api/tickets", headers=bearer(token("supervisore")),
+                                  json={})).status == 403
+
+
+async def test_an_operator_takes_answers_escalates_and_the_second_level_resolves(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        number = (await (await client.post("/api/tickets", headers=PORTAL, json={
+            "topic": "suap", "subject": "Modulistica", "body": "Quale modulo?",
+            "name": "Maria Rossi", "email": "maria@esempio.it"})).json())["number"]
+        giulia, luca, marco = (bearer(token(a)) for a in ("1001", "1004", "1002"))
+
+        async def act(who: dict[str, str], action: str, **more: str) -> Any:
+            return await client.post(f"/api/tickets/{number}/actions", headers=who,
+                                     json={"action": action, **more})
+
+        inbox = await (await client.get("/api/tickets", headers=giulia)).json()
+        assert [t["number"] for t in inbox] == [number]
+        assert await (await client.get("/api/tickets", headers=marco)).json() == []
+        assert (await client.get(f"/api/tickets/{number}", headers=marco)).status == 404
+
+        assert (await act(giulia, "take")).status == 200
+        taken = await act(luca, "take")  # suap is one of his topics too: too late
+        assert taken.status == 409 and "1001" in (await taken.json())["error"]
+        answered = await (await act(giulia, "reply", text="Il modulo è il SCIA.")).json()
+        assert answered["first_response_at"] is not None
+        assert answered["clocks"]["first_response"]["standing"] == "met"
+        assert (await act(giulia, "note", text="Cittadina già nota")).status == 200
+        assert (await act(giulia, "escalate", group="back-office")).status == 409  # no note
+        escalated = await (await act(giulia, "escalate", group="back-office",
+                                     text="Serve la verifica della pratica")).json()
+        assert (escalated["state"], escalated["level"], escalated["owner"]) == (
+            "escalato", "back-office", None)
+        assert escalated["clocks"]["first_response"]["standing"] == "ok"  # the group's clock
+        assert (await act(giulia, "take")).status == 409  # not a member of back-office
+        # 1004 is in back-office: the ticket is in his inbox now, and he resolves it.
+        assert [t["number"] for t in await (await client.get(
+            "/api/tickets", headers=luca)).json()] == [number]
+        assert (await act(luca, "take")).status == 200
+        done = await (await act(luca, "resolve", text="Pratica verificata: tutto in regola."
+                                )).json()
+        assert done["state"] == "risolto"
+        assert [e["action"] for e in done["history"]] == [
+            "opened", "taken", "replied", "internal note", "escalated to back-office", "taken",
+            "resolved"]
+
+        citizen = await (await client.get(f"/api/tickets/status/{await _token(parts)}")).json()
+        assert [(m["author"], m["body"]) for m in citizen["thread"]] == [
+            ("cittadino", "Quale modulo?"), ("operatore", "Il modulo è il SCIA."),
+            ("operatore", "Pratica verificata: tutto in regola.")]  # no internal note
+        assert citizen["state"] == "risolto"
+
+
+async def _token(parts: Any) -> str:
+    """A status token for the only ticket: tokens are stored hashed, so the test sets one."""
+    from sqlalchemy import update
+
+    from centralino.storage.models import Ticket
+    from centralino.storage.store import status_token_sha256
+    secret = "t" * 32
+    async with parts.store.sessions.begin() as s:
+        await s.execute(update(Ticket).values(status_token_sha256=status_token_sha256(secret)))
+    return secret
+
+
+async def test_waiting_for_the_citizen_stops_the_clock_until_they_answer(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        number = (await (await client.post("/api/tickets", headers=PORTAL, json={
+            "topic": "suap", "subject": "Altro", "body": "?", "name": "M",
+            "email": "m@esempio.it"})).json())["number"]
+        giulia = bearer(token("1001"))
+        await client.post(f"/api/tickets/{number}/actions", headers=giulia,
+                          json={"action": "take"})
+        asked = await (await client.post(f"/api/tickets/{number}/actions", headers=giulia, json={
+            "action": "wait", "text": "Mi manda il numero di pratica?"})).json()
+        due = asked["clocks"]["resolution"]["due"]
+        assert asked["state"] == "in attesa del cittadino"
+        assert asked["clocks"]["resolution"]["standing"] == "paused"
+        parts.clock.advance(3600)  # an hour of office time passes while the citizen thinks
+        secret = await _token(parts)
+        resp = await client.post(f"/api/tickets/status/{secret}", json={"body": "È la 123"})
+        assert resp.status == 200
+        after = await (await client.get(f"/api/tickets/{number}", headers=giulia)).json()
+        assert after["state"] == "preso in carico"
+        moved = datetime.fromisoformat(after["clocks"]["resolution"]["due"])
+        assert (moved - datetime.fromisoformat(due)).total_seconds() == 3600
+
+
+def test_the_openapi_document_describes_every_route():
+    doc = openapi_document()
+    assert set(doc["paths"]) == {"/api/tickets", "/api/tickets/{number}",
+                                 "/api/tickets/{number}/actions",
+                                 "/api/tickets/status/{token}"}
+    assert "TicketCreate" in doc["components"]["schemas"]
+
+
+@pytest.fixture(scope="module")
+def form_fields() -> Any:
+    text = st.text(st.characters(codec="utf-8"), max_size=300)
+    names = ("argomento", "body", "name", "email", "phone", "tax_code", "consent", "sito_web")
+    return st.fixed_dictionaries(dict.fromkeys(names, text))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[
+    HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+async def test_no_form_or_api_input_gives_a_server_error(tmp_path, form_fields, data):
+    fields = data.draw(form_fields)
+    async with web_parts(tmp_path) as (client, _):
+        resp = await send(client, fields)
+        assert resp.status < 500, await resp.text()
+        api = await client.post("/api/tickets", headers=PORTAL, json={
+            k: v for k, v in fields.items() if k in ("body", "name", "email", "phone",
+                                                     "tax_code")} | {"topic": "suap",
+                                                                     "subject": "Altro"})
+        assert api.status < 500, await api.text()
