@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +22,8 @@ from centralino.storage.models import AgentEvent
 from centralino.storage.records import Records
 from cti.agents import Agent, AgentState, Change
 from cti.config import AgentsConfig
-from cti.distributor import Distributor, Offer
-from cti.messages import AgentChanged, AgentView, QueueEvent, ScreenPop, wire
+from cti.distributor import Distributor, Offer, TicketOffer
+from cti.messages import AgentChanged, AgentView, QueueEvent, ScreenPop, TicketAssigned, wire
 from queue_manager.queues import QueueManager
 
 log = logging.getLogger("centralino.desk")
@@ -50,6 +50,9 @@ class Desk:
         self.last_pop: dict[str, ScreenPop] = {}  # by agent id
         self._wrap_ups: dict[str, Timer] = {}
         self.retiring: set[str] = set()  # topics a reload removed (see configure)
+        # Hands a ticket the distributor chose over to its agent (centralino.tickets.desk);
+        # None: this desk takes no written requests, and none is matched.
+        self.hand_over: Callable[[TicketOffer], None] | None = None
 
     def current_pop(self, agent: Agent) -> ScreenPop | None:
         """The pop of the call the agent is ringing for or talking to, if any."""
@@ -61,14 +64,17 @@ class Desk:
         return self.clock.now()
 
     def configure(self, config: AgentsConfig, restored: dict[str, AgentEvent] | None = None,
-                  topics: Collection[str] | None = None) -> None:
+                  topics: Collection[str] | None = None,
+                  groups: Callable[[str], frozenset[str]] | None = None) -> None:
         """Take a (re)loaded agents.yaml. Agents keep their state across reloads; at start-up
         they get back the login or pause they had before the restart.
 
         `topics`: the reloaded queues.yaml's. A topic that a reload removes (or renames) may
         still have callers: waiting in its line, or in a menu on the configuration their call
         started with, about to join it. So it retires rather than vanishes: the agents who
-        served it keep serving it, as before, until a later reload finds its line empty."""
+        served it keep serving it, as before, until a later reload finds its line empty.
+
+        `groups`: an agent's second-level groups (tickets.yaml), for the tickets they get."""
         before = {a.id: a.topics for a in self.agents.values()}
         if topics is not None:
             queues = self.distributor.queues
@@ -90,11 +96,15 @@ class Desk:
                     agent.reason = last.reason if state is AgentState.PAUSED else ""
             else:
                 agent.name, agent.device, agent.topics = entry.name, entry.device, serves
+            agent.takes_calls = entry.capacity.calls > 0
+            agent.ticket_capacity = entry.capacity.tickets
+            agent.groups = groups(agent_id) if groups else frozenset()
         for agent_id in list(self.agents):
             if agent_id not in config.agents and self.agents[agent_id].state not in (
                     AgentState.RINGING, AgentState.ON_CALL):
                 del self.agents[agent_id]
         self.distributor.agents = self.agents
+        self.distributor.calls_during_tickets = config.calls_during_tickets
         self.distribute()
 
     # --- state changes --------------------------------------------------------------------
@@ -122,6 +132,9 @@ class Desk:
                 self.record(agent.cancelled(self.now))
                 continue
             session.deliver(OfferMade(type="OfferMade", offer=offer))
+        if self.hand_over is not None:
+            for ticket in self.distributor.match_tickets():
+                self.hand_over(ticket)
 
     def ask(self, agent_id: str, action: str, by: str, reason: str = "") -> Agent:
         """login/logout/pause/resume on behalf of `by`; raises AgentStateError."""
@@ -190,6 +203,11 @@ class Desk:
             except (ConnectionError, RuntimeError):
                 self.consoles[agent_id].discard(ws)
         return sent
+
+    def tell(self, agent_id: str, message: TicketAssigned) -> None:
+        """A message to the agent's open consoles (nobody listening: nothing is sent)."""
+        if sockets := self.consoles.get(agent_id):
+            self._send(sockets, wire(message))
 
     def broadcast(self, event: QueueEvent) -> None:
         """A queue event to the supervisors (serialized only if somebody listens)."""

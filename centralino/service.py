@@ -70,7 +70,8 @@ class Service:
                              self.queues, self.registry, settings.asterisk.app, self.spawn)
         self.recalls = Recalls(RecallParts(self.legs, self.store, settings.recalls,
                                            lambda: self.config.call), self.spawn)
-        self.tickets = TicketDesk(self.store, self.clock, lambda: self.config)
+        self.tickets = TicketDesk(self.store, self.clock, lambda: self.config, self.desk,
+                                  self.spawn)
         self.call_parts = CallParts(self.legs, self.store, self.recalls, self.overrides)
         self.config: Config
         self.catalog: PromptCatalog
@@ -113,7 +114,9 @@ class Service:
         if interrupted:
             log.warning("%d call records were left open by the previous run", interrupted)
         await self._load_overrides()
-        self.desk.configure(self.config.agents, await self.store.last_agent_states())
+        self.desk.configure(self.config.agents, await self.store.last_agent_states(),
+                            groups=self._groups)
+        await self.tickets.load()
         await self.ari.__aenter__()
         await self.ari.check()  # clear error now for wrong credentials or no Asterisk
         http = self.settings.http
@@ -206,10 +209,15 @@ class Service:
             config, catalog = await self._prepare()
             self.config, self.catalog = config, catalog
             self.bridges.forget()  # topics may have changed their music
-            self.desk.configure(config.agents, topics=config.call.queues)
+            self.desk.configure(config.agents, topics=config.call.queues, groups=self._groups)
             log.info("configuration %s loaded (%d numbers, %d agents)", config.version,
                      len(config.call.flows), len(config.agents.agents))
             return config
+
+    def _groups(self, agent: str) -> frozenset[str]:
+        """The agent's second-level groups (tickets.yaml)."""
+        tickets = self.config.tickets
+        return tickets.groups_of(agent) if tickets else frozenset()
 
     # --- line overrides -------------------------------------------------------------------
 

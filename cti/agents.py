@@ -10,7 +10,7 @@ the agent finishes the call, then is paused (or logged out) instead of getting t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -55,6 +55,11 @@ class Agent:
     missed: int = 0  # offers missed in a row
     call_id: str | None = None  # the call being offered or talked to
     after_call: tuple[AgentState, str, str] | None = None  # pause/logout asked during a call
+    takes_calls: bool = True  # capacity.calls of agents.yaml
+    ticket_capacity: int = 0  # capacity.tickets: how many in charge at once
+    groups: frozenset[str] = frozenset()  # the second-level groups they belong to
+    # The tickets they have in charge (and those being handed to them): the distributor's count.
+    tickets: set[str] = field(default_factory=set)
 
     def _set(self, state: AgentState, at: datetime, reason: str = "", by: str = "") -> Change:
         self.state, self.since, self.reason = state, at, reason

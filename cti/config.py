@@ -32,11 +32,19 @@ def _id(value: object) -> object:
 PersonId = Annotated[Name, BeforeValidator(_id)]
 
 
+class Capacity(Strict):
+    """What an agent handles at once, per channel."""
+
+    calls: int = Field(1, ge=0, le=1)  # 0: written requests only (no call is offered)
+    tickets: int = Field(2, ge=0, le=50)  # in charge at once (0: none is handed to them)
+
+
 class AgentEntry(Strict):
     name: str
     device: Annotated[str, Field(pattern=r"^[A-Za-z]+/\S+$")]  # PJSIP/1001, Local/1001@ctx
     topics: dict[Name, Annotated[int, Field(ge=0, le=100)]]  # topic -> penalty
     token_sha256: TokenHash
+    capacity: Capacity = Capacity()
 
 
 class SupervisorEntry(Strict):
@@ -47,6 +55,9 @@ class SupervisorEntry(Strict):
 class AgentsFile(Strict):
     # After this many offers in a row not answered, the agent is paused.
     max_missed: int = Field(3, ge=1, le=20)
+    # An agent working on tickets may be offered a call (it interrupts the written work);
+    # false: only agents with no ticket in charge get calls. On a call nothing is offered.
+    calls_during_tickets: bool = True
     agents: dict[PersonId, AgentEntry] = Field(default_factory=dict)
     supervisors: dict[PersonId, SupervisorEntry] = Field(default_factory=dict)
 
@@ -57,6 +68,7 @@ class AgentsConfig:
     agents: dict[str, AgentEntry]
     supervisors: dict[str, SupervisorEntry]
     digest: str
+    calls_during_tickets: bool = True
 
     def who(self, token: str) -> tuple[str, str] | None:
         """("agent", id) or ("supervisor", id) for a valid token."""
@@ -97,4 +109,5 @@ def load_agents_config(path: Path, queues: set[str]) -> AgentsConfig:
     if problems:
         raise ConfigError(problems)
     return AgentsConfig(parsed.max_missed, dict(parsed.agents), dict(parsed.supervisors),
-                        hashlib.sha256(path.read_bytes()).hexdigest()[:12])
+                        hashlib.sha256(path.read_bytes()).hexdigest()[:12],
+                        parsed.calls_during_tickets)

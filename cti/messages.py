@@ -190,6 +190,18 @@ class RecallOutcome(_Message):
 ScreenPop = Annotated[CallOffer | RecallOffer | RecallOutcome, Field(discriminator="type")]
 
 
+class TicketAssigned(_Message):
+    """The desk handed the agent a written request: it is theirs, in charge."""
+
+    type: Literal["ticket"] = "ticket"
+    number: str = Field(description="HD-2026-000123")
+    topic: str
+    subject: str
+    requester_name: str
+    level: str = Field(description="I, or the second-level group")
+    due: Time | None = Field(description="its pressing deadline")
+
+
 class Hello(_Message):
     """A console's first message after its token was accepted."""
 
@@ -274,8 +286,8 @@ class Error(_Message):
 
 
 ServerMessage = Annotated[
-    Hello | CallOffer | RecallOffer | RecallOutcome | AgentChanged | Snapshot | QueueEvent
-    | Error,
+    Hello | CallOffer | RecallOffer | RecallOutcome | TicketAssigned | AgentChanged | Snapshot
+    | QueueEvent | Error,
     Field(discriminator="type")]
 
 

@@ -91,6 +91,23 @@ def take(ticket: Ticket, agent: str, groups: frozenset[str], at: datetime
                  first_response_at=responded)
 
 
+def assign(ticket: Ticket, agent: str, groups: frozenset[str], at: datetime
+           ) -> tuple[Ticket, Event]:
+    """The desk hands the ticket to `agent` (the distributor chose them): as `take`, by the
+    system."""
+    after, event = take(ticket, agent, groups, at)
+    return after, replace(event, by="system", action=f"assigned to {agent}")
+
+
+def release(ticket: Ticket, agent: str, at: datetime, note: str = "") -> tuple[Ticket, Event]:
+    """`agent` gives the ticket back to its line unowned (logging out, say): new again at
+    the first level, escalated again at a group; its clocks go on."""
+    _owned_by(ticket, agent, "give back")
+    state = State.NEW if ticket.level == FIRST_LEVEL else State.ESCALATED
+    return _step(ticket, at, f"agent:{agent}", "released", state=state, owner=None,
+                 note=note.strip())
+
+
 def reply(ticket: Ticket, agent: str, at: datetime) -> tuple[Ticket, Event]:
     """A public answer to the citizen (the first one stops the first-response clock)."""
     _owned_by(ticket, agent, "answer")

@@ -674,6 +674,17 @@ class Store:
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())
 
+    async def tickets_in_play(self) -> list[Ticket]:
+        """What the distributor needs at start: the tickets nobody has that wait for an agent,
+        and those agents have in charge (not the closed past: the indexes on state and owner
+        keep this quick however many tickets the years piled up)."""
+        query = select(Ticket).where(or_(
+            and_(Ticket.owner.is_(None),
+                 Ticket.state.in_((State.NEW.value, State.ESCALATED.value))),
+            and_(Ticket.owner.is_not(None), Ticket.state == State.IN_CHARGE.value)))
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
     async def open_tickets(self, limit: int = 100) -> list[Ticket]:
         """Every open ticket, soonest resolution deadline first (the supervisors' view)."""
         query = (select(Ticket).where(Ticket.state.in_([s.value for s in states.OPEN]))

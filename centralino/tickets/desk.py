@@ -6,25 +6,29 @@ only joins them with the configuration of the moment and the clock.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 from centralino.clock import Timers
 from centralino.config import Config
+from centralino.desk import Desk
 from centralino.storage.models import Ticket
 from centralino.storage.store import NewTicket, Store, ThreadMessage, TicketStep, rules_view
+from cti.distributor import Pending, TicketOffer
+from cti.messages import TicketAssigned
 from ivr.hours import Schedule
 from tickets import sla, states
 from tickets.config import TicketsConfig
 from tickets.requests import Request
-from tickets.states import FIRST_LEVEL, TicketError
+from tickets.states import FIRST_LEVEL, State, TicketError
 
-Action = Literal["take", "reply", "note", "wait", "escalate", "hand_back", "resolve"]
+Action = Literal["take", "reply", "note", "wait", "escalate", "hand_back", "resolve",
+                 "release"]
 ACTIONS: tuple[Action, ...] = ("take", "reply", "note", "wait", "escalate", "hand_back",
-                               "resolve")
+                               "resolve", "release")
 
 
 class NoTickets(LookupError):
@@ -45,10 +49,26 @@ class Standing:
 
 
 class TicketDesk:
-    def __init__(self, store: Store, clock: Timers, config: Callable[[], Config]):
+    """Keeps the desk's view of the tickets (which wait for an agent, which each agent has in
+    charge: the distributor's backlog and counts) in step with every change it stores."""
+
+    def __init__(self, store: Store, clock: Timers, config: Callable[[], Config], desk: Desk,
+                 spawn: Callable[[Coroutine[Any, Any, None]], object]):
         self.store = store
         self.clock = clock
         self._config = config
+        self.desk = desk
+        self._spawn = spawn
+
+    async def load(self) -> None:
+        """At start: the tickets waiting for an agent and those each agent has in charge,
+        then the distributor hands out what it can."""
+        if not self.enabled:
+            return
+        self.desk.hand_over = self.hand_over
+        for row in await self.store.tickets_in_play():
+            self._track(row, distribute=False)
+        self.desk.distribute()
 
     # --- what the configuration says ------------------------------------------------------
 
@@ -116,6 +136,7 @@ class TicketDesk:
             requester_tax_code=request.tax_code, status_token=token, at=now,
             first_response_due=timed.first_response_due, resolution_due=timed.resolution_due,
             linked_to=linked_to, call_id=call_id, by=by, message_id=message_id))
+        self._track(row)
         return row, token
 
     # --- an operator's steps ----------------------------------------------------------------
@@ -156,6 +177,8 @@ class TicketDesk:
                 raise TicketError(f"only a member of {ticket.level} hands it back")
             step = partial(states.hand_back, agent=agent, note=text, at=now)
             message = ThreadMessage(text, visibility="internal") if text else None
+        elif action == "release":
+            step = partial(states.release, agent=agent, at=now, note=text)
         elif action == "resolve":
             message = ThreadMessage(text) if text else None
             step = partial(_replied_then, agent=agent, at=now, text=text, then=states.resolve)
@@ -191,7 +214,92 @@ class TicketDesk:
         changed = await self.store.apply_step(ticket.id, timed, message)
         if changed is None:
             raise Busy("the ticket changed meanwhile: look at it again")
+        self._track(changed)
         return changed
+
+    # --- the distributor's view ---------------------------------------------------------------
+
+    def _track(self, row: Ticket, distribute: bool = True) -> None:
+        """The backlog and the agents' counts after `row` changed (or was read at start)."""
+        backlog = self.desk.distributor.backlog
+        if row.owner is None and row.state in (State.NEW, State.ESCALATED):
+            due = (row.first_response_due if row.first_response_at is None
+                   else row.resolution_due) or row.created_at
+            backlog.put(Pending(due, row.created_at, row.id, row.topic, row.level))
+        else:
+            backlog.drop(row.id)
+        in_hand = row.owner if row.state == State.IN_CHARGE else None
+        for agent in self.desk.agents.values():
+            if agent.id == in_hand:
+                agent.tickets.add(row.id)
+            elif backlog.reserved.get(row.id) != agent.id:
+                agent.tickets.discard(row.id)
+        if distribute:
+            self.desk.distribute()  # a new ticket to hand out, or an agent with room again
+
+    def hand_over(self, offer: TicketOffer) -> None:
+        """The distributor chose an agent for a ticket: store it as theirs, then tell them."""
+        self._spawn(self._assign(offer))
+
+    async def _assign(self, offer: TicketOffer) -> None:
+        distributor = self.desk.distributor
+        row = await self.store.ticket(offer.ticket_id)
+        agent = offer.agent_id
+        changed = None
+        if row is not None:
+            now = self.clock.now()
+            step = partial(states.assign, agent=agent, groups=self.groups_of(agent), at=now)
+            try:
+                changed = await self._apply(row, step, None)
+            except (TicketError, Busy):  # taken by hand, or moved, meanwhile
+                changed = None
+        distributor.ticket_done(offer, stored=changed is not None)
+        if changed is None:
+            if row is not None and (fresh := await self.store.ticket(row.id)) is not None:
+                self._track(fresh)
+            return
+        self.desk.tell(agent, TicketAssigned(
+            number=changed.number, topic=changed.topic, subject=changed.subject,
+            requester_name=changed.requester_name, level=changed.level,
+            due=changed.first_response_due if changed.first_response_at is None
+            else changed.resolution_due))
+
+    async def release_all(self, agent: str) -> list[str]:
+        """Logging out: the agent's tickets in charge go back to their lines (the numbers)."""
+        released = []
+        for ticket_id in list(self.desk.agents[agent].tickets if agent in self.desk.agents
+                              else ()):
+            row = await self.store.ticket(ticket_id)
+            if row is None or row.owner != agent or row.state != State.IN_CHARGE:
+                continue
+            try:
+                await self.act(row, agent, "release", "uscita dal servizio")
+                released.append(row.number)
+            except (TicketError, Busy):
+                continue  # changed meanwhile: whoever changed it has it
+        return released
+
+    async def next_for(self, agent: str) -> Ticket | None:
+        """The operator picks the next ticket themselves: the one the distributor would give
+        them (their lines', soonest deadline first), taken in charge; None if none waits."""
+        agent_ = self.desk.agents.get(agent)
+        if agent_ is None:
+            return None
+        for _ in range(5):  # another agent may take the same one first: then the next
+            pending = self.desk.distributor.backlog.first(
+                [*self.topics_of(agent), *(f"group:{g}" for g in self.groups_of(agent))])
+            if pending is None:
+                return None
+            row = await self.store.ticket(pending.ticket_id)
+            if row is None:
+                self.desk.distributor.backlog.drop(pending.ticket_id)
+                continue
+            try:
+                return await self.act(row, agent, "take")
+            except (TicketError, Busy):
+                if (fresh := await self.store.ticket(row.id)) is not None:
+                    self._track(fresh, distribute=False)
+        return None
 
     # --- how it stands ----------------------------------------------------------------------
 

@@ -5,7 +5,10 @@
     GET  /api/tickets                      agent: their inbox; supervisor, admin: open tickets
     GET  /api/tickets/{number}             the ticket, its thread and its history
     POST /api/tickets/{number}/actions     agent: take, reply, note, wait, escalate,
-                                           hand_back, resolve
+                                           hand_back, resolve, release (back to its line)
+    POST /api/tickets/next                 agent: take the next one the desk would give them
+    GET  /api/tickets/topics               what tickets may be about: topics and their
+                                           subjects, second-level groups (any token)
     GET  /api/tickets/status/{token}       the citizen's view (the token is the secret)
     POST /api/tickets/status/{token}       the citizen writes
     GET  /api/tickets/openapi.json         this API in OpenAPI 3 (no key needed)
@@ -54,6 +57,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{BASE}/openapi.json", openapi)
     app.router.add_get(BASE + "/status/{token}", citizen_status)
     app.router.add_post(BASE + "/status/{token}", citizen_writes)
+    app.router.add_get(BASE + "/topics", topics)
+    app.router.add_post(BASE + "/next", take_next)
     app.router.add_post(BASE, create)
     app.router.add_get(BASE, list_tickets)
     app.router.add_get(BASE + "/{number}", get_ticket)
@@ -147,7 +152,8 @@ class CitizenView(BaseModel):
 
 class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    action: Literal["take", "reply", "note", "wait", "escalate", "hand_back", "resolve"]
+    action: Literal["take", "reply", "note", "wait", "escalate", "hand_back", "resolve",
+                    "release"]
     text: str = Field("", max_length=20_000, description="the answer, the note, or why")
     group: str | None = Field(None, max_length=64, description="escalate: the group")
 
@@ -346,6 +352,49 @@ async def citizen_writes(request: web.Request) -> web.Response:
     return web.json_response(view)
 
 
+class TopicOut(BaseModel):
+    id: str
+    name: str
+    subjects: list[str]
+
+
+class GroupOut(BaseModel):
+    id: str
+    name: str
+    members: list[str]
+
+
+class DeskTopics(BaseModel):
+    topics: list[TopicOut]
+    groups: list[GroupOut]
+
+
+@own_auth
+async def topics(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    _caller(request)  # any known key or token
+    queues = request.app[SERVICE].call_config.queues
+    config = desk.config
+    out = DeskTopics(
+        topics=[TopicOut(id=t, name=queues[t].name if t in queues else t,
+                         subjects=list(d.subjects)) for t, d in config.topics.items()],
+        groups=[GroupOut(id=g, name=group.name, members=list(group.members))
+                for g, group in config.groups.items()])
+    return web.json_response(out.model_dump(mode="json"))
+
+
+@own_auth
+async def take_next(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    role, person = _caller(request)
+    if role != "agent":
+        raise error(web.HTTPForbidden, "only an agent takes tickets")
+    row = await desk.next_for(person)
+    if row is None:
+        raise error(web.HTTPNotFound, "no ticket waits for you")
+    return web.json_response(await ticket_detail(desk, row))
+
+
 @own_auth
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
@@ -357,6 +406,7 @@ def openapi_document() -> dict[str, Any]:
     for model, mode in ((TicketCreate, "validation"), (TicketPosted, "serialization"),
                         (TicketOut, "serialization"), (TicketDetail, "serialization"),
                         (CitizenView, "serialization"), (ActionIn, "validation"),
+                        (DeskTopics, "serialization"),
                         (CitizenMessage, "validation"), (ErrorOut, "serialization")):
         schema = model.model_json_schema(mode=mode,  # type: ignore[arg-type]
                                          ref_template="#/components/schemas/{model}")
@@ -396,6 +446,15 @@ def openapi_document() -> dict[str, Any]:
                         "responses": {"200": {"description": "tickets", "content": {
                             "application/json": {"schema": {"type": "array", "items": {
                                 "$ref": "#/components/schemas/TicketOut"}}}}}, **keyed}}},
+            BASE + "/topics": {"get": {
+                "summary": "topics and their subjects, second-level groups",
+                "security": security,
+                "responses": {"200": answer("the desk's topics", "DeskTopics"), **keyed}}},
+            BASE + "/next": {"post": {
+                "summary": "an agent takes the next ticket the desk would give them",
+                "security": security,
+                "responses": {"200": answer("now theirs", "TicketDetail"), **keyed,
+                              "404": answer("no ticket waits for this agent")}}},
             BASE + "/{number}": {"get": {
                 "summary": "a ticket, its thread and history", "parameters": [number],
                 "security": security,

@@ -92,6 +92,9 @@ async def agent_events(request: web.Request) -> web.Response:
 class StateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("", max_length=255)
+    # Logging out with tickets in charge: keep them (they wait for the agent's return) or
+    # release them to their lines for colleagues. The console asks the agent.
+    tickets: Literal["keep", "release"] = "keep"
 
 
 @allow("admin", "supervisor", "self")
@@ -102,10 +105,13 @@ async def change_state(request: web.Request) -> web.Response:
     if action == "pause" and len(body.reason.strip()) < 2:
         raise error(web.HTTPBadRequest, "reason: say why (a pause needs a reason)")
     role, person = request[WHO]
+    svc = request.app[SERVICE]
     try:
-        request.app[SERVICE].desk.ask(agent.id, action, f"{role}:{person}", body.reason.strip())
+        svc.desk.ask(agent.id, action, f"{role}:{person}", body.reason.strip())
     except AgentStateError as exc:
         raise error(web.HTTPConflict, str(exc)) from None
+    if action == "logout" and body.tickets == "release" and svc.tickets.enabled:
+        await svc.tickets.release_all(agent.id)
     return web.json_response(agent_json(agent))
 
 

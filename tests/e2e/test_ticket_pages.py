@@ -32,10 +32,14 @@ async def context_without_js(browser: Browser) -> AsyncIterator[BrowserContext]:
 
 
 @pytest.fixture
-async def axe_page(browser: Browser) -> AsyncIterator[Page]:
+def axe_installed() -> None:
+    assert AXE.exists(), f"{AXE}: run ./dev test (it installs axe-core from tests/e2e/axe)"
+
+
+@pytest.fixture
+async def axe_page(browser: Browser, axe_installed: None) -> AsyncIterator[Page]:
     """A tab where axe-core can be injected: the pages' Content-Security-Policy allows no
     script at all, so this one tab (for the audit only) does not apply it."""
-    assert AXE.exists(), f"{AXE}: run ./dev test (it installs axe-core from tests/e2e/axe)"
     context = await browser.new_context(bypass_csp=True, locale="it-IT")
     yield await context.new_page()
     await context.close()
@@ -100,7 +104,8 @@ async def test_a_citizen_sends_the_form_and_follows_the_ticket_on_its_page(start
     await api("POST", f"/api/tickets/{number}/actions", "dev-1001", action="wait",
               text="Ci indica il numero di protocollo?")
     await page.goto(status_url)
-    await expect(page.locator("dd").filter(has_text="in attesa di una tua risposta")).to_be_visible()
+    await expect(page.locator("dd").filter(has_text="in attesa di una tua risposta")
+                 ).to_be_visible()
     await expect(page.locator(".messaggi li.out")).to_contain_text("numero di protocollo")
 
     # The citizen answers from the page: back in the operator's hands, in the thread.

@@ -28,7 +28,7 @@ from centralino.dialplan import render_merged
 from centralino.service import Service
 from centralino.settings import Settings, load_settings
 from centralino.simcaller import SimAgents, SimCall, SimCaller, SimCitizens
-from centralino.storage.models import Call, RecallRequest
+from centralino.storage.models import Call, RecallRequest, Ticket
 from centralino.storage.store import Store
 from ivr.clock import ShiftedClock, aware
 from tests.integration.desk_api import DeskApi, staff
@@ -108,6 +108,7 @@ async def start_service(asterisk: Asterisk, desk: DeskApi) -> AsyncIterator[Serv
         settings = settings or settings_for()
         if not keep_recalls:
             await close_open_recalls(settings.database.url)
+            await close_open_tickets(settings.database.url)
         service = Service(settings, clock=clock)
         await service.__aenter__()
         running.append(service)
@@ -129,6 +130,14 @@ async def close_open_recalls(url: str) -> None:
         await s.execute(update(RecallRequest)
                         .where(RecallRequest.status.in_(("waiting", "calling")))
                         .values(status="expired"))
+
+
+async def close_open_tickets(url: str) -> None:
+    """Earlier tests' open tickets would be handed to the agents this test logs in: close
+    them, as close_open_recalls does."""
+    async with Store(url) as store, store.sessions.begin() as s:
+        await s.execute(update(Ticket).where(Ticket.state != "chiuso")
+                        .values(state="chiuso", owner=None))
 
 
 @pytest.fixture

@@ -240,8 +240,8 @@ def test_the_schema_is_json_schema_covering_every_message():
     defs = schema["$defs"]
     types = {d["properties"]["type"]["const"] for d in defs.values()
              if "type" in d.get("properties", {}) and "const" in d["properties"]["type"]}
-    assert types == {"hello", "offer", "recall", "recall_outcome", "agent", "snapshot",
-                     "queue", "error", "ack"}
+    assert types == {"hello", "offer", "recall", "recall_outcome", "ticket", "agent",
+                     "snapshot", "queue", "error", "ack"}
     assert {defs[n]["properties"]["event"]["const"] for n in (
         "QueueJoined", "QueueLeft", "QueueConnected")} == {"joined", "left", "connected"}
     for name in ("CallOffer", "QueueJoined", "Hello"):

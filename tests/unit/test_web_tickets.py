@@ -4,6 +4,7 @@ The same flows run on PostgreSQL and in Chromium in tests/integration and tests/
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime
 from typing import Any
@@ -282,7 +283,8 @@ async def test_waiting_for_the_citizen_stops_the_clock_until_they_answer(tmp_pat
 
 def test_the_openapi_document_describes_every_route():
     doc = openapi_document()
-    assert set(doc["paths"]) == {"/api/tickets", "/api/tickets/{number}",
+    assert set(doc["paths"]) == {"/api/tickets", "/api/tickets/{number}", "/api/tickets/next",
+                                 "/api/tickets/topics",
                                  "/api/tickets/{number}/actions",
                                  "/api/tickets/status/{token}"}
     assert "TicketCreate" in doc["components"]["schemas"]
@@ -308,3 +310,72 @@ async def test_no_form_or_api_input_gives_a_server_error(tmp_path, form_fields, 
                                                      "tax_code")} | {"topic": "suap",
                                                                      "subject": "Altro"})
         assert api.status < 500, await api.text()
+
+
+# --- the desk hands tickets out -----------------------------------------------------------------
+
+async def open_ticket(client: Any, topic: str = "suap", subject: str = "Altro") -> str:
+    resp = await client.post("/api/tickets", headers=PORTAL, json={
+        "topic": topic, "subject": subject, "body": "?", "name": "M", "email": "m@esempio.it"})
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["number"]
+
+
+async def settled(parts: Any) -> None:
+    """Until the hand-overs the desk started are stored."""
+    while parts.tasks:
+        await asyncio.gather(*list(parts.tasks))
+
+
+async def test_a_new_ticket_is_handed_to_a_free_agent_whose_console_is_told(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        giulia = bearer(token("1001"))
+        assert (await client.post("/api/agents/1001/login", headers=giulia)).status == 200
+        ws = await client.ws_connect("/ws/agents/1001")
+        await ws.send_json({"token": token("1001")})
+        assert (await ws.receive_json(timeout=2))["type"] == "hello"
+        number = await open_ticket(client)
+        await settled(parts)
+        told = await ws.receive_json(timeout=2)
+        assert (told["type"], told["number"], told["subject"]) == ("ticket", number, "Altro")
+        detail = await (await client.get(f"/api/tickets/{number}", headers=giulia)).json()
+        assert (detail["state"], detail["owner"]) == ("preso in carico", "1001")
+        assert detail["history"][-1]["by"] == "system"
+        # Her capacity is 2 (agents.yaml's default): a third waits for someone with room.
+        more = [await open_ticket(client) for _ in range(2)]
+        await settled(parts)
+        owners = [(await (await client.get(f"/api/tickets/{n}", headers=giulia)).json())
+                  ["owner"] for n in more]
+        assert owners == ["1001", None]
+        await ws.close()
+
+
+async def test_an_agent_picks_the_next_ticket_and_releases_their_tickets_on_logout(tmp_path):
+    async with web_parts(tmp_path) as (client, _):
+        giulia = bearer(token("1001"))
+        first = await open_ticket(client)
+        second = await open_ticket(client, subject="Modulistica")
+        got = await client.post("/api/tickets/next", headers=giulia)
+        assert (await got.json())["number"] == first  # the soonest deadline: the first one
+        assert (await (await client.post("/api/tickets/next", headers=giulia)).json()
+                )["number"] == second
+        assert (await client.post("/api/tickets/next", headers=giulia)).status == 404
+        await client.post("/api/agents/1001/login", headers=giulia)
+        out = await client.post("/api/agents/1001/logout", headers=giulia,
+                                json={"tickets": "release"})
+        assert out.status == 200
+        for number in (first, second):
+            detail = await (await client.get(f"/api/tickets/{number}", headers=giulia)).json()
+            assert (detail["state"], detail["owner"]) == ("nuovo", None)
+            assert detail["history"][-1]["action"] == "released"
+
+
+async def test_the_console_learns_the_topics_subjects_and_groups(tmp_path):
+    async with web_parts(tmp_path) as (client, _):
+        desk = await (await client.get("/api/tickets/topics",
+                                       headers=bearer(token("1001")))).json()
+        suap = next(t for t in desk["topics"] if t["id"] == "suap")
+        assert "Modulistica" in suap["subjects"]
+        assert desk["groups"] == [{"id": "back-office", "name": "Back office",
+                                   "members": ["1003", "1004"]}]
+        assert (await client.get("/api/tickets/topics")).status == 401

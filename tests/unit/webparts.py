@@ -141,15 +141,27 @@ class Parts:
         self.reloads = 0
         self.override_calls: list[tuple[str, ...]] = []
         self.desk = make_desk(self)
-        self.tickets = TicketDesk(store, self.clock, lambda: self.config)
+        self.tickets = TicketDesk(store, self.clock, lambda: self.config, self.desk,
+                                  self.spawn)
+        self.tasks: set[asyncio.Task[None]] = set()
 
     @property
     def call_config(self) -> CallConfig:
         return self.config.call
 
+    def _groups(self, agent: str) -> frozenset[str]:
+        tickets = self.config.tickets
+        return tickets.groups_of(agent) if tickets else frozenset()
+
     @property
     def topics(self) -> list[str]:
         return [*self.call_config.queues, *sorted(self.desk.retiring)]
+
+    def spawn(self, coro: Any) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     # --- what reaches Asterisk in the real service: recorded, and kept in memory -------------
 
@@ -159,7 +171,7 @@ class Parts:
         self.reloads += 1
         config = await asyncio.to_thread(load_config, self.settings)
         self.config = config
-        self.desk.configure(config.agents, topics=config.call.queues)
+        self.desk.configure(config.agents, topics=config.call.queues, groups=self._groups)
         return config
 
     async def set_override(self, number: str, state: str, until: datetime, reason: str,
@@ -243,7 +255,8 @@ async def web_parts(tmp_path: Path, env: dict[str, str] | None = None
     config: Config = _loaded["config"]  # the copy in tmp_path says the same (until a test edits it)
     store = await _fresh_database(settings)
     parts = Parts(settings, config, store)
-    parts.desk.configure(config.agents, {})  # as at start: everybody logged out
+    parts.desk.configure(config.agents, {}, groups=parts._groups)  # at start: all logged out
+    await parts.tickets.load()
     parts.writer.start()
     try:
         app = create_app(cast("Shell", parts))
