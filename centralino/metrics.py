@@ -54,6 +54,22 @@ TODAY_RECALL_ATTEMPTS_PER_SUCCESS = Gauge(
     "centralino_today_recall_attempts_per_success",
     "Calls to the citizen per recall request done; absent when undefined", ["topic"])
 
+# Written requests (tickets.figures): the backlog now, and those opened since local midnight.
+TICKETS_OPEN = Gauge("centralino_tickets_open", "Open tickets now, per topic and level",
+                     ["topic", "level"])
+TICKETS_PAST_DEADLINE = Gauge("centralino_tickets_past_deadline",
+                              "Open tickets past their resolution deadline")
+TICKETS_OLDEST = Gauge("centralino_tickets_oldest_open_seconds",
+                       "Age of the oldest open ticket; absent when none is open")
+TODAY_TICKETS = Gauge("centralino_today_tickets", "Tickets opened today, by where they stand",
+                      ["state"])
+TODAY_TICKETS_CHANNEL = Gauge("centralino_today_tickets_by_channel",
+                              "Tickets opened today, by channel", ["channel"])
+TODAY_TICKET_SLA = Gauge(
+    "centralino_today_ticket_sla_met_ratio",
+    "Of today's tickets answered (resolved), those within their deadline; absent when none",
+    ["target"])
+
 # The HTTP side's caps (centralino.web.site).
 HTTP_CONNECTIONS = Gauge("centralino_http_connections", "HTTP connections open")
 HTTP_REFUSED = Counter("centralino_http_connections_refused_total",

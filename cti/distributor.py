@@ -57,6 +57,7 @@ class Pending:
 
     due: datetime  # its pressing deadline (first response, or resolution once answered)
     created_at: datetime
+    number: str  # arrival order within the same instant (HD-2026-000123)
     ticket_id: str
     topic: str = field(compare=False)
     level: str = field(compare=False)  # FIRST_LEVEL or a group

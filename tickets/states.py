@@ -99,6 +99,25 @@ def assign(ticket: Ticket, agent: str, groups: frozenset[str], at: datetime
     return after, replace(event, by="system", action=f"assigned to {agent}")
 
 
+def reassign(ticket: Ticket, agent: str, groups: frozenset[str], by: str, at: datetime
+             ) -> tuple[Ticket, Event]:
+    """A supervisor (`by`) gives an open ticket to `agent` (who must be able to work it at
+    its level): an unowned one is in their charge at once; one waiting for the citizen stays
+    waiting, now for them."""
+    if ticket.state not in OPEN:
+        raise TicketError(f"the ticket is {ticket.state}")
+    if ticket.level != FIRST_LEVEL and ticket.level not in groups:
+        raise TicketError(f"escalated to {ticket.level}: only its members work it")
+    if ticket.owner == agent:
+        raise TicketError(f"{agent} has it already")
+    state = State.IN_CHARGE if ticket.state in (State.NEW, State.ESCALATED) else ticket.state
+    responded = ticket.first_response_at
+    if ticket.level != FIRST_LEVEL and responded is None:
+        responded = at
+    return _step(ticket, at, by, f"reassigned to {agent}", state=state, owner=agent,
+                 first_response_at=responded)
+
+
 def release(ticket: Ticket, agent: str, at: datetime, note: str = "") -> tuple[Ticket, Event]:
     """`agent` gives the ticket back to its line unowned (logging out, say): new again at
     the first level, escalated again at a group; its clocks go on."""

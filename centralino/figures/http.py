@@ -24,6 +24,7 @@ from centralino.storage.faults import fault_of
 from centralino.web.common import SERVICE, Shell, allow, caught_up, error
 from cti.recalls import ATTEMPT_OUTCOMES
 from ivr.clock import LOCAL, aware
+from tickets import figures as ticket_figures
 
 log = logging.getLogger("centralino.figures")
 # A wrap-up lasts at most 600 s (ivr.schema.QueueTopic.wrap_up): the change that ends it is
@@ -117,6 +118,18 @@ async def recall_report(svc: Shell, since: datetime, until: datetime,
         [figures.RecallRow(*r) for r in requests], [figures.AttemptRow(*a) for a in attempts])
 
 
+async def ticket_report(svc: Shell, since: datetime, until: datetime) -> dict[str, Any] | None:
+    """The written requests opened in the period, and the backlog now (None: no tickets)."""
+    if not svc.tickets.enabled:
+        return None
+    rows = await svc.store.ticket_figures_rows(since, until)
+    hours = svc.tickets.config.hours
+    schedule = svc.call_config.schedules.get(hours) if hours else None
+    found = await asyncio.to_thread(ticket_figures.report,
+                                    [ticket_figures.TicketRow(*r) for r in rows], schedule)
+    return {**found, "backlog": await svc.store.ticket_backlog(svc.clock.now())}
+
+
 def live(svc: Shell, topics: list[str]) -> dict[str, Any]:
     return figures.live({t: svc.queues.waiting(t) for t in topics}, svc.desk.agents.values(),
                         svc.clock.now())
@@ -147,6 +160,7 @@ async def get_figures(request: web.Request) -> web.Response:
                          "short_abandon": queues[t].short_abandon}
                      for t in shown if t in queues},  # not those a reload removed
         "live": live(svc, shown),
+        "tickets": await ticket_report(svc, since, until),
     }, headers=headers)
 
 
@@ -242,3 +256,26 @@ async def refresh(svc: Shell) -> None:
             metrics.TODAY_RECALL_FIRST_ATTEMPT.labels(topic).set(r["first_attempt_avg"])
         if r["attempts_per_success"] is not None:
             metrics.TODAY_RECALL_ATTEMPTS_PER_SUCCESS.labels(topic).set(r["attempts_per_success"])
+    try:
+        tickets = await ticket_report(svc, since, until)
+    except Exception:
+        log.exception("today's ticket figures for /metrics")
+        return
+    for gauge in (metrics.TICKETS_OPEN, metrics.TICKETS_PAST_DEADLINE, metrics.TICKETS_OLDEST,
+                  metrics.TODAY_TICKETS, metrics.TODAY_TICKETS_CHANNEL, metrics.TODAY_TICKET_SLA):
+        gauge.clear()
+    if tickets is None:
+        return
+    backlog = tickets["backlog"]
+    for row in backlog["by_topic_level"]:
+        metrics.TICKETS_OPEN.labels(row["topic"], row["level"]).set(row["open"])
+    metrics.TICKETS_PAST_DEADLINE.set(backlog["past_deadline"])
+    if backlog["oldest"] is not None:
+        metrics.TICKETS_OLDEST.set(backlog["oldest"]["age_seconds"])
+    for state, n in tickets["by_state"].items():
+        metrics.TODAY_TICKETS.labels(state).set(n)
+    for channel, n in tickets["by_channel"].items():
+        metrics.TODAY_TICKETS_CHANNEL.labels(channel).set(n)
+    for target in ("first_response", "resolution"):
+        if (pct := tickets[f"{target}_met_pct"]) is not None:
+            metrics.TODAY_TICKET_SLA.labels(target).set(pct / 100)

@@ -249,6 +249,7 @@ class Ticket(Base):
         # The inbox: unassigned tickets of a level and topic, soonest deadline first; mine.
         Index("ix_tickets_inbox", "state", "level", "topic", "resolution_due"),
         Index("ix_tickets_owner_state", "owner", "state"),
+        Index("ix_tickets_created_at", "created_at"),  # figures' periods, the oldest open
     )
 
 

@@ -674,6 +674,50 @@ class Store:
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())
 
+    async def ticket_figures_rows(self, since: datetime, until: datetime) -> list[Any]:
+        """The tickets opened in [since, until), with their first public answer and their
+        escalations and hand-backs (tickets.figures.TicketRow's fields, in order)."""
+        first_answer = (select(func.min(TicketMessage.at))
+                        .where(TicketMessage.ticket_id == Ticket.id,
+                               TicketMessage.direction == "out",
+                               TicketMessage.visibility == "public")
+                        .scalar_subquery())
+
+        def steps(prefix: str) -> Any:
+            return (select(func.count()).select_from(TicketEvent)
+                    .where(TicketEvent.ticket_id == Ticket.id,
+                           TicketEvent.action.startswith(prefix)).scalar_subquery())
+
+        query = (select(Ticket.number, Ticket.topic, Ticket.level, Ticket.channel, Ticket.state,
+                        Ticket.created_at, first_answer, Ticket.resolved_at,
+                        Ticket.first_response_due, Ticket.resolution_due,
+                        steps("escalated to "), steps("handed back by "))
+                 .where(Ticket.created_at >= since, Ticket.created_at < until))
+        async with self.sessions() as s:
+            return list((await s.execute(query)).all())
+
+    async def ticket_backlog(self, now: datetime) -> dict[str, Any]:
+        """The open tickets now: per topic and level, the oldest, and how many are past their
+        resolution deadline (aggregated by the database: quick with years of tickets)."""
+        open_ = Ticket.state.in_([s.value for s in states.OPEN])
+        per = (select(Ticket.topic, Ticket.level, func.count()).where(open_)
+               .group_by(Ticket.topic, Ticket.level).order_by(Ticket.topic, Ticket.level))
+        oldest = (select(Ticket.number, Ticket.topic, Ticket.level, Ticket.created_at)
+                  .where(open_).order_by(Ticket.created_at, Ticket.id).limit(1))
+        late = select(func.count()).where(open_, Ticket.resolution_due < now)
+        async with self.sessions() as s:
+            groups = (await s.execute(per)).all()
+            first = (await s.execute(oldest)).first()
+            past = (await s.execute(late)).scalar_one()
+        return {
+            "open": sum(n for _, _, n in groups),
+            "by_topic_level": [{"topic": t, "level": lv, "open": n} for t, lv, n in groups],
+            "oldest": None if first is None else {
+                "number": first.number, "topic": first.topic, "level": first.level,
+                "age_seconds": round((now - first.created_at).total_seconds())},
+            "past_deadline": past,
+        }
+
     async def tickets_in_play(self) -> list[Ticket]:
         """What the distributor needs at start: the tickets nobody has that wait for an agent,
         and those agents have in charge (not the closed past: the indexes on state and owner

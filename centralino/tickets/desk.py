@@ -225,7 +225,7 @@ class TicketDesk:
         if row.owner is None and row.state in (State.NEW, State.ESCALATED):
             due = (row.first_response_due if row.first_response_at is None
                    else row.resolution_due) or row.created_at
-            backlog.put(Pending(due, row.created_at, row.id, row.topic, row.level))
+            backlog.put(Pending(due, row.created_at, row.number, row.id, row.topic, row.level))
         else:
             backlog.drop(row.id)
         in_hand = row.owner if row.state == State.IN_CHARGE else None
@@ -263,6 +263,16 @@ class TicketDesk:
             requester_name=changed.requester_name, level=changed.level,
             due=changed.first_response_due if changed.first_response_at is None
             else changed.resolution_due))
+
+    async def reassign(self, ticket: Ticket, agent: str, by: str) -> Ticket:
+        """A supervisor gives the ticket to `agent` (TicketError if they cannot work it)."""
+        if agent not in self._config().agents.agents:
+            raise TicketError(f"no agent {agent!r}")
+        if ticket.level == FIRST_LEVEL and ticket.topic not in self.topics_of(agent):
+            raise TicketError(f"{ticket.topic} is not one of {agent}'s topics")
+        step = partial(states.reassign, agent=agent, groups=self.groups_of(agent), by=by,
+                       at=self.clock.now())
+        return await self._apply(ticket, step, None)
 
     async def release_all(self, agent: str) -> list[str]:
         """Logging out: the agent's tickets in charge go back to their lines (the numbers)."""

@@ -7,6 +7,9 @@
     POST /api/tickets/{number}/actions     agent: take, reply, note, wait, escalate,
                                            hand_back, resolve, release (back to its line)
     POST /api/tickets/next                 agent: take the next one the desk would give them
+    POST /api/tickets/{number}/assign      supervisor: give it to an agent {agent}
+    GET  /api/tickets/board                supervisor: the backlog per topic and level, the
+                                           oldest, the tickets near or past their deadline
     GET  /api/tickets/topics               what tickets may be about: topics and their
                                            subjects, second-level groups (any token)
     GET  /api/tickets/status/{token}       the citizen's view (the token is the secret)
@@ -59,10 +62,12 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(BASE + "/status/{token}", citizen_writes)
     app.router.add_get(BASE + "/topics", topics)
     app.router.add_post(BASE + "/next", take_next)
+    app.router.add_get(BASE + "/board", board)
     app.router.add_post(BASE, create)
     app.router.add_get(BASE, list_tickets)
     app.router.add_get(BASE + "/{number}", get_ticket)
     app.router.add_post(BASE + "/{number}/actions", act)
+    app.router.add_post(BASE + "/{number}/assign", assign)
 
 
 # --- payloads ---------------------------------------------------------------------------------
@@ -156,6 +161,11 @@ class ActionIn(BaseModel):
                     "release"]
     text: str = Field("", max_length=20_000, description="the answer, the note, or why")
     group: str | None = Field(None, max_length=64, description="escalate: the group")
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent: str = Field(min_length=1, max_length=64)
 
 
 class CitizenMessage(BaseModel):
@@ -383,6 +393,43 @@ async def topics(request: web.Request) -> web.Response:
     return web.json_response(out.model_dump(mode="json"))
 
 
+def _supervising(request: web.Request) -> str:
+    role, person = _caller(request)
+    if role not in ("supervisor", "admin"):
+        raise error(web.HTTPForbidden, f"a {role} key cannot do this")
+    return f"{role}:{person}"
+
+
+@own_auth
+async def board(request: web.Request) -> web.Response:
+    """What the supervisor board shows of the written requests."""
+    desk = _desk(request)
+    _supervising(request)
+    now = desk.clock.now()
+    backlog = await desk.store.ticket_backlog(now)
+    soonest = await desk.store.open_tickets(query_int(request, "limit", 200, 1, 1000))
+    attention = [out for out in (ticket_out(desk, r) for r in soonest)
+                 if any(c["standing"] in ("warning", "breached")
+                        for c in out["clocks"].values())]
+    return web.json_response({"backlog": backlog, "attention": attention})
+
+
+@own_auth
+async def assign(request: web.Request) -> web.Response:
+    desk = _desk(request)
+    by = _supervising(request)
+    number = request.match_info["number"]
+    row = await desk.store.ticket(number) if NUMBER.match(number) else None
+    if row is None:
+        raise error(web.HTTPNotFound, f"no ticket {number!r}")
+    body = await json_body(request, AssignIn, empty=None)
+    try:
+        row = await desk.reassign(row, body.agent, by)
+    except (TicketError, Busy) as exc:
+        raise error(web.HTTPConflict, str(exc)) from None
+    return web.json_response(await ticket_detail(desk, row))
+
+
 @own_auth
 async def take_next(request: web.Request) -> web.Response:
     desk = _desk(request)
@@ -406,7 +453,7 @@ def openapi_document() -> dict[str, Any]:
     for model, mode in ((TicketCreate, "validation"), (TicketPosted, "serialization"),
                         (TicketOut, "serialization"), (TicketDetail, "serialization"),
                         (CitizenView, "serialization"), (ActionIn, "validation"),
-                        (DeskTopics, "serialization"),
+                        (DeskTopics, "serialization"), (AssignIn, "validation"),
                         (CitizenMessage, "validation"), (ErrorOut, "serialization")):
         schema = model.model_json_schema(mode=mode,  # type: ignore[arg-type]
                                          ref_template="#/components/schemas/{model}")
@@ -455,6 +502,17 @@ def openapi_document() -> dict[str, Any]:
                 "security": security,
                 "responses": {"200": answer("now theirs", "TicketDetail"), **keyed,
                               "404": answer("no ticket waits for this agent")}}},
+            BASE + "/board": {"get": {
+                "summary": "supervisors: the backlog, the oldest, tickets near or past their "
+                           "deadline", "security": security,
+                "responses": {"200": {"description": "the board"}, **keyed}}},
+            BASE + "/{number}/assign": {"post": {
+                "summary": "supervisors: give the ticket to an agent", "parameters": [number],
+                "security": security,
+                "requestBody": {"required": True, **body("AssignIn")},
+                "responses": {"200": answer("reassigned", "TicketDetail"), **keyed,
+                              "404": answer("no such ticket"),
+                              "409": answer("that agent cannot work it, or it is closed")}}},
             BASE + "/{number}": {"get": {
                 "summary": "a ticket, its thread and history", "parameters": [number],
                 "security": security,

@@ -27,7 +27,7 @@ def agent(agent_id: str, tickets: int = 2, groups: frozenset[str] = frozenset(),
 def ticket(ticket_id: str, due_minutes: float, age_minutes: float = 0, topic: str = "suap",
            level: str = "I") -> Pending:
     return Pending(T0 + timedelta(minutes=due_minutes), T0 - timedelta(minutes=age_minutes),
-                   ticket_id, topic, level)
+                   ticket_id, ticket_id, topic, level)
 
 
 class World:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ivr.clock import LOCAL
 from ivr.hours import Schedule
-from tickets import numbers, requests, sla, states
+from tickets import figures, numbers, requests, sla, states
 from tickets.config import load_tickets_config
 from tickets.numbers import TicketNumber
 from tickets.sla import Clock, NoWorkingTime, Target, add_working, working_seconds
@@ -343,3 +343,37 @@ def test_every_problem_of_a_request_names_its_field(changes, fields):
     with pytest.raises(requests.InvalidRequest) as caught:
         requests.check({**REQUEST, **changes}, DESK)
     assert {p.field for p in caught.value.problems} == fields
+
+
+# --- figures (tickets.figures) ------------------------------------------------------------------
+
+def test_figures_count_by_state_and_measure_answers_in_working_time():
+    day = rome(2026, 12, 2, 9)
+    rows = [
+        # answered 2 working hours later, resolved the next morning (7 h + 1 h), in time
+        figures.TicketRow("HD-1", "suap", "I", "web", "risolto", day, day + timedelta(hours=2),
+                          rome(2026, 12, 3, 9, 30), day + timedelta(hours=8),
+                          rome(2026, 12, 10, 9), escalations=1, hand_backs=1),
+        # answered across lunch (11:00 -> 15:00 is 3 working hours), too late
+        figures.TicketRow("HD-2", "suap", "back-office", "email", "escalato",
+                          rome(2026, 12, 2, 11), rome(2026, 12, 2, 15), None,
+                          rome(2026, 12, 2, 12), None, escalations=1),
+        figures.TicketRow("HD-3", "tributi", "I", "web", "nuovo", day, None, None, None, None),
+    ]
+    got = figures.report(rows, OFFICE)
+    assert got["opened"] == 3
+    assert got["by_state"] == {"risolto": 1, "escalato": 1, "nuovo": 1}
+    assert got["by_channel"] == {"web": 2, "email": 1}
+    assert got["by_level"] == {"I": 2, "back-office": 1}
+    assert got["first_response_avg"] == 2.5 * HOUR
+    assert got["first_response_p90"] == 3 * HOUR
+    assert got["resolution_avg"] == 8 * HOUR  # 9:00-17:00 less lunch, then 8:30-9:30
+    assert got["first_response_met_pct"] == 50.0
+    assert got["resolution_met_pct"] == 100.0
+    assert (got["escalations"], got["hand_backs"]) == (2, 1)
+
+
+def test_figures_of_no_ticket_say_undefined_not_zero():
+    got = figures.report([], OFFICE)
+    assert got["opened"] == 0 and got["first_response_avg"] is None
+    assert got["resolution_met_pct"] is None

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from centralino.tickets.http import openapi_document
 from cti.recalls import DEV_PORTAL_KEY
 from ivr.clock import LOCAL
-from tests.unit.webparts import bearer, token, web_parts
+from tests.unit.webparts import ADMIN, bearer, scrape, token, web_parts
 
 FORM = "/richieste"
 PORTAL = {"X-API-Key": DEV_PORTAL_KEY}
@@ -281,12 +281,17 @@ async def test_waiting_for_the_citizen_stops_the_clock_until_they_answer(tmp_pat
         assert (moved - datetime.fromisoformat(due)).total_seconds() == 3600
 
 
-def test_the_openapi_document_describes_every_route():
+async def test_the_openapi_document_describes_every_route(tmp_path):
     doc = openapi_document()
-    assert set(doc["paths"]) == {"/api/tickets", "/api/tickets/{number}", "/api/tickets/next",
-                                 "/api/tickets/topics",
-                                 "/api/tickets/{number}/actions",
-                                 "/api/tickets/status/{token}"}
+    async with web_parts(tmp_path) as (client, _):
+        routes = {(r.method.lower(), r.resource.canonical) for r in client.app.router.routes()
+                  if r.resource is not None
+                  and r.resource.canonical.startswith("/api/tickets")
+                  and not r.resource.canonical.endswith("openapi.json") and r.method != "HEAD"}
+        served = await client.get("/api/tickets/openapi.json")
+        assert await served.json() == doc
+    described = {(method, path) for path, ops in doc["paths"].items() for method in ops}
+    assert described == routes
     assert "TicketCreate" in doc["components"]["schemas"]
 
 
@@ -379,3 +384,59 @@ async def test_the_console_learns_the_topics_subjects_and_groups(tmp_path):
         assert desk["groups"] == [{"id": "back-office", "name": "Back office",
                                    "members": ["1003", "1004"]}]
         assert (await client.get("/api/tickets/topics")).status == 401
+
+
+# --- the supervisor's view and the figures ---------------------------------------------------
+
+async def test_the_board_shows_the_backlog_and_the_late_and_a_supervisor_reassigns(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        boss = bearer(token("supervisore"))
+        old = await open_ticket(client)
+        parts.clock.advance(3 * 86400)  # Friday 10:00: 8 working hours of `old` are gone
+        fresh = await open_ticket(client, topic="tributi", subject="Rimborsi")
+        board = await (await client.get("/api/tickets/board", headers=boss)).json()
+        assert board["backlog"]["open"] == 2
+        assert board["backlog"]["by_topic_level"] == [
+            {"topic": "suap", "level": "I", "open": 1},
+            {"topic": "tributi", "level": "I", "open": 1}]
+        assert board["backlog"]["oldest"]["number"] == old
+        assert board["backlog"]["oldest"]["age_seconds"] == 3 * 86400
+        late = {t["number"]: t["clocks"]["first_response"]["standing"]
+                for t in board["attention"]}
+        assert late == {old: "breached"}  # `fresh` is fine: not on the list
+
+        # Marco (tributi) cannot work a suap ticket; Luca (suap) can.
+        refused = await client.post(f"/api/tickets/{old}/assign", headers=boss,
+                                    json={"agent": "1002"})
+        assert refused.status == 409 and "suap" in (await refused.json())["error"]
+        moved = await (await client.post(f"/api/tickets/{old}/assign", headers=boss,
+                                         json={"agent": "1004"})).json()
+        assert (moved["owner"], moved["state"]) == ("1004", "preso in carico")
+        assert moved["history"][-1]["by"] == "supervisor:supervisore"
+        agent = await client.post(f"/api/tickets/{fresh}/assign",
+                                  headers=bearer(token("1002")), json={"agent": "1002"})
+        assert agent.status == 403
+        assert (await client.get("/api/tickets/board",
+                                 headers=bearer(token("1001")))).status == 403
+
+
+async def test_ticket_figures_sit_beside_the_calls_in_the_api_and_prometheus(tmp_path):
+    async with web_parts(tmp_path) as (client, _):
+        number = await open_ticket(client)
+        giulia = bearer(token("1001"))
+        await client.post("/api/tickets/next", headers=giulia)
+        await client.post(f"/api/tickets/{number}/actions", headers=giulia,
+                          json={"action": "reply", "text": "Ecco il modulo."})
+        await open_ticket(client, topic="generale", subject="Reclami")
+        got = await (await client.get("/api/figures", headers=bearer(ADMIN))).json()
+        tickets = got["tickets"]
+        assert tickets["opened"] == 2
+        assert tickets["by_state"] == {"preso in carico": 1, "nuovo": 1}
+        assert tickets["first_response_avg"] == 0  # answered at once (the clock stood still)
+        assert tickets["first_response_met_pct"] == 100.0
+        assert tickets["backlog"]["open"] == 2
+        metrics = await scrape(client, Authorization=f"Bearer {ADMIN}")
+        assert metrics[("centralino_tickets_open", (("level", "I"), ("topic", "generale")))] == 1
+        assert metrics[("centralino_today_tickets", (("state", "nuovo"),))] == 1
+        assert metrics[("centralino_today_ticket_sla_met_ratio",
+                        (("target", "first_response"),))] == 1.0
