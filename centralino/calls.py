@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from centralino import metrics
 from centralino.agentleg import AgentLeg, LegParts, withdraw_offer
@@ -28,13 +28,14 @@ from centralino.callport import AriCallPort, Lost
 from centralino.desk import OfferMade
 from centralino.media import PromptCatalog
 from centralino.storage.faults import fault_of
-from centralino.storage.models import Call, RecallRequest
+from centralino.storage.models import Call, RecallRequest, Ticket
 from centralino.storage.records import NewCall
 from centralino.telephony import CALL_BRIDGE
 from cti.messages import (
     CallOffer,
     MenuStep,
     PreviousContact,
+    PreviousTicket,
     QueueConnected,
     QueueJoined,
     QueueLeft,
@@ -48,14 +49,21 @@ from ivr.schema import CallbackKey, Destination, QueueTopic
 from queue_manager import waiting
 from queue_manager.hold import position_phrase, wait_band, wait_phrase
 from queue_manager.queues import Waiting
+from tickets.requests import e164
 
 log = logging.getLogger("centralino.calls")
+
+
+async def _nothing() -> list[Any]:
+    return []
+
 MAX_MOVES = 5  # rules moving a caller from line to line: then they wait where they are
 
 
 class History(Protocol):
     async def previous_contacts(self, caller: str, before: datetime, limit: int = 5
                                 ) -> list[Call]: ...
+    async def previous_tickets(self, phone: str, limit: int = 5) -> list[Ticket]: ...
 
 
 class Callbacks(Protocol):
@@ -623,15 +631,18 @@ class CallSession:
         """What the agent's console shows when their phone starts ringing."""
         info = self.info
         assert self.queued is not None
+        caller = info.channel.caller.number
+        phone = e164(caller) if caller else None
         try:
-            previous = await self.parts.history.previous_contacts(info.channel.caller.number,
-                                                         info.started_at)
+            previous, tickets = await asyncio.gather(
+                self.parts.history.previous_contacts(caller, info.started_at),
+                self.parts.history.previous_tickets(phone) if phone else _nothing())
         except Exception as exc:  # the database away: the call goes on, without its history
             if not (fault := fault_of(exc)).waits:
                 raise
             log.error("call %s: no previous contacts in the screen pop: database %s (%s)",
                       self.call_id, fault.kind, fault)
-            previous = []
+            previous, tickets = [], []
         return CallOffer(
             offer_id=leg.offer_id, call_id=info.call_id,
             caller_number=info.channel.caller.number, caller_name=info.channel.caller.name,
@@ -643,6 +654,8 @@ class CallSession:
             previous_contacts=[
                 PreviousContact(at=c.started_at, line=c.line, topic=c.topic,
                                 outcome=c.outcome, agent=c.agent_id) for c in previous],
+            previous_tickets=[PreviousTicket(number=t.number, subject=t.subject, state=t.state,
+                                             created_at=t.created_at) for t in tickets],
             offered_at=leg.rang_at,
         )
 

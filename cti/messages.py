@@ -119,6 +119,15 @@ class PreviousContact(_Message):
     agent: str | None
 
 
+class PreviousTicket(_Message):
+    """A written request of the same phone number (newest first)."""
+
+    number: str
+    subject: str
+    state: str
+    created_at: Time
+
+
 class RecallAttemptView(_Message):
     """An earlier attempt at a recall request."""
 
@@ -146,6 +155,8 @@ class CallOffer(_Message):
     path: list[MenuStep] = Field(description="the menu keys pressed, in order")
     waited_seconds: float = Field(description="in the line before the phone rang")
     previous_contacts: list[PreviousContact]
+    previous_tickets: list[PreviousTicket] = Field(
+        default_factory=list, description="the caller's written requests, newest first")
     offered_at: Time
 
 

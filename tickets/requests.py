@@ -109,13 +109,22 @@ def _named(problems: list[Problem], *fields: str) -> bool:
     return any(p.field in fields for p in problems)
 
 
-def _phone(raw: str, region: str, problems: list[Problem]) -> str:
+def e164(raw: str, region: str = "IT") -> str | None:
+    """A phone number as tickets store it (E.164), or None if it is not one: a caller's number
+    as Asterisk gives it becomes comparable with the numbers citizens typed."""
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not phonenumbers.is_valid_number(number):
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _phone(raw: str, region: str, problems: list[Problem]) -> str:
+    number = e164(raw, region)
+    if number is None:
         problems.append(Problem("phone", "not a valid phone number (without +country code "
                                          "it is Italian)"))
         return ""
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return number

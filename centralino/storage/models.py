@@ -250,6 +250,7 @@ class Ticket(Base):
         Index("ix_tickets_inbox", "state", "level", "topic", "resolution_due"),
         Index("ix_tickets_owner_state", "owner", "state"),
         Index("ix_tickets_created_at", "created_at"),  # figures' periods, the oldest open
+        Index("ix_tickets_requester_phone", "requester_phone", "created_at"),  # screen pops
     )
 
 

@@ -174,6 +174,13 @@ class Store:
         async with self.sessions() as s:
             return list((await s.scalars(_PREVIOUS_CONTACTS, params)).all())
 
+    async def previous_tickets(self, phone: str, limit: int = 5) -> list[Ticket]:
+        """The tickets of this phone number (E.164), newest first (for the screen pop)."""
+        query = (select(Ticket).where(Ticket.requester_phone == phone)
+                 .order_by(Ticket.created_at.desc()).limit(limit))
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
     @staticmethod
     def _previous_contacts_in_thread(engine: Engine, params: dict[str, Any]) -> list[Call]:
         with OrmSession(engine, expire_on_commit=False) as s:

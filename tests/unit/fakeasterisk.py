@@ -296,9 +296,17 @@ class Catalog:
         return prompt_id if prompt_id.startswith("sound:") else f"prompt:{language}/{prompt_id}"
 
 
-class NoHistory:
+class History:
+    """No earlier call; the written requests a test gives, by E.164 phone number."""
+
+    def __init__(self) -> None:
+        self.tickets: dict[str, list[Any]] = {}
+
     async def previous_contacts(self, caller: str, before: datetime, limit: int = 5) -> list[Any]:
         return []
+
+    async def previous_tickets(self, phone: str, limit: int = 5) -> list[Any]:
+        return self.tickets.get(phone, [])[:limit]
 
 
 class Desk_:
@@ -320,7 +328,8 @@ class Desk_:
                              self.desk, self.queues, self.registry, "centralino", self._spawn)
         self.callbacks = Callbacks()
         self.overrides: dict[str, Override] = {}
-        self.parts = CallParts(self.legs, NoHistory(), self.callbacks, self.overrides)
+        self.history = History()
+        self.parts = CallParts(self.legs, self.history, self.callbacks, self.overrides)
         self.catalog: Any = Catalog()
 
     def _spawn(self, coro: Any) -> Any:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
@@ -47,6 +49,10 @@ def state(world: Desk_, agent: str) -> AgentState:
 
 async def test_the_first_free_agent_answers_talks_and_wraps_up(world):
     login(world, "1001")
+    # The caller wrote to the desk before: the pop shows it (matched on the E.164 number).
+    earlier = SimpleNamespace(number="HD-2026-000007", subject="Rimborsi", state="risolto",
+                              created_at=datetime(2026, 11, 20, 9, tzinfo=UTC))
+    world.history.tickets["+39" + CALLER] = [earlier]
     call, task = await started(world, DIRECT)
     ast = world.asterisk
     assert ast.played[call.channel_id] == ["prompt:it/cost"]
@@ -59,6 +65,8 @@ async def test_the_first_free_agent_answers_talks_and_wraps_up(world):
     assert ast.originated[0][2]["callerId"] == CALLER
     pop = world.desk.last_pop["1001"]
     assert (pop.caller_number, pop.topic, pop.line) == (CALLER, "beta", "Test direct line")
+    assert [(t.number, t.subject, t.state) for t in pop.previous_tickets] == [
+        ("HD-2026-000007", "Rimborsi", "risolto")]
     await world.clock.advance(1)  # the agent picks up
     bridge = f"centralino-call-{call.call_id}"
     assert ast.bridges[bridge].members == {call.channel_id, leg}

@@ -28,6 +28,7 @@ from cti.messages import (
     Hello,
     MenuStep,
     PreviousContact,
+    PreviousTicket,
     QueueConnected,
     QueueJoined,
     QueueLeft,
@@ -68,6 +69,8 @@ CALL_OFFER = CallOffer(
                         outcome="abandoned", agent=None),
         PreviousContact(at=AT - timedelta(days=2), line="Test menu line", topic="alpha",
                         outcome="answered", agent="1002")],
+    previous_tickets=[PreviousTicket(number="HD-2026-000042", subject="Rimborsi",
+                                     state="risolto", created_at=AT - timedelta(days=3))],
     offered_at=AT)
 CALL_OFFER_DICT = {
     "type": "offer", "offer_id": "o1", "call_id": "c0ffee", "caller_number": "0611111111",
@@ -81,6 +84,8 @@ CALL_OFFER_DICT = {
          "outcome": "abandoned", "agent": None},
         {"at": "2026-02-28T09:15:04.120500+00:00", "line": "Test menu line", "topic": "alpha",
          "outcome": "answered", "agent": "1002"}],
+    "previous_tickets": [{"number": "HD-2026-000042", "subject": "Rimborsi",
+                          "state": "risolto", "created_at": "2026-02-27T09:15:04.120500+00:00"}],
     "offered_at": "2026-03-02T09:15:04.120500+00:00",
 }
 
