@@ -33,6 +33,7 @@ from centralino.storage.store import Store
 from centralino.storage.writer import Writer
 from centralino.telephony import CALL_BRIDGE, QUEUE_BRIDGE, Bridges
 from centralino.tickets.desk import TicketDesk
+from centralino.tickets.files import Files
 from centralino.web.app import create_app
 from centralino.web.common import ABUSE
 from centralino.web.site import GuardedSite, addresses_of, connection_limits
@@ -71,7 +72,7 @@ class Service:
         self.recalls = Recalls(RecallParts(self.legs, self.store, settings.recalls,
                                            lambda: self.config.call), self.spawn)
         self.tickets = TicketDesk(self.store, self.clock, lambda: self.config, self.desk,
-                                  self.spawn)
+                                  self.spawn, Files(settings.tickets.attachments))
         self.call_parts = CallParts(self.legs, self.store, self.recalls, self.overrides)
         self.config: Config
         self.catalog: PromptCatalog

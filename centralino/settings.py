@@ -102,6 +102,8 @@ class TicketSettings(_Section):
     per_address_per_hour: int = Field(20, ge=1, le=10_000)
     # How long a form shown stays good to send (its anti-forgery token), in seconds.
     form_max_age: int = Field(4 * 3600, ge=60, le=7 * 86_400)
+    # Where attachments are kept, each once, named by its sha256 (the database has the rows).
+    attachments: Path = Path("../var/attachments")
 
 
 class Settings(_Section):
@@ -179,6 +181,8 @@ class Settings(_Section):
             "database": DatabaseSettings(url=db, spool=(base / self.database.spool).resolve()),
             "prompts": prompts,
             "config_dir": (base / self.config_dir).resolve(),
+            "tickets": self.tickets.model_copy(update={
+                "attachments": (base / self.tickets.attachments).resolve()}),
         })
 
 

@@ -288,6 +288,23 @@ class TicketMessage(Base):
     __table_args__ = (Index("ix_ticket_messages_ticket_id", "ticket_id", "id"),)
 
 
+class TicketAttachment(Base):
+    """A file sent with a message; its bytes are outside the database, named by sha256 (the
+    same file sent twice is kept once)."""
+
+    __tablename__ = "ticket_attachments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("ticket_messages.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    filename: Mapped[str] = mapped_column(String(128))
+    content_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_ticket_attachments_ticket_id", "ticket_id", "id"),)
+
+
 class TicketSequence(Base):
     """The last number given for a prefix and year: numbers without gaps, even when many
     tickets are opened at once (the row is locked until the ticket is stored)."""

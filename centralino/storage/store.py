@@ -52,6 +52,7 @@ from centralino.storage.models import (
     RecallAttempt,
     RecallRequest,
     Ticket,
+    TicketAttachment,
     TicketEvent,
     TicketMessage,
     TicketSequence,
@@ -543,10 +544,14 @@ class Store:
                 call_id=new.call_id)
             s.add(row)
             await s.flush()  # the ticket before the rows that refer to it
-            s.add(TicketMessage(ticket_id=ticket_id, at=new.at, direction="in",
-                                visibility="public", author=new.by, body=new.body,
-                                message_id=new.message_id, in_reply_to=None))
+            first = TicketMessage(ticket_id=ticket_id, at=new.at, direction="in",
+                                  visibility="public", author=new.by, body=new.body,
+                                  message_id=new.message_id, in_reply_to=None)
+            s.add(first)
             s.add(_event_row(ticket_id, opened))
+            if new.attachments:
+                await s.flush()  # the message's id, for its attachments
+                s.add_all(_attachment_rows(ticket_id, first.id, new.at, new.attachments))
         return row
 
     @functools.cached_property
@@ -605,11 +610,29 @@ class Store:
                 return None
             s.add(_event_row(row.id, event))
             if message is not None:
-                s.add(TicketMessage(ticket_id=row.id, at=event.at, direction=message.direction,
-                                    visibility=message.visibility, author=event.by,
-                                    body=message.body, message_id=message.message_id,
-                                    in_reply_to=message.in_reply_to))
+                added = TicketMessage(ticket_id=row.id, at=event.at,
+                                      direction=message.direction,
+                                      visibility=message.visibility, author=event.by,
+                                      body=message.body, message_id=message.message_id,
+                                      in_reply_to=message.in_reply_to)
+                s.add(added)
+                if message.attachments:
+                    await s.flush()
+                    s.add_all(_attachment_rows(row.id, added.id, event.at,
+                                               message.attachments))
         return changed
+
+    async def ticket_attachments(self, ticket_id: str, public_only: bool = False
+                                 ) -> list[TicketAttachment]:
+        """A ticket's attachments in order; `public_only`: those of public messages (what
+        the citizen may see)."""
+        query = (select(TicketAttachment).where(TicketAttachment.ticket_id == ticket_id)
+                 .order_by(TicketAttachment.id))
+        if public_only:
+            query = query.join(TicketMessage, TicketMessage.id == TicketAttachment.message_id
+                               ).where(TicketMessage.visibility == "public")
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
 
     async def ticket(self, number_or_id: str) -> Ticket | None:
         """A ticket by its number (HD-2026-000123) or its id."""
@@ -796,6 +819,24 @@ class NewTicket:
     call_id: str | None = None  # opened by an operator during this call
     by: str = "citizen"  # or "agent:1001" (on the phone): the history and the thread say so
     message_id: str | None = None  # the e-mail that opened it
+    attachments: tuple[Attachment, ...] = ()  # of the first message, their files stored
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file already kept (centralino.tickets.files), to be listed with its message."""
+
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+def _attachment_rows(ticket_id: str, message_id: int, at: datetime,
+                     files: Sequence[Attachment]) -> list[TicketAttachment]:
+    return [TicketAttachment(ticket_id=ticket_id, message_id=message_id, at=at,
+                             filename=f.filename, content_type=f.content_type, size=f.size,
+                             sha256=f.sha256) for f in files]
 
 
 @dataclass(frozen=True)
@@ -807,6 +848,7 @@ class ThreadMessage:
     visibility: str = "public"  # internal: the operators' notes
     message_id: str | None = None
     in_reply_to: str | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     def __post_init__(self) -> None:
         if self.direction not in ("in", "out") or self.visibility not in ("public", "internal"):

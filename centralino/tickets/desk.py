@@ -16,7 +16,15 @@ from centralino.clock import Timers
 from centralino.config import Config
 from centralino.desk import Desk
 from centralino.storage.models import Ticket
-from centralino.storage.store import NewTicket, Store, ThreadMessage, TicketStep, rules_view
+from centralino.storage.store import (
+    Attachment,
+    NewTicket,
+    Store,
+    ThreadMessage,
+    TicketStep,
+    rules_view,
+)
+from centralino.tickets.files import Files
 from cti.distributor import Pending, TicketOffer
 from cti.messages import TicketAssigned
 from ivr.hours import Schedule
@@ -53,8 +61,9 @@ class TicketDesk:
     charge: the distributor's backlog and counts) in step with every change it stores."""
 
     def __init__(self, store: Store, clock: Timers, config: Callable[[], Config], desk: Desk,
-                 spawn: Callable[[Coroutine[Any, Any, None]], object]):
+                 spawn: Callable[[Coroutine[Any, Any, None]], object], files: Files):
         self.store = store
+        self.files = files  # the attachments' bytes
         self.clock = clock
         self._config = config
         self.desk = desk
@@ -122,7 +131,8 @@ class TicketDesk:
 
     async def open(self, request: Request, channel: str, by: str = "citizen",
                    call_id: str | None = None, message_id: str | None = None,
-                   linked_to: str | None = None) -> tuple[Ticket, str]:
+                   linked_to: str | None = None, attachments: tuple[Attachment, ...] = ()
+                   ) -> tuple[Ticket, str]:
         """A new ticket for `request`, with its deadlines; and the secret of its private
         status link (shown once to the citizen, only its hash is stored)."""
         now = self.clock.now()
@@ -135,7 +145,8 @@ class TicketDesk:
             requester_email=request.email, requester_phone=request.phone,
             requester_tax_code=request.tax_code, status_token=token, at=now,
             first_response_due=timed.first_response_due, resolution_due=timed.resolution_due,
-            linked_to=linked_to, call_id=call_id, by=by, message_id=message_id))
+            linked_to=linked_to, call_id=call_id, by=by, message_id=message_id,
+            attachments=attachments))
         self._track(row)
         return row, token
 

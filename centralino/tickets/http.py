@@ -4,6 +4,7 @@
                                            agent for the caller on the line (channel phone)
     GET  /api/tickets                      agent: their inbox; supervisor, admin: open tickets
     GET  /api/tickets/{number}             the ticket, its thread and its history
+    GET  /api/tickets/{number}/attachments/{id}   a file sent with it (a download)
     POST /api/tickets/{number}/actions     agent: take, reply, note, wait, escalate,
                                            hand_back, resolve, release (back to its line)
     POST /api/tickets/next                 agent: take the next one the desk would give them
@@ -25,14 +26,17 @@ meanwhile, 422 invalid content, 429 too many requests, 503 no tickets.yaml.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from centralino.recalls.http import own_auth
-from centralino.storage.models import Ticket, TicketEvent, TicketMessage
+from centralino.storage.models import Ticket, TicketAttachment, TicketEvent, TicketMessage
 from centralino.tickets.desk import ACTIONS, Action, Busy, TicketDesk
 from centralino.web.common import (
     CHALLENGE,
@@ -68,6 +72,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(BASE + "/{number}", get_ticket)
     app.router.add_post(BASE + "/{number}/actions", act)
     app.router.add_post(BASE + "/{number}/assign", assign)
+    app.router.add_get(BASE + "/{number}/attachments/{id:[0-9]{1,12}}", get_attachment)
 
 
 # --- payloads ---------------------------------------------------------------------------------
@@ -120,12 +125,21 @@ class TicketOut(BaseModel):
     call_id: str | None
 
 
+class AttachmentOut(BaseModel):
+    id: int
+    filename: str
+    content_type: str
+    size: int = Field(description="bytes")
+    url: str
+
+
 class MessageOut(BaseModel):
     at: datetime
     direction: Literal["in", "out"]
     visibility: Literal["public", "internal"]
     author: str
     body: str
+    attachments: list[AttachmentOut] = Field(default_factory=list)
 
 
 class EventOut(BaseModel):
@@ -218,6 +232,22 @@ def status_path(token: str) -> str:
     return f"/richieste/stato/{token}"
 
 
+def attachment_path(token: str, attachment_id: int) -> str:
+    return f"{status_path(token)}/allegati/{attachment_id}"
+
+
+def download(desk_files: Path, attachment: TicketAttachment) -> web.FileResponse:
+    """An attachment as a download: never shown inline, never sniffed, never scripted."""
+    quoted = quote(attachment.filename, safe="")
+    return web.FileResponse(desk_files, headers={
+        "Content-Type": attachment.content_type,
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quoted}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Cache-Control": "private, no-store",
+        "Referrer-Policy": "no-referrer"})
+
+
 # --- output -----------------------------------------------------------------------------------
 
 def ticket_out(desk: TicketDesk, row: Ticket) -> dict[str, Any]:
@@ -233,11 +263,22 @@ def ticket_out(desk: TicketDesk, row: Ticket) -> dict[str, Any]:
         clocks=clocks, call_id=row.call_id).model_dump(mode="json")
 
 
-def _message(m: TicketMessage, citizen: bool = False) -> dict[str, Any]:
+def _message(m: TicketMessage, files: list[AttachmentOut], citizen: bool = False
+             ) -> dict[str, Any]:
     author = m.author if not citizen else ("cittadino" if m.direction == "in" else "operatore")
     return MessageOut(at=m.at, direction=m.direction,  # type: ignore[arg-type]
                       visibility=m.visibility,  # type: ignore[arg-type]
-                      author=author, body=m.body).model_dump(mode="json")
+                      author=author, body=m.body, attachments=files).model_dump(mode="json")
+
+
+def _files_by_message(rows: list[TicketAttachment], url: Callable[[int], str]
+                      ) -> dict[int, list[AttachmentOut]]:
+    out: dict[int, list[AttachmentOut]] = {}
+    for a in rows:
+        out.setdefault(a.message_id, []).append(AttachmentOut(
+            id=a.id, filename=a.filename, content_type=a.content_type, size=a.size,
+            url=url(a.id)))
+    return out
 
 
 def _event(e: TicketEvent) -> dict[str, Any]:
@@ -247,16 +288,22 @@ def _event(e: TicketEvent) -> dict[str, Any]:
 
 async def ticket_detail(desk: TicketDesk, row: Ticket) -> dict[str, Any]:
     linked = await desk.store.ticket(row.linked_to) if row.linked_to else None
+    files = _files_by_message(await desk.store.ticket_attachments(row.id),
+                              lambda a: f"{BASE}/{row.number}/attachments/{a}")
     return {**ticket_out(desk, row), "linked_to": linked.number if linked else None,
-            "thread": [_message(m) for m in await desk.store.ticket_messages(row.id)],
+            "thread": [_message(m, files.get(m.id, []))
+                       for m in await desk.store.ticket_messages(row.id)],
             "history": [_event(e) for e in await desk.store.ticket_events(row.id)]}
 
 
-async def citizen_view(desk: TicketDesk, row: Ticket) -> dict[str, Any]:
+async def citizen_view(desk: TicketDesk, row: Ticket, token: str) -> dict[str, Any]:
     thread = await desk.store.ticket_messages(row.id, public_only=True)
+    files = _files_by_message(await desk.store.ticket_attachments(row.id, public_only=True),
+                              lambda a: attachment_path(token, a))
     return CitizenView(number=row.number, topic=row.topic, subject=row.subject,
                        state=row.state, created_at=row.created_at,
-                       thread=[MessageOut.model_validate(_message(m, citizen=True))
+                       thread=[MessageOut.model_validate(_message(m, files.get(m.id, []),
+                                                                  citizen=True))
                                for m in thread]).model_dump(mode="json")
 
 
@@ -336,7 +383,8 @@ async def _by_token(request: web.Request, desk: TicketDesk) -> Ticket:
 @own_auth
 async def citizen_status(request: web.Request) -> web.Response:
     desk = _desk(request)
-    return web.json_response(await citizen_view(desk, await _by_token(request, desk)))
+    return web.json_response(await citizen_view(desk, await _by_token(request, desk),
+                                                request.match_info["token"]))
 
 
 @own_auth
@@ -356,7 +404,7 @@ async def citizen_writes(request: web.Request) -> web.Response:
         after = await desk.citizen_wrote(row, text)
     except Busy:  # an operator's step at the same instant: once more on the fresh ticket
         after = await desk.citizen_wrote(await _by_token(request, desk), text)
-    view = await citizen_view(desk, after)
+    view = await citizen_view(desk, after, request.match_info["token"])
     if after.id != row.id:
         view["continues"] = row.number  # closed long ago: a new ticket carries it on
     return web.json_response(view)
@@ -431,6 +479,19 @@ async def assign(request: web.Request) -> web.Response:
 
 
 @own_auth
+async def get_attachment(request: web.Request) -> web.StreamResponse:
+    desk = _desk(request)
+    row, _, _ = await _visible(request, desk)
+    wanted = int(request.match_info["id"])
+    found = next((a for a in await desk.store.ticket_attachments(row.id) if a.id == wanted),
+                 None)
+    path = request.app[SERVICE].tickets.files.path_of(found.sha256) if found else None
+    if found is None or path is None or not path.exists():
+        raise error(web.HTTPNotFound, f"no attachment {wanted} on {row.number}")
+    return download(path, found)
+
+
+@own_auth
 async def take_next(request: web.Request) -> web.Response:
     desk = _desk(request)
     role, person = _caller(request)
@@ -502,6 +563,13 @@ def openapi_document() -> dict[str, Any]:
                 "security": security,
                 "responses": {"200": answer("now theirs", "TicketDetail"), **keyed,
                               "404": answer("no ticket waits for this agent")}}},
+            BASE + "/{number}/attachments/{id}": {"get": {
+                "summary": "an attachment, as a download", "parameters": [number, {
+                    "name": "id", "in": "path", "required": True,
+                    "schema": {"type": "integer"}}],
+                "security": security,
+                "responses": {"200": {"description": "the file"}, **keyed,
+                              "404": answer("no such ticket or attachment")}}},
             BASE + "/board": {"get": {
                 "summary": "supervisors: the backlog, the oldest, tickets near or past their "
                            "deadline", "security": security,

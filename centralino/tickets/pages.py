@@ -14,25 +14,35 @@ and a signed anti-forgery token, also in a SameSite cookie, that another site ca
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
-from centralino.storage.models import Ticket
+from centralino.storage.models import Ticket, TicketAttachment
+from centralino.storage.store import Attachment
 from centralino.tickets.desk import Busy, TicketDesk
-from centralino.tickets.http import STATUS_WRITES, TOKEN, status_path
+from centralino.tickets.files import Files, Incoming, TooLarge
+from centralino.tickets.http import (
+    STATUS_WRITES,
+    TOKEN,
+    attachment_path,
+    download,
+    status_path,
+)
 from centralino.web.common import SERVICE, error, read_body
 from cti.recalls import SlidingWindow
 from ivr.clock import LOCAL
+from tickets.attachments import Limits, Refused, clean_name
 from tickets.requests import MAX_BODY, InvalidRequest, check
 
 log = logging.getLogger(__name__)
@@ -43,6 +53,9 @@ HONEYPOT = "sito_web"  # hidden from people; a bot that fills in every field fil
 CSRF_COOKIE = "centralino_modulo"
 FORM_SECRET = web.AppKey("ticket_form_secret", bytes)
 FORM_SENDS = web.AppKey("ticket_form_sends", SlidingWindow)
+UPLOAD_TIMEOUT = 120.0  # seconds for a whole form with its files (20 MB on a slow line)
+ACCEPT = (".pdf,.png,.jpg,.jpeg,.txt,.odt,.ods,.odp,.docx,.xlsx,.pptx,application/pdf,"
+          "image/png,image/jpeg,text/plain")
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -58,7 +71,8 @@ STATES = {  # what the citizen reads for each state
     "risolto": "risolta",
     "chiuso": "chiusa",
 }
-FIELD_LABELS = {"subject": "Argomento e oggetto", "body": "Descrizione della richiesta",
+FIELD_LABELS = {"allegati": "Allegati", "subject": "Argomento e oggetto",
+                "body": "Descrizione della richiesta",
                 "name": "Nome e cognome", "email": "Indirizzo e-mail", "phone": "Telefono",
                 "tax_code": "Codice fiscale", "consent": "Informativa sulla privacy",
                 "topic": "Argomento e oggetto"}
@@ -88,6 +102,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(FORM + "/stile.css", stylesheet)
     app.router.add_get(FORM + "/stato/{token}", show_status)
     app.router.add_post(FORM + "/stato/{token}", citizen_writes)
+    app.router.add_get(FORM + "/stato/{token}/allegati/{id:[0-9]{1,12}}", get_attachment)
 
 
 # --- anti-forgery -----------------------------------------------------------------------------
@@ -170,8 +185,8 @@ def _form_html(request: web.Request, desk: TicketDesk, form: _Form, token: str) 
     out.append('<p>I campi contrassegnati con <span aria-hidden="true">*</span>'
                '<span class="sr">asterisco</span> sono obbligatori. Indica almeno un '
                'recapito: e-mail o telefono.</p>')
-    out.append(f'<form method="post" action="{FORM}" novalidate>'
-               f'<input type="hidden" name="csrf" value="{escape(token)}">')
+    out.append(f'<form method="post" action="{FORM}" enctype="multipart/form-data" '
+               f'novalidate><input type="hidden" name="csrf" value="{escape(token)}">')
     # Topic and subject in one list, grouped by topic: no script needed to narrow it down.
     chosen = f"{v.get('topic', '')}|{v.get('subject', '')}"
     groups = []
@@ -200,6 +215,13 @@ def _form_html(request: web.Request, desk: TicketDesk, form: _Form, token: str) 
     out.append(_field(problems, "tax_code", "input", control=_input(
         problems, "tax_code", v, "text", 'autocomplete="off" maxlength="16" '
         'spellcheck="false"'), hint="Facoltativo: aiuta a trovare le tue pratiche."))
+    limits = Limits()
+    out.append(_field(problems, "allegati", "input", control=(
+        f'<input id="campo-allegati" name="allegati" type="file" multiple '
+        f'accept="{ACCEPT}"{_invalid(problems, "allegati")}>'),
+        hint=f"Facoltativi: fino a {limits.files} file (PDF, immagini, documenti, testo), "
+             f"{limits.file_bytes // (1024 * 1024)} MB ciascuno, "
+             f"{limits.total_bytes // (1024 * 1024)} MB in tutto."))
     # The field a bot fills in: off screen, out of the tab order, hidden to screen readers.
     out.append(f'<div class="nascosto" aria-hidden="true"><label for="campo-{HONEYPOT}">'
                f'Lascia vuoto questo campo</label><input id="campo-{HONEYPOT}" '
@@ -272,12 +294,108 @@ async def show_form(request: web.Request) -> web.Response:
                  cookie=nonce)
 
 
+Received = list[tuple[Incoming, Attachment]]
+
+
+@dataclass
+class _Sent:
+    """A sent form: its fields, the files received whole and accepted, and why others were
+    not."""
+
+    fields: dict[str, str]
+    files: Received = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    def discard(self) -> None:
+        Files.discard([incoming for incoming, _ in self.files])
+
+
+async def _sent(request: web.Request) -> _Sent:
+    if request.content_type == "multipart/form-data":
+        return await _multipart(request)
+    return _Sent(await _fields(request))
+
+
+async def _multipart(request: web.Request) -> _Sent:
+    """A form with files: text fields within FORM_LIMIT, files within the attachments'
+    limits (one too large or of a refused kind is left out and said why; beyond the total
+    the request is cut with a 413), everything within UPLOAD_TIMEOUT."""
+    limits = Limits()
+    cap = limits.total_bytes + FORM_LIMIT
+    if request.content_length is not None and request.content_length > cap:
+        raise _too_large(cap, request.content_length)
+    sent = _Sent({})
+    files = request.app[SERVICE].tickets.files
+    text = total = parts = 0
+    try:
+        async with asyncio.timeout(UPLOAD_TIMEOUT):
+            async for part in await request.multipart():
+                parts += 1
+                if parts > 50 or not isinstance(part, BodyPartReader):
+                    raise error(web.HTTPBadRequest, "too many parts, or nested ones")
+                if part.filename is None:  # a text field
+                    value = await part.read_chunk(FORM_LIMIT + 1)
+                    text += len(value)
+                    if text > FORM_LIMIT or await part.read_chunk():
+                        raise _too_large(FORM_LIMIT, text + 1)
+                    sent.fields[part.name or ""] = value.decode("utf-8")
+                    continue
+                if part.name != "allegati" or not part.filename:  # no file chosen
+                    total += await _drain(part)
+                    continue
+                if len(sent.files) >= limits.files:
+                    sent.refused.append(f"{clean_name(part.filename)}: al massimo "
+                                        f"{limits.files} allegati")
+                    total += await _drain(part)
+                    continue
+                # Browsers write `"` and line breaks in a file name as %22, %0D, %0A.
+                incoming = files.receive(unquote(part.filename), limits.file_bytes)
+                try:
+                    while chunk := await part.read_chunk(64 * 1024):
+                        total += len(chunk)
+                        if total > limits.total_bytes:
+                            raise _too_large(limits.total_bytes, total)
+                        await incoming.write(chunk)
+                    sent.files.append((incoming, incoming.finish()))
+                except (TooLarge, Refused) as exc:
+                    incoming.discard()
+                    sent.refused.append(str(exc))
+                    total += await _drain(part)
+                except BaseException:
+                    incoming.discard()
+                    raise
+                if total > cap:
+                    raise _too_large(cap, total)
+    except TimeoutError:
+        sent.discard()
+        raise error(web.HTTPRequestTimeout, "the form did not arrive in time") from None
+    except UnicodeDecodeError:
+        sent.discard()
+        raise error(web.HTTPBadRequest, "the form is not valid UTF-8") from None
+    except BaseException:
+        sent.discard()
+        raise
+    return sent
+
+
+def _too_large(limit: int, size: int) -> web.HTTPException:
+    return error(web.HTTPRequestEntityTooLarge, f"the form and its files are larger than "
+                 f"{limit} bytes", max_size=limit, actual_size=size)
+
+
+async def _drain(part: BodyPartReader) -> int:
+    size = 0
+    while chunk := await part.read_chunk(64 * 1024):
+        size += len(chunk)
+    return size
+
+
 async def _fields(request: web.Request) -> dict[str, str]:
     """The sent form's fields (the last of a repeated name; at most a few dozen)."""
     raw = await read_body(request, FORM_LIMIT)
     if not request.content_type == "application/x-www-form-urlencoded":
         raise error(web.HTTPUnsupportedMediaType, "send the form as "
-                    "application/x-www-form-urlencoded")
+                    "application/x-www-form-urlencoded or multipart/form-data")
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=40,
                           errors="strict")
@@ -294,7 +412,17 @@ async def send_form(request: web.Request) -> web.Response:
         return _page(request, "Troppe richieste", f"<p>Da questo indirizzo sono arrivate troppe "
                      f"richieste nell'ultima ora. Riprova tra {max(1, wait // 60)} minuti.</p>",
                      status=429)
-    fields = await _fields(request)
+    sent = await _sent(request)
+    try:
+        return await _open(request, desk, sent, address)
+    finally:
+        sent.discard()  # the files not kept (a wrong form): kept ones were moved already
+
+
+async def _open(request: web.Request, desk: TicketDesk, sent: _Sent, address: str
+                ) -> web.Response:
+    svc = request.app[SERVICE]
+    fields = sent.fields
     values = {k: fields.get(k, "") for k in ("body", "name", "email", "phone", "tax_code",
                                              "consent")}
     topic, _, subject = fields.get("argomento", "").partition("|")
@@ -322,9 +450,15 @@ async def send_form(request: web.Request) -> web.Response:
         ask = None
     if values["consent"] != "si":
         problems["consent"] = FIELD_ERRORS["consent"]
+    if sent.refused:
+        problems["allegati"] = "; ".join(sent.refused) + "."
     if ask is None or problems:
+        if sent.files and "allegati" not in problems:
+            problems["allegati"] = "Allega di nuovo i file: per sicurezza non sono stati tenuti."
         return again(problems)
-    row, secret = await desk.open(ask, "web")
+    await desk.files.keep(sent.files)
+    row, secret = await desk.open(ask, "web", attachments=tuple(a for _, a in sent.files))
+    sent.files.clear()
     log.info("ticket %s opened from the web form", row.number)
     raise web.HTTPSeeOther(f"{status_path(secret)}?nuova=1", headers=HEADERS)
 
@@ -338,8 +472,9 @@ async def _by_token(request: web.Request, desk: TicketDesk) -> Ticket:
     return row
 
 
-def _status_html(request: web.Request, row: Ticket, messages: list[Any], token: str,
-                 problem: str = "", draft: str = "", continues: str = "") -> str:
+def _status_html(request: web.Request, row: Ticket, messages: list[Any],
+                 files: list[TicketAttachment], token: str, problem: str = "", draft: str = "",
+                 continues: str = "") -> str:
     out: list[str] = []
     if request.query.get("nuova"):
         out.append(f'<div class="conferma" role="status"><h2>Richiesta registrata</h2>'
@@ -359,8 +494,15 @@ def _status_html(request: web.Request, row: Ticket, messages: list[Any], token: 
     out.append('<h2>Messaggi</h2><ol class="messaggi">')
     for m in messages:
         who = "Tu" if m.direction == "in" else "Help desk"
+        attached = "".join(
+            f'<li><a href="{attachment_path(request.match_info["token"], a.id)}" download>'
+            f'{escape(a.filename)}</a> ({_size(a.size)})</li>'
+            for a in files if a.message_id == m.id)
+        listed = (f'<ul class="allegati" aria-label="Allegati">{attached}</ul>'
+                  if attached else "")
         out.append(f'<li class="{"in" if m.direction == "in" else "out"}"><p class="chi">'
-                   f'{who}, {_when(m.at)}</p><div class="testo">{escape(m.body)}</div></li>')
+                   f'{who}, {_when(m.at)}</p><div class="testo">{escape(m.body)}</div>'
+                   f'{listed}</li>')
     out.append("</ol>")
     problems = {"body": problem} if problem else {}
     if problem:
@@ -380,10 +522,28 @@ async def show_status(request: web.Request) -> web.Response:
     desk = _desk(request)
     row = await _by_token(request, desk)
     messages = await desk.store.ticket_messages(row.id, public_only=True)
+    files = await desk.store.ticket_attachments(row.id, public_only=True)
     token, nonce = _new_token(request)
     return _page(request, f"Richiesta {row.number}", _status_html(
-        request, row, messages, token, continues=request.query.get("segue", "")[:32]),
+        request, row, messages, files, token, continues=request.query.get("segue", "")[:32]),
         cookie=nonce)
+
+
+async def get_attachment(request: web.Request) -> web.StreamResponse:
+    """A file of the citizen's ticket, from a public message."""
+    desk = _desk(request)
+    row = await _by_token(request, desk)
+    wanted = int(request.match_info["id"])
+    found = next((a for a in await desk.store.ticket_attachments(row.id, public_only=True)
+                  if a.id == wanted), None)
+    path = desk.files.path_of(found.sha256) if found else None
+    if found is None or path is None or not path.exists():
+        raise web.HTTPNotFound(text="Allegato non trovato.", headers=HEADERS)
+    return download(path, found)
+
+
+def _size(size: int) -> str:
+    return f"{size / 1024:.0f} kB" if size < 1024 * 1024 else f"{size / 1048576:.1f} MB"
 
 
 async def citizen_writes(request: web.Request) -> web.Response:
@@ -408,8 +568,9 @@ async def citizen_writes(request: web.Request) -> web.Response:
         problem = "Il messaggio contiene caratteri non ammessi."
     if problem:
         messages = await desk.store.ticket_messages(row.id, public_only=True)
+        files = await desk.store.ticket_attachments(row.id, public_only=True)
         return _page(request, f"Richiesta {row.number}", _status_html(
-            request, row, messages, token, problem, fields.get("body", "")[:MAX_BODY]),
+            request, row, messages, files, token, problem, fields.get("body", "")[:MAX_BODY]),
             status=403 if "scaduto" in problem else 422, cookie=nonce)
     text = text.replace("\r\n", "\n")
     try:

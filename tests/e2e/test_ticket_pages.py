@@ -117,14 +117,23 @@ async def test_a_citizen_sends_the_form_and_follows_the_ticket_on_its_page(start
     assert detail["thread"][-1]["body"] == "Protocollo 2026/123"
 
 
-async def test_the_form_works_without_javascript(start_service, context_without_js):
+async def test_the_form_works_without_javascript_and_takes_a_file(start_service,
+                                                                   context_without_js):
     await start_service()
     page = await context_without_js.new_page()
     await page.goto(FORM)
+    pdf = b"%PDF-1.4\n% a citizen's scan\n" + b"0" * 2000
+    await page.get_by_label("Allegati").set_input_files(
+        {"name": "ricevuta.pdf", "mimeType": "application/pdf", "buffer": pdf})
     await fill(page, "Reclami", "Nessuno risponde al telefono.", "Luca Bianchi",
                "luca@esempio.it")
     await expect(page.get_by_role("heading", name="Richiesta registrata")).to_be_visible()
     await expect(page.locator(".riepilogo")).to_contain_text("Beta: Reclami")
+    link = page.get_by_role("link", name="ricevuta.pdf")
+    async with page.expect_download() as download:
+        await link.click()
+    saved = await (await download.value).path()
+    assert saved is not None and saved.read_bytes() == pdf
 
 
 async def test_markup_in_every_field_is_shown_as_text_and_nothing_runs(start_service, page):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ivr.clock import LOCAL
 from ivr.hours import Schedule
-from tickets import figures, numbers, requests, sla, states
+from tickets import attachments, figures, numbers, requests, sla, states
 from tickets.config import load_tickets_config
 from tickets.numbers import TicketNumber
 from tickets.sla import Clock, NoWorkingTime, Target, add_working, working_seconds
@@ -377,3 +377,52 @@ def test_figures_of_no_ticket_say_undefined_not_zero():
     got = figures.report([], OFFICE)
     assert got["opened"] == 0 and got["first_response_avg"] is None
     assert got["resolution_met_pct"] is None
+
+
+# --- attachments (tickets.attachments) ------------------------------------------------------------
+
+def _zip(first: str, content: bytes) -> bytes:
+    import io
+    import zipfile
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr(zipfile.ZipInfo(first), content)
+        z.writestr("content.xml", b"<x/>")
+    return out.getvalue()[:attachments.SNIFF_BYTES]
+
+
+@pytest.mark.parametrize(("head", "name", "kind"), [
+    (b"%PDF-1.4 ...", "a.pdf", "application/pdf"),
+    (b"%PDF-1.4 ...", "renamed.doc", "application/pdf"),  # what it is, not what it says
+    (b"\x89PNG\r\n\x1a\n....", "a.png", "image/png"),
+    (b"\xff\xd8\xff\xe0....", "foto.JPG", "image/jpeg"),
+    ("Testo con accenti: è à ù\n".encode(), "nota.txt", "text/plain; charset=utf-8"),
+    # markup in a .txt stays text: it is only ever served as text/plain, nosniff, a download
+    (b"<html><script>", "pagina.txt", "text/plain; charset=utf-8"),
+    (_zip("mimetype", b"application/vnd.oasis.opendocument.text"), "a.odt",
+     "application/vnd.oasis.opendocument.text"),
+    (_zip("[Content_Types].xml", b"<Types/>"), "a.docx",
+     "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+])
+def test_accepted_files_are_known_by_their_first_bytes(head, name, kind):
+    assert attachments.content_type(head, name) == kind
+
+
+@pytest.mark.parametrize(("head", "name"), [
+    (b"MZ\x90\x00", "fattura.pdf"),  # a Windows program
+    (b"<html><script>", "pagina.html"),
+    (b"<svg onload=alert(1)>", "img.svg"),
+    (_zip("[Content_Types].xml", b"<Types/>"), "macro.docm"),  # macro-enabled
+    (_zip("virus.exe", b"MZ"), "archivio.zip"),
+    (b"\x00\x01binary", "dati.txt"),
+])
+def test_other_files_are_refused_with_a_reason(head, name):
+    with pytest.raises(attachments.Refused):
+        attachments.content_type(head, name)
+
+
+def test_file_names_lose_folders_and_control_characters_and_keep_their_extension():
+    assert attachments.clean_name("C:\\Users\\maria\\visura.pdf") == "visura.pdf"
+    assert attachments.clean_name("../../fo\u202eto.png") == "foto.png"
+    assert attachments.clean_name("a" * 300 + ".pdf") == "a" * 110 + ".pdf"
+    assert attachments.clean_name("...") == "allegato"

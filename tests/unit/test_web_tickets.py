@@ -9,6 +9,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -440,3 +441,92 @@ async def test_ticket_figures_sit_beside_the_calls_in_the_api_and_prometheus(tmp
         assert metrics[("centralino_today_tickets", (("state", "nuovo"),))] == 1
         assert metrics[("centralino_today_ticket_sla_met_ratio",
                         (("target", "first_response"),))] == 1.0
+
+
+# --- attachments ----------------------------------------------------------------------------------
+
+PDF = b"%PDF-1.7\n" + b"x" * 5000
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 300
+
+
+def multipart(fields: dict[str, str], files: list[tuple[str, bytes, str]]) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    for name, value in fields.items():
+        form.add_field(name, value)
+    for filename, content, claimed in files:
+        form.add_field("allegati", content, filename=filename, content_type=claimed)
+    return form
+
+
+async def send_files(client: Any, files: list[tuple[str, bytes, str]],
+                     **fields: str) -> Any:
+    form = multipart({**GOOD, **fields, "csrf": await shown_form(client)}, files)
+    return await client.post(FORM, data=form, allow_redirects=False)
+
+
+async def test_files_sent_with_the_form_are_kept_once_and_offered_as_downloads(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        resp = await send_files(client, [("visura.pdf", PDF, "application/pdf"),
+                                         ("../../fo\u202eto.png", PNG, "image/png"),
+                                         ("copia.pdf", PDF, "application/pdf")])
+        assert resp.status == 303, await resp.text()
+        page = await (await client.get(resp.headers["Location"])).text()
+        links = re.findall(r'<a href="(/richieste/stato/[^"]+/allegati/\d+)" download>([^<]+)',
+                           page)
+        assert [name for _, name in links] == ["visura.pdf", "foto.png", "copia.pdf"]
+        got = await client.get(links[0][0])
+        assert got.status == 200 and await got.read() == PDF
+        assert got.headers["Content-Type"] == "application/pdf"
+        assert got.headers["Content-Disposition"] == "attachment; filename*=UTF-8''visura.pdf"
+        assert "sandbox" in got.headers["Content-Security-Policy"]
+        # Stored once by content: the same PDF twice is one file.
+        stored_files = [p for p in (tmp_path / "attachments").rglob("*")
+                        if p.is_file() and "incoming" not in p.parts]
+        assert len(stored_files) == 2
+        assert not list((tmp_path / "attachments" / "incoming").iterdir())
+        # The operator gets them in the thread, with their own download address.
+        [ticket] = await stored(parts)
+        detail = await (await client.get(f"/api/tickets/{ticket.number}",
+                                         headers=bearer(token("1001")))).json()
+        files = detail["thread"][0]["attachments"]
+        assert [(f["filename"], f["size"]) for f in files] == [
+            ("visura.pdf", len(PDF)), ("foto.png", len(PNG)), ("copia.pdf", len(PDF))]
+        as_agent = await client.get(files[1]["url"], headers=bearer(token("1001")))
+        assert await as_agent.read() == PNG
+        assert (await client.get(files[1]["url"], headers=bearer(token("1002")))).status == 404
+
+
+async def test_a_file_of_a_refused_kind_or_too_large_is_said_and_nothing_is_kept(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        page = await send_files(client, [
+            ("fattura.pdf.exe", b"MZ\x90\x00" + b"\x00" * 100, "application/pdf"),
+            ("pagina.html", b"<script>alert(1)</script>", "text/html"),
+            ("grande.pdf", b"%PDF-" + b"x" * (10 * 1024 * 1024), "application/pdf")])
+        html = await page.text()
+        assert page.status == 422
+        assert "fattura.pdf.exe: sono accettati solo PDF" in html
+        assert "pagina.html: sono accettati solo PDF" in html
+        assert "grande.pdf: supera 10 MB" in html
+        assert "Maria Rossi" in html  # what was typed stays
+        assert await stored(parts) == []
+        assert not [p for p in (tmp_path / "attachments").rglob("*") if p.is_file()]
+
+
+async def test_a_good_file_with_a_wrong_field_is_asked_again(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        page = await send_files(client, [("visura.pdf", PDF, "application/pdf")],
+                                email="maria@")
+        html = await page.text()
+        assert page.status == 422 and "Allega di nuovo i file" in html
+        assert await stored(parts) == []
+        none_chosen = await send_files(client, [("", b"", "application/octet-stream")])
+        assert none_chosen.status == 303  # a file input left empty is no attachment
+
+
+async def test_a_form_beyond_the_total_size_is_cut_with_413(tmp_path):
+    async with web_parts(tmp_path) as (client, parts):
+        files = [(f"f{i}.pdf", b"%PDF-" + b"x" * (9 * 1024 * 1024), "application/pdf")
+                 for i in range(3)]
+        resp = await send_files(client, files)
+        assert resp.status == 413
+        assert await stored(parts) == []

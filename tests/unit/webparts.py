@@ -32,6 +32,7 @@ from centralino.storage.records import Records
 from centralino.storage.store import Store
 from centralino.storage.writer import Writer
 from centralino.tickets.desk import TicketDesk
+from centralino.tickets.files import Files
 from centralino.web.app import create_app
 from cti.config import dev_token
 from cti.messages import CallOffer
@@ -142,7 +143,7 @@ class Parts:
         self.override_calls: list[tuple[str, ...]] = []
         self.desk = make_desk(self)
         self.tickets = TicketDesk(store, self.clock, lambda: self.config, self.desk,
-                                  self.spawn)
+                                  self.spawn, Files(settings.tickets.attachments))
         self.tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -226,6 +227,7 @@ def settings_for(tmp_path: Path, env: dict[str, str] | None = None) -> Settings:
         "CENTRALINO_PROMPTS__MANIFEST": str(REPO / "prompts" / "manifest.yaml"),
         "CENTRALINO_PROMPTS__BUILD_DIR": str(tmp_path / "prompts"),
         "CENTRALINO_HTTP__ADMIN_TOKEN": ADMIN,
+        "CENTRALINO_TICKETS__ATTACHMENTS": str(tmp_path / "attachments"),
         "CENTRALINO_HTTP__METRICS_MAX_AGE": "0",  # every scrape renders: what it shows is now
         **(env or {}),
     })
