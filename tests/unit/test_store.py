@@ -686,7 +686,8 @@ async def test_the_migrations_go_down_to_nothing_and_up_again(store):
     await migrate(store, command.downgrade, "0003")
     at_0003 = await schema(store)
     assert at_0003["tables"] == TABLES - {"recall_requests", "recall_attempts", "tickets",
-                                          "ticket_events", "ticket_messages", "ticket_sequences"}
+                                          "ticket_events", "ticket_messages", "ticket_sequences",
+                                          "ticket_attachments"}
     assert at_0003["version"] == ["0003"]
     assert "announced_wait" in at_0003["columns"]["calls"]
     assert "queue_log_id" not in at_0003["columns"]["calls"]
