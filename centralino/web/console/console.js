@@ -1,5 +1,7 @@
 // The agent's console: sign in with a personal token, see and change one's state, get the
-// screen pop of each offered call. Plain JS, no build step, nothing loaded from elsewhere.
+// screen pop of each offered call, work the written requests (tickets) and open one for a
+// caller. Plain JS, no build step, nothing loaded from elsewhere. Whatever people typed (bodies,
+// names, subjects) reaches the page only as text (textContent), never as markup.
 "use strict";
 
 const STATES = {
@@ -102,6 +104,7 @@ async function signIn(agentId, token) {
   say("who", `${answer.data.name} (${answer.data.id})`);
   showAgent(answer.data);
   connect();
+  startTickets();
 }
 
 function signOut(message) {
@@ -111,6 +114,7 @@ function signOut(message) {
   clearTimeout(retryTimer);
   drop();
   clearPop();
+  stopTickets();
   $("desk").hidden = true;
   $("signout").hidden = true;
   $("who").hidden = true;
@@ -182,6 +186,12 @@ function received(data) {
     showPop(data);
   } else if (data.type === "recall_outcome") {
     showVerdict(data);
+  } else if (data.type === "ticket") {
+    // The desk handed this agent a written request: it is in their inbox, in charge.
+    announce("inbox-announce", `Ti è stata assegnata la richiesta ${data.number || ""}` +
+                               (data.subject ? `: ${data.subject}.` : "."));
+    loadInbox();
+    if (ticket && ticket.number === data.number) loadTicket(ticket.number);
   }
 }
 
@@ -282,6 +292,7 @@ function showPop(data) {
   say("pop-line", data.line);
   say("pop-topic", data.topic_name || data.topic);
   say("pop-waited", duration(data.waited_seconds));
+  $("ticket-from-call").hidden = !ticketsOn;
 
   const path = $("pop-path");
   path.replaceChildren(...(data.path || []).map((step) => {
@@ -308,6 +319,21 @@ function showPop(data) {
   $("previous").querySelector("tbody").replaceChildren(...rows);
   $("previous").hidden = rows.length === 0;
   $("no-previous").hidden = rows.length > 0;
+
+  // The caller's written requests (same phone number): each opens in the ticket view.
+  const tickets = data.previous_tickets || [];
+  $("pop-tickets").replaceChildren(...tickets.map((t) => {
+    const li = document.createElement("li");
+    const open = el("button", t.number, "link");
+    open.type = "button";
+    open.addEventListener("click", () => openTicket(t.number));
+    li.append(open, ` ${t.subject} · ${t.state} · ` +
+                    `del ${dateTime.format(new Date(t.created_at))}`);
+    return li;
+  }));
+  $("pop-tickets").hidden = tickets.length === 0;
+  $("no-pop-tickets").hidden = tickets.length > 0;
+  $("pop-tickets-block").hidden = !ticketsOn;
 
   showPhase();
   $("no-call").hidden = true;
@@ -422,6 +448,583 @@ function clearPop() {
   say("announce", "");
 }
 
+// --- written requests (tickets) -------------------------------------------------------------
+
+const TICKETS = "/api/tickets";
+const INBOX_EVERY = 30000;  // ms: the inbox (and the ticket on show) read again
+const FIRST_LEVEL = "I";
+const WORKING = ["preso in carico", "in attesa del cittadino"];  // the owner works on it
+const OPEN_STATES = ["nuovo", ...WORKING, "escalato"];
+const CHANNELS = { web: "modulo web", phone: "telefono", email: "e-mail" };
+// An SLA clock's standing: the words say it, the sign and the colour only help the eye.
+const STANDINGS = {
+  ok: ["", "nei tempi"], warning: ["⚠", "in scadenza"], breached: ["✖", "scaduta"],
+  paused: ["⏸", "sospesa: si attende il cittadino"], met: ["✓", "rispettata"],
+  missed: ["✖", "non rispettata"],
+};
+const DONE = {
+  take: "Richiesta presa in carico.", reply: "Risposta inviata al cittadino.",
+  note: "Nota interna aggiunta.", wait: "Richiesta in attesa del cittadino.",
+  escalate: "Richiesta passata al II livello.", hand_back: "Richiesta restituita al I livello.",
+  resolve: "Richiesta risolta.",
+};
+const ACTED = ["reply", "note", "wait", "escalate", "hand_back", "resolve"];  // with a form
+const HISTORY = {
+  opened: "aperta", taken: "presa in carico", replied: "risposta al cittadino",
+  "internal note": "nota interna", "waiting for the citizen": "in attesa del cittadino",
+  resolved: "risolta", closed: "chiusa", "citizen replied": "il cittadino ha risposto",
+  reopened: "riaperta dal cittadino", "citizen wrote": "il cittadino ha scritto",
+  released: "rimessa in coda",
+};
+// The new request's fields as the service names them in its problems, and their inputs.
+const FIELDS = {
+  topic: ["Argomento", "nt-topic"], subject: ["Oggetto", "nt-subject"],
+  body: ["Testo della richiesta", "nt-body"], name: ["Nome e cognome", "nt-name"],
+  email: ["E-mail", "nt-email"], phone: ["Telefono", "nt-phone"],
+  tax_code: ["Codice fiscale", "nt-tax-code"],
+};
+// The service gives its reasons in English (for logs and integrators): the usual ones are said
+// in Italian here, any other is shown as it is.
+const REASONS = [
+  [/^cannot take a ticket that is (.+?)(?: by (.+))?$/,
+   (m) => `la richiesta è già «${m[1]}»${m[2] ? `, dell'operatore ${m[2]}` : ""}`],
+  [/^escalated to (.+): only its members take it$/,
+   (m) => `è al II livello (${m[1]}): la prendono in carico solo i suoi membri`],
+  [/^cannot .+ this ticket: nobody has taken it$/, () => "nessuno l'ha ancora presa in carico"],
+  [/^cannot .+ this ticket: (.+) has it$/, (m) => `è in carico all'operatore ${m[1]}`],
+  [/^the ticket is at the first level already$/, () => "la richiesta è già al I livello"],
+  [/^the ticket is (.+?)(?: by (.+))?$/,
+   (m) => `la richiesta è «${m[1]}»${m[2] ? `, dell'operatore ${m[2]}` : ""}`],
+  [/^the ticket changed meanwhile/,
+   () => "la richiesta è cambiata nel frattempo: guardala di nuovo"],
+  [/^no second-level group ['"](.*)['"]$/, (m) => `non c'è un gruppo di II livello «${m[1]}»`],
+  [/^already at (.+)$/, (m) => `è già al gruppo ${m[1]}`],
+  [/^say why it goes to the second level/, () => "scrivi perché passa al II livello"],
+  [/^say what the first level should do/, () => "scrivi cosa deve fare il I livello"],
+  [/^(.+) is not one of your topics$/, (m) => `${m[1]} non è tra i tuoi argomenti`],
+  [/^only a member of (.+) hands it back$/, (m) => `solo chi è nel gruppo ${m[1]} la restituisce`],
+  [/^write the answer$/, () => "scrivi la risposta"],
+  [/^write the note$/, () => "scrivi la nota"],
+  [/^no ticket /, () => "la richiesta non c'è o non è visibile per te"],
+  [/^choose one of: (.+)$/, (m) => `scegli tra: ${m[1]}`],
+  [/^say what the request is about$/, () => "scrivi di cosa si tratta"],
+  [/^give a name$/, () => "scrivi nome e cognome"],
+  [/^not an e-mail address/, () => "non è un indirizzo e-mail valido"],
+  [/^give an e-mail address or a phone number/,
+   () => "serve un'e-mail o un telefono a cui rispondere"],
+  [/^not a valid phone number/,
+   () => "non è un numero di telefono valido (senza prefisso internazionale è italiano)"],
+  [/^not a valid codice fiscale/, () => "codice fiscale non valido"],
+  [/^control characters are not allowed$/, () => "contiene caratteri non ammessi"],
+  [/^at most (\d+) characters \((\d+) given\)$/,
+   (m) => `al massimo ${m[1]} caratteri (ne hai scritti ${m[2]})`],
+];
+
+let ticketsOn = true;    // false when the service takes no written requests (503)
+let inbox = null;        // the last inbox read (null: none yet, or it failed)
+let ticket = null;       // the ticket on show (TicketDetail)
+let inboxTimer = null;
+let inboxSeq = 0;        // answers to a request older than the last one are dropped
+let ticketSeq = 0;
+let ticketCall = null;   // the call the new request's form was filled from
+const groupsSeen = new Set();  // second-level groups met in tickets: offered for escalation
+const subjectsSeen = {};       // topic -> subjects met: offered for a new request
+let deskTopics = null;         // GET /api/tickets/topics where the service has it, else null
+
+function italian(reason) {
+  for (const [pattern, words] of REASONS) {
+    const m = pattern.exec(reason || "");
+    if (m) return words(m);
+  }
+  return reason || "errore sconosciuto";
+}
+
+function reasonOf(answer) {
+  if (answer.status === 0) return "servizio non raggiungibile";
+  return italian(answer.data && answer.data.error ? answer.data.error : `errore ${answer.status}`);
+}
+
+function announce(id, text) {
+  // Emptied first, so that the same words twice are read out twice.
+  say(id, "");
+  setTimeout(() => say(id, text), 100);
+}
+
+const el = (tag, text, className) => {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+};
+
+const operator = (id) => `operatore ${id}${session && id === session.agent ? " (tu)" : ""}`;
+const levelText = (level) => level === FIRST_LEVEL ? "I livello" : `II livello: ${level}`;
+
+function byWhom(by) {
+  if (by === "citizen") return "cittadino";
+  if (by === "system") return "sistema";
+  const m = /^agent:(.+)$/.exec(by || "");
+  return m ? operator(m[1]) : by;
+}
+
+function historyText(action) {
+  if (HISTORY[action]) return HISTORY[action];
+  let m = /^escalated to (.+)$/.exec(action);
+  if (m) return `passata al II livello (${m[1]})`;
+  m = /^handed back by (.+)$/.exec(action);
+  if (m) return `restituita al I livello da ${m[1]}`;
+  m = /^assigned to (.+)$/.exec(action);
+  return m ? `assegnata a ${operator(m[1])}` : action;
+}
+
+function standingBadge(c) {
+  // The sign is decoration (aria-hidden): the words carry the meaning.
+  const [sign, words] = STANDINGS[c.standing] || ["", c.standing];
+  const badge = el("span", undefined, "sla");
+  badge.dataset.standing = c.standing;
+  if (sign) {
+    const mark = el("span", sign, "sla-sign");
+    mark.setAttribute("aria-hidden", "true");
+    badge.append(mark, " ");
+  }
+  badge.append(words);
+  return badge;
+}
+
+function clockCell(node, c, compact = false) {
+  // Due time in Europe/Rome and how it stands; in full, the share of the target used too
+  // (working hours, as the service counts them: the browser's clock cannot tell the time
+  // left, it may not even agree with the service's).
+  if (!c) {
+    node.replaceChildren("—");
+    return;
+  }
+  const due = el("span", `entro ${dateTime.format(new Date(c.due))}`, "due");
+  if (compact) {
+    node.replaceChildren(due, el("br"), standingBadge(c));
+    return;
+  }
+  const used = ["ok", "warning", "breached", "paused"].includes(c.standing)
+    ? ` (usato ${Math.round(c.used * 100)}% del tempo)` : "";
+  node.replaceChildren(due, " ", standingBadge(c), used);
+}
+
+function learn(t) {
+  // What the console learns from tickets for its suggestions, where the service does not
+  // list its topics, subjects and groups (GET /api/tickets/topics, see loadDeskTopics).
+  (subjectsSeen[t.topic] = subjectsSeen[t.topic] || new Set()).add(t.subject);
+  for (const level of [t.level, ...(t.history || []).map((e) => e.level)]) {
+    if (level && level !== FIRST_LEVEL) groupsSeen.add(level);
+  }
+  if (!deskTopics) options($("escalate-groups"), groupsSeen);
+}
+
+function options(datalist, values, labels = {}) {
+  datalist.replaceChildren(...[...(values || [])].sort().map((v) => {
+    const option = document.createElement("option");
+    option.value = v;
+    if (labels[v] && labels[v] !== v) option.label = labels[v];
+    return option;
+  }));
+}
+
+async function loadDeskTopics() {
+  // What tickets may be about and the second-level groups, if this service says it; an older
+  // one answers 404 and the suggestions come from the tickets seen.
+  const answer = await api("GET", `${TICKETS}/topics`);
+  const data = answer.ok && answer.data;
+  if (!session || !data || !Array.isArray(data.topics) || !Array.isArray(data.groups)) return;
+  deskTopics = { topics: data.topics, groups: data.groups };
+  const names = Object.fromEntries(data.groups.map((g) => [g.id, g.name]));
+  options($("escalate-groups"), data.groups.map((g) => g.id), names);
+}
+
+function startTickets() {
+  ticketsOn = true;
+  $("tickets-panel").hidden = false;
+  clearInterval(inboxTimer);
+  inboxTimer = setInterval(refreshTickets, INBOX_EVERY);
+  loadInbox();
+  loadDeskTopics();
+}
+
+function stopTickets() {
+  clearInterval(inboxTimer);
+  inboxTimer = null;
+  inboxSeq += 1;
+  ticketSeq += 1;  // answers still on their way are for nobody
+  inbox = null;
+  ticket = null;
+  ticketCall = null;
+  deskTopics = null;
+  $("inbox").querySelector("tbody").replaceChildren();
+  $("ticket").hidden = true;
+  $("no-ticket").hidden = false;
+  $("new-ticket-form").reset();
+  $("new-ticket").hidden = true;
+  $("nt-done").hidden = true;
+  for (const id of ["inbox-error", "inbox-updated", "ticket-error", "ticket-done", "nt-error"]) {
+    say(id, "");
+  }
+}
+
+function ticketsOff() {
+  // The service takes no written requests (no tickets.yaml): nothing of them on the page.
+  ticketsOn = false;
+  clearInterval(inboxTimer);
+  inboxTimer = null;
+  $("tickets-panel").hidden = true;
+  $("ticket-from-call").hidden = true;
+  $("pop-tickets-block").hidden = true;
+  $("new-ticket").hidden = true;
+}
+
+function refreshTickets() {
+  loadInbox();
+  if (ticket) loadTicket(ticket.number);
+}
+
+// --- the inbox ------------------------------------------------------------------------------
+
+async function loadInbox(told = false) {
+  if (!session || !ticketsOn) return;
+  const seq = ++inboxSeq;
+  const answer = await api("GET", TICKETS);
+  if (seq !== inboxSeq || !session) return;
+  if (answer.status === 503) {
+    ticketsOff();
+    return;
+  }
+  if (!answer.ok) {
+    say("inbox-error", `Elenco delle richieste non aggiornato: ${reasonOf(answer)}.`);
+    return;
+  }
+  say("inbox-error", "");
+  showInbox(answer.data);
+  if (told) {
+    const n = answer.data.length;
+    announce("inbox-announce",
+             `Elenco aggiornato: ${n === 1 ? "una richiesta" : `${n} richieste`}.`);
+  }
+}
+
+function showInbox(rows) {
+  inbox = rows;
+  rows.forEach(learn);
+  $("inbox").querySelector("tbody").replaceChildren(...rows.map(inboxRow));
+  $("inbox").hidden = rows.length === 0;
+  $("inbox-empty").hidden = rows.length > 0;
+  say("inbox-updated", `Aggiornato alle ${clock.format(new Date())}`);
+  if (ticket) showActions(ticket);  // which tickets are free for me may have changed
+}
+
+function inboxRow(t) {
+  const tr = document.createElement("tr");
+  tr.dataset.number = t.number;
+  const resolution = t.clocks && t.clocks.resolution;
+  tr.dataset.standing = resolution ? resolution.standing : "";
+  if (ticket && ticket.number === t.number) tr.setAttribute("aria-current", "true");
+
+  const open = el("button", t.number, "link");
+  open.type = "button";
+  open.addEventListener("click", () => openTicket(t.number));
+  let state = t.state + (t.owner ? ` · ${operator(t.owner)}` : "");
+  if (t.level !== FIRST_LEVEL) state += ` · ${levelText(t.level)}`;
+  if (t.priority === "high") state += " · priorità alta";
+
+  const cells = [open, t.subject, t.requester_name, state, null].map((content) => {
+    const td = document.createElement("td");
+    if (content instanceof Node) td.append(content);
+    else if (content !== null) td.textContent = content;
+    return td;
+  });
+  clockCell(cells[4], resolution, true);
+  tr.append(...cells);
+  return tr;
+}
+
+// --- one ticket -----------------------------------------------------------------------------
+
+async function openTicket(number) {
+  say("ticket-error", "");
+  if (await loadTicket(number)) $("ticket-title").focus();
+}
+
+async function loadTicket(number) {
+  const seq = ++ticketSeq;
+  const answer = await api("GET", `${TICKETS}/${encodeURIComponent(number)}`);
+  if (seq !== ticketSeq || !session) return false;
+  if (!answer.ok) {
+    say("inbox-error", `Richiesta ${number} non aperta: ${reasonOf(answer)}.`);
+    if (answer.status === 404 && ticket && ticket.number === number) closeTicket();
+    return false;
+  }
+  showTicket(answer.data);
+  return true;
+}
+
+function closeTicket() {
+  ticket = null;
+  $("ticket").hidden = true;
+  $("no-ticket").hidden = false;
+}
+
+function showTicket(t) {
+  if (!ticket || ticket.number !== t.number) {
+    // Another ticket: what was typed for the previous one, and its messages, go.
+    for (const form of document.querySelectorAll("#ticket form")) form.reset();
+    for (const details of document.querySelectorAll("#ticket details")) details.open = false;
+    for (const field of document.querySelectorAll("#ticket [aria-invalid]")) {
+      field.removeAttribute("aria-invalid");
+    }
+    say("ticket-done", "");
+    say("ticket-error", "");
+  }
+  ticket = t;
+  learn(t);
+  say("ticket-title", `Richiesta ${t.number}`);
+  say("t-topic", t.topic);
+  say("t-subject", t.subject);
+  say("t-channel", CHANNELS[t.channel] || t.channel);
+  say("t-name", t.requester_name);
+  say("t-email", t.requester_email || "—");
+  say("t-phone", t.requester_phone || "—");
+  say("t-tax-code", t.requester_tax_code || "—");
+  say("t-state", t.state + (t.priority === "high" ? " · priorità alta" : ""));
+  say("t-level", levelText(t.level));
+  say("t-owner", t.owner ? operator(t.owner) : "nessuno");
+  clockCell($("t-first-response"), t.clocks.first_response);
+  clockCell($("t-resolution"), t.clocks.resolution);
+  say("t-created", dateTime.format(new Date(t.created_at)));
+  const links = [];
+  if (t.linked_to) links.push(`continua la richiesta ${t.linked_to}`);
+  if (t.call_id) links.push(`aperta durante la chiamata ${t.call_id}`);
+  say("t-links", links.join(" · ") || "—");
+
+  $("t-thread").replaceChildren(...t.thread.map((m) => messageItem(m, t)));
+  $("t-history").querySelector("tbody").replaceChildren(...t.history.map((e) => {
+    const tr = document.createElement("tr");
+    for (const text of [dateTime.format(new Date(e.at)), byWhom(e.by), historyText(e.action),
+                        e.state, levelText(e.level), e.owner ? operator(e.owner) : "—",
+                        e.note || "—"]) {
+      tr.append(el("td", text));
+    }
+    return tr;
+  }));
+  showActions(t);
+  for (const tr of $("inbox").querySelectorAll("tbody tr")) {
+    if (tr.dataset.number === t.number) tr.setAttribute("aria-current", "true");
+    else tr.removeAttribute("aria-current");
+  }
+  $("no-ticket").hidden = true;
+  $("ticket").hidden = false;
+}
+
+function messageItem(m, t) {
+  const internal = m.visibility === "internal";
+  const li = el("li", undefined, `msg ${internal ? "internal" : m.direction}`);
+  const head = el("p", undefined, "msg-head");
+  if (internal) head.append(el("span", "nota interna", "tag"), " ");
+  let who;
+  if (internal) {
+    who = byWhom(m.author);
+  } else if (m.direction === "in") {
+    // An agent may have written it down for the citizen (a request opened during a call).
+    who = `Cittadino: ${t.requester_name}` +
+          (m.author.startsWith("agent:") ? ` (trascritta da ${byWhom(m.author)})` : "");
+  } else {
+    who = `Al cittadino, da ${byWhom(m.author)}`;
+  }
+  const when = el("time", dateTime.format(new Date(m.at)));
+  when.dateTime = m.at;
+  head.append(el("span", who, "who"), " · ", when);
+  li.append(head, el("p", m.body, "msg-body"));
+  return li;
+}
+
+function showActions(t) {
+  // What makes sense in this state for this agent; the service has the last word.
+  const mine = session && t.owner === session.agent;
+  const working = mine && WORKING.includes(t.state);
+  // Free tickets in my inbox are those I may take: the service lists an escalated ticket only
+  // to its group's members, a new one only to the agents of its topic.
+  const listed = inbox === null || inbox.some((x) => x.number === t.number);
+  const free = !t.owner && ["nuovo", "escalato"].includes(t.state) && listed;
+  const shown = {
+    take: free, reply: working, note: true, wait: mine && t.state === "preso in carico",
+    escalate: working, resolve: working,
+    hand_back: t.level !== FIRST_LEVEL && OPEN_STATES.includes(t.state) && (mine || free),
+  };
+  $("t-take").hidden = !shown.take;
+  for (const action of ACTED) $(`act-${action}`).hidden = !shown[action];
+  $("t-no-actions").hidden = Object.keys(shown).some((a) => a !== "note" && shown[a]);
+}
+
+async function act(action, form) {
+  if (!ticket) return;
+  say("ticket-done", "");
+  say("ticket-error", "");
+  if (form) {
+    // What the service would refuse for want of text, said at once by the field.
+    for (const field of form.querySelectorAll("[data-required]")) {
+      field.removeAttribute("aria-invalid");
+    }
+    const missing = [...form.querySelectorAll("[data-required]")].find((f) => !f.value.trim());
+    if (missing) {
+      missing.setAttribute("aria-invalid", "true");
+      say("ticket-error", missing.dataset.required);
+      missing.focus();
+      return;
+    }
+  }
+  const text = form ? form.querySelector("textarea").value : "";
+  const group = action === "escalate" ? $("escalate-group").value.trim() : null;
+  const button = form ? form.querySelector("button[type=submit]") : $("t-take");
+  const number = ticket.number;
+  const seq = ++ticketSeq;  // a reading already under way is older than this step's answer
+  button.disabled = true;
+  const answer = await api("POST", `${TICKETS}/${encodeURIComponent(number)}/actions`,
+                           { action, text, group });
+  button.disabled = false;
+  if (!session) return;
+  if (answer.ok) {
+    if (form) {
+      form.reset();
+      form.parentElement.open = false;
+    }
+    await loadInbox();  // first: which actions show depends on it
+    if (seq === ticketSeq) showTicket(answer.data);
+    else await loadTicket(number);
+    say("ticket-done", `${DONE[action]} Stato: ${answer.data.state}.`);
+    $("ticket-title").focus();
+    return;
+  }
+  say("ticket-error", `Non è stato possibile: ${reasonOf(answer)}.`);
+  if ([404, 409].includes(answer.status)) {
+    // Someone else was quicker, or the ticket moved on: show it as it is now.
+    await loadInbox();
+    await loadTicket(number);
+    if (button.closest("[hidden]")) $("ticket-error").focus();
+  }
+}
+
+// --- a new request for the caller -----------------------------------------------------------
+
+function openNewTicket() {
+  if (!pop || pop.type !== "offer") return;
+  const call = pop;
+  if (ticketCall !== call.call_id) {  // another call: the form starts again from its facts
+    ticketCall = call.call_id;
+    // The topics: the service's list if it gives one, else the call's and the agent's own
+    // (the service refuses a topic that takes no written requests, and says which do).
+    const names = { [call.topic]: call.topic_name };
+    let topics;
+    if (deskTopics) {
+      topics = deskTopics.topics.map((t) => t.id);
+      for (const t of deskTopics.topics) names[t.id] = t.name;
+    } else {
+      const mine = Object.entries((agent && agent.topics) || {}).sort((a, b) => a[1] - b[1]);
+      topics = [...new Set([call.topic, ...mine.map(([topic]) => topic)])];
+    }
+    $("nt-topic").replaceChildren(...topics.map((topic) => {
+      const option = el("option", names[topic] && names[topic] !== topic
+        ? `${names[topic]} (${topic})` : topic);
+      option.value = topic;
+      return option;
+    }));
+    $("new-ticket-form").reset();
+    if (topics.includes(call.topic)) $("nt-topic").value = call.topic;
+    subjectsFor();
+    const named = call.caller_name && call.caller_name !== call.caller_number;
+    $("nt-name").value = named ? call.caller_name : "";
+    $("nt-phone").value = call.caller_number || "";
+    const path = (call.path || []).map((step) => step.label || `tasto ${step.key}`).join(" > ");
+    $("nt-body").value = path ? `Percorso nel menu: ${path}\n\n` : "";
+    say("new-ticket-call", `Per la chiamata da ${call.caller_number || "numero nascosto"}` +
+                           ` (${call.line}) delle ${clock.format(new Date(call.offered_at))}.`);
+    clearProblems();
+  }
+  $("nt-done").hidden = true;
+  $("new-ticket").hidden = false;
+  $("nt-topic").focus();
+}
+
+function subjectsFor() {
+  const topic = $("nt-topic").value;
+  const listed = deskTopics && deskTopics.topics.find((t) => t.id === topic);
+  options($("nt-subjects"), listed ? listed.subjects : subjectsSeen[topic]);
+}
+
+function clearProblems() {
+  $("nt-error").replaceChildren();
+  for (const field of document.querySelectorAll("#new-ticket-form [aria-invalid]")) {
+    field.removeAttribute("aria-invalid");
+  }
+}
+
+function showProblems(problems) {
+  const list = el("ul");
+  let first = null;
+  for (const problem of problems) {
+    const m = /^(\w+): (.*)$/s.exec(problem);
+    const field = m && FIELDS[m[1]];
+    list.append(el("li", field ? `${field[0]}: ${italian(m[2])}` : italian(problem)));
+    if (!field) continue;
+    $(field[1]).setAttribute("aria-invalid", "true");
+    first = first || $(field[1]);
+    const subjects = m[1] === "subject" && /^choose one of: (.+)$/.exec(m[2]);
+    if (subjects) {  // the service listed the topic's subjects: offer them
+      const topic = $("nt-topic").value;
+      subjectsSeen[topic] = new Set(subjects[1].split(", "));
+      subjectsFor();
+    }
+  }
+  $("nt-error").replaceChildren(el("p", "La richiesta non è stata registrata:"), list);
+  if (first) first.focus();
+}
+
+async function sendNewTicket(event) {
+  event.preventDefault();
+  clearProblems();
+  const value = (id) => $(id).value.trim();
+  const request = {
+    topic: $("nt-topic").value, subject: value("nt-subject"), body: $("nt-body").value,
+    name: value("nt-name"), email: value("nt-email"), phone: value("nt-phone"),
+    tax_code: value("nt-tax-code"), call_id: ticketCall,
+  };
+  $("nt-send").disabled = true;
+  const answer = await api("POST", TICKETS, request);
+  $("nt-send").disabled = false;
+  if (!session) return;
+  if (answer.status === 201) {
+    const made = answer.data;
+    $("new-ticket-form").reset();
+    $("new-ticket").hidden = true;
+    ticketCall = null;
+    const done = $("nt-done");
+    const link = new URL(made.status_url, location.href).href;
+    done.replaceChildren("Richiesta ", el("strong", made.number), ` registrata (${made.state}). ` +
+                         `Pagina con cui il cittadino la segue: ${link}`);
+    done.hidden = false;
+    done.focus();
+    loadInbox();
+  } else if (answer.status === 422 && answer.data) {
+    showProblems(answer.data.problems && answer.data.problems.length
+      ? answer.data.problems : [answer.data.error]);
+  } else {
+    $("nt-error").replaceChildren(el("p", `Richiesta non registrata: ${reasonOf(answer)}.`));
+  }
+}
+
+function cancelNewTicket() {
+  $("new-ticket-form").reset();
+  clearProblems();
+  $("new-ticket").hidden = true;
+  ticketCall = null;
+  // Back to where the agent came from, if it is still there.
+  if (!$("pop").hidden && !$("ticket-from-call").hidden) $("ticket-from-call").focus();
+}
+
 // --- wiring -----------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -444,6 +1047,22 @@ document.addEventListener("DOMContentLoaded", () => {
     button.addEventListener("click", () => giveVerdict(button.dataset.outcome));
   }
   $("verdict-hide").addEventListener("click", hideVerdict);
+
+  $("inbox-refresh").addEventListener("click", () => {
+    loadInbox(true);
+    if (ticket) loadTicket(ticket.number);
+  });
+  $("t-take").addEventListener("click", () => act("take"));
+  for (const form of document.querySelectorAll("#ticket form[data-action]")) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      act(form.dataset.action, form);
+    });
+  }
+  $("ticket-from-call").addEventListener("click", openNewTicket);
+  $("nt-topic").addEventListener("change", subjectsFor);
+  $("new-ticket-form").addEventListener("submit", sendNewTicket);
+  $("nt-cancel").addEventListener("click", cancelNewTicket);
 
   const saved = sessionStorage.getItem(KEY);
   if (saved) {
