@@ -54,6 +54,9 @@ class Standing:
     due: datetime
     standing: sla.Standing | Literal["met", "missed", "paused"]
     used: float  # fraction of the target (above 1: breached)
+    # Working seconds left to the deadline on the SLA calendar (negative: past it, by that
+    # much); None once met or missed.
+    remaining: float | None = None
 
 
 class TicketDesk:
@@ -120,6 +123,10 @@ class TicketDesk:
 
     def groups_of(self, agent: str) -> frozenset[str]:
         return self.config.groups_of(agent)
+
+    def name_of(self, agent: str | None) -> str | None:
+        entry = self._config().agents.agents.get(agent) if agent else None
+        return entry.name if entry else agent
 
     def may_see(self, agent: str, ticket: Ticket) -> bool:
         """An agent sees the tickets they have, those of their topics (escalated ones too:
@@ -339,10 +346,13 @@ class TicketDesk:
             used = clock.used(schedule, done or now, target)
             if done is not None:
                 out[name] = Standing(due, "met" if done <= due else "missed", used)
-            elif ticket.sla_paused_since is not None:
-                out[name] = Standing(due, "paused", used)
             else:
-                out[name] = Standing(due, clock.standing(schedule, now, target)[0], used)
+                at = ticket.sla_paused_since or now
+                left = (sla.working_seconds(schedule, at, due) if at <= due
+                        else -sla.working_seconds(schedule, due, at))
+                standing = ("paused" if ticket.sla_paused_since is not None
+                            else clock.standing(schedule, now, target)[0])
+                out[name] = Standing(due, standing, used, round(left))
         return out
 
 

@@ -102,6 +102,9 @@ class Clock(BaseModel):
     due: datetime
     standing: Literal["ok", "warning", "breached", "met", "missed", "paused"]
     used: float = Field(description="fraction of the target used (above 1: breached)")
+    remaining_seconds: int | None = Field(description="working seconds left to the deadline "
+                                          "on the SLA calendar (negative: past it); None once "
+                                          "met or missed")
 
 
 class TicketOut(BaseModel):
@@ -112,6 +115,7 @@ class TicketOut(BaseModel):
     state: str
     level: str = Field(description="I (first level) or a second-level group")
     owner: str | None
+    owner_name: str | None = Field(description="as agents.yaml names them")
     priority: str
     requester_name: str
     requester_email: str | None
@@ -251,11 +255,13 @@ def download(desk_files: Path, attachment: TicketAttachment) -> web.FileResponse
 # --- output -----------------------------------------------------------------------------------
 
 def ticket_out(desk: TicketDesk, row: Ticket) -> dict[str, Any]:
-    clocks = {name: Clock(due=c.due, standing=c.standing, used=round(c.used, 3))
+    clocks = {name: Clock(due=c.due, standing=c.standing, used=round(c.used, 3),
+                          remaining_seconds=None if c.remaining is None else int(c.remaining))
               for name, c in desk.clocks(row).items()}
     return TicketOut(
         number=row.number, topic=row.topic, subject=row.subject, channel=row.channel,
-        state=row.state, level=row.level, owner=row.owner, priority=row.priority,
+        state=row.state, level=row.level, owner=row.owner, owner_name=desk.name_of(row.owner),
+        priority=row.priority,
         requester_name=row.requester_name, requester_email=row.requester_email,
         requester_phone=row.requester_phone, requester_tax_code=row.requester_tax_code,
         created_at=row.created_at, updated_at=row.updated_at,

@@ -405,6 +405,13 @@ async def test_the_board_shows_the_backlog_and_the_late_and_a_supervisor_reassig
         late = {t["number"]: t["clocks"]["first_response"]["standing"]
                 for t in board["attention"]}
         assert late == {old: "breached"}  # `fresh` is fine: not on the list
+        [over] = board["attention"]
+        # Tuesday 10:00 + 8 working hours = Wednesday 10:30; it is Friday 10:00: Wednesday's
+        # rest (5.5 h), Thursday (7.5 h) and Friday 8:30-10 (1.5 h) past it.
+        assert over["clocks"]["first_response"]["remaining_seconds"] == -14.5 * 3600
+        listed = await (await client.get("/api/tickets", headers=boss)).json()
+        clocks = {t["number"]: t["clocks"]["first_response"] for t in listed}
+        assert clocks[fresh]["remaining_seconds"] == 8 * 3600
 
         # Marco (tributi) cannot work a suap ticket; Luca (suap) can.
         refused = await client.post(f"/api/tickets/{old}/assign", headers=boss,
@@ -412,7 +419,8 @@ async def test_the_board_shows_the_backlog_and_the_late_and_a_supervisor_reassig
         assert refused.status == 409 and "suap" in (await refused.json())["error"]
         moved = await (await client.post(f"/api/tickets/{old}/assign", headers=boss,
                                          json={"agent": "1004"})).json()
-        assert (moved["owner"], moved["state"]) == ("1004", "preso in carico")
+        assert (moved["owner"], moved["owner_name"], moved["state"]) == (
+            "1004", "Luca Ferrari", "preso in carico")
         assert moved["history"][-1]["by"] == "supervisor:supervisore"
         agent = await client.post(f"/api/tickets/{fresh}/assign",
                                   headers=bearer(token("1002")), json={"agent": "1002"})
