@@ -1,4 +1,5 @@
-// The supervisors' board: every queue and every agent, live from /ws/supervisor (read only).
+// The supervisors' board: every queue and every agent, live from /ws/supervisor (read only);
+// the written requests (tickets) from REST, where a supervisor may give one to an agent.
 "use strict";
 
 const STATES = {
@@ -73,6 +74,10 @@ function signOut(message) {
   token = null;
   clearTimeout(retryTimer);
   clearTimeout(recallsTimer);
+  clearTimeout(ticketsTimer);
+  ticketsSeq += 1;  // an answer still on its way is not shown
+  say("tk-done", "");
+  say("tk-error", "");
   drop();
   $("board").hidden = true;
   $("signout").hidden = true;
@@ -122,6 +127,7 @@ function received(data) {
     setLink("on", "connesso");
     agents = new Map(data.agents.map((a) => [a.id, a]));
     loadRecalls();
+    loadTickets();  // after a reconnection the service may have restarted, or changed agents
     queues = new Map(Object.entries(data.queues).map(([topic, waiting]) => [topic, new Map(
       waiting.map((w) => [w.call_id, { caller: w.caller, recall: w.recall,
                                        arrived: now - w.waited * 1000 }]))]));
@@ -212,6 +218,297 @@ function renderAgents() {
     cell(tr, Object.keys(a.topics || {}).join(", "));
     return tr;
   }));
+}
+
+// --- written requests (tickets) -------------------------------------------------------------
+
+const TICKETS = "/api/tickets";
+const TICKETS_EVERY = 30000;  // ms: deadlines pass and requests arrive without any live event
+const OPEN_LIMIT = 200;
+const FIRST_LEVEL = "I";
+// An SLA clock's standing: the words say it, the sign and the colour only help the eye
+// (the same words as the agents' console).
+const STANDINGS = {
+  ok: ["", "nei tempi"], warning: ["⚠", "in scadenza"], breached: ["✖", "scaduta"],
+  paused: ["⏸", "sospesa: si attende il cittadino"], met: ["✓", "rispettata"],
+  missed: ["✖", "non rispettata"],
+};
+const WORST = ["breached", "warning"];  // what puts a ticket on the list to follow
+// The service refuses in English (for logs and integrators): the usual reasons in Italian,
+// any other shown as it is.
+const REFUSALS = [
+  [/^(.+) is not one of (.+)'s topics$/,
+   (m) => `${topicName(m[1])} non è tra gli argomenti di ${agentName(m[2])}`],
+  [/^escalated to (.+): only its members work it$/,
+   (m) => `è al II livello (${groupName(m[1])}): la lavorano solo i membri del gruppo`],
+  [/^(.+) has it already$/, (m) => `è già in carico a ${agentName(m[1])}`],
+  [/^the ticket changed meanwhile/, () => "la richiesta è cambiata nel frattempo: riprova"],
+  [/^the ticket is (.+?)(?: by .+)?$/, (m) => `la richiesta è «${m[1]}»`],
+  [/^no agent ['"](.*)['"]$/, (m) => `non esiste l'operatore «${m[1]}»`],
+  [/^no ticket /, () => "la richiesta non esiste più"],
+];
+const dateTime = new Intl.DateTimeFormat("it-IT", { dateStyle: "short", timeStyle: "short",
+                                                    timeZone: "Europe/Rome" });
+let ticketsTimer = null;
+let ticketsSeq = 0;            // answers to a read older than the last one are dropped
+let topicNames = new Map();    // topic id -> name, from /api/tickets/topics
+let groupNames = new Map();    // second-level group id -> name
+const openRows = new Map();    // ticket number -> its row of #tk-open, kept across refreshes
+let assigning = false;
+
+const el = (tag, text, className) => {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+};
+const topicName = (id) => topicNames.get(id) || id;
+const groupName = (id) => groupNames.get(id) || id;
+const levelText = (level) => level === FIRST_LEVEL ? "I livello"
+  : `II livello: ${groupName(level)}`;
+
+function agentName(id) {
+  const a = agents.get(id);
+  return a ? `${a.name} (${a.id})` : `operatore ${id}`;
+}
+
+function age(seconds) {
+  // In words, the two largest units: "3 giorni 2 ore", "5 ore 10 minuti", "1 giorno".
+  const s = Math.max(0, Math.floor(seconds));
+  const units = [[Math.floor(s / 86400), "giorno", "giorni"],
+                 [Math.floor((s % 86400) / 3600), "ora", "ore"],
+                 [Math.floor((s % 3600) / 60), "minuto", "minuti"]];
+  const first = units.findIndex(([n]) => n > 0);
+  if (first < 0) return "meno di un minuto";
+  return units.slice(first, first + 2).filter(([n]) => n > 0)
+    .map(([n, one, many]) => `${n} ${n === 1 ? one : many}`).join(" ");
+}
+
+async function ask(method, path, body) {
+  // {ok, status, data}; status 0 when the service cannot be reached.
+  const headers = { "Authorization": `Bearer ${token}` };
+  if (body) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, { method, cache: "no-store", headers,
+                                   body: body ? JSON.stringify(body) : undefined });
+  } catch (_) {
+    return { ok: false, status: 0, data: null };
+  }
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* no JSON: the status says enough */ }
+  return { ok: response.ok, status: response.status, data };
+}
+
+async function loadTickets() {
+  clearTimeout(ticketsTimer);
+  if (!token) return;
+  ticketsTimer = setTimeout(loadTickets, TICKETS_EVERY);
+  const seq = ++ticketsSeq;
+  const [board, open, desk] = await Promise.all([
+    ask("GET", `${TICKETS}/board`), ask("GET", `${TICKETS}?limit=${OPEN_LIMIT}`),
+    ask("GET", `${TICKETS}/topics`)]);
+  if (seq !== ticketsSeq || !token) return;  // a newer read, or signed out meanwhile
+  if ([board, open, desk].some((a) => a.status === 503)) {
+    $("written").hidden = true;  // this service takes no written requests
+    return;
+  }
+  if (!board.ok || !open.ok) return;  // away: the socket's reconnection says so; keep the last
+  if (desk.ok) {
+    topicNames = new Map(desk.data.topics.map((t) => [t.id, t.name]));
+    groupNames = new Map(desk.data.groups.map((g) => [g.id, g.name]));
+  }
+  renderBacklog(board.data.backlog);
+  renderAttention(board.data.attention);
+  renderOpen(open.data);
+  $("written").hidden = false;
+}
+
+function renderBacklog(backlog) {
+  const oldest = backlog.oldest;
+  $("tk-oldest").textContent = oldest ? `${oldest.number} (${topicName(oldest.topic)}, `
+    + `${levelText(oldest.level)}): aperta da ${age(oldest.age_seconds)}` : "nessuna";
+  $("tk-late").textContent = String(backlog.past_deadline);
+  $("tk-late").dataset.late = backlog.past_deadline > 0 ? "true" : "false";
+  $("tk-total").textContent = String(backlog.open);
+  $("tk-backlog").tBodies[0].replaceChildren(...backlog.by_topic_level.map((b) => {
+    const tr = document.createElement("tr");
+    tr.dataset.topic = b.topic;
+    tr.dataset.level = b.level;
+    const th = el("th", topicName(b.topic));
+    th.scope = "row";
+    tr.append(th);
+    cell(tr, levelText(b.level));
+    cell(tr, String(b.open));
+    return tr;
+  }));
+  $("tk-backlog").hidden = backlog.by_topic_level.length === 0;
+  $("tk-no-backlog").hidden = backlog.by_topic_level.length > 0;
+}
+
+function standingBadge(c) {
+  // The sign is decoration (aria-hidden): the words carry the meaning.
+  const [sign, words] = STANDINGS[c.standing] || ["", c.standing];
+  const badge = el("span", undefined, "standing");
+  badge.dataset.standing = c.standing;
+  if (sign) {
+    const mark = el("span", sign);
+    mark.setAttribute("aria-hidden", "true");
+    badge.append(mark, " ");
+  }
+  badge.append(words);
+  return badge;
+}
+
+function clockCell(td, c) {
+  // How the clock stands, then its deadline in Rome's time (the service counts working hours:
+  // the browser cannot tell the time left, its clock may not even agree with the service's).
+  if (!c) td.replaceChildren("—");
+  else td.replaceChildren(standingBadge(c), " ",
+                          el("span", `entro ${dateTime.format(new Date(c.due))}`, "due"));
+}
+
+function numberCell(tr, number) {
+  const th = el("th", number);
+  th.scope = "row";
+  tr.append(th);
+}
+
+function renderAttention(tickets) {
+  $("tk-attention").tBodies[0].replaceChildren(...tickets.map((t) => {
+    const tr = document.createElement("tr");
+    tr.dataset.number = t.number;
+    const standings = Object.values(t.clocks).map((c) => c.standing);
+    tr.dataset.standing = WORST.find((s) => standings.includes(s)) || "";
+    numberCell(tr, t.number);
+    cell(tr, t.subject).className = "subject";
+    cell(tr, topicName(t.topic));
+    cell(tr, levelText(t.level));
+    cell(tr, t.owner ? agentName(t.owner) : "nessuno");
+    clockCell(cell(tr, ""), t.clocks.first_response);
+    clockCell(cell(tr, ""), t.clocks.resolution);
+    return tr;
+  }));
+  $("tk-attention").hidden = tickets.length === 0;
+  $("tk-no-attention").hidden = tickets.length > 0;
+}
+
+function openRow(number) {
+  // A row's cells are made once and filled at each refresh: the agent's select and its button
+  // stay the same elements, so a refresh neither drops the focus nor the choice in progress.
+  const tr = document.createElement("tr");
+  tr.dataset.number = number;
+  numberCell(tr, number);
+  const cells = ["subject", "citizen", "topic", "level", "ticket-state", "owner", "clock"]
+    .map((name) => { const td = cell(tr, ""); td.className = name; return td; });
+  const select = el("select");
+  select.id = `assign-${number}`;  // numbers are letters, digits and dashes
+  const label = el("label", `Operatore a cui assegnare ${number}`, "sr-only");
+  label.htmlFor = select.id;
+  const button = el("button", "Assegna");
+  button.type = "button";
+  button.append(el("span", ` ${number}`, "sr-only"));  // each button says which ticket
+  button.addEventListener("click", () => assign(number));
+  const box = el("div", undefined, "assign");
+  box.append(label, select, button);
+  cell(tr, "").append(box);
+  return { tr, cells, select, button, agentsShown: "" };
+}
+
+function fillAgents(row) {
+  // The options change only when the agents do (re-made, they would close an open list).
+  const shown = [...agents.values()].map((a) => `${a.id}\t${a.name}`).join("\n");
+  if (shown === row.agentsShown) return;
+  const chosen = row.select.value;
+  row.select.replaceChildren(el("option", "— scegli —"), ...[...agents.values()].map((a) => {
+    const option = el("option", `${a.name} (${a.id})`);
+    option.value = a.id;
+    return option;
+  }));
+  row.select.options[0].value = "";
+  row.select.value = agents.has(chosen) ? chosen : "";
+  row.agentsShown = shown;
+}
+
+function renderOpen(tickets) {
+  const body = $("tk-open").tBodies[0];
+  const focused = document.activeElement;
+  const seen = new Set();
+  tickets.forEach((t, i) => {
+    seen.add(t.number);
+    if (!openRows.has(t.number)) openRows.set(t.number, openRow(t.number));
+    const row = openRows.get(t.number);
+    const [subject, citizen, topic, level, state, owner, due] = row.cells;
+    subject.textContent = t.subject;
+    citizen.textContent = t.requester_name;
+    topic.textContent = topicName(t.topic);
+    level.textContent = levelText(t.level);
+    state.textContent = t.state;
+    owner.textContent = t.owner ? agentName(t.owner) : "nessuno";
+    clockCell(due, t.clocks.resolution);
+    fillAgents(row);
+    // Moved only if out of place: a row taken out and put back loses the focus.
+    if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
+  });
+  for (const [number, row] of openRows) {
+    if (!seen.has(number)) {
+      row.tr.remove();
+      openRows.delete(number);
+    }
+  }
+  if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();
+  $("tk-open").hidden = tickets.length === 0;
+  $("tk-no-open").hidden = tickets.length > 0;
+  $("tk-more").hidden = tickets.length < OPEN_LIMIT;
+  $("tk-more").textContent = `Sono mostrate le prime ${OPEN_LIMIT}, per scadenza.`;
+}
+
+const saying = {};  // element id -> the timer of the words about to be shown
+
+function say(id, text) {
+  // Emptied first, so that the same words twice are read out twice.
+  clearTimeout(saying[id]);
+  $(id).textContent = "";
+  if (text) saying[id] = setTimeout(() => { $(id).textContent = text; }, 100);
+}
+
+function refusal(answer) {
+  if (answer.status === 0) return "il servizio non risponde, riprova tra poco";
+  if (answer.status === 401 || answer.status === 403) {
+    return "la chiave non è abilitata ad assegnare richieste";
+  }
+  const reason = answer.data && answer.data.error ? answer.data.error : `errore ${answer.status}`;
+  for (const [pattern, words] of REFUSALS) {
+    const m = pattern.exec(reason);
+    if (m) return words(m);
+  }
+  return reason;
+}
+
+async function assign(number) {
+  const row = openRows.get(number);
+  if (!row || assigning) return;  // one at a time: the answer refreshes the whole list
+  const agent = row.select.value;
+  say("tk-done", "");
+  if (!agent) {
+    say("tk-error", `Scegli l'operatore a cui assegnare ${number}.`);
+    row.select.focus();
+    return;
+  }
+  say("tk-error", "");
+  assigning = true;
+  row.tr.setAttribute("aria-busy", "true");
+  const answer = await ask("POST", `${TICKETS}/${encodeURIComponent(number)}/assign`, { agent });
+  assigning = false;
+  row.tr.removeAttribute("aria-busy");
+  if (!token) return;  // signed out meanwhile
+  if (answer.ok) {
+    row.select.value = "";
+    say("tk-done", `${number} assegnata. In carico a: ${agentName(answer.data.owner)}.`);
+  } else {
+    say("tk-error", `${number} non assegnata: ${refusal(answer)}.`);
+  }
+  await loadTickets();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
