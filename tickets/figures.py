@@ -9,6 +9,11 @@ Of the tickets *opened* in the period (as calls are counted in the period they a
 - first_response_met_pct / resolution_met_pct: answered (resolved) no later than the deadline
   stored on the ticket, of those answered (resolved); None when there are none;
 - escalations, hand_backs: steps to and from the second level.
+Per agent, time in charge: how long tickets were theirs and "preso in carico" within the
+period (from taking one to the next step: an answer that waits for the citizen, a resolution,
+an escalation, a release), the tickets in their hands now counted up to now. Tickets worked
+in parallel each count: it is time tickets spent with them, not time they spent at the desk.
+
 The backlog now (open tickets per topic and level, the oldest, those past their deadline) is
 counted by the database (Store.ticket_backlog): it must stay quick with years of tickets.
 """
@@ -79,3 +84,15 @@ def report(rows: Iterable[TicketRow], schedule: Schedule | None) -> dict[str, An
         "escalations": sum(r.escalations for r in rows),
         "hand_backs": sum(r.hand_backs for r in rows),
     }
+
+
+def time_in_charge(intervals: Iterable[tuple[str, datetime, datetime]], since: datetime,
+                   until: datetime) -> dict[str, float]:
+    """Seconds per agent of the (agent, from, to) intervals a ticket was in their charge,
+    clipped to [since, until)."""
+    out: dict[str, float] = {}
+    for agent, start, end in intervals:
+        seconds = (min(end, until) - max(start, since)).total_seconds()
+        if seconds > 0:
+            out[agent] = out.get(agent, 0.0) + seconds
+    return {agent: round(seconds, 1) for agent, seconds in sorted(out.items())}

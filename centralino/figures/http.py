@@ -127,7 +127,11 @@ async def ticket_report(svc: Shell, since: datetime, until: datetime) -> dict[st
     schedule = svc.call_config.schedules.get(hours) if hours else None
     found = await asyncio.to_thread(ticket_figures.report,
                                     [ticket_figures.TicketRow(*r) for r in rows], schedule)
-    return {**found, "backlog": await svc.store.ticket_backlog(svc.clock.now())}
+    now = svc.clock.now()
+    charge = await svc.store.ticket_charge_intervals(since, until, now)
+    return {**found, "backlog": await svc.store.ticket_backlog(now),
+            "agents_in_charge_seconds": ticket_figures.time_in_charge(charge, since,
+                                                                      min(until, now))}
 
 
 def live(svc: Shell, topics: list[str]) -> dict[str, Any]:

@@ -726,6 +726,38 @@ class Store:
         async with self.sessions() as s:
             return list((await s.execute(query)).all())
 
+    async def ticket_charge_intervals(self, since: datetime, until: datetime, now: datetime
+                                      ) -> list[tuple[str, datetime, datetime]]:
+        """(agent, from, to) of every stretch a ticket was in an agent's charge that ended
+        in [since, until), and of those going on now (to `now`): from the history, each
+        step against the one before it (LAG, in PostgreSQL and SQLite alike)."""
+        touched = (select(TicketEvent.ticket_id)
+                   .where(TicketEvent.at >= since, TicketEvent.at < until).distinct())
+        def before(column: Any) -> Any:
+            # (lag is not one of SQLAlchemy's typed functions: the column's type is given, so
+            # that SQLite's text comes back as datetimes)
+            return func.lag(column, type_=column.type).over(partition_by=TicketEvent.ticket_id,
+                                                            order_by=TicketEvent.id)
+
+        steps = (select(TicketEvent.at, before(TicketEvent.at).label("prev_at"),
+                        before(TicketEvent.state).label("prev_state"),
+                        before(TicketEvent.owner).label("prev_owner"))
+                 .where(TicketEvent.ticket_id.in_(touched)).subquery())
+        ended = (select(steps.c.prev_owner, steps.c.prev_at, steps.c.at)
+                 .where(steps.c.at >= since, steps.c.at < until,
+                        steps.c.prev_state == State.IN_CHARGE.value,
+                        steps.c.prev_owner.is_not(None)))
+        last = (select(TicketEvent.ticket_id,
+                       func.max(TicketEvent.at, type_=TicketEvent.at.type).label("at"))
+                .group_by(TicketEvent.ticket_id).subquery())
+        going_on = (select(Ticket.owner, last.c.at)
+                    .join(last, last.c.ticket_id == Ticket.id)
+                    .where(Ticket.state == State.IN_CHARGE.value, Ticket.owner.is_not(None)))
+        async with self.sessions() as s:
+            done = [(o, a, b) for o, a, b in (await s.execute(ended)).all()]
+            now_ = [(o, a, now) for o, a in (await s.execute(going_on)).all()]
+        return done + now_
+
     async def ticket_backlog(self, now: datetime) -> dict[str, Any]:
         """The open tickets now: per topic and level, the oldest, and how many are past their
         resolution deadline (aggregated by the database: quick with years of tickets)."""

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from centralino.storage.store import NewTicket, Store
+from tickets import states
 from tickets.states import TicketError
 
 URL = os.environ.get("CENTRALINO_TEST_DATABASE_URL", "")
@@ -85,3 +86,20 @@ async def test_fifty_requests_at_once_get_fifty_consecutive_numbers(stores, pref
         assert found is not None and found.id == ticket.id
         assert len(await stores[2].ticket_messages(ticket.id)) == 1
     assert (await stores[3].create_ticket(request(prefix))).number == f"{prefix}-2026-000051"
+
+
+async def test_the_backlog_and_the_time_in_charge_are_counted_by_postgresql(stores, prefix):
+    """The figures' queries (GROUP BY, window functions) as PostgreSQL runs them."""
+    store = stores[0]
+    made = [await store.create_ticket(request(prefix)) for _ in range(3)]
+    await store.take_ticket(made[0].id, "1001", (), AT)
+    later = AT.replace(hour=10)
+    await store.apply_step(made[0].id, lambda t: states.resolve(t, "1001", later))
+    await store.take_ticket(made[1].id, "1002", (), AT)
+    intervals = await store.ticket_charge_intervals(AT, AT.replace(hour=23), later)
+    mine = [(agent, start, end) for agent, start, end in intervals if agent in ("1001", "1002")
+            and start == AT]
+    assert ("1001", AT, later) in mine and ("1002", AT, later) in mine
+    backlog = await store.ticket_backlog(later)
+    anagrafe = [row for row in backlog["by_topic_level"] if row["topic"] == "anagrafe"]
+    assert anagrafe and anagrafe[0]["open"] >= 2  # made[1] and made[2] (and earlier runs')

@@ -426,3 +426,14 @@ def test_file_names_lose_folders_and_control_characters_and_keep_their_extension
     assert attachments.clean_name("../../fo\u202eto.png") == "foto.png"
     assert attachments.clean_name("a" * 300 + ".pdf") == "a" * 110 + ".pdf"
     assert attachments.clean_name("...") == "allegato"
+
+
+def test_time_in_charge_adds_each_agent_s_stretches_clipped_to_the_period():
+    since, until = rome(2026, 12, 2), rome(2026, 12, 3)
+    got = figures.time_in_charge([
+        ("1001", rome(2026, 12, 1, 16), rome(2026, 12, 2, 1)),  # 1 h of it falls in the day
+        ("1001", rome(2026, 12, 2, 10), rome(2026, 12, 2, 10, 30)),
+        ("1002", rome(2026, 12, 2, 23), rome(2026, 12, 3, 2)),  # 1 h in the day
+        ("1003", rome(2026, 12, 3, 9), rome(2026, 12, 3, 10)),  # another day
+    ], since, until)
+    assert got == {"1001": 5400.0, "1002": 3600.0}

@@ -430,23 +430,34 @@ async def test_the_board_shows_the_backlog_and_the_late_and_a_supervisor_reassig
 
 
 async def test_ticket_figures_sit_beside_the_calls_in_the_api_and_prometheus(tmp_path):
-    async with web_parts(tmp_path) as (client, _):
+    async with web_parts(tmp_path) as (client, parts):
         number = await open_ticket(client)
         giulia = bearer(token("1001"))
         await client.post("/api/tickets/next", headers=giulia)
         await client.post(f"/api/tickets/{number}/actions", headers=giulia,
                           json={"action": "reply", "text": "Ecco il modulo."})
         await open_ticket(client, topic="generale", subject="Reclami")
+        second = await open_ticket(client, topic="tributi", subject="Rimborsi")
+        await client.post("/api/tickets/next", headers=bearer(token("1002")))  # takes `second`
+        parts.clock.advance(1800)
+        await client.post(f"/api/tickets/{number}/actions", headers=giulia,
+                          json={"action": "wait", "text": "Manca la firma."})
         got = await (await client.get("/api/figures", headers=bearer(ADMIN))).json()
         tickets = got["tickets"]
-        assert tickets["opened"] == 2
-        assert tickets["by_state"] == {"preso in carico": 1, "nuovo": 1}
+        assert tickets["opened"] == 3
+        assert tickets["by_state"] == {"in attesa del cittadino": 1, "nuovo": 1,
+                                       "preso in carico": 1}
+        # Time in charge: Giulia's ticket for the half hour until it waited for the citizen;
+        # Marco's is still his, so far half an hour too.
+        assert tickets["agents_in_charge_seconds"] == {"1001": 1800.0, "1002": 1800.0}
+        assert second
         assert tickets["first_response_avg"] == 0  # answered at once (the clock stood still)
         assert tickets["first_response_met_pct"] == 100.0
-        assert tickets["backlog"]["open"] == 2
+        assert tickets["backlog"]["open"] == 3
         metrics = await scrape(client, Authorization=f"Bearer {ADMIN}")
         assert metrics[("centralino_tickets_open", (("level", "I"), ("topic", "generale")))] == 1
         assert metrics[("centralino_today_tickets", (("state", "nuovo"),))] == 1
+        assert metrics[("centralino_today_tickets_by_channel", (("channel", "web"),))] == 3
         assert metrics[("centralino_today_ticket_sla_met_ratio",
                         (("target", "first_response"),))] == 1.0
 
