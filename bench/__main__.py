@@ -1,6 +1,7 @@
 """Benchmarks against the real Asterisk: `./dev bench` or `python -m bench menus --calls 50 200`,
 `python -m bench fullflow` (the whole flow against native app_queue: see bench/fullflow.py),
-`python -m bench hostile` (menus while the service is attacked: see bench/hostile.py).
+`python -m bench hostile` (menus while the service is attacked: see bench/hostile.py),
+`python -m bench tickets` (1,000,000 tickets in PostgreSQL: see bench/tickets.py).
 Each loads the dialplan it needs into the development Asterisk first (starting it if need be).
 
 menus: N simulated callers navigate the test line's menus at the same time (barge-in into a
@@ -227,12 +228,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", default="menus",
-                        choices=["menus", "fullflow", "hostile"])
+                        choices=["menus", "fullflow", "hostile", "tickets"])
     parser.add_argument("--calls", type=int, nargs="+", default=None,
                         help="menus: concurrent callers (50 200); fullflow: callers (100); "
                              "hostile: concurrent callers (50)")
-    parser.add_argument("--rate", type=float, default=5.0,
-                        help="fullflow: callers dialled per second")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="fullflow: callers dialled per second (5); tickets: forms sent "
+                             "per second (50)")
+    parser.add_argument("--tickets", type=int, default=1_000_000,
+                        help="tickets: how many are in the database")
     parser.add_argument("--talk", type=float, default=2.0,
                         help="fullflow: seconds each agent talks")
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds to dial them all")
@@ -246,7 +250,12 @@ def main() -> None:
     if args.name == "fullflow":
         from bench.fullflow import main as fullflow
 
-        fullflow((args.calls or [100])[0], args.rate, args.talk)
+        fullflow((args.calls or [100])[0], args.rate or 5.0, args.talk)
+        return
+    if args.name == "tickets":
+        from bench.tickets import main as tickets
+
+        tickets(args.tickets, args.rate or 50.0, args.steady, (args.calls or [30])[0])
         return
     gc.collect()
     gc.freeze()  # the simulated callers must not stall on the collector either

@@ -437,3 +437,18 @@ def test_time_in_charge_adds_each_agent_s_stretches_clipped_to_the_period():
         ("1003", rome(2026, 12, 3, 9), rome(2026, 12, 3, 10)),  # another day
     ], since, until)
     assert got == {"1001": 5400.0, "1002": 3600.0}
+
+
+CLOSED = Schedule(weekly={"mon-fri": ["08:30-13:00", "14:00-17:00"], "sat": ["09:00-12:00"]},
+                  closures=[{"date": "2026-08-10", "to": "2026-08-21", "reason": "ferie"}])
+
+
+@given(st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2027, 12, 31)),
+       st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=800)))
+def test_long_spans_count_the_same_as_day_by_day(start, span):
+    """Whole days come from running totals: the same as adding every interval up, over
+    holidays, closures and the changes of summer time."""
+    a = start.replace(tzinfo=LOCAL)
+    b = a + span
+    slow = sum((hi - lo).total_seconds() for lo, hi in sla.working_intervals(CLOSED, a, b))
+    assert working_seconds(CLOSED, a, b) == pytest.approx(slow)
