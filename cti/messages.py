@@ -202,9 +202,12 @@ ScreenPop = Annotated[CallOffer | RecallOffer | RecallOutcome, Field(discriminat
 
 
 class TicketAssigned(_Message):
-    """The desk handed the agent a written request: it is theirs, in charge."""
+    """A written request for this agent: handed to them by the desk or a supervisor (it is
+    theirs, in charge), or arrived at their second-level group, or handed back to the first
+    level of their topic (for them to take)."""
 
     type: Literal["ticket"] = "ticket"
+    why: Literal["assigned", "reassigned", "escalated", "handed_back"] = "assigned"
     number: str = Field(description="HD-2026-000123")
     topic: str
     subject: str

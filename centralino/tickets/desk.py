@@ -6,7 +6,7 @@ only joins them with the configuration of the moment and the clock.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -37,6 +37,9 @@ Action = Literal["take", "reply", "note", "wait", "escalate", "hand_back", "reso
                  "release"]
 ACTIONS: tuple[Action, ...] = ("take", "reply", "note", "wait", "escalate", "hand_back",
                                "resolve", "release")
+
+
+Why = Literal["assigned", "reassigned", "escalated", "handed_back"]  # TicketAssigned.why
 
 
 class NoTickets(LookupError):
@@ -233,6 +236,7 @@ class TicketDesk:
         if changed is None:
             raise Busy("the ticket changed meanwhile: look at it again")
         self._track(changed)
+        self._notify(ticket, changed)
         return changed
 
     # --- the distributor's view ---------------------------------------------------------------
@@ -276,11 +280,27 @@ class TicketDesk:
             if row is not None and (fresh := await self.store.ticket(row.id)) is not None:
                 self._track(fresh)
             return
-        self.desk.tell(agent, TicketAssigned(
-            number=changed.number, topic=changed.topic, subject=changed.subject,
-            requester_name=changed.requester_name, level=changed.level,
-            due=changed.first_response_due if changed.first_response_at is None
-            else changed.resolution_due))
+        self._tell([agent], changed, "assigned")
+
+    def _tell(self, agents: Iterable[str], row: Ticket, why: Why) -> None:
+        notice = TicketAssigned(
+            why=why, number=row.number, topic=row.topic, subject=row.subject,
+            requester_name=row.requester_name, level=row.level,
+            due=row.first_response_due if row.first_response_at is None
+            else row.resolution_due)
+        for agent in agents:
+            self.desk.tell(agent, notice)
+
+    def _notify(self, before: Ticket | None, after: Ticket) -> None:
+        """Who hears of a step: a group of a ticket escalated to it, the first level of a
+        ticket handed back, the agent a supervisor gave one to."""
+        if before is None or after.level == before.level:
+            return
+        if after.level == FIRST_LEVEL:
+            self._tell([a for a, e in self._config().agents.agents.items()
+                        if after.topic in e.topics and a != after.owner], after, "handed_back")
+        elif (group := self.config.groups.get(after.level)) is not None:
+            self._tell(group.members, after, "escalated")
 
     async def reassign(self, ticket: Ticket, agent: str, by: str) -> Ticket:
         """A supervisor gives the ticket to `agent` (TicketError if they cannot work it)."""
@@ -290,7 +310,9 @@ class TicketDesk:
             raise TicketError(f"{ticket.topic} is not one of {agent}'s topics")
         step = partial(states.reassign, agent=agent, groups=self.groups_of(agent), by=by,
                        at=self.clock.now())
-        return await self._apply(ticket, step, None)
+        changed = await self._apply(ticket, step, None)
+        self._tell([agent], changed, "reassigned")
+        return changed
 
     async def release_all(self, agent: str) -> list[str]:
         """Logging out: the agent's tickets in charge go back to their lines (the numbers)."""

@@ -549,3 +549,28 @@ async def test_a_form_beyond_the_total_size_is_cut_with_413(tmp_path):
         resp = await send_files(client, files)
         assert resp.status == 413
         assert await stored(parts) == []
+
+
+async def test_the_group_hears_of_an_escalation_and_the_first_level_of_a_hand_back(tmp_path):
+    async with web_parts(tmp_path) as (client, _):
+        consoles = {}
+        for agent in ("1003", "1004", "1001"):
+            ws = await client.ws_connect(f"/ws/agents/{agent}")
+            await ws.send_json({"token": token(agent)})
+            assert (await ws.receive_json(timeout=2))["type"] == "hello"
+            consoles[agent] = ws
+        number = await open_ticket(client)
+        giulia, luca = bearer(token("1001")), bearer(token("1004"))
+        await client.post("/api/tickets/next", headers=giulia)
+        await client.post(f"/api/tickets/{number}/actions", headers=giulia, json={
+            "action": "escalate", "group": "back-office", "text": "verifica"})
+        for member in ("1003", "1004"):
+            told = await consoles[member].receive_json(timeout=2)
+            assert (told["type"], told["why"], told["number"], told["level"]) == (
+                "ticket", "escalated", number, "back-office")
+        await client.post(f"/api/tickets/{number}/actions", headers=luca,
+                          json={"action": "hand_back", "text": "manca un documento"})
+        told = await consoles["1001"].receive_json(timeout=2)  # suap is hers
+        assert (told["why"], told["level"]) == ("handed_back", "I")
+        for ws in consoles.values():
+            await ws.close()
