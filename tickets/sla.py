@@ -29,8 +29,9 @@ def working_intervals(schedule: Schedule, start: datetime, end: datetime
     local = start.astimezone(schedule.zone)
     last = end.astimezone(schedule.zone).date()
     day = local.date()
+    days = _totals(schedule)
     while day <= last:
-        for opens, closes in _open_ranges(schedule, day):
+        for opens, closes in days.ranges(day):
             lo, hi = max(opens, start), min(closes, end)
             if lo < hi:
                 yield lo, hi
@@ -70,13 +71,23 @@ class _DayTotals:
     def __init__(self, schedule: Schedule):
         self.schedule = schedule
         self.sums = [0.0]  # sums[i]: the days _ORIGIN ... _ORIGIN + i - 1
+        self._ranges: dict[date, list[tuple[datetime, datetime]]] = {}
+
+    def ranges(self, day: date) -> list[tuple[datetime, datetime]]:
+        """_open_ranges, remembered (the holiday calendar is asked once per day)."""
+        found = self._ranges.get(day)
+        if found is None:
+            if len(self._ranges) > 20_000:
+                self._ranges.clear()
+            found = self._ranges[day] = _open_ranges(self.schedule, day)
+        return found
 
     def _upto(self, day: date) -> float:
         index = (day - _ORIGIN).days
         while len(self.sums) <= index:
             d = _ORIGIN + timedelta(days=len(self.sums) - 1)
             self.sums.append(self.sums[-1] + sum(
-                (c - o).total_seconds() for o, c in _open_ranges(self.schedule, d)))
+                (c - o).total_seconds() for o, c in self.ranges(d)))
         return self.sums[index]
 
     def between(self, first: date, last: date) -> float:
@@ -174,15 +185,30 @@ class Clock:
             return 1.0 + working_seconds(schedule, self.due, now) / target.seconds
         return 1.0 - left / target.seconds
 
+    def left(self, schedule: Schedule | None, at: datetime) -> float:
+        """Working seconds from `at` (or the pause) to the deadline; negative past it."""
+        now = min(at, self.paused_since) if self.paused_since is not None else at
+        if now <= self.due:
+            return working_seconds(schedule, now, self.due)
+        return -working_seconds(schedule, self.due, now)
+
     def standing(self, schedule: Schedule | None, at: datetime, target: Target
                  ) -> tuple[Standing, float | None]:
         """("breached" past the deadline; "warning" and the highest threshold reached; or
         "ok"), as the console and the supervisor board show it."""
-        used = self.used(schedule, at, target)
-        if used >= 1.0:
-            return "breached", None
-        reached = [w for w in target.warn_at if used >= w]
-        return ("warning", reached[-1]) if reached else ("ok", None)
+        return judge(self.used(schedule, at, target), target)
+
+
+def used_of(left: float, target: Target) -> float:
+    """The fraction of a target used when `left` working seconds remain (see Clock.left)."""
+    return 1.0 - left / target.seconds
+
+
+def judge(used: float, target: Target) -> tuple[Standing, float | None]:
+    if used >= 1.0:
+        return "breached", None
+    reached = [w for w in target.warn_at if used >= w]
+    return ("warning", reached[-1]) if reached else ("ok", None)
 
 
 # While a ticket is in one of these its clocks stand still: waiting for the citizen, or

@@ -208,6 +208,11 @@ class RecallAttempt(Base):
 # Tickets (issue #11): the rules are tickets/ (states.py decides, this keeps). `state` holds the
 # Italian values of tickets.states.State; `level` is tickets.states.FIRST_LEVEL or a group.
 TICKET_STATE = String(32)
+# The open states (tickets.states.OPEN): partial indexes cover only these rows, a few thousand
+# among years of closed tickets, so the board's and the backlog's queries stay quick.
+OPEN_TICKET = text("state IN ('nuovo', 'preso in carico', 'in attesa del cittadino', "
+                   "'escalato')")
+ESCALATED_TICKET = text("state = 'escalato'")  # waiting for a second-level group
 
 
 class Ticket(Base):
@@ -251,6 +256,16 @@ class Ticket(Base):
         Index("ix_tickets_owner_state", "owner", "state"),
         Index("ix_tickets_created_at", "created_at"),  # figures' periods, the oldest open
         Index("ix_tickets_requester_phone", "requester_phone", "created_at"),  # screen pops
+        Index("ix_tickets_open_due", "resolution_due", "created_at",
+              postgresql_where=OPEN_TICKET, sqlite_where=OPEN_TICKET),
+        Index("ix_tickets_open_topic", "topic", "level", "resolution_due",
+              postgresql_where=OPEN_TICKET, sqlite_where=OPEN_TICKET),
+        Index("ix_tickets_open_age", "created_at",
+              postgresql_where=OPEN_TICKET, sqlite_where=OPEN_TICKET),
+        Index("ix_tickets_open_owner", "owner", "resolution_due", "created_at",
+              postgresql_where=OPEN_TICKET, sqlite_where=OPEN_TICKET),  # an agent's own
+        Index("ix_tickets_escalated", "level", "resolution_due", "created_at",
+              postgresql_where=ESCALATED_TICKET, sqlite_where=ESCALATED_TICKET),
     )
 
 

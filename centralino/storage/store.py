@@ -19,7 +19,6 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
-    case,
     create_engine,
     event,
     func,
@@ -44,6 +43,8 @@ from sqlalchemy.orm import selectinload
 from centralino.storage import records
 from centralino.storage.faults import REFUSING, UNREACHABLE, Fault, fault_of
 from centralino.storage.models import (
+    ESCALATED_TICKET,
+    OPEN_TICKET,
     AgentEvent,
     Call,
     LineOverride,
@@ -690,19 +691,29 @@ class Store:
                     limit: int = 100) -> list[Ticket]:
         """An operator's tickets: first the open ones they have in charge, then those nobody
         has that they may take (new ones of their topics at the first level, escalated ones
-        of their groups); each part by resolution deadline (none: last), then age."""
-        mine = and_(Ticket.owner == agent, Ticket.state.in_([s.value for s in states.OPEN]))
-        free = and_(Ticket.owner.is_(None),
-                    Ticket.state.in_((State.NEW.value, State.ESCALATED.value)),
-                    or_(and_(Ticket.level == states.FIRST_LEVEL, Ticket.topic.in_(topics)),
-                        Ticket.level.in_(groups)))
-        query = (select(Ticket).where(or_(mine, free))
-                 .order_by(case((Ticket.owner == agent, 0), else_=1),
-                           Ticket.resolution_due.asc().nulls_last(), Ticket.created_at,
-                           Ticket.id)
-                 .limit(limit))
+        of their groups); each part by resolution deadline (none: last), then age.
+
+        One query per line, each walking its index in deadline order and stopping at
+        `limit`, merged here: with tens of thousands waiting, one query over them all would
+        sort them all to keep a hundred."""
+        order = (Ticket.resolution_due.asc().nulls_last(), Ticket.created_at, Ticket.id)
+        mine = (select(Ticket).where(Ticket.owner == agent, OPEN_TICKET)
+                .order_by(*order).limit(limit))
+        lines = [select(Ticket).where(Ticket.state == State.NEW.value,
+                                      Ticket.level == states.FIRST_LEVEL, Ticket.topic == topic)
+                 for topic in sorted(topics)]
+        lines += [select(Ticket).where(ESCALATED_TICKET, Ticket.level == group)
+                  for group in sorted(groups)]
         async with self.sessions() as s:
-            return list((await s.scalars(query)).all())
+            own = list((await s.scalars(mine)).all())
+            free: list[Ticket] = []
+            room = limit - len(own)
+            for line in lines if room > 0 else ():
+                free += (await s.scalars(line.where(Ticket.owner.is_(None))
+                                         .order_by(*order).limit(room))).all()
+        far = datetime.max.replace(tzinfo=UTC)
+        free.sort(key=lambda t: (t.resolution_due or far, t.created_at, t.id))
+        return (own + free)[:limit]
 
     async def ticket_figures_rows(self, since: datetime, until: datetime) -> list[Any]:
         """The tickets opened in [since, until), with their first public answer and their
@@ -761,7 +772,7 @@ class Store:
     async def ticket_backlog(self, now: datetime) -> dict[str, Any]:
         """The open tickets now: per topic and level, the oldest, and how many are past their
         resolution deadline (aggregated by the database: quick with years of tickets)."""
-        open_ = Ticket.state.in_([s.value for s in states.OPEN])
+        open_ = OPEN_TICKET
         per = (select(Ticket.topic, Ticket.level, func.count()).where(open_)
                .group_by(Ticket.topic, Ticket.level).order_by(Ticket.topic, Ticket.level))
         oldest = (select(Ticket.number, Ticket.topic, Ticket.level, Ticket.created_at)
@@ -793,7 +804,7 @@ class Store:
 
     async def open_tickets(self, limit: int = 100) -> list[Ticket]:
         """Every open ticket, soonest resolution deadline first (the supervisors' view)."""
-        query = (select(Ticket).where(Ticket.state.in_([s.value for s in states.OPEN]))
+        query = (select(Ticket).where(OPEN_TICKET)
                  .order_by(Ticket.resolution_due.asc().nulls_last(), Ticket.created_at,
                            Ticket.id).limit(limit))
         async with self.sessions() as s:

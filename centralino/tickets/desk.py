@@ -365,16 +365,15 @@ class TicketDesk:
             if due is None:
                 continue
             clock = sla.Clock(ticket.created_at, due, ticket.sla_paused_since)
-            used = clock.used(schedule, done or now, target)
             if done is not None:
+                used = clock.used(schedule, done, target)
                 out[name] = Standing(due, "met" if done <= due else "missed", used)
-            else:
-                at = ticket.sla_paused_since or now
-                left = (sla.working_seconds(schedule, at, due) if at <= due
-                        else -sla.working_seconds(schedule, due, at))
-                standing = ("paused" if ticket.sla_paused_since is not None
-                            else clock.standing(schedule, now, target)[0])
-                out[name] = Standing(due, standing, used, round(left))
+                continue
+            left = clock.left(schedule, now)  # the one count of working time per clock
+            used = sla.used_of(left, target)
+            standing = ("paused" if ticket.sla_paused_since is not None
+                        else sla.judge(used, target)[0])
+            out[name] = Standing(due, standing, used, round(left))
         return out
 
 
