@@ -1,15 +1,18 @@
 """Written requests at the agent's console in a real browser: the inbox (deadlines near and
-past, read again every 30 s, a ticket the desk hands over), a ticket's thread and steps, the
-second level taking over, two agents taking the same ticket at once, a citizen's markup shown
-as text, a request opened for the caller on the line (and listed in their next call's pop),
-and axe-core's WCAG 2.1 A/AA audit. Against the real service and its
+past with the working time left, read again every 30 s, a ticket the desk hands over), a
+ticket's thread and steps, the second level taking over, two agents taking the same ticket at
+once, a citizen's markup shown as text, a request opened for the caller on the line (and listed
+in their next call's pop), "Prendi la prossima", "Rimetti in coda", "Esci" with requests in
+charge, and axe-core's WCAG 2.1 A/AA audit. Against the real service and its
 database (PostgreSQL with the README's command) and, for the call, the real Asterisk.
 
-The inbox tests run on the example configuration (config/: agent 1001 works suap, 1003 and 1004
-are the back-office group, portal key dev-portal, supervisor dev-supervisore), with every agent
-logged out (so the desk hands no ticket out by itself); the calls and the hand-over run on the
-test lines (tests/integration/config, whose tickets.yaml makes alpha and beta take written
-requests).
+The inbox tests run on the example configuration (config/: agent 1001 Giulia Rossi works suap,
+1003 and 1004 are the back-office group, portal key dev-portal, supervisor dev-supervisore),
+with every agent logged out (so the desk hands no ticket out by itself); the calls, the
+hand-over, taking the next, giving back and logging out run on the test lines
+(tests/integration/config: its tickets.yaml makes alpha and beta take written requests, 1001
+Agente Uno works both, supervisor dev-sup). An agent who logs in ("Accedi") and is available
+is handed up to 2 tickets by the desk at once: those tests open tickets while the agent is out.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ pytestmark = pytest.mark.asterisk  # the service under test connects to the real
 API = "http://127.0.0.1:18081"
 PORTAL = {"X-API-Key": "dev-portal"}
 SUPERVISORE = "dev-supervisore"  # config/agents.yaml
+SUP = "dev-sup"  # tests/integration/config/agents.yaml
 EVIL = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
 AXE = Path(os.environ.get("CENTRALINO_AXE",
                           "/var/cache/centralino/axe/node_modules/axe-core/axe.min.js"))
@@ -95,6 +99,14 @@ async def as_supervisor(number: str, token: str = SUPERVISORE) -> dict[str, Any]
         return await resp.json()
 
 
+async def agent_state(agent: str) -> str:
+    """The agent's state as `GET /api/agents/{id}` says it (to the test lines' supervisor)."""
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{API}/api/agents/{agent}", headers={"Authorization": f"Bearer {SUP}"}) as resp:
+        assert resp.status == 200, await resp.text()
+        return (await resp.json())["state"]
+
+
 async def signed_in(page: Page, agent: str) -> None:
     await sign_in(page, agent, f"dev-{agent}")
     await expect(page.get_by_role("heading", name="Richieste scritte")).to_be_visible()
@@ -142,6 +154,7 @@ async def test_an_agent_works_a_ticket_and_the_second_level_resolves_it(start_se
     await expect(mine.locator(".sla")).to_have_text("nei tempi")
     due = (await as_supervisor(number))["clocks"]["resolution"]["due"]
     await expect(mine.locator("td").nth(4)).to_contain_text(f"entro {rome(due)}")
+    await expect(mine.locator(".left")).to_have_text("mancano 40 h di lavoro")
 
     view = await show(page, number)
     await expect(mine).to_have_attribute("aria-current", "true")
@@ -149,7 +162,8 @@ async def test_an_agent_works_a_ticket_and_the_second_level_resolves_it(start_se
     await expect(view.locator("#t-email")).to_have_text("maria.rossi@esempio.it")
     await expect(view.locator("#t-level")).to_have_text("I livello")
     await expect(view.locator("#t-owner")).to_have_text("nessuno")
-    await expect(view.locator("#t-resolution")).to_contain_text(f"entro {rome(due)} nei tempi")
+    await expect(view.locator("#t-resolution")).to_contain_text(
+        f"entro {rome(due)} · mancano 40 h di lavoro nei tempi")
     await expect(view.locator(".msg.in")).to_contain_text("Cittadino: Maria Rossi")
     await expect(view.locator(".msg-body")).to_have_text(
         "Vorrei aprire un bar: quali moduli servono?")
@@ -160,9 +174,9 @@ async def test_an_agent_works_a_ticket_and_the_second_level_resolves_it(start_se
     await view.get_by_role("button", name="Prendi in carico").click()
     await expect(view.locator("#ticket-done")).to_have_text(
         "Richiesta presa in carico. Stato: preso in carico.")
-    await expect(view.locator("#t-owner")).to_have_text("operatore 1001 (tu)")
+    await expect(view.locator("#t-owner")).to_have_text("Giulia Rossi (tu)")  # owner_name
     await expect(view.get_by_role("button", name="Prendi in carico")).to_be_hidden()
-    await expect(mine.locator("td").nth(3)).to_have_text("preso in carico · operatore 1001 (tu)")
+    await expect(mine.locator("td").nth(3)).to_have_text("preso in carico · Giulia Rossi (tu)")
 
     # A public answer (it stops the first-response clock), then an internal note: an empty
     # one is refused by the field before anything is sent.
@@ -171,7 +185,7 @@ async def test_an_agent_works_a_ticket_and_the_second_level_resolves_it(start_se
                "Invia la risposta")
     await expect(view.locator(".msg.out")).to_contain_text("Le servono la SCIA e la planimetria.")
     await expect(view.locator(".msg.out .who")).to_have_text(
-        "Al cittadino, da operatore 1001 (tu)")
+        "Al cittadino, da Giulia Rossi (tu)")
     await expect(view.locator("#t-first-response")).to_contain_text("rispettata")
     await view.locator("summary", has_text="Nota interna").click()
     await view.get_by_role("button", name="Aggiungi la nota interna").click()
@@ -209,7 +223,7 @@ async def test_an_agent_works_a_ticket_and_the_second_level_resolves_it(start_se
     other = await show(other_page, number)
     await expect(other.locator(".msg.internal")).to_have_count(2)  # the note, and why it went
     await other.get_by_role("button", name="Prendi in carico").click()
-    await expect(other.locator("#t-owner")).to_have_text("operatore 1004 (tu)")
+    await expect(other.locator("#t-owner")).to_have_text("Luca Ferrari (tu)")
     await expect(other.locator("summary", has_text="Restituisci al I livello")).to_be_visible()
     await step(other, "Risolvi",
                {"Messaggio finale al cittadino (facoltativo)": "Parere favorevole: può aprire."},
@@ -261,7 +275,8 @@ async def test_two_agents_take_the_same_ticket_one_has_it_the_other_is_told_why(
         # read it taken (the usual case), or read it free while the other was writing
         f"Non è stato possibile: la richiesta è già «preso in carico», dell'operatore {owner}.",
         "Non è stato possibile: la richiesta è cambiata nel frattempo: guardala di nuovo.")
-    await expect(views[loser].locator("#t-owner")).to_have_text(f"operatore {owner}")
+    await expect(views[loser].locator("#t-owner")).to_have_text(
+        {"1001": "Giulia Rossi", "1004": "Luca Ferrari"}[owner])
     await expect(views[loser].locator("summary", has_text="Rispondi al cittadino")).to_be_hidden()
     history = (await as_supervisor(number))["history"]
     assert [e["action"] for e in history] == ["opened", "taken"]
@@ -285,14 +300,20 @@ async def test_the_inbox_marks_deadlines_near_and_past(start_service, page, tmp_
         "breached", "warning", "ok"]
 
     await signed_in(page, "1001")
-    for number, standing, words in ((late, "breached", "✖ scaduta"),
-                                    (near, "warning", "⚠ in scadenza"),
-                                    (fresh, "ok", "nei tempi")):
+    # The working time left, as the service counts it (8 h past, 7 h and 40 h to go), in words.
+    left = [(await as_supervisor(n))["clocks"]["resolution"]["remaining_seconds"]
+            for n in numbers]
+    assert [round(s / 60) for s in left] == [-8 * 60, 7 * 60, 40 * 60]
+    for number, standing, words, time_left in (
+            (late, "breached", "✖ scaduta", "scaduta da 8 h di lavoro"),
+            (near, "warning", "⚠ in scadenza", "mancano 7 h di lavoro"),
+            (fresh, "ok", "nei tempi", "mancano 40 h di lavoro")):
         await expect(row(page, number)).to_have_attribute("data-standing", standing)
         badge = row(page, number).locator(".sla")
         await expect(badge).to_have_text(words)
         await expect(badge.locator("[aria-hidden=true]")).to_have_count(0 if standing == "ok"
                                                                         else 1)
+        await expect(row(page, number).locator(".left")).to_have_text(time_left)
     # Soonest deadline first.
     shown = await page.locator("#inbox tbody tr").evaluate_all(
         "rows => rows.map(r => r.dataset.number)")
@@ -300,7 +321,7 @@ async def test_the_inbox_marks_deadlines_near_and_past(start_service, page, tmp_
     view = await show(page, late)
     due = (await as_supervisor(late))["clocks"]["resolution"]["due"]
     await expect(view.locator("#t-resolution")).to_have_text(  # 48 working hours of 40
-        f"entro {rome(due)} ✖ scaduta (usato 120% del tempo)")
+        f"entro {rome(due)} · scaduta da 8 h di lavoro ✖ scaduta (usato 120% del tempo)")
 
 
 async def test_the_inbox_reads_itself_again_every_30_seconds(start_service, page, tmp_path):
@@ -324,9 +345,9 @@ async def test_a_ticket_the_desk_hands_over_shows_at_once(start_service, page):
     await expect(page.locator("#inbox-announce")).to_have_text(
         f"Ti è stata assegnata la richiesta {number}: Informazioni.")
     await expect(row(page, number).locator("td").nth(3)).to_have_text(
-        "preso in carico · operatore 1001 (tu)")
+        "preso in carico · Agente Uno (tu)")
     view = await show(page, number)
-    await expect(view.locator("#t-history")).to_contain_text("assegnata a operatore 1001 (tu)")
+    await expect(view.locator("#t-history")).to_contain_text("assegnata a Agente Uno (tu)")
     await expect(view.locator("summary", has_text="Rispondi al cittadino")).to_be_visible()
 
 
@@ -449,7 +470,199 @@ async def test_a_request_opened_for_the_caller_on_the_line(start_service, caller
     await again.hangup()
 
 
+# --- taking the next, giving back, logging out with requests in charge -----------------------
+
+async def test_prendi_la_prossima_takes_the_soonest_deadline_and_opens_it(start_service, page):
+    await start_service()  # the test lines, every agent logged out: the desk hands nothing out
+    # Opened first, but with 8 working hours to the first answer (alpha); then one with 4 (beta).
+    later = await open_ticket(topic="alpha", subject="Informazioni", body="Orari?",
+                              name="Anna Alfa")
+    sooner = await open_ticket(topic="beta", subject="Reclami", body="Sportello chiuso.",
+                               name="Bruno Beta")
+    await signed_in(page, "1001")
+    await expect(row(page, sooner).locator("td").nth(3)).to_have_text("nuovo")
+    await expect(page.locator("#no-ticket")).to_be_visible()
+
+    take_next = page.get_by_role("button", name="Prendi la prossima")
+    await take_next.click()
+    view = page.locator("#ticket")
+    await expect(view.locator("#ticket-title")).to_have_text(f"Richiesta {sooner}")
+    await expect(view.locator("#ticket-title")).to_be_focused()
+    await expect(view.locator("#ticket-done")).to_have_text(
+        f"Richiesta {sooner} presa in carico. Stato: preso in carico.")
+    await expect(view.locator("#t-owner")).to_have_text("Agente Uno (tu)")
+    await expect(view.locator("summary", has_text="Rispondi al cittadino")).to_be_visible()
+    await expect(view.locator("summary", has_text="Rimetti in coda")).to_be_visible()
+    # beta: 4 working hours to the first answer, 16 to the resolution, all still to go
+    await expect(view.locator("#t-first-response .left")).to_have_text("mancano 4 h di lavoro")
+    await expect(view.locator("#t-resolution .left")).to_have_text("mancano 16 h di lavoro")
+    await expect(row(page, sooner).locator("td").nth(3)).to_have_text(
+        "preso in carico · Agente Uno (tu)")
+    await expect(row(page, sooner)).to_have_attribute("aria-current", "true")
+    await expect(row(page, later).locator("td").nth(3)).to_have_text("nuovo")
+    stored = await as_supervisor(sooner, SUP)
+    assert (stored["state"], stored["owner"], stored["owner_name"]) == (
+        "preso in carico", "1001", "Agente Uno")
+    assert [(e["action"], e["by"]) for e in stored["history"]] == [
+        ("opened", "citizen"), ("taken", "agent:1001")]
+
+    # The next one is the other; then none is left: the page says so, the view stays.
+    await take_next.click()
+    await expect(view.locator("#ticket-title")).to_have_text(f"Richiesta {later}")
+    await expect(view.locator("#t-owner")).to_have_text("Agente Uno (tu)")
+    await expect(row(page, later).locator("td").nth(3)).to_have_text(
+        "preso in carico · Agente Uno (tu)")
+    await take_next.click()
+    await expect(page.locator("#inbox-announce")).to_have_text(
+        "Nessuna richiesta in attesa per te.")
+    await expect(page.locator("#inbox-error")).to_have_text("")
+    await expect(view.locator("#ticket-title")).to_have_text(f"Richiesta {later}")
+    await expect(take_next).to_be_enabled()
+    assert (await as_supervisor(later, SUP))["owner"] == "1001"
+
+
+async def test_rimetti_in_coda_gives_a_ticket_back_to_its_line(start_service, page):
+    await start_service()  # 1001 stays logged out: the desk would hand the ticket back at once
+    number = await open_ticket(topic="alpha", subject="Pratica in corso",
+                               body="La pratica 7 è ferma.")
+    await signed_in(page, "1001")
+    view = await show(page, number)
+    release = view.locator("summary", has_text="Rimetti in coda")
+    await expect(release).to_be_hidden()  # nobody's: nothing to give back
+    await view.get_by_role("button", name="Prendi in carico").click()
+    await expect(release).to_be_visible()
+
+    # Waiting for the citizen, it is still its owner's to give back (its clock stands still).
+    await step(view, "In attesa del cittadino",
+               {"Domanda al cittadino (facoltativa, la leggerà)": "Il numero di protocollo?"},
+               "Metti in attesa del cittadino")
+    await expect(view.locator("#t-state")).to_have_text("in attesa del cittadino")
+    await expect(view.locator("#t-resolution .sla")).to_contain_text("sospesa")
+    await expect(view.locator("#t-resolution .left")).to_have_text("mancano 40 h di lavoro")
+    await expect(release).to_be_visible()
+    await step(view, "Rimetti in coda",
+               {"Nota per i colleghi (facoltativa, resta nello storico)": "Esco prima oggi."},
+               "Rimettila in coda")
+    await expect(view.locator("#ticket-done")).to_have_text(
+        "Richiesta rimessa in coda. Stato: nuovo.")
+    await expect(view.locator("#ticket-title")).to_be_focused()
+    await expect(view.locator("#t-state")).to_have_text("nuovo")
+    await expect(view.locator("#t-owner")).to_have_text("nessuno")
+    await expect(release).to_be_hidden()
+    await expect(view.get_by_role("button", name="Prendi in carico")).to_be_visible()
+    await expect(view.locator("#t-history tbody tr").last).to_contain_text("rimessa in coda")
+    await expect(view.locator("#t-history tbody tr").last).to_contain_text("Esco prima oggi.")
+    await expect(row(page, number).locator("td").nth(3)).to_have_text("nuovo")
+    stored = await as_supervisor(number, SUP)
+    assert (stored["state"], stored["level"], stored["owner"]) == ("nuovo", "I", None)
+    last = stored["history"][-1]
+    assert (last["action"], last["by"], last["owner"], last["note"]) == (
+        "released", "agent:1001", None, "Esco prima oggi.")
+
+    # Taken again; meanwhile a supervisor gives it to 1002: the service refuses to let 1001
+    # give it back, the view says why and shows the ticket as it is now.
+    await view.get_by_role("button", name="Prendi in carico").click()
+    await expect(release).to_be_visible()
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{API}/api/tickets/{number}/assign", headers={"Authorization": f"Bearer {SUP}"},
+            json={"agent": "1002"}) as resp:
+        assert resp.status == 200, await resp.text()
+    await step(view, "Rimetti in coda", {}, "Rimettila in coda")
+    await expect(view.locator("#ticket-error")).to_have_text(
+        "Non è stato possibile: è in carico all'operatore 1002.")
+    await expect(view.locator("#t-owner")).to_have_text("Agente Due")
+    await expect(release).to_be_hidden()
+    await expect(view.locator("#t-history")).to_contain_text("riassegnata a Agente Due")
+    assert (await as_supervisor(number, SUP))["owner"] == "1002"
+
+
+async def test_esci_with_requests_in_charge_asks_to_keep_or_release_them(start_service, page):
+    await start_service()
+    await signed_in(page, "1001")
+    state = page.locator("#state")
+    logout = page.get_by_role("button", name="Esci")
+    dialog = page.locator("#leave")
+
+    # Nothing in hand: out at once, as ever.
+    await page.get_by_role("button", name="Accedi").click()
+    await expect(state).to_have_text("disponibile")
+    await logout.click()
+    await expect(state).to_have_text("non in servizio")
+    await expect(dialog).to_be_hidden()
+
+    # Two requests arrive while 1001 is out; logging in, the desk hands both over.
+    numbers = [await open_ticket(topic="alpha", subject="Informazioni", body=f"Domanda {i}",
+                                 name=f"Cittadino {i}") for i in (1, 2)]
+    await page.get_by_role("button", name="Accedi").click()
+    for number in numbers:
+        await expect(row(page, number).locator("td").nth(3)).to_have_text(
+            "preso in carico · Agente Uno (tu)")
+
+    # "Esci" asks first, in a dialog of the page; "Annulla" (and Esc) change nothing.
+    await logout.click()
+    asked = page.get_by_role("dialog", name="Hai 2 richieste in carico: cosa vuoi farne?")
+    await expect(asked).to_be_visible()
+    for number in numbers:
+        await expect(asked.get_by_role("listitem").filter(has_text=number)).to_have_text(
+            f"{number}: Informazioni")
+    keep = asked.get_by_role("button", name="Tienile (restano tue)")
+    await expect(keep).to_be_focused()
+    await asked.get_by_role("button", name="Annulla").click()
+    await expect(dialog).to_be_hidden()
+    await expect(logout).to_be_focused()
+    await page.keyboard.press("Enter")  # "Esci" again, from the keyboard
+    await expect(asked).to_be_visible()
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(state).to_have_text("disponibile")
+    assert await agent_state("1001") == "available"
+
+    # "Rimettile in coda": out, and both back in their line for colleagues.
+    await logout.click()
+    await asked.get_by_role("button", name="Rimettile in coda (le prendono i colleghi)").click()
+    await expect(dialog).to_be_hidden()
+    await expect(state).to_have_text("non in servizio")
+    announced = page.locator("#inbox-announce")
+    await expect(announced).to_contain_text("Rimesse in coda: ")
+    for number in numbers:
+        await expect(announced).to_contain_text(number)
+        await expect(row(page, number).locator("td").nth(3)).to_have_text("nuovo")
+    await expect(page.get_by_role("button", name="Accedi")).to_be_focused()
+    assert await agent_state("1001") == "logged_out"
+    for number in numbers:
+        stored = await as_supervisor(number, SUP)
+        assert (stored["state"], stored["owner"]) == ("nuovo", None)
+        assert (stored["history"][-1]["action"], stored["history"][-1]["by"]) == (
+            "released", "agent:1001")
+
+    # In again, the desk hands them back; "Tienile": out, and they wait for 1001's return.
+    await page.get_by_role("button", name="Accedi").click()
+    for number in numbers:
+        await expect(row(page, number).locator("td").nth(3)).to_have_text(
+            "preso in carico · Agente Uno (tu)")
+    await logout.click()
+    await keep.click()
+    await expect(state).to_have_text("non in servizio")
+    await expect(announced).to_contain_text("Restano in carico a te: ")
+    assert await agent_state("1001") == "logged_out"
+    for number in numbers:
+        await expect(row(page, number).locator("td").nth(3)).to_have_text(
+            "preso in carico · Agente Uno (tu)")
+        stored = await as_supervisor(number, SUP)
+        assert (stored["state"], stored["owner"]) == ("preso in carico", "1001")
+        assert stored["history"][-1]["action"] == "assigned to 1001"
+
+
 # --- accessibility --------------------------------------------------------------------------
+
+async def violations(page: Page) -> list[str]:
+    """axe-core's WCAG 2.1 A/AA audit of the page as it is (axe already added to it)."""
+    return await page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})"
+        ".then(r => r.violations.map(v => `${v.id}: ${v.help} (` +"
+        " v.nodes.map(n => n.target.join(' ')).join(', ') + ')'))",
+        ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"])
+
 
 @pytest.fixture
 def axe_installed() -> None:
@@ -469,17 +682,23 @@ async def test_axe_finds_no_wcag_violation_in_the_inbox_and_a_ticket(start_servi
         await signed_in(page, "1001")
         view = await show(page, number)
         await view.get_by_role("button", name="Prendi in carico").click()
-        await expect(view.locator("#t-owner")).to_have_text("operatore 1001 (tu)")
+        await expect(view.locator("#t-owner")).to_have_text("Giulia Rossi (tu)")
         for summary in await view.locator("details:visible summary").all():
             await summary.click()  # every form open
         await view.get_by_role("button", name="Invia la risposta").click()  # an error shown
         await expect(view.locator("#ticket-error")).to_have_text("Scrivi la risposta.")
         await page.add_script_tag(path=str(AXE))
-        found = await page.evaluate(
-            "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})"
-            ".then(r => r.violations.map(v => `${v.id}: ${v.help} (` +"
-            " v.nodes.map(n => n.target.join(' ')).join(', ') + ')'))",
-            ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"])
-        assert found == []
+        assert await violations(page) == []
+
+        # Logged in, the desk hands 1001 the other request: "Esci" asks what becomes of both.
+        await page.get_by_role("button", name="Accedi").click()
+        await expect(page.locator("#inbox tbody tr")).to_have_count(2)
+        for tr in await page.locator("#inbox tbody tr").all():
+            await expect(tr.locator("td").nth(3)).to_have_text(
+                "preso in carico · Giulia Rossi (tu)")
+        await page.get_by_role("button", name="Esci").click()
+        await expect(page.get_by_role("dialog", name="Hai 2 richieste in carico: cosa vuoi farne?")
+                     ).to_be_visible()
+        assert await violations(page) == []
     finally:
         await context.close()

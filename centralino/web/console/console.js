@@ -102,6 +102,7 @@ async function signIn(agentId, token) {
   $("who").hidden = false;
   $("link").hidden = false;
   say("who", `${answer.data.name} (${answer.data.id})`);
+  if (answer.data.name) names[agentId] = answer.data.name;
   showAgent(answer.data);
   connect();
   startTickets();
@@ -272,6 +273,68 @@ async function pause(event) {
     $("pause-reason").value = "";
     $("pause-other").value = "";
   }
+}
+
+// --- logging out with written requests in charge ------------------------------------------
+
+async function inHand() {
+  // The tickets this agent has in charge now (the inbox read again: the desk may have handed
+  // one over a moment ago); if it cannot be read, as last seen.
+  if (!session || !ticketsOn) return [];
+  const seq = ++inboxSeq;
+  const answer = await api("GET", TICKETS);
+  if (answer.ok && Array.isArray(answer.data) && seq === inboxSeq && session) {
+    say("inbox-error", "");
+    showInbox(answer.data);
+  }
+  return (inbox || []).filter((t) => session && t.owner === session.agent &&
+                                     t.state === "preso in carico");
+}
+
+async function leave() {
+  // "Esci": with tickets in charge the agent says first what becomes of them (the service
+  // keeps them by default); without, out at once.
+  say("message", "");
+  $("logout").disabled = true;  // one question at a time
+  const tickets = await inHand();
+  if (agent) showAgent(agent);  // the button as the state says
+  if (!session) return;
+  if (!tickets.length) {
+    await change("logout");
+    return;
+  }
+  const one = tickets.length === 1;
+  say("leave-title", one ? "Hai una richiesta in carico: cosa vuoi farne?"
+                         : `Hai ${tickets.length} richieste in carico: cosa vuoi farne?`);
+  say("leave-keep", one ? "Tienila (resta tua)" : "Tienile (restano tue)");
+  say("leave-release", one ? "Rimettila in coda (la prende un collega)"
+                           : "Rimettile in coda (le prendono i colleghi)");
+  $("leave-tickets").replaceChildren(...tickets.map((t) => el("li", `${t.number}: ${t.subject}`)));
+  $("leave").dataset.numbers = tickets.map((t) => t.number).join(" ");
+  $("leave").returnValue = "";  // Esc leaves it as it was
+  $("leave").showModal();
+  $("leave-keep").focus();
+}
+
+async function leaveWith(choice) {
+  const numbers = ($("leave").dataset.numbers || "").split(" ").filter(Boolean);
+  $("leave").close(choice);
+  const done = await change("logout", { tickets: choice });
+  if (!session) return;
+  await loadInbox();
+  if (ticket) await loadTicket(ticket.number);
+  if (done) {
+    const mine = new Set((inbox || []).filter((t) => t.owner === session.agent)
+                                      .map((t) => t.number));
+    const moved = numbers.filter((n) => !mine.has(n));
+    const kept = numbers.filter((n) => mine.has(n));
+    if (choice === "release" && moved.length) {
+      announce("inbox-announce", `Rimesse in coda: ${moved.join(", ")}.`);
+    } else if (choice === "keep" && kept.length) {
+      announce("inbox-announce", `Restano in carico a te: ${kept.join(", ")}.`);
+    }
+  }
+  $(!$("login").disabled ? "login" : !$("logout").disabled ? "logout" : "state-title").focus();
 }
 
 // --- the screen pop ---------------------------------------------------------------------
@@ -466,9 +529,9 @@ const DONE = {
   take: "Richiesta presa in carico.", reply: "Risposta inviata al cittadino.",
   note: "Nota interna aggiunta.", wait: "Richiesta in attesa del cittadino.",
   escalate: "Richiesta passata al II livello.", hand_back: "Richiesta restituita al I livello.",
-  resolve: "Richiesta risolta.",
+  resolve: "Richiesta risolta.", release: "Richiesta rimessa in coda.",
 };
-const ACTED = ["reply", "note", "wait", "escalate", "hand_back", "resolve"];  // with a form
+const ACTED = ["reply", "note", "wait", "escalate", "hand_back", "release", "resolve"];  // forms
 const HISTORY = {
   opened: "aperta", taken: "presa in carico", replied: "risposta al cittadino",
   "internal note": "nota interna", "waiting for the citizen": "in attesa del cittadino",
@@ -505,6 +568,7 @@ const REASONS = [
   [/^only a member of (.+) hands it back$/, (m) => `solo chi è nel gruppo ${m[1]} la restituisce`],
   [/^write the answer$/, () => "scrivi la risposta"],
   [/^write the note$/, () => "scrivi la nota"],
+  [/^no ticket waits for you$/, () => "nessuna richiesta in attesa per te"],
   [/^no ticket /, () => "la richiesta non c'è o non è visibile per te"],
   [/^choose one of: (.+)$/, (m) => `scegli tra: ${m[1]}`],
   [/^say what the request is about$/, () => "scrivi di cosa si tratta"],
@@ -530,6 +594,7 @@ let ticketCall = null;   // the call the new request's form was filled from
 const groupsSeen = new Set();  // second-level groups met in tickets: offered for escalation
 const subjectsSeen = {};       // topic -> subjects met: offered for a new request
 let deskTopics = null;         // GET /api/tickets/topics where the service has it, else null
+let names = {};                // agent id -> name (agents.yaml), as tickets' owner_name say
 
 function italian(reason) {
   for (const [pattern, words] of REASONS) {
@@ -557,7 +622,12 @@ const el = (tag, text, className) => {
   return node;
 };
 
-const operator = (id) => `operatore ${id}${session && id === session.agent ? " (tu)" : ""}`;
+function operator(id, name) {
+  // An agent by name where the service said it (owner_name), else by their code.
+  const known = name && name !== id ? name : names[id];
+  return `${known || `operatore ${id}`}${session && id === session.agent ? " (tu)" : ""}`;
+}
+const ownerText = (t) => operator(t.owner, t.owner_name);
 const levelText = (level) => level === FIRST_LEVEL ? "I livello" : `II livello: ${level}`;
 
 function byWhom(by) {
@@ -574,7 +644,9 @@ function historyText(action) {
   m = /^handed back by (.+)$/.exec(action);
   if (m) return `restituita al I livello da ${m[1]}`;
   m = /^assigned to (.+)$/.exec(action);
-  return m ? `assegnata a ${operator(m[1])}` : action;
+  if (m) return `assegnata a ${operator(m[1])}`;
+  m = /^reassigned to (.+)$/.exec(action);
+  return m ? `riassegnata a ${operator(m[1])}` : action;
 }
 
 function standingBadge(c) {
@@ -591,27 +663,42 @@ function standingBadge(c) {
   return badge;
 }
 
+function workingTime(seconds) {
+  // The working time left to a deadline (on the SLA calendar, as the service counts it: the
+  // browser could not, its clock may not even agree), to the nearest minute, in words.
+  const minutes = Math.round(Math.abs(seconds) / 60);
+  const h = Math.floor(minutes / 60);
+  const min = minutes % 60;
+  const span = minutes === 0 ? "meno di 1\u00a0min"  // no-break spaces: "16 h" on one line
+    : [h ? `${h}\u00a0h` : "", min ? `${min}\u00a0min` : ""].filter(Boolean).join(" ");
+  if (seconds < 0) return `scaduta da ${span} di lavoro`;
+  return `${[0, 1, 60].includes(minutes) ? "manca" : "mancano"} ${span} di lavoro`;
+}
+
 function clockCell(node, c, compact = false) {
-  // Due time in Europe/Rome and how it stands; in full, the share of the target used too
-  // (working hours, as the service counts them: the browser's clock cannot tell the time
-  // left, it may not even agree with the service's).
+  // Due time in Europe/Rome, the working time left and how it stands; in full, the share of
+  // the target used too.
   if (!c) {
     node.replaceChildren("—");
     return;
   }
   const due = el("span", `entro ${dateTime.format(new Date(c.due))}`, "due");
+  const left = typeof c.remaining_seconds === "number"
+    ? el("span", workingTime(c.remaining_seconds), "left") : null;
   if (compact) {
-    node.replaceChildren(due, el("br"), standingBadge(c));
+    node.replaceChildren(due, ...(left ? [el("br"), left] : []), el("br"), standingBadge(c));
     return;
   }
   const used = ["ok", "warning", "breached", "paused"].includes(c.standing)
     ? ` (usato ${Math.round(c.used * 100)}% del tempo)` : "";
-  node.replaceChildren(due, " ", standingBadge(c), used);
+  node.replaceChildren(due, ...(left ? [" · ", left] : []), " ", standingBadge(c), used);
 }
 
 function learn(t) {
   // What the console learns from tickets for its suggestions, where the service does not
-  // list its topics, subjects and groups (GET /api/tickets/topics, see loadDeskTopics).
+  // list its topics, subjects and groups (GET /api/tickets/topics, see loadDeskTopics); and
+  // the names of the agents who have them.
+  if (t.owner && t.owner_name && t.owner_name !== t.owner) names[t.owner] = t.owner_name;
   (subjectsSeen[t.topic] = subjectsSeen[t.topic] || new Set()).add(t.subject);
   for (const level of [t.level, ...(t.history || []).map((e) => e.level)]) {
     if (level && level !== FIRST_LEVEL) groupsSeen.add(level);
@@ -657,6 +744,8 @@ function stopTickets() {
   ticket = null;
   ticketCall = null;
   deskTopics = null;
+  names = {};
+  if ($("leave").open) $("leave").close("gone");
   $("inbox").querySelector("tbody").replaceChildren();
   $("ticket").hidden = true;
   $("no-ticket").hidden = false;
@@ -675,6 +764,7 @@ function ticketsOff() {
   inboxTimer = null;
   $("tickets-panel").hidden = true;
   $("ticket-from-call").hidden = true;
+  if ($("leave").open) $("leave").close("gone");
   $("pop-tickets-block").hidden = true;
   $("new-ticket").hidden = true;
 }
@@ -728,7 +818,7 @@ function inboxRow(t) {
   const open = el("button", t.number, "link");
   open.type = "button";
   open.addEventListener("click", () => openTicket(t.number));
-  let state = t.state + (t.owner ? ` · ${operator(t.owner)}` : "");
+  let state = t.state + (t.owner ? ` · ${ownerText(t)}` : "");
   if (t.level !== FIRST_LEVEL) state += ` · ${levelText(t.level)}`;
   if (t.priority === "high") state += " · priorità alta";
 
@@ -741,6 +831,39 @@ function inboxRow(t) {
   clockCell(cells[4], resolution, true);
   tr.append(...cells);
   return tr;
+}
+
+async function takeNext() {
+  // The ticket the desk would give this agent (their topics' and groups' free ones, soonest
+  // deadline first), taken in charge and opened.
+  if (!session || !ticketsOn) return;
+  say("inbox-error", "");
+  say("inbox-announce", "");
+  const button = $("inbox-next");
+  const seq = ++ticketSeq;  // a ticket being read is older than this one
+  button.disabled = true;
+  const answer = await api("POST", `${TICKETS}/next`);
+  button.disabled = false;
+  if (!session) return;
+  if (answer.status === 404 && answer.data && /^no ticket waits/.test(answer.data.error || "")) {
+    announce("inbox-announce", "Nessuna richiesta in attesa per te.");
+    await loadInbox();
+    return;
+  }
+  if (answer.status === 503) {
+    ticketsOff();
+    return;
+  }
+  if (!answer.ok) {
+    say("inbox-error", `Nessuna richiesta presa: ${reasonOf(answer)}.`);
+    return;
+  }
+  const taken = answer.data;
+  await loadInbox();  // first: which actions show depends on it
+  if (seq === ticketSeq) showTicket(taken);
+  else await loadTicket(taken.number);
+  say("ticket-done", `Richiesta ${taken.number} presa in carico. Stato: ${taken.state}.`);
+  $("ticket-title").focus();
 }
 
 // --- one ticket -----------------------------------------------------------------------------
@@ -792,7 +915,7 @@ function showTicket(t) {
   say("t-tax-code", t.requester_tax_code || "—");
   say("t-state", t.state + (t.priority === "high" ? " · priorità alta" : ""));
   say("t-level", levelText(t.level));
-  say("t-owner", t.owner ? operator(t.owner) : "nessuno");
+  say("t-owner", t.owner ? ownerText(t) : "nessuno");
   clockCell($("t-first-response"), t.clocks.first_response);
   clockCell($("t-resolution"), t.clocks.resolution);
   say("t-created", dateTime.format(new Date(t.created_at)));
@@ -854,6 +977,7 @@ function showActions(t) {
     take: free, reply: working, note: true, wait: mine && t.state === "preso in carico",
     escalate: working, resolve: working,
     hand_back: t.level !== FIRST_LEVEL && OPEN_STATES.includes(t.state) && (mine || free),
+    release: working,  // back to its line, unowned
   };
   $("t-take").hidden = !shown.take;
   for (const action of ACTED) $(`act-${action}`).hidden = !shown[action];
@@ -1040,7 +1164,14 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("signout").addEventListener("click", () => signOut(""));
   $("login").addEventListener("click", () => change("login"));
-  $("logout").addEventListener("click", () => change("logout"));
+  $("logout").addEventListener("click", leave);
+  $("leave-keep").addEventListener("click", () => leaveWith("keep"));
+  $("leave-release").addEventListener("click", () => leaveWith("release"));
+  $("leave-cancel").addEventListener("click", () => $("leave").close());
+  $("leave").addEventListener("close", () => {
+    // Annulla, or Esc: back to "Esci" (a choice made says its own result, see leaveWith)
+    if (!$("leave").returnValue && !$("logout").disabled) $("logout").focus();
+  });
   $("resume").addEventListener("click", () => change("resume"));
   $("pause-form").addEventListener("submit", pause);
   for (const button of $("verdict-actions").querySelectorAll("button")) {
@@ -1048,6 +1179,7 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   $("verdict-hide").addEventListener("click", hideVerdict);
 
+  $("inbox-next").addEventListener("click", takeNext);
   $("inbox-refresh").addEventListener("click", () => {
     loadInbox(true);
     if (ticket) loadTicket(ticket.number);
