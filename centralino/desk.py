@@ -141,6 +141,7 @@ class Desk:
         agent = self.agents[agent_id]
         now = self.now
         if action == "login":
+            self.distributor.backlog.forget_passes(agent_id)  # back: what they gave back too
             change = agent.login(now, by)
         elif action == "logout":
             change = agent.logout(now, by)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from cti.agents import Agent, AgentState, Change
@@ -61,6 +61,8 @@ class Pending:
     ticket_id: str
     topic: str = field(compare=False)
     level: str = field(compare=False)  # FIRST_LEVEL or a group
+    # The agent who just gave it back (released it): not handed straight back to them.
+    passed_by: str | None = field(default=None, compare=False)
 
     @property
     def line(self) -> str:
@@ -94,16 +96,25 @@ class Backlog:
             if not line:
                 del self.lines[old.line]
 
-    def first(self, lines: Iterable[str]) -> Pending | None:
-        """The best unreserved ticket of these lines."""
+    def first(self, lines: Iterable[str], skip: frozenset[str] = frozenset()
+              ) -> Pending | None:
+        """The best unreserved ticket of these lines (not one of `skip`)."""
         best: Pending | None = None
         for name in lines:
             for pending in self.lines.get(name, ()):
-                if pending.ticket_id not in self.reserved:
+                if pending.ticket_id not in self.reserved and pending.ticket_id not in skip:
                     if best is None or pending < best:
                         best = pending
                     break
         return best
+
+    def forget_passes(self, agent_id: str) -> None:
+        """The agent is back (logged in again): what they gave back may be theirs again."""
+        for pending in [p for p in self.by_id.values() if p.passed_by == agent_id]:
+            reserved = self.reserved.get(pending.ticket_id)
+            self.put(replace(pending, passed_by=None))
+            if reserved is not None:
+                self.reserved[pending.ticket_id] = reserved
 
     def unreserve(self, ticket_id: str) -> None:
         self.reserved.pop(ticket_id, None)
@@ -145,12 +156,18 @@ class Distributor:
         offers: list[TicketOffer] = []
         free = [a for a in self.agents.values() if a.state is AgentState.AVAILABLE
                 and len(a.tickets) < a.ticket_capacity]
+        passed: set[str] = set()  # tickets only their releasing agent could take now
         while free:
-            pending = self.backlog.first({line for a in free for line in lines_of(a)})
+            pending = self.backlog.first({line for a in free for line in lines_of(a)},
+                                         frozenset(passed))
             if pending is None:
                 break
             line = pending.line
-            agent = min((a for a in free if line in lines_of(a)), key=lambda a: (
+            takers = [a for a in free if line in lines_of(a) and a.id != pending.passed_by]
+            if not takers:
+                passed.add(pending.ticket_id)
+                continue
+            agent = min(takers, key=lambda a: (
                 a.topics.get(pending.topic, 0) if pending.level == FIRST_LEVEL else 0,
                 len(a.tickets), a.idle_since or datetime.max.replace(tzinfo=pending.due.tzinfo),
                 a.id))

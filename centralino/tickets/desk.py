@@ -200,6 +200,7 @@ class TicketDesk:
             message = ThreadMessage(text, visibility="internal") if text else None
         elif action == "release":
             step = partial(states.release, agent=agent, at=now, note=text)
+            return await self._apply(ticket, step, None, released_by=agent)
         elif action == "resolve":
             message = ThreadMessage(text) if text else None
             step = partial(_replied_then, agent=agent, at=now, text=text, then=states.resolve)
@@ -224,8 +225,8 @@ class TicketDesk:
         message = ThreadMessage(body, direction="in", message_id=message_id)
         return await self._apply(ticket, lambda t: states.citizen_wrote(t, now), message)
 
-    async def _apply(self, ticket: Ticket, step: TicketStep, message: ThreadMessage | None
-                     ) -> Ticket:
+    async def _apply(self, ticket: Ticket, step: TicketStep, message: ThreadMessage | None,
+                     released_by: str | None = None) -> Ticket:
         schedule, targets = self._schedule(), self._targets(ticket.topic)
 
         def timed(before: states.Ticket) -> tuple[states.Ticket, states.Event]:
@@ -235,19 +236,21 @@ class TicketDesk:
         changed = await self.store.apply_step(ticket.id, timed, message)
         if changed is None:
             raise Busy("the ticket changed meanwhile: look at it again")
-        self._track(changed)
+        self._track(changed, released_by=released_by)
         self._notify(ticket, changed)
         return changed
 
     # --- the distributor's view ---------------------------------------------------------------
 
-    def _track(self, row: Ticket, distribute: bool = True) -> None:
+    def _track(self, row: Ticket, distribute: bool = True, released_by: str | None = None
+               ) -> None:
         """The backlog and the agents' counts after `row` changed (or was read at start)."""
         backlog = self.desk.distributor.backlog
         if row.owner is None and row.state in (State.NEW, State.ESCALATED):
             due = (row.first_response_due if row.first_response_at is None
                    else row.resolution_due) or row.created_at
-            backlog.put(Pending(due, row.created_at, row.number, row.id, row.topic, row.level))
+            backlog.put(Pending(due, row.created_at, row.number, row.id, row.topic, row.level,
+                                released_by))
         else:
             backlog.drop(row.id)
         in_hand = row.owner if row.state == State.IN_CHARGE else None

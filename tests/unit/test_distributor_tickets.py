@@ -168,3 +168,26 @@ def test_no_ticket_is_handed_twice_and_capacities_hold_whatever_happens(events):
             assert len(x.tickets) <= x.ticket_capacity
         assert len(handed) == len(set(handed)), "a ticket handed out twice"
         assert not set(handed) & set(world.distributor.backlog.by_id)
+
+
+def test_a_ticket_given_back_is_not_handed_straight_back_to_who_gave_it():
+    giulia, luca = agent("1001"), agent("1004", suap=1)
+    luca.pause(T0, "Pranzo", "1004")
+    world = World(giulia, luca)
+    released = Pending(T0 + timedelta(minutes=5), T0, "t1", "t1", "suap", "I", passed_by="1001")
+    assert world.arrive(released, ticket("t2", 60)) == [("t2", "1001")]  # t1 waits
+    giulia.tickets.clear()  # she resolved t2: still not t1 for her
+    assert world.match()[1] == []
+    # Once she is back from a logout, what she gave back may come to her again.
+    world.distributor.backlog.forget_passes("1001")
+    assert world.match()[1] == [("t1", "1001")]
+
+
+def test_what_an_agent_gave_back_goes_to_a_colleague_who_becomes_free():
+    giulia, luca = agent("1001"), agent("1004", suap=1)
+    luca.pause(T0, "Pranzo", "1004")
+    world = World(giulia, luca)
+    world.arrive(Pending(T0 + timedelta(minutes=5), T0, "t1", "t1", "suap", "I",
+                         passed_by="1001"))
+    luca.resume(T0, "1004")
+    assert world.match()[1] == [("t1", "1004")]

@@ -188,8 +188,13 @@ function received(data) {
   } else if (data.type === "recall_outcome") {
     showVerdict(data);
   } else if (data.type === "ticket") {
-    // The desk handed this agent a written request: it is in their inbox, in charge.
-    announce("inbox-announce", `Ti è stata assegnata la richiesta ${data.number || ""}` +
+    // Why it concerns this agent: theirs now, or waiting in their group or topic for them.
+    const what = {
+      escalated: "È arrivata al tuo gruppo di II livello la richiesta",
+      handed_back: "È stata restituita al I livello la richiesta",
+      reassigned: "La supervisione ti ha assegnato la richiesta",
+    }[data.why] || "Ti è stata assegnata la richiesta";
+    announce("inbox-announce", `${what} ${data.number || ""}` +
                                (data.subject ? `: ${data.subject}.` : "."));
     loadInbox();
     if (ticket && ticket.number === data.number) loadTicket(ticket.number);
