@@ -8,6 +8,7 @@ from centralino.settings import Settings
 from cti.config import AgentsConfig, load_agents_config
 from ivr.config import CallConfig, load_call_config
 from ivr.yamlfile import ConfigError, ConfigProblem
+from mail.config import MailConfig, load_mail_config
 from tickets.config import TicketsConfig, load_tickets_config
 
 
@@ -16,6 +17,7 @@ class Config:
     call: CallConfig
     agents: AgentsConfig
     tickets: TicketsConfig | None = None  # no tickets.yaml: no written requests
+    mail: MailConfig | None = None  # no mail.yaml: no e-mail
 
     @property
     def version(self) -> str:
@@ -40,4 +42,13 @@ def load_config(settings: Settings) -> Config:
                                  "the public development token; give them their own")
     tickets = load_tickets_config(settings.config_dir / "tickets.yaml", set(call.queues),
                                   set(agents.agents), set(call.schedules))
-    return Config(call, agents, tickets)
+    mail = load_mail_config(settings.config_dir / "mail.yaml",
+                            set(tickets.topics) if tickets else set(),
+                            set(tickets.groups) if tickets else set())
+    if mail is not None and settings.mode == "production" and (
+            plain := [n for n, b in mail.mailboxes.items() if b.imap.auth.password]
+            + (["smtp"] if mail.smtp.auth.password else [])):
+        raise ConfigError.single("mail.yaml", f"production mode: {', '.join(plain)}: a "
+                                 "password written in the file; use password_env or "
+                                 "oauth2_token_command")
+    return Config(call, agents, tickets, mail)

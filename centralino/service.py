@@ -23,6 +23,7 @@ from centralino.calls import CallParts, CallSession, ResumeTalk, Setup
 from centralino.clock import LoopClock
 from centralino.config import Config, load_config
 from centralino.desk import Desk
+from centralino.mail.desk import MailDesk
 from centralino.media import PromptCatalog
 from centralino.promptbuild import PromptBuildError, build_prompts
 from centralino.recalls.placing import RECALL_CHANNEL, RecallParts, Recalls, RecallSession
@@ -71,6 +72,7 @@ class Service:
                              self.queues, self.registry, settings.asterisk.app, self.spawn)
         self.recalls = Recalls(RecallParts(self.legs, self.store, settings.recalls,
                                            lambda: self.config.call), self.spawn)
+        self.mail: MailDesk | None = None  # mail.yaml: the mailboxes, from the start
         self.tickets = TicketDesk(self.store, self.clock, lambda: self.config, self.desk,
                                   self.spawn, Files(settings.tickets.attachments))
         self.call_parts = CallParts(self.legs, self.store, self.recalls, self.overrides)
@@ -118,6 +120,10 @@ class Service:
         self.desk.configure(self.config.agents, await self.store.last_agent_states(),
                             groups=self._groups)
         await self.tickets.load()
+        if self.config.mail is not None and self.tickets.enabled:
+            self.mail = MailDesk(self.store, self.tickets, self.clock, self.config.mail,
+                                 self.spawn)
+            self.mail.start()
         await self.ari.__aenter__()
         await self.ari.check()  # clear error now for wrong credentials or no Asterisk
         http = self.settings.http

@@ -68,10 +68,12 @@ class Event:
     note: str = ""
 
 
-def new(at: datetime, by: str = "citizen") -> tuple[Ticket, Event]:
-    """A new ticket, unowned at the first level: opened by the citizen (the web form, an
-    e-mail) or by an operator for them (`by` "agent:1001", during a call)."""
-    ticket = Ticket(State.NEW, FIRST_LEVEL, None)
+def new(at: datetime, by: str = "citizen", level: str = FIRST_LEVEL) -> tuple[Ticket, Event]:
+    """A new ticket, unowned: opened by the citizen (the web form, an e-mail) or by an
+    operator for them (`by` "agent:1001", during a call) at the first level; or at a
+    second-level group (its own mailbox: work the second level delegates), waiting for it."""
+    state = State.NEW if level == FIRST_LEVEL else State.ESCALATED
+    ticket = Ticket(state, level, None)
     return ticket, Event(at, by, "opened", ticket.state, ticket.level, None)
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -328,3 +330,35 @@ class TicketSequence(Base):
     prefix: Mapped[str] = mapped_column(String(6), primary_key=True)
     year: Mapped[int] = mapped_column(Integer, primary_key=True)
     last: Mapped[int] = mapped_column(Integer)
+
+
+class MailMessage(Base):
+    """A message fetched from one of the desk's mailboxes (issue #12), stored as it came before
+    anything is done on the server: the row is the proof it was taken, and the work to do.
+
+    Exactly once: (mailbox, uidvalidity, uid) names it on its server; `dedupe` (its
+    Message-ID, or the sha256 of its bytes when it has none) catches the same message fetched
+    again under new UIDs (a UIDVALIDITY change, a copy put back)."""
+
+    __tablename__ = "mail_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    mailbox: Mapped[str] = mapped_column(String(64))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    dedupe: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    fetched_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # stored (to do) | done (its ticket has it) | ignored (noise kept: a receipt, an
+    # auto-reply of no ticket) | quarantined (unreadable: `reason` says why)
+    status: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str | None] = mapped_column(String(16))  # mail.kinds.Kind, once read
+    ticket_id: Mapped[str | None] = mapped_column(ForeignKey("tickets.id"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_mail_messages_uid"),
+        UniqueConstraint("mailbox", "dedupe", name="uq_mail_messages_dedupe"),
+        Index("ix_mail_messages_status", "status", "id"),
+        Index("ix_mail_messages_message_id", "message_id"),
+    )

@@ -48,6 +48,7 @@ from centralino.storage.models import (
     AgentEvent,
     Call,
     LineOverride,
+    MailMessage,
     Offer,
     QueueLogEntry,
     RecallAttempt,
@@ -527,7 +528,7 @@ class Store:
         TicketNumber(new.prefix, year, 1)  # a prefix it cannot print: refused before writing
         if new.channel not in CHANNELS:
             raise ValueError(f"ticket channel {new.channel!r}: one of {', '.join(CHANNELS)}")
-        rule, opened = states.new(new.at, new.by)
+        rule, opened = states.new(new.at, new.by, new.level)
         ticket_id = uuid.uuid4().hex
         async with self.sessions.begin() as s:
             seq = (await s.execute(self._next_seq,
@@ -553,6 +554,10 @@ class Store:
             if new.attachments:
                 await s.flush()  # the message's id, for its attachments
                 s.add_all(_attachment_rows(ticket_id, first.id, new.at, new.attachments))
+            if new.mail_id is not None:  # done with the e-mail in the same transaction
+                await s.flush()
+                await s.execute(update(MailMessage).where(MailMessage.id == new.mail_id)
+                                .values(status="done", kind="person", ticket_id=ticket_id))
         return row
 
     @functools.cached_property
@@ -621,6 +626,10 @@ class Store:
                     await s.flush()
                     s.add_all(_attachment_rows(row.id, added.id, event.at,
                                                message.attachments))
+                if message.mail_id is not None:  # done with the e-mail in the same transaction
+                    await s.execute(update(MailMessage).where(MailMessage.id == message.mail_id)
+                                    .values(status="done", kind=message.mail_kind,
+                                            ticket_id=row.id))
         return changed
 
     async def ticket_attachments(self, ticket_id: str, public_only: bool = False
@@ -791,6 +800,51 @@ class Store:
             "past_deadline": past,
         }
 
+    # --- e-mail (issue #12): stored before anything is done on the server ----------------------
+
+    async def store_mail(self, mailbox: str, uidvalidity: int, uid: int, dedupe: str,
+                         message_id: str | None, raw: bytes, at: datetime) -> bool:
+        """Keep a fetched message (committed when this returns). False: it was kept already,
+        under these UIDs or, fetched again under others, by its Message-ID or bytes."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(MailMessage).values(
+            mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, dedupe=dedupe,
+            message_id=message_id, raw=raw, fetched_at=at, status="stored", reason=""
+        ).on_conflict_do_nothing()
+        async with self.sessions.begin() as s:
+            return bool(_rowcount(await s.execute(statement)))
+
+    async def stored_uids(self, mailbox: str, uidvalidity: int, uids: Collection[int]
+                          ) -> set[int]:
+        query = select(MailMessage.uid).where(MailMessage.mailbox == mailbox,
+                                              MailMessage.uidvalidity == uidvalidity,
+                                              MailMessage.uid.in_(list(uids)))
+        async with self.sessions() as s:
+            return set((await s.scalars(query)).all())
+
+    async def mail_to_process(self, limit: int = 50) -> list[MailMessage]:
+        query = (select(MailMessage).where(MailMessage.status == "stored")
+                 .order_by(MailMessage.id).limit(limit))
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    async def mail_done(self, mail_id: int, status: str, kind: str | None,
+                        ticket_id: str | None = None, reason: str = "") -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(update(MailMessage).where(MailMessage.id == mail_id).values(
+                status=status, kind=kind, ticket_id=ticket_id, reason=reason))
+
+    async def ticket_of_message_ids(self, ids: Sequence[str]) -> str | None:
+        """The number of the ticket whose thread holds the first of these Message-IDs."""
+        if not ids:
+            return None
+        query = (select(TicketMessage.message_id, Ticket.number)
+                 .join(Ticket, Ticket.id == TicketMessage.ticket_id)
+                 .where(TicketMessage.message_id.in_(list(ids))))
+        async with self.sessions() as s:
+            found: dict[str | None, str] = dict((await s.execute(query)).all())
+        return next((found[i] for i in ids if i in found), None)
+
     async def tickets_in_play(self) -> list[Ticket]:
         """What the distributor needs at start: the tickets nobody has that wait for an agent,
         and those agents have in charge (not the closed past: the indexes on state and owner
@@ -863,6 +917,8 @@ class NewTicket:
     by: str = "citizen"  # or "agent:1001" (on the phone): the history and the thread say so
     message_id: str | None = None  # the e-mail that opened it
     attachments: tuple[Attachment, ...] = ()  # of the first message, their files stored
+    mail_id: int | None = None  # the stored e-mail it comes from: marked done with it
+    level: str = states.FIRST_LEVEL  # a second-level group's mailbox opens it there
 
 
 @dataclass(frozen=True)
@@ -892,6 +948,8 @@ class ThreadMessage:
     message_id: str | None = None
     in_reply_to: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    mail_id: int | None = None  # the stored e-mail it comes from: marked done with it
+    mail_kind: str = "person"
 
     def __post_init__(self) -> None:
         if self.direction not in ("in", "out") or self.visibility not in ("public", "internal"):

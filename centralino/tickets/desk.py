@@ -98,11 +98,11 @@ class TicketDesk:
     def enabled(self) -> bool:
         return self._config().tickets is not None
 
-    def _schedule(self) -> Schedule | None:
+    def schedule(self) -> Schedule | None:
         name = self.config.hours
         return self._config().call.schedules.get(name) if name else None
 
-    def _targets(self, topic: str) -> sla.Targets:
+    def targets(self, topic: str) -> sla.Targets:
         config = self.config
 
         def targets(level: str) -> tuple[sla.Target, sla.Target]:
@@ -141,14 +141,14 @@ class TicketDesk:
 
     async def open(self, request: Request, channel: str, by: str = "citizen",
                    call_id: str | None = None, message_id: str | None = None,
-                   linked_to: str | None = None, attachments: tuple[Attachment, ...] = ()
-                   ) -> tuple[Ticket, str]:
+                   linked_to: str | None = None, attachments: tuple[Attachment, ...] = (),
+                   mail_id: int | None = None) -> tuple[Ticket, str]:
         """A new ticket for `request`, with its deadlines; and the secret of its private
         status link (shown once to the citizen, only its hash is stored)."""
         now = self.clock.now()
         opened, _ = states.new(now, by)
-        timed = sla.start(opened, self._schedule(), now, self._targets(request.topic))
-        token = secrets.token_urlsafe(24)
+        timed = sla.start(opened, self.schedule(), now, self.targets(request.topic))
+        token = self.new_token()
         row = await self.store.create_ticket(NewTicket(
             prefix=self.config.prefix, topic=request.topic, subject=request.subject,
             body=request.body, channel=channel, requester_name=request.name,
@@ -156,9 +156,18 @@ class TicketDesk:
             requester_tax_code=request.tax_code, status_token=token, at=now,
             first_response_due=timed.first_response_due, resolution_due=timed.resolution_due,
             linked_to=linked_to, call_id=call_id, by=by, message_id=message_id,
-            attachments=attachments))
-        self._track(row)
+            attachments=attachments, mail_id=mail_id))
+        self.opened(row)
         return row, token
+
+    @staticmethod
+    def new_token() -> str:
+        """The secret of a ticket's private status link."""
+        return secrets.token_urlsafe(24)
+
+    def opened(self, row: Ticket) -> None:
+        """A ticket stored by someone else (the e-mail intake): the desk takes it in."""
+        self._track(row)
 
     # --- an operator's steps ----------------------------------------------------------------
 
@@ -208,8 +217,8 @@ class TicketDesk:
             raise TicketError(f"no action {action!r} (one of {', '.join(ACTIONS)})")
         return await self._apply(ticket, step, message)
 
-    async def citizen_wrote(self, ticket: Ticket, body: str, message_id: str | None = None
-                            ) -> Ticket:
+    async def citizen_wrote(self, ticket: Ticket, body: str, message_id: str | None = None,
+                            mail: ThreadMessage | None = None) -> Ticket:
         """The citizen's message on their ticket: in its thread (reopening it if resolved or
         closed lately), or, to a ticket closed long ago, a new ticket linked to it (returned:
         its status link is the old one's, the citizen already has it)."""
@@ -220,14 +229,15 @@ class TicketDesk:
                               ticket.requester_email, ticket.requester_phone,
                               ticket.requester_tax_code)
             row, _ = await self.open(request, ticket.channel, message_id=message_id,
-                                     linked_to=ticket.id)
+                                     linked_to=ticket.id,
+                                     mail_id=mail.mail_id if mail else None)
             return row
-        message = ThreadMessage(body, direction="in", message_id=message_id)
+        message = mail or ThreadMessage(body, direction="in", message_id=message_id)
         return await self._apply(ticket, lambda t: states.citizen_wrote(t, now), message)
 
     async def _apply(self, ticket: Ticket, step: TicketStep, message: ThreadMessage | None,
                      released_by: str | None = None) -> Ticket:
-        schedule, targets = self._schedule(), self._targets(ticket.topic)
+        schedule, targets = self.schedule(), self.targets(ticket.topic)
 
         def timed(before: states.Ticket) -> tuple[states.Ticket, states.Event]:
             after, event = step(before)
@@ -359,8 +369,8 @@ class TicketDesk:
     def clocks(self, ticket: Ticket) -> dict[str, Standing]:
         """The first-response and resolution clocks of a ticket now."""
         now = self.clock.now()
-        schedule = self._schedule()
-        first, resolution = self._targets(ticket.topic)(ticket.level)
+        schedule = self.schedule()
+        first, resolution = self.targets(ticket.topic)(ticket.level)
         out: dict[str, Standing] = {}
         for name, due, target, done in (
                 ("first_response", ticket.first_response_due, first, ticket.first_response_at),

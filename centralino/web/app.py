@@ -88,6 +88,9 @@ async def health(request: web.Request) -> web.Response:
         "records_waiting": svc.writer.waiting,
         "config_version": svc.config.version,
         "calls_in_progress": svc.registry.in_progress(),
+        # Each mailbox (mail.yaml): a mailbox that cannot be reached is said here, not a 503:
+        # calls and the other mailboxes go on.
+        "mailboxes": svc.mail.health() if svc.mail else {},
     }, status=200 if connected else 503)
 
 

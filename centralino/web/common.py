@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # types only: the web layer never imports the service that ru
     from centralino.clock import Timers
     from centralino.config import Config
     from centralino.desk import Desk
+    from centralino.mail.desk import MailDesk
     from centralino.media import PromptCatalog
     from centralino.registry import Registry
     from centralino.settings import Settings
@@ -79,6 +80,8 @@ class Shell(Protocol):
     def recalls(self) -> RecallPlacing: ...
     @property
     def tickets(self) -> TicketDesk: ...
+    @property
+    def mail(self) -> MailDesk | None: ...
     @property
     def catalog(self) -> PromptCatalog: ...
     @property

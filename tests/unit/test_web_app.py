@@ -49,7 +49,7 @@ async def test_health_says_everything_is_fine(web):
     assert await resp.json() == {
         "status": "ok", "asterisk_connected": True, "database": "ok", "database_problem": None,
         "database_problem_seconds": None, "records_waiting": 0,
-        "config_version": parts.config.version, "calls_in_progress": 0}
+        "config_version": parts.config.version, "calls_in_progress": 0, "mailboxes": {}}
 
 
 async def test_health_is_503_while_asterisk_is_unreachable(web):

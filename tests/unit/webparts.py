@@ -145,6 +145,7 @@ class Parts:
         self.tickets = TicketDesk(store, self.clock, lambda: self.config, self.desk,
                                   self.spawn, Files(settings.tickets.attachments))
         self.tasks: set[asyncio.Task[None]] = set()
+        self.mail = None  # no mail.yaml in these tests
 
     @property
     def call_config(self) -> CallConfig:

@@ -1,0 +1,153 @@
+"""Stored e-mail into tickets: each message kept by the fetcher (mail_messages, status
+"stored") becomes a ticket, joins the thread of the ticket it answers, or is kept as noise;
+the ticket's change and the message's "done" are one transaction, so a crash in between
+leaves it stored, to be taken again at the next start: never lost, never doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+from email.message import EmailMessage
+from email.utils import getaddresses
+
+from centralino.storage.models import MailMessage, Ticket
+from centralino.storage.store import NewTicket, Store, ThreadMessage
+from centralino.tickets.desk import Busy, TicketDesk
+from mail import kinds, pec, threads
+from mail.config import Mailbox, MailConfig
+from mail.content import Content, Unreadable, parse, read
+from tickets import sla, states
+from tickets.numbers import find
+from tickets.states import TicketError
+
+log = logging.getLogger("centralino.mail")
+NO_TEXT = "(messaggio senza testo)"
+
+
+class Intake:
+    def __init__(self, store: Store, tickets: TicketDesk, config: MailConfig):
+        self.store, self.tickets, self.config = store, tickets, config
+
+    async def run_once(self) -> int:
+        """Every stored message, oldest first; how many were handled."""
+        done = 0
+        while rows := await self.store.mail_to_process():
+            for row in rows:
+                await self.handle(row)
+                done += 1
+        return done
+
+    async def handle(self, row: MailMessage) -> None:
+        box = self.config.mailboxes.get(row.mailbox)
+        try:
+            outer = parse(row.raw)
+        except Unreadable as exc:
+            await self.store.mail_done(row.id, "quarantined", None, reason=str(exc))
+            log.warning("mailbox %s: message %d quarantined: %s", row.mailbox, row.id, exc)
+            return
+        if box is None:
+            await self.store.mail_done(row.id, "quarantined", None,
+                                       reason=f"no mailbox {row.mailbox!r} in mail.yaml now")
+            return
+        if (receipt := pec.receipt(outer)) is not None:
+            await self._note(row, outer, [receipt.refers_to] if receipt.refers_to else [],
+                             "pec_receipt", f"Ricevuta PEC: {receipt.kind}")
+            return
+        message = pec.unwrap(outer) if box.pec else outer
+        kind = kinds.kind(message)
+        content = read(message)
+        if kind == "bounce":
+            await self._note(row, message, threads.returned(message), "bounce",
+                             "Messaggio non consegnato: " + (content.subject or ""))
+            return
+        number = await self._thread(message)
+        if kind == "auto":
+            await self._note(row, message, threads.referenced(message), "auto",
+                             "Risposta automatica: " + (content.subject or ""), number)
+            return
+        try:
+            if number is not None and (ticket := await self.store.ticket(number)) is not None:
+                await self._joins(row, ticket, message, content)
+            else:
+                await self._opens(row, box, message, content)
+        except (TicketError, Busy) as exc:  # changed meanwhile: taken again next round
+            log.warning("mailbox %s: message %d not filed yet: %s", row.mailbox, row.id, exc)
+
+    async def _thread(self, message: EmailMessage) -> str | None:
+        ids = threads.referenced(message)
+        known = await self.store.ticket_of_message_ids(ids)
+        prefix = self.tickets.config.prefix
+        quoted = find(kinds.header(message, "Subject"), prefix)
+        participants: set[str] = set()
+        if quoted is not None and (ticket := await self.store.ticket(str(quoted))):
+            participants = {a for a in (ticket.requester_email,) if a}
+        found = threads.match(message, self.config.domain, prefix,
+                              lambda wanted: known if wanted else None,
+                              lambda _number: participants)
+        return found.number
+
+    async def _joins(self, row: MailMessage, ticket: Ticket, message: EmailMessage,
+                     content: Content) -> None:
+        body = content.text or NO_TEXT
+        mail = ThreadMessage(body, direction="in", message_id=_id(message), mail_id=row.id,
+                             in_reply_to=kinds.header(message, "In-Reply-To")[:255] or None)
+        after = await self.tickets.citizen_wrote(ticket, body, mail=mail)
+        log.info("mailbox %s: message %d joins %s", row.mailbox, row.id, after.number)
+
+    async def _opens(self, row: MailMessage, box: Mailbox, message: EmailMessage,
+                     content: Content) -> None:
+        topic, group = _destination(box, message, content)
+        desk = self.tickets
+        name, address = _from(message)
+        level = group or states.FIRST_LEVEL
+        now = desk.clock.now()
+        opened, _ = states.new(now, "citizen", level)
+        ticket_topic = topic or next(iter(desk.config.topics))
+        timed = sla.start(opened, desk.schedule(), now, desk.targets(ticket_topic))
+        row_ticket = await self.store.create_ticket(NewTicket(
+            prefix=desk.config.prefix, topic=ticket_topic,
+            subject=(content.subject or "(senza oggetto)")[:255], body=content.text or NO_TEXT,
+            channel="email", requester_name=name[:128] or address,
+            requester_email=address or None, status_token=desk.new_token(), at=now,
+            first_response_due=timed.first_response_due, resolution_due=timed.resolution_due,
+            message_id=_id(message), mail_id=row.id, level=level))
+        desk.opened(row_ticket)
+        log.info("mailbox %s: message %d opens %s", row.mailbox, row.id, row_ticket.number)
+
+    async def _note(self, row: MailMessage, message: EmailMessage, ids: list[str], kind: str,
+                    what: str, number: str | None = None) -> None:
+        """Noise kept on the ticket it concerns (as an internal note), never answered."""
+        number = number or await self.store.ticket_of_message_ids(ids) or threads.ours(
+            ids, self.config.domain)
+        ticket = await self.store.ticket(number) if number else None
+        if ticket is None:
+            await self.store.mail_done(row.id, "ignored", kind, reason=what)
+            return
+        await self.store.add_ticket_message(ticket.id, self.tickets.clock.now(), "in",
+                                            "internal", f"sistema:{kind}", what,
+                                            message_id=_id(message))
+        await self.store.mail_done(row.id, "done", kind, ticket.id, what)
+
+
+def _id(message: EmailMessage) -> str | None:
+    value = kinds.header(message, "Message-ID").strip()
+    return value[:255] or None
+
+
+def _from(message: EmailMessage) -> tuple[str, str]:
+    pairs = getaddresses([kinds.header(message, "From")])
+    name, address = pairs[0] if pairs else ("", "")
+    return name.strip(), address.strip().lower()
+
+
+def _destination(box: Mailbox, message: EmailMessage, content: Content
+                 ) -> tuple[str | None, str | None]:
+    """(topic, group) by the mailbox's rules, else its own."""
+    recipients = {a.lower() for _, a in getaddresses(
+        [kinds.header(message, h) for h in ("To", "Cc", "Delivered-To")])}
+    subject = content.subject.lower()
+    for rule in box.rules:
+        if (rule.to_address and rule.to_address in recipients) or (
+                rule.subject_words and any(w.lower() in subject for w in rule.subject_words)):
+            return rule.topic, rule.group
+    return box.topic, box.group

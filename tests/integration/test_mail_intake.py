@@ -1,0 +1,185 @@
+"""E-mail to the help desk through a real Dovecot (IMAP, LMTP on loopback, started by
+./dev test) into the running service and PostgreSQL (issue #12): a citizen's message becomes
+a ticket, a reply joins it, an out-of-office does not reopen anything, the delegation
+mailbox opens tickets at its group; nothing is marked read, nothing is doubled, and a
+message stored but not yet moved when the service stops is not taken twice."""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import os
+import smtplib
+import uuid
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from centralino.clock import LoopClock
+from centralino.mail.inbox import Inbox, MailboxError
+from centralino.settings import load_settings
+from centralino.storage.store import Store
+from ivr.clock import SystemClock
+from mail.config import load_mail_config
+from tests.integration.conftest import TEST_SETTINGS
+
+pytestmark = pytest.mark.asterisk  # the service under test connects to the real Asterisk
+
+IMAP = os.environ.get("CENTRALINO_TEST_IMAP", "127.0.0.1:10143")
+LMTP = os.environ.get("CENTRALINO_TEST_LMTP", "127.0.0.1:10024")
+SUPERVISOR = "dev-sup"
+
+
+def deliver(user: str, message: EmailMessage) -> None:
+    """Into `user`'s INBOX, as the mail server's delivery agent puts it."""
+    host, port = LMTP.split(":")
+    with smtplib.LMTP(host, int(port)) as lmtp:
+        refused = lmtp.send_message(message, to_addrs=[user])
+    assert not refused, refused
+
+
+def mail(sender: str, subject: str, body: str, **headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = f"Maria Rossi <{sender}>"
+    message["To"] = "helpdesk@helpdesk.test"
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{uuid.uuid4().hex}@esempio.it>"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return message
+
+
+def folder(user: str, name: str) -> list[tuple[bytes, bytes]]:
+    """(flags, Message-ID header) of every message in `user`'s folder."""
+    host, port = IMAP.split(":")
+    imap = imaplib.IMAP4(host, int(port))
+    try:
+        imap.login(user, "test")
+        imap.select(name, readonly=True)
+        _, data = imap.uid("SEARCH", "ALL")
+        out = []
+        for uid in data[0].split():
+            _, parts = imap.uid("FETCH", uid, "(FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+            head = parts[0]
+            assert isinstance(head, tuple)
+            out.append((head[0], head[1].strip()))
+        return out
+    finally:
+        imap.logout()
+
+
+async def tickets_from(desk: Any, address: str, count: int = 1, timeout: float = 20
+                       ) -> list[dict[str, Any]]:
+    """The open tickets whose requester is `address`, once there are `count` of them."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = [t for t in await desk.request("GET", "/api/tickets?limit=500",
+                                               token=SUPERVISOR)
+                 if t["requester_email"] == address]
+        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.2)
+
+
+async def detail(desk: Any, number: str) -> dict[str, Any]:
+    return await desk.request("GET", f"/api/tickets/{number}", token=SUPERVISOR)
+
+
+async def test_a_citizen_s_mail_becomes_a_ticket_and_leaves_the_inbox_unread(start_service,
+                                                                              desk):
+    await start_service()
+    address = f"m{uuid.uuid4().hex[:8]}@esempio.it"
+    first = mail(address, "Certificato di iscrizione", "Buongiorno, mi serve il certificato.")
+    await asyncio.to_thread(deliver, "helpdesk", first)
+    [ticket] = await tickets_from(desk, address)
+    assert (ticket["channel"], ticket["topic"], ticket["subject"], ticket["state"]) == (
+        "email", "alpha", "Certificato di iscrizione", "nuovo")
+    assert ticket["requester_name"] == "Maria Rossi"
+    thread = (await detail(desk, ticket["number"]))["thread"]
+    assert thread[0]["body"].startswith("Buongiorno, mi serve il certificato.")
+    # Out of the inbox, kept in the done folder, never marked read (someone may read it).
+    moved = await asyncio.to_thread(folder, "helpdesk", "Elaborati")
+    [(flags, _)] = [m for m in moved if first["Message-ID"].encode() in m[1]]
+    assert b"\\Seen" not in flags
+    assert not [m for m in await asyncio.to_thread(folder, "helpdesk", "INBOX")
+                if first["Message-ID"].encode() in m[1]]
+
+    # The same message again (a client re-sending it, the server redelivering): no second.
+    await asyncio.to_thread(deliver, "helpdesk", first)
+    # A reply to it joins the thread; an out-of-office about it only leaves a note.
+    reply = mail(address, "Re: Certificato di iscrizione", "Aggiungo la partita IVA.",
+                 In_Reply_To=first["Message-ID"])
+    await asyncio.to_thread(deliver, "helpdesk", reply)
+    away = mail(address, "Risposta automatica: Certificato", "Sono fuori ufficio.",
+                Auto_Submitted="auto-replied", In_Reply_To=first["Message-ID"])
+    await asyncio.to_thread(deliver, "helpdesk", away)
+    for _ in range(100):
+        thread = (await detail(desk, ticket["number"]))["thread"]
+        if len(thread) >= 3:
+            break
+        await asyncio.sleep(0.2)
+    assert [(m["direction"], m["visibility"], m["body"].strip()) for m in thread] == [
+        ("in", "public", "Buongiorno, mi serve il certificato."),
+        ("in", "public", "Aggiungo la partita IVA."),
+        ("in", "internal", "Risposta automatica: Risposta automatica: Certificato"),
+    ]
+    assert len(await tickets_from(desk, address, count=2, timeout=2)) == 1
+
+
+async def test_the_rules_and_the_delegation_mailbox_choose_where_a_ticket_goes(start_service,
+                                                                               desk):
+    await start_service()
+    address = f"r{uuid.uuid4().hex[:8]}@esempio.it"
+    await asyncio.to_thread(deliver, "helpdesk", mail(address, "Reclamo sul servizio", "..."))
+    [complaint] = await tickets_from(desk, address)
+    assert complaint["topic"] == "beta"  # the rule on the word "reclamo"
+
+    office = f"b{uuid.uuid4().hex[:8]}@comune.example.it"
+    await asyncio.to_thread(deliver, "secondolivello",
+                            mail(office, "Verifica pratica 42", "Da verificare presso l'ufficio."))
+    [delegated] = await tickets_from(desk, office)
+    assert (delegated["level"], delegated["state"]) == ("back-office", "escalato")
+
+
+async def test_a_message_stored_but_not_moved_is_not_taken_twice(asterisk):
+    """The service stopped (or the IMAP connection broke) between storing a message and
+    moving it: the next sweep finds it by its UIDs and only moves it."""
+    settings = load_settings(TEST_SETTINGS, {})
+    config = load_mail_config(settings.config_dir / "mail.yaml", {"alpha", "beta"},
+                              {"back-office"})
+    assert config is not None
+    box = config.mailboxes["cittadini"]
+    address = f"k{uuid.uuid4().hex[:8]}@esempio.it"
+    message = mail(address, "Prova", "Una volta sola.")
+    url = os.environ.get("CENTRALINO_TEST_DATABASE_URL", settings.database.url)
+    async with Store(url) as store:
+        clock = LoopClock(SystemClock())
+        inbox = Inbox("prova-crash", box.model_copy(update={"folder": "Crash"}), config, store,
+                      clock, lambda: None)
+        imap = await inbox._connect()
+        try:
+            await imap.create("Crash")
+            await imap.select("Crash")
+            host, port = IMAP.split(":")
+
+            def put() -> None:
+                client = imaplib.IMAP4(host, int(port))
+                client.login("helpdesk", "test")
+                client.append("Crash", "", imaplib.Time2Internaldate(0), message.as_bytes())
+                client.logout()
+            await asyncio.to_thread(put)
+
+            async def broken(_imap: Any, _uid: int) -> None:
+                raise MailboxError("connection lost before the move")
+            inbox._put_away = broken  # type: ignore[method-assign]
+            with pytest.raises(MailboxError):
+                await inbox.sweep(imap)
+            del inbox._put_away  # the real one again, as after a restart
+            assert await inbox.sweep(imap) == 0  # found stored: moved, not stored again
+            rows = [r for r in await store.mail_to_process(1000) if r.mailbox == "prova-crash"]
+            assert len(rows) == 1 and message["Message-ID"] in (rows[0].message_id or "")
+            await store.mail_done(rows[0].id, "ignored", "person", reason="test")
+        finally:
+            await imap.logout()
