@@ -123,6 +123,8 @@ class Service:
         if self.config.mail is not None and self.tickets.enabled:
             self.mail = MailDesk(self.store, self.tickets, self.clock, self.config.mail,
                                  self.spawn)
+            self.mail.public_url = self.settings.http.public_url
+            self.tickets.on_answer = self.mail.answer
             self.mail.start()
         await self.ari.__aenter__()
         await self.ari.check()  # clear error now for wrong credentials or no Asterisk
@@ -161,7 +163,10 @@ class Service:
             self._events.cancel()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # a task that does not stop within 15 s is named, not waited for
+            _, stuck = await asyncio.wait(list(self._tasks), timeout=15)
+            for task in stuck:
+                log.error("stopping: %s did not stop; left behind", task.get_coro())
         if self._runner:
             await self._runner.cleanup()
         await self.ari.__aexit__()

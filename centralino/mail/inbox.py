@@ -41,6 +41,14 @@ class MailboxError(RuntimeError):
     pass
 
 
+def stopping(exc: BaseException) -> None:
+    """Raise CancelledError if this task is being cancelled: a cleanup that failed while it
+    was (a logout timing out) must not turn the stop into one more retry."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
+
+
 @dataclass
 class Health:
     connected: bool = False
@@ -88,6 +96,7 @@ class Inbox:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 (any failure: said, then tried again)
+                stopping(exc)
                 self._failed(exc)
                 await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
                 attempt += 1
@@ -111,6 +120,10 @@ class Inbox:
                 await asyncio.wait_for(imap.logout(), 5)
             except Exception as exc:  # noqa: BLE001 (a broken connection closes as it can)
                 log.debug("mailbox %s: logout: %s", self.name, exc)
+            finally:  # whatever the logout did: the connection is not left open
+                transport = getattr(getattr(imap, "protocol", None), "transport", None)
+                if transport is not None:
+                    transport.close()
 
     async def _connect(self) -> aioimaplib.IMAP4:
         server = self.box.imap

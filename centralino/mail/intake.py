@@ -7,6 +7,7 @@ leaves it stored, to be taken again at the next start: never lost, never doubled
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import getaddresses
 
@@ -24,9 +25,18 @@ log = logging.getLogger("centralino.mail")
 NO_TEXT = "(messaggio senza testo)"
 
 
+Opened = Callable[[Ticket, Mailbox], Awaitable[None]]
+
+
+async def _nothing(_ticket: Ticket, _box: Mailbox) -> None:
+    return None
+
+
 class Intake:
-    def __init__(self, store: Store, tickets: TicketDesk, config: MailConfig):
+    def __init__(self, store: Store, tickets: TicketDesk, config: MailConfig,
+                 opened: Opened = _nothing):
         self.store, self.tickets, self.config = store, tickets, config
+        self._opened = opened  # a new ticket from a person's mail: acknowledged
 
     async def run_once(self) -> int:
         """Every stored message, oldest first; how many were handled."""
@@ -113,6 +123,8 @@ class Intake:
             message_id=_id(message), mail_id=row.id, level=level))
         desk.opened(row_ticket)
         log.info("mailbox %s: message %d opens %s", row.mailbox, row.id, row_ticket.number)
+        if kinds.answerable(message):
+            await self._opened(row_ticket, box)
 
     async def _note(self, row: MailMessage, message: EmailMessage, ids: list[str], kind: str,
                     what: str, number: str | None = None) -> None:

@@ -362,3 +362,29 @@ class MailMessage(Base):
         Index("ix_mail_messages_status", "status", "id"),
         Index("ix_mail_messages_message_id", "message_id"),
     )
+
+
+class MailOut(Base):
+    """A message the desk sends (issue #12): written here first, in the same transaction as
+    what it answers, then sent. Sent once: a message whose sending was cut without an answer
+    from the server (the service stopped) is `uncertain`, shown on its ticket, never resent
+    on its own."""
+
+    __tablename__ = "mail_outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str | None] = mapped_column(ForeignKey("tickets.id"))
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # acknowledgement | reply | confirmation
+    sender: Mapped[str] = mapped_column(String(254))
+    recipient: Mapped[str] = mapped_column(String(254))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # pending -> sending -> sent | failed (refused for good) | uncertain (cut mid-way)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_mail_outbox_due", "status", "next_at"),
+                      Index("ix_mail_outbox_recipient", "recipient", "kind", "created_at"))

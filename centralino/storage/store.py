@@ -49,6 +49,7 @@ from centralino.storage.models import (
     Call,
     LineOverride,
     MailMessage,
+    MailOut,
     Offer,
     QueueLogEntry,
     RecallAttempt,
@@ -844,6 +845,51 @@ class Store:
         async with self.sessions() as s:
             found: dict[str | None, str] = dict((await s.execute(query)).all())
         return next((found[i] for i in ids if i in found), None)
+
+    async def queue_mail(self, **values: Any) -> bool:
+        """Write a message to send (before it is sent: MailOut's fields). False: one with its
+        Message-ID is there already."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(MailOut).values(
+            status="pending", attempts=0, error="", **values).on_conflict_do_nothing()
+        async with self.sessions.begin() as s:
+            return bool(_rowcount(await s.execute(statement)))
+
+    async def mail_sent_to(self, recipient: str, kind: str, since: datetime) -> int:
+        query = select(func.count()).where(MailOut.recipient == recipient,
+                                           MailOut.kind == kind, MailOut.created_at >= since)
+        async with self.sessions() as s:
+            return int((await s.execute(query)).scalar_one())
+
+    async def mail_due(self, now: datetime, limit: int = 20) -> list[MailOut]:
+        query = (select(MailOut).where(MailOut.status == "pending", MailOut.next_at <= now)
+                 .order_by(MailOut.next_at, MailOut.id).limit(limit))
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
+    async def mail_sending(self, out_id: int, from_status: str, to_status: str,
+                           **values: Any) -> bool:
+        """Move a message from one status to the next (compare-and-set): the sender claims it
+        (pending -> sending) before it talks to the server."""
+        async with self.sessions.begin() as s:
+            changed = await s.execute(update(MailOut).where(MailOut.id == out_id,
+                                                            MailOut.status == from_status)
+                                      .values(status=to_status, **values))
+            return bool(_rowcount(changed))
+
+    async def mail_cut_short(self) -> int:
+        """At start: messages left `sending` by a stopped service may or may not have gone:
+        `uncertain`, for a person to look at, never sent again on their own."""
+        async with self.sessions.begin() as s:
+            changed = await s.execute(update(MailOut).where(MailOut.status == "sending")
+                                      .values(status="uncertain",
+                                              error="the service stopped while sending"))
+            return _rowcount(changed)
+
+    async def outbox_of(self, ticket_id: str) -> list[MailOut]:
+        query = select(MailOut).where(MailOut.ticket_id == ticket_id).order_by(MailOut.id)
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
 
     async def tickets_in_play(self) -> list[Ticket]:
         """What the distributor needs at start: the tickets nobody has that wait for an agent,

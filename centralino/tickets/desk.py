@@ -74,6 +74,9 @@ class TicketDesk:
         self._config = config
         self.desk = desk
         self._spawn = spawn
+        # An operator's public answer, for the citizen's mailbox (centralino.mail: set when
+        # mail.yaml is there).
+        self.on_answer: Callable[[Ticket, str], Coroutine[Any, Any, None]] | None = None
 
     async def load(self) -> None:
         """At start: the tickets waiting for an agent and those each agent has in charge,
@@ -215,7 +218,11 @@ class TicketDesk:
             step = partial(_replied_then, agent=agent, at=now, text=text, then=states.resolve)
         else:
             raise TicketError(f"no action {action!r} (one of {', '.join(ACTIONS)})")
-        return await self._apply(ticket, step, message)
+        changed = await self._apply(ticket, step, message)
+        if self.on_answer is not None and message is not None and (
+                message.visibility == "public" and message.direction == "out"):
+            await self.on_answer(changed, message.body)
+        return changed
 
     async def citizen_wrote(self, ticket: Ticket, body: str, message_id: str | None = None,
                             mail: ThreadMessage | None = None) -> Ticket:

@@ -459,6 +459,8 @@ async def _open(request: web.Request, desk: TicketDesk, sent: _Sent, address: st
     await desk.files.keep(sent.files)
     row, secret = await desk.open(ask, "web", attachments=tuple(a for _, a in sent.files))
     sent.files.clear()
+    if (mail := request.app[SERVICE].mail) is not None and row.requester_email:
+        await mail.confirm(row, status_path(secret))  # the number and the link, by e-mail
     log.info("ticket %s opened from the web form", row.number)
     raise web.HTTPSeeOther(f"{status_path(secret)}?nuova=1", headers=HEADERS)
 

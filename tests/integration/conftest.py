@@ -32,6 +32,7 @@ from centralino.storage.models import Call, RecallRequest, Ticket
 from centralino.storage.store import Store
 from ivr.clock import ShiftedClock, aware
 from tests.integration.desk_api import DeskApi, staff
+from tests.integration.mailserver import smtp_server  # noqa: F401 (a fixture, for mail tests)
 
 REPO = Path(__file__).resolve().parents[2]
 CHROOT = REPO / "asterisk-dev" / "chroot.sh"

@@ -183,3 +183,88 @@ async def test_a_message_stored_but_not_moved_is_not_taken_twice(asterisk):
             await store.mail_done(rows[0].id, "ignored", "person", reason="test")
         finally:
             await imap.logout()
+
+
+def citizen_mail(number: str) -> list[EmailMessage]:
+    """What reached the test citizen's mailbox about ticket `number`, oldest first."""
+    from email import policy
+    from email.parser import BytesParser
+
+    host, port = IMAP.split(":")
+    imap = imaplib.IMAP4(host, int(port))
+    try:
+        imap.login("cittadino", "test")
+        imap.select("INBOX", readonly=True)
+        _, data = imap.uid("SEARCH", "SUBJECT", number)
+        out = []
+        for uid in data[0].split():
+            _, parts = imap.uid("FETCH", uid, "(BODY.PEEK[])")
+            raw = parts[0]
+            assert isinstance(raw, tuple)
+            parsed = BytesParser(policy=policy.default).parsebytes(raw[1])
+            assert isinstance(parsed, EmailMessage)
+            out.append(parsed)
+        return out
+    finally:
+        imap.logout()
+
+
+async def mail_about(number: str, count: int, timeout: float = 20) -> list[EmailMessage]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = await asyncio.to_thread(citizen_mail, number)
+        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.3)
+
+
+async def test_the_citizen_gets_the_number_then_the_answer_and_their_reply_joins_it(
+        start_service, desk, smtp_server):
+    await start_service()
+    address = f"c{uuid.uuid4().hex[:8]}@esempio.it"
+    first = mail(address, "Rimborso diritti", "Ho pagato due volte.")
+    await asyncio.to_thread(deliver, "helpdesk", first)
+    [ticket] = await tickets_from(desk, address)
+    number = ticket["number"]
+    [ack] = await mail_about(number, 1)
+    assert ack["Auto-Submitted"] == "auto-replied"  # no out-of-office answers it
+    assert ack["In-Reply-To"] == first["Message-ID"]
+    assert number in ack["Subject"] and number in ack.get_content()
+
+    # An operator answers: it reaches the citizen in the same thread.
+    agent = {"Authorization": "Bearer dev-1001"}
+    for action in ({"action": "take"}, {"action": "reply", "text": "Le rimborsiamo 10 euro."}):
+        async with desk.http.post(f"{desk.base}/api/tickets/{number}/actions", json=action,
+                                  headers=agent) as resp:
+            assert resp.status == 200, await resp.text()
+    answer = (await mail_about(number, 2))[-1]
+    assert "Le rimborsiamo 10 euro." in answer.get_content()
+    assert answer["Auto-Submitted"] is None
+    assert first["Message-ID"] in answer["References"]
+
+    # The citizen answers from their client: the reply joins the ticket.
+    again = mail(address, f"Re: {answer['Subject']}", "Grazie, ricevuto.",
+                 In_Reply_To=answer["Message-ID"], References=answer["References"])
+    await asyncio.to_thread(deliver, "helpdesk", again)
+    for _ in range(100):
+        thread = (await detail(desk, number))["thread"]
+        if thread[-1]["body"].strip() == "Grazie, ricevuto.":
+            break
+        await asyncio.sleep(0.2)
+    assert [m["body"].strip() for m in thread] == [
+        "Ho pagato due volte.", "Le rimborsiamo 10 euro.", "Grazie, ricevuto."]
+    assert len(await tickets_from(desk, address, count=2, timeout=1)) == 1
+
+
+async def test_the_service_stops_at_once_whatever_its_mailboxes_are_doing(asterisk):
+    """Stopped while its mailboxes connect, sweep or idle: a stop is a stop (a cleanup that
+    failed during it once made an inbox retry for ever, and the service never stopped)."""
+    from centralino.service import Service
+    from tests.integration.conftest import settings_for
+
+    for n in range(20):
+        service = Service(settings_for())
+        await service.__aenter__()
+        await asyncio.sleep(n % 5 * 0.05)  # at different moments of their work
+        async with asyncio.timeout(20):
+            await service.__aexit__(None, None, None)
