@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import os
+import shutil
 import smtplib
 import uuid
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,13 +24,24 @@ from centralino.settings import load_settings
 from centralino.storage.store import Store
 from ivr.clock import SystemClock
 from mail.config import load_mail_config
-from tests.integration.conftest import TEST_SETTINGS
+from tests.integration.conftest import TEST_SETTINGS, settings_for
 
 pytestmark = pytest.mark.asterisk  # the service under test connects to the real Asterisk
 
 IMAP = os.environ.get("CENTRALINO_TEST_IMAP", "127.0.0.1:10143")
 LMTP = os.environ.get("CENTRALINO_TEST_LMTP", "127.0.0.1:10024")
 SUPERVISOR = "dev-sup"
+MAIL_YAML = Path(__file__).with_name("mail.yaml")
+
+
+@pytest.fixture
+def mail_settings(tmp_path: Path) -> Any:
+    """The tests' configuration with the mailboxes of mail.yaml: only these tests' services
+    read them (another test's service would take their messages)."""
+    config = tmp_path / "config"
+    shutil.copytree(TEST_SETTINGS.parent, config)
+    shutil.copy(MAIL_YAML, config / "mail.yaml")
+    return settings_for(CENTRALINO_CONFIG_DIR=str(config))
 
 
 def deliver(user: str, message: EmailMessage) -> None:
@@ -88,8 +101,9 @@ async def detail(desk: Any, number: str) -> dict[str, Any]:
 
 
 async def test_a_citizen_s_mail_becomes_a_ticket_and_leaves_the_inbox_unread(start_service,
-                                                                              desk):
-    await start_service()
+                                                                              desk,
+                                                                              mail_settings):
+    await start_service(settings=mail_settings)
     address = f"m{uuid.uuid4().hex[:8]}@esempio.it"
     first = mail(address, "Certificato di iscrizione", "Buongiorno, mi serve il certificato.")
     await asyncio.to_thread(deliver, "helpdesk", first)
@@ -129,8 +143,9 @@ async def test_a_citizen_s_mail_becomes_a_ticket_and_leaves_the_inbox_unread(sta
 
 
 async def test_the_rules_and_the_delegation_mailbox_choose_where_a_ticket_goes(start_service,
-                                                                               desk):
-    await start_service()
+                                                                               desk,
+                                                                               mail_settings):
+    await start_service(settings=mail_settings)
     address = f"r{uuid.uuid4().hex[:8]}@esempio.it"
     await asyncio.to_thread(deliver, "helpdesk", mail(address, "Reclamo sul servizio", "..."))
     [complaint] = await tickets_from(desk, address)
@@ -147,8 +162,7 @@ async def test_a_message_stored_but_not_moved_is_not_taken_twice(asterisk):
     """The service stopped (or the IMAP connection broke) between storing a message and
     moving it: the next sweep finds it by its UIDs and only moves it."""
     settings = load_settings(TEST_SETTINGS, {})
-    config = load_mail_config(settings.config_dir / "mail.yaml", {"alpha", "beta"},
-                              {"back-office"})
+    config = load_mail_config(MAIL_YAML, {"alpha", "beta"}, {"back-office"})
     assert config is not None
     box = config.mailboxes["cittadini"]
     address = f"k{uuid.uuid4().hex[:8]}@esempio.it"
@@ -219,8 +233,8 @@ async def mail_about(number: str, count: int, timeout: float = 20) -> list[Email
 
 
 async def test_the_citizen_gets_the_number_then_the_answer_and_their_reply_joins_it(
-        start_service, desk, smtp_server):
-    await start_service()
+        start_service, desk, smtp_server, mail_settings):
+    await start_service(settings=mail_settings)
     address = f"c{uuid.uuid4().hex[:8]}@esempio.it"
     first = mail(address, "Rimborso diritti", "Ho pagato due volte.")
     await asyncio.to_thread(deliver, "helpdesk", first)
@@ -256,14 +270,14 @@ async def test_the_citizen_gets_the_number_then_the_answer_and_their_reply_joins
     assert len(await tickets_from(desk, address, count=2, timeout=1)) == 1
 
 
-async def test_the_service_stops_at_once_whatever_its_mailboxes_are_doing(asterisk):
+async def test_the_service_stops_at_once_whatever_its_mailboxes_are_doing(asterisk,
+                                                                          mail_settings):
     """Stopped while its mailboxes connect, sweep or idle: a stop is a stop (a cleanup that
     failed during it once made an inbox retry for ever, and the service never stopped)."""
     from centralino.service import Service
-    from tests.integration.conftest import settings_for
 
     for n in range(20):
-        service = Service(settings_for())
+        service = Service(mail_settings)
         await service.__aenter__()
         await asyncio.sleep(n % 5 * 0.05)  # at different moments of their work
         async with asyncio.timeout(20):
