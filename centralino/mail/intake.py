@@ -12,13 +12,14 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 
 from centralino.storage.models import MailMessage, Ticket
-from centralino.storage.store import NewTicket, Store, ThreadMessage
+from centralino.storage.store import Store, ThreadMessage
 from centralino.tickets.desk import Busy, TicketDesk
 from mail import kinds, pec, threads
 from mail.config import Mailbox, MailConfig
 from mail.content import Content, Unreadable, parse, read
-from tickets import sla, states
+from tickets import states
 from tickets.numbers import find
+from tickets.requests import Request
 from tickets.states import TicketError
 
 log = logging.getLogger("centralino.mail")
@@ -109,19 +110,11 @@ class Intake:
         topic, group = _destination(box, message, content)
         desk = self.tickets
         name, address = _from(message)
-        level = group or states.FIRST_LEVEL
-        now = desk.clock.now()
-        opened, _ = states.new(now, "citizen", level)
-        ticket_topic = topic or next(iter(desk.config.topics))
-        timed = sla.start(opened, desk.schedule(), now, desk.targets(ticket_topic))
-        row_ticket = await self.store.create_ticket(NewTicket(
-            prefix=desk.config.prefix, topic=ticket_topic,
-            subject=(content.subject or "(senza oggetto)")[:255], body=content.text or NO_TEXT,
-            channel="email", requester_name=name[:128] or address,
-            requester_email=address or None, status_token=desk.new_token(), at=now,
-            first_response_due=timed.first_response_due, resolution_due=timed.resolution_due,
-            message_id=_id(message), mail_id=row.id, level=level))
-        desk.opened(row_ticket)
+        request = Request(topic or next(iter(desk.config.topics)),
+                          (content.subject or "(senza oggetto)")[:255], content.text or NO_TEXT,
+                          name[:128] or address, address or None, None, None)
+        row_ticket, _ = await desk.open(request, "email", message_id=_id(message),
+                                        mail_id=row.id, level=group or states.FIRST_LEVEL)
         log.info("mailbox %s: message %d opens %s", row.mailbox, row.id, row_ticket.number)
         if kinds.answerable(message):
             await self._opened(row_ticket, box)

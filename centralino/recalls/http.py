@@ -26,16 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from centralino.storage.models import RecallAttempt, RecallRequest
 from centralino.web.common import (
-    CHALLENGE,
     SERVICE,
     ErrorOut,
-    Handler,
     error,
-    identify,
     json_body,
-    presented_token,
+    json_content,
+    openapi_schemas,
+    own_auth,
+    portal_or_token,
     query_int,
-    strong_enough,
 )
 from cti.recalls import STATUSES, RecallError, SlidingWindow, classify, due_time, retry_after
 
@@ -163,28 +162,10 @@ def _detail(row: RecallRequest, attempts: list[RecallAttempt], position: int | N
 
 # --- errors and who is asking -----------------------------------------------------------------
 
-def own_auth(handler: Handler) -> Handler:
-    """Tell common.authenticate that this handler checks the caller itself."""
-    handler.own_auth = True  # type: ignore[attr-defined]
-    return handler
-
-
-def _caller(request: web.Request) -> tuple[str, str]:
-    """("portal", client id), or ("admin"|"supervisor"|"agent", id) from common.identify."""
-    key = presented_token(request, api_key_header=True)
-    svc = request.app[SERVICE]
-    if (client := svc.settings.recalls.client_for(key)) and strong_enough(svc, key, client):
-        return "portal", client
-    who = identify(svc, key)
-    if who is None:
-        raise error(web.HTTPUnauthorized, "unknown API key", headers=CHALLENGE)
-    return who
-
-
 async def _visible(request: web.Request) -> RecallRequest:
     """The request in the URL if this caller may see it; 404 otherwise (another portal's
     request does not exist for you)."""
-    role, person = _caller(request)
+    role, person = portal_or_token(request)
     if role == "agent":
         raise error(web.HTTPForbidden, "an agent token cannot do this")
     recall_id = request.match_info["id"]
@@ -207,7 +188,7 @@ def _invalid(field: str, reason: str) -> web.HTTPException:
 async def create(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     settings = svc.settings.recalls
-    role, client = _caller(request)
+    role, client = portal_or_token(request)
     if role != "portal":
         raise error(web.HTTPForbidden, "only a portal's key can ask for a recall")
     now = svc.clock.now().astimezone(UTC)
@@ -284,7 +265,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 @own_auth
 async def list_recalls(request: web.Request) -> web.Response:
-    role, _ = _caller(request)
+    role, _ = portal_or_token(request)
     if role not in ("admin", "supervisor"):
         raise error(web.HTTPForbidden, f"a {role} key cannot list recall requests")
     query = request.query
@@ -307,21 +288,12 @@ async def openapi(request: web.Request) -> web.Response:
 
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1, with the schemas generated from the models above (so they cannot drift)."""
-    schemas: dict[str, Any] = {}
-    for model, mode in ((RecallCreate, "validation"), (RecallPosted, "serialization"),
-                        (RecallOut, "serialization"), (RecallDetail, "serialization"),
-                        (ErrorOut, "serialization")):
-        schema = model.model_json_schema(mode=mode,  # type: ignore[arg-type]
-                                         ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-
-    def ref(name: str) -> dict[str, Any]:
-        return {"content": {"application/json": {"schema": {
-            "$ref": f"#/components/schemas/{name}"}}}}
-
+    schemas = openapi_schemas([
+        (RecallCreate, "validation"), (RecallPosted, "serialization"),
+        (RecallOut, "serialization"), (RecallDetail, "serialization"),
+        (ErrorOut, "serialization")])
     def answer(text: str, name: str = "ErrorOut") -> dict[str, Any]:
-        return {"description": text, **ref(name)}
+        return {"description": text, **json_content(name)}
 
     auth = {"401": answer("no key, or an unknown one"),
             "403": answer("a known key without the right"),
@@ -340,7 +312,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "summary": "Ask for a citizen to be called (now, or back in a slot)",
                     "operationId": "createRecall",
-                    "requestBody": {"required": True, **ref("RecallCreate")},
+                    "requestBody": {"required": True, **json_content("RecallCreate")},
                     "responses": {
                         "202": {**answer("stored; it will be called", "RecallPosted"),
                                 "headers": {"Location": {"schema": {"type": "string"}}}},

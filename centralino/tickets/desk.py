@@ -5,17 +5,19 @@ only joins them with the configuration of the moment and the clock.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal
 
 from centralino.clock import Timers
 from centralino.config import Config
 from centralino.desk import Desk
-from centralino.storage.models import Ticket
+from centralino.storage.models import Ticket, TicketAttachment
 from centralino.storage.store import (
     Attachment,
     NewTicket,
@@ -39,6 +41,7 @@ ACTIONS: tuple[Action, ...] = ("take", "reply", "note", "wait", "escalate", "han
                                "resolve", "release")
 
 
+STATUS_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")  # what token_urlsafe(24) gives, and more
 Why = Literal["assigned", "reassigned", "escalated", "handed_back"]  # TicketAssigned.why
 
 
@@ -101,11 +104,11 @@ class TicketDesk:
     def enabled(self) -> bool:
         return self._config().tickets is not None
 
-    def schedule(self) -> Schedule | None:
+    def _schedule(self) -> Schedule | None:
         name = self.config.hours
         return self._config().call.schedules.get(name) if name else None
 
-    def targets(self, topic: str) -> sla.Targets:
+    def _targets(self, topic: str) -> sla.Targets:
         config = self.config
 
         def targets(level: str) -> tuple[sla.Target, sla.Target]:
@@ -145,13 +148,15 @@ class TicketDesk:
     async def open(self, request: Request, channel: str, by: str = "citizen",
                    call_id: str | None = None, message_id: str | None = None,
                    linked_to: str | None = None, attachments: tuple[Attachment, ...] = (),
-                   mail_id: int | None = None) -> tuple[Ticket, str]:
-        """A new ticket for `request`, with its deadlines; and the secret of its private
-        status link (shown once to the citizen, only its hash is stored)."""
+                   mail_id: int | None = None, level: str = FIRST_LEVEL
+                   ) -> tuple[Ticket, str]:
+        """A new ticket for `request` at `level` (a second-level group's own mailbox opens
+        it there), with its deadlines; and the secret of its private status link (shown once
+        to the citizen, only its hash is stored)."""
         now = self.clock.now()
-        opened, _ = states.new(now, by)
-        timed = sla.start(opened, self.schedule(), now, self.targets(request.topic))
-        token = self.new_token()
+        opened, _ = states.new(now, by, level)
+        timed = sla.start(opened, self._schedule(), now, self._targets(request.topic))
+        token = secrets.token_urlsafe(24)
         row = await self.store.create_ticket(NewTicket(
             prefix=self.config.prefix, topic=request.topic, subject=request.subject,
             body=request.body, channel=channel, requester_name=request.name,
@@ -159,18 +164,24 @@ class TicketDesk:
             requester_tax_code=request.tax_code, status_token=token, at=now,
             first_response_due=timed.first_response_due, resolution_due=timed.resolution_due,
             linked_to=linked_to, call_id=call_id, by=by, message_id=message_id,
-            attachments=attachments, mail_id=mail_id))
-        self.opened(row)
+            attachments=attachments, mail_id=mail_id, level=level))
+        self._track(row)
         return row, token
 
-    @staticmethod
-    def new_token() -> str:
-        """The secret of a ticket's private status link."""
-        return secrets.token_urlsafe(24)
+    async def by_token(self, token: str) -> Ticket | None:
+        """The ticket of a private status link (a token not of their shape: none)."""
+        if not STATUS_TOKEN.match(token):
+            return None
+        return await self.store.ticket_for_status_token(token)
 
-    def opened(self, row: Ticket) -> None:
-        """A ticket stored by someone else (the e-mail intake): the desk takes it in."""
-        self._track(row)
+    async def attachment(self, ticket: Ticket, attachment_id: int, public_only: bool
+                         ) -> tuple[TicketAttachment, Path] | None:
+        """One of the ticket's attachments and its file, if both are there."""
+        found = next((a for a in await self.store.ticket_attachments(ticket.id, public_only)
+                      if a.id == attachment_id), None)
+        if found is None or not (path := self.files.path_of(found.sha256)).exists():
+            return None
+        return found, path
 
     # --- an operator's steps ----------------------------------------------------------------
 
@@ -244,7 +255,7 @@ class TicketDesk:
 
     async def _apply(self, ticket: Ticket, step: TicketStep, message: ThreadMessage | None,
                      released_by: str | None = None) -> Ticket:
-        schedule, targets = self.schedule(), self.targets(ticket.topic)
+        schedule, targets = self._schedule(), self._targets(ticket.topic)
 
         def timed(before: states.Ticket) -> tuple[states.Ticket, states.Event]:
             after, event = step(before)
@@ -376,8 +387,8 @@ class TicketDesk:
     def clocks(self, ticket: Ticket) -> dict[str, Standing]:
         """The first-response and resolution clocks of a ticket now."""
         now = self.clock.now()
-        schedule = self.schedule()
-        first, resolution = self.targets(ticket.topic)(ticket.level)
+        schedule = self._schedule()
+        first, resolution = self._targets(ticket.topic)(ticket.level)
         out: dict[str, Standing] = {}
         for name, due, target, done in (
                 ("first_response", ticket.first_response_due, first, ticket.first_response_at),

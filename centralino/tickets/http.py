@@ -35,26 +35,24 @@ from urllib.parse import quote
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from centralino.recalls.http import own_auth
 from centralino.storage.models import Ticket, TicketAttachment, TicketEvent, TicketMessage
-from centralino.tickets.desk import ACTIONS, Action, Busy, TicketDesk
+from centralino.tickets.desk import ACTIONS, STATUS_TOKEN, Action, Busy, TicketDesk
 from centralino.web.common import (
-    CHALLENGE,
     SERVICE,
     ErrorOut,
     error,
-    identify,
     json_body,
-    presented_token,
+    json_content,
+    openapi_schemas,
+    own_auth,
+    portal_or_token,
     query_int,
-    strong_enough,
 )
 from cti.recalls import SlidingWindow
 from tickets.requests import InvalidRequest, Request, check
 from tickets.states import TicketError
 
 BASE = "/api/tickets"
-TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 NUMBER = re.compile(r"^[A-Z]{2,6}-\d{4}-\d{6,}$")
 STATUS_WRITES = web.AppKey("ticket_status_writes", SlidingWindow)
 
@@ -201,22 +199,10 @@ def _desk(request: web.Request) -> TicketDesk:
     return desk
 
 
-def _caller(request: web.Request) -> tuple[str, str]:
-    """("portal", client) for a portal's key, else (role, id) of a token."""
-    key = presented_token(request, api_key_header=True)
-    svc = request.app[SERVICE]
-    if (client := svc.settings.recalls.client_for(key)) and strong_enough(svc, key, client):
-        return "portal", client
-    who = identify(svc, key)
-    if who is None:
-        raise error(web.HTTPUnauthorized, "unknown API key", headers=CHALLENGE)
-    return who
-
-
 async def _visible(request: web.Request, desk: TicketDesk) -> tuple[Ticket, str, str]:
     """The ticket in the URL, if this caller may see it (404 otherwise: a ticket you may not
     see does not exist for you)."""
-    role, person = _caller(request)
+    role, person = portal_or_token(request)
     if role == "portal":
         raise error(web.HTTPForbidden, "a portal reads a ticket through its status link")
     number = request.match_info["number"]
@@ -240,10 +226,10 @@ def attachment_path(token: str, attachment_id: int) -> str:
     return f"{status_path(token)}/allegati/{attachment_id}"
 
 
-def download(desk_files: Path, attachment: TicketAttachment) -> web.FileResponse:
+def download(attachment: TicketAttachment, path: Path) -> web.FileResponse:
     """An attachment as a download: never shown inline, never sniffed, never scripted."""
     quoted = quote(attachment.filename, safe="")
-    return web.FileResponse(desk_files, headers={
+    return web.FileResponse(path, headers={
         "Content-Type": attachment.content_type,
         "Content-Disposition": f"attachment; filename*=UTF-8''{quoted}",
         "X-Content-Type-Options": "nosniff",
@@ -318,7 +304,7 @@ async def citizen_view(desk: TicketDesk, row: Ticket, token: str) -> dict[str, A
 @own_auth
 async def create(request: web.Request) -> web.Response:
     desk = _desk(request)
-    role, person = _caller(request)
+    role, person = portal_or_token(request)
     if role not in ("portal", "agent"):
         raise error(web.HTTPForbidden, f"a {role} key cannot open tickets")
     body = await json_body(request, TicketCreate, empty=None)
@@ -341,7 +327,7 @@ async def create(request: web.Request) -> web.Response:
 @own_auth
 async def list_tickets(request: web.Request) -> web.Response:
     desk = _desk(request)
-    role, person = _caller(request)
+    role, person = portal_or_token(request)
     limit = query_int(request, "limit", 100, 1, 500)
     if role == "agent":
         rows = await desk.store.inbox(person, desk.topics_of(person), desk.groups_of(person),
@@ -380,7 +366,7 @@ async def act(request: web.Request) -> web.Response:
 
 async def _by_token(request: web.Request, desk: TicketDesk) -> Ticket:
     token = request.match_info["token"]
-    row = await desk.store.ticket_for_status_token(token) if TOKEN.match(token) else None
+    row = await desk.by_token(token)
     if row is None:
         raise error(web.HTTPNotFound, "no ticket for this link")
     return row
@@ -436,7 +422,7 @@ class DeskTopics(BaseModel):
 @own_auth
 async def topics(request: web.Request) -> web.Response:
     desk = _desk(request)
-    _caller(request)  # any known key or token
+    portal_or_token(request)  # any known key or token
     queues = request.app[SERVICE].call_config.queues
     config = desk.config
     out = DeskTopics(
@@ -448,7 +434,7 @@ async def topics(request: web.Request) -> web.Response:
 
 
 def _supervising(request: web.Request) -> str:
-    role, person = _caller(request)
+    role, person = portal_or_token(request)
     if role not in ("supervisor", "admin"):
         raise error(web.HTTPForbidden, f"a {role} key cannot do this")
     return f"{role}:{person}"
@@ -489,18 +475,15 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     desk = _desk(request)
     row, _, _ = await _visible(request, desk)
     wanted = int(request.match_info["id"])
-    found = next((a for a in await desk.store.ticket_attachments(row.id) if a.id == wanted),
-                 None)
-    path = request.app[SERVICE].tickets.files.path_of(found.sha256) if found else None
-    if found is None or path is None or not path.exists():
+    if (found := await desk.attachment(row, wanted, public_only=False)) is None:
         raise error(web.HTTPNotFound, f"no attachment {wanted} on {row.number}")
-    return download(path, found)
+    return download(*found)
 
 
 @own_auth
 async def take_next(request: web.Request) -> web.Response:
     desk = _desk(request)
-    role, person = _caller(request)
+    role, person = portal_or_token(request)
     if role != "agent":
         raise error(web.HTTPForbidden, "only an agent takes tickets")
     row = await desk.next_for(person)
@@ -516,30 +499,21 @@ async def openapi(request: web.Request) -> web.Response:
 
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1, the schemas generated from the models above (so they cannot drift)."""
-    schemas: dict[str, Any] = {}
-    for model, mode in ((TicketCreate, "validation"), (TicketPosted, "serialization"),
-                        (TicketOut, "serialization"), (TicketDetail, "serialization"),
-                        (CitizenView, "serialization"), (ActionIn, "validation"),
-                        (DeskTopics, "serialization"), (AssignIn, "validation"),
-                        (CitizenMessage, "validation"), (ErrorOut, "serialization")):
-        schema = model.model_json_schema(mode=mode,  # type: ignore[arg-type]
-                                         ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-
-    def body(name: str) -> dict[str, Any]:
-        return {"content": {"application/json": {"schema": {
-            "$ref": f"#/components/schemas/{name}"}}}}
-
+    schemas = openapi_schemas([
+        (TicketCreate, "validation"), (TicketPosted, "serialization"),
+        (TicketOut, "serialization"), (TicketDetail, "serialization"),
+        (CitizenView, "serialization"), (ActionIn, "validation"),
+        (DeskTopics, "serialization"), (AssignIn, "validation"),
+        (CitizenMessage, "validation"), (ErrorOut, "serialization")])
     def answer(text: str, name: str = "ErrorOut") -> dict[str, Any]:
-        return {"description": text, **body(name)}
+        return {"description": text, **json_content(name)}
 
     keyed = {"401": answer("no key, or an unknown one"),
              "403": answer("a known key without the right")}
     number = {"name": "number", "in": "path", "required": True,
               "schema": {"type": "string", "pattern": NUMBER.pattern}}
     token = {"name": "token", "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": TOKEN.pattern}}
+             "schema": {"type": "string", "pattern": STATUS_TOKEN.pattern}}
     security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
     return {
         "openapi": "3.1.0",
@@ -551,7 +525,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             BASE: {
                 "post": {"summary": "open a ticket", "security": security,
-                         "requestBody": {"required": True, **body("TicketCreate")},
+                         "requestBody": {"required": True, **json_content("TicketCreate")},
                          "responses": {"201": answer("opened", "TicketPosted"), **keyed,
                                        "422": answer("invalid content, every problem listed"),
                                        "503": answer("no tickets.yaml")}},
@@ -583,7 +557,7 @@ def openapi_document() -> dict[str, Any]:
             BASE + "/{number}/assign": {"post": {
                 "summary": "supervisors: give the ticket to an agent", "parameters": [number],
                 "security": security,
-                "requestBody": {"required": True, **body("AssignIn")},
+                "requestBody": {"required": True, **json_content("AssignIn")},
                 "responses": {"200": answer("reassigned", "TicketDetail"), **keyed,
                               "404": answer("no such ticket"),
                               "409": answer("that agent cannot work it, or it is closed")}}},
@@ -594,7 +568,7 @@ def openapi_document() -> dict[str, Any]:
                               "404": answer("no such ticket, or not yours to see")}}},
             BASE + "/{number}/actions": {"post": {
                 "summary": "an agent's step", "parameters": [number], "security": security,
-                "requestBody": {"required": True, **body("ActionIn")},
+                "requestBody": {"required": True, **json_content("ActionIn")},
                 "responses": {"200": answer("done", "TicketDetail"), **keyed,
                               "404": answer("no such ticket, or not yours to see"),
                               "409": answer("the ticket's state does not allow it, or it "
@@ -604,7 +578,7 @@ def openapi_document() -> dict[str, Any]:
                         "responses": {"200": answer("the ticket", "CitizenView"),
                                       "404": answer("no ticket for this link")}},
                 "post": {"summary": "the citizen writes", "parameters": [token],
-                         "requestBody": {"required": True, **body("CitizenMessage")},
+                         "requestBody": {"required": True, **json_content("CitizenMessage")},
                          "responses": {"200": answer("added", "CitizenView"),
                                        "404": answer("no ticket for this link"),
                                        "429": answer("too many messages")}}},

@@ -23,18 +23,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
-from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import BodyPartReader, web
 
-from centralino.storage.models import Ticket, TicketAttachment
+from centralino.storage.models import Ticket
 from centralino.storage.store import Attachment
 from centralino.tickets.desk import Busy, TicketDesk
 from centralino.tickets.files import Files, Incoming, TooLarge
 from centralino.tickets.http import (
     STATUS_WRITES,
-    TOKEN,
     attachment_path,
     download,
     status_path,
@@ -467,16 +465,18 @@ async def _open(request: web.Request, desk: TicketDesk, sent: _Sent, address: st
 
 async def _by_token(request: web.Request, desk: TicketDesk) -> Ticket:
     token = request.match_info["token"]
-    row = await desk.store.ticket_for_status_token(token) if TOKEN.match(token) else None
+    row = await desk.by_token(token)
     if row is None:
         raise web.HTTPNotFound(text="Nessuna richiesta corrisponde a questo indirizzo.",
                                headers=HEADERS)
     return row
 
 
-def _status_html(request: web.Request, row: Ticket, messages: list[Any],
-                 files: list[TicketAttachment], token: str, problem: str = "", draft: str = "",
-                 continues: str = "") -> str:
+async def _status_html(request: web.Request, desk: TicketDesk, row: Ticket, token: str,
+                       problem: str = "", draft: str = "", continues: str = "") -> str:
+    """The status page's body: the ticket, its public thread with its files, the form."""
+    messages = await desk.store.ticket_messages(row.id, public_only=True)
+    files = await desk.store.ticket_attachments(row.id, public_only=True)
     out: list[str] = []
     if request.query.get("nuova"):
         out.append(f'<div class="conferma" role="status"><h2>Richiesta registrata</h2>'
@@ -523,11 +523,9 @@ def _status_html(request: web.Request, row: Ticket, messages: list[Any],
 async def show_status(request: web.Request) -> web.Response:
     desk = _desk(request)
     row = await _by_token(request, desk)
-    messages = await desk.store.ticket_messages(row.id, public_only=True)
-    files = await desk.store.ticket_attachments(row.id, public_only=True)
     token, nonce = _new_token(request)
-    return _page(request, f"Richiesta {row.number}", _status_html(
-        request, row, messages, files, token, continues=request.query.get("segue", "")[:32]),
+    return _page(request, f"Richiesta {row.number}", await _status_html(
+        request, desk, row, token, continues=request.query.get("segue", "")[:32]),
         cookie=nonce)
 
 
@@ -535,13 +533,10 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     """A file of the citizen's ticket, from a public message."""
     desk = _desk(request)
     row = await _by_token(request, desk)
-    wanted = int(request.match_info["id"])
-    found = next((a for a in await desk.store.ticket_attachments(row.id, public_only=True)
-                  if a.id == wanted), None)
-    path = desk.files.path_of(found.sha256) if found else None
-    if found is None or path is None or not path.exists():
+    found = await desk.attachment(row, int(request.match_info["id"]), public_only=True)
+    if found is None:
         raise web.HTTPNotFound(text="Allegato non trovato.", headers=HEADERS)
-    return download(path, found)
+    return download(*found)
 
 
 def _size(size: int) -> str:
@@ -569,10 +564,8 @@ async def citizen_writes(request: web.Request) -> web.Response:
     elif any(ord(c) < 32 and c not in "\r\n\t" for c in text):
         problem = "Il messaggio contiene caratteri non ammessi."
     if problem:
-        messages = await desk.store.ticket_messages(row.id, public_only=True)
-        files = await desk.store.ticket_attachments(row.id, public_only=True)
-        return _page(request, f"Richiesta {row.number}", _status_html(
-            request, row, messages, files, token, problem, fields.get("body", "")[:MAX_BODY]),
+        return _page(request, f"Richiesta {row.number}", await _status_html(
+            request, desk, row, token, problem, fields.get("body", "")[:MAX_BODY]),
             status=403 if "scaduto" in problem else 422, cookie=nonce)
     text = text.replace("\r\n", "\n")
     try:

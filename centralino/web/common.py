@@ -256,6 +256,44 @@ async def plain_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return answer
 
 
+def own_auth(handler: Handler) -> Handler:
+    """Tell `authenticate` that this handler checks the caller itself (portals' API keys are
+    not tokens known here)."""
+    handler.own_auth = True  # type: ignore[attr-defined]
+    return handler
+
+
+def portal_or_token(request: web.Request) -> tuple[str, str]:
+    """("portal", client id) for a portal's key (settings recalls.clients), else
+    ("admin"|"supervisor"|"agent", id) from `identify`; 401 for neither."""
+    key = presented_token(request, api_key_header=True)
+    svc = request.app[SERVICE]
+    if (client := svc.settings.recalls.client_for(key)) and strong_enough(svc, key, client):
+        return "portal", client
+    who = identify(svc, key)
+    if who is None:
+        raise error(web.HTTPUnauthorized, "unknown API key", headers=CHALLENGE)
+    return who
+
+
+def openapi_schemas(models: list[tuple[type[BaseModel], str]]) -> dict[str, Any]:
+    """The components/schemas of an OpenAPI document, generated from the models (each with
+    its mode: validation for what comes in, serialization for what goes out)."""
+    schemas: dict[str, Any] = {}
+    for model, mode in models:
+        schema = model.model_json_schema(mode=mode,  # type: ignore[arg-type]
+                                         ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def json_content(name: str) -> dict[str, Any]:
+    """An OpenAPI body or answer of the JSON schema `name`."""
+    return {"content": {"application/json": {"schema": {
+        "$ref": f"#/components/schemas/{name}"}}}}
+
+
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     # A handler marked `own_auth = True` checks its own credentials (the portals' API keys of
