@@ -199,8 +199,9 @@ async def test_a_message_stored_but_not_moved_is_not_taken_twice(asterisk):
             await imap.logout()
 
 
-def citizen_mail(number: str) -> list[EmailMessage]:
-    """What reached the test citizen's mailbox about ticket `number`, oldest first."""
+def citizen_mail(number: str, address: str) -> list[EmailMessage]:
+    """What reached the test citizen's mailbox about ticket `number`, sent to `address`
+    (numbers start again with each test database; the mailbox outlives them), oldest first."""
     from email import policy
     from email.parser import BytesParser
 
@@ -209,7 +210,7 @@ def citizen_mail(number: str) -> list[EmailMessage]:
     try:
         imap.login("cittadino", "test")
         imap.select("INBOX", readonly=True)
-        _, data = imap.uid("SEARCH", "SUBJECT", number)
+        _, data = imap.uid("SEARCH", "SUBJECT", number, "TO", address)
         out = []
         for uid in data[0].split():
             _, parts = imap.uid("FETCH", uid, "(BODY.PEEK[])")
@@ -223,10 +224,11 @@ def citizen_mail(number: str) -> list[EmailMessage]:
         imap.logout()
 
 
-async def mail_about(number: str, count: int, timeout: float = 20) -> list[EmailMessage]:
+async def mail_about(number: str, address: str, count: int, timeout: float = 20
+                     ) -> list[EmailMessage]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        found = await asyncio.to_thread(citizen_mail, number)
+        found = await asyncio.to_thread(citizen_mail, number, address)
         if len(found) >= count or asyncio.get_running_loop().time() > deadline:
             return found
         await asyncio.sleep(0.3)
@@ -240,7 +242,7 @@ async def test_the_citizen_gets_the_number_then_the_answer_and_their_reply_joins
     await asyncio.to_thread(deliver, "helpdesk", first)
     [ticket] = await tickets_from(desk, address)
     number = ticket["number"]
-    [ack] = await mail_about(number, 1)
+    [ack] = await mail_about(number, address, 1)
     assert ack["Auto-Submitted"] == "auto-replied"  # no out-of-office answers it
     assert ack["In-Reply-To"] == first["Message-ID"]
     assert number in ack["Subject"] and number in ack.get_content()
@@ -251,7 +253,7 @@ async def test_the_citizen_gets_the_number_then_the_answer_and_their_reply_joins
         async with desk.http.post(f"{desk.base}/api/tickets/{number}/actions", json=action,
                                   headers=agent) as resp:
             assert resp.status == 200, await resp.text()
-    answer = (await mail_about(number, 2))[-1]
+    answer = (await mail_about(number, address, 2))[-1]
     assert "Le rimborsiamo 10 euro." in answer.get_content()
     assert answer["Auto-Submitted"] is None
     assert first["Message-ID"] in answer["References"]
