@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from centralino.ari.client import AriError
+from centralino.ari.client import AriError, AriNotFound
 
 log = logging.getLogger("centralino.bridges")
 QUEUE_BRIDGE = "centralino-queue-{topic}"  # a holding bridge per topic, with its music
@@ -29,6 +29,7 @@ class Telephony(Protocol):
     async def add_channel(self, bridge_id: str, channel: str, role: str | None = None) -> None: ...
     async def remove_channel(self, bridge_id: str, channel: str) -> None: ...
     async def start_moh(self, bridge_id: str, music_class: str) -> None: ...
+    async def stop_moh(self, bridge_id: str) -> None: ...
     async def delete_bridge(self, bridge_id: str) -> None: ...
 
 
@@ -36,10 +37,12 @@ class Bridges:
     def __init__(self, telephony: Telephony):
         self.telephony = telephony
         self._holding: dict[str, asyncio.Future[None]] = {}
+        self._waiting: dict[str, set[str]] = {}  # topic -> callers this run put on its hold
 
     def forget(self) -> None:
         """Asterisk restarted, or a reload changed the topics: make holding bridges again."""
         self._holding.clear()
+        self._waiting.clear()
 
     async def hold(self, channel: str, topic: str, music_class: str) -> None:
         """Put a caller in the topic's holding bridge, which plays the topic's music."""
@@ -48,15 +51,38 @@ class Bridges:
             ready = self._holding[topic] = asyncio.ensure_future(self._make_holding(topic))
         await asyncio.shield(ready)
         bridge = QUEUE_BRIDGE.format(topic=topic)
-        await self.telephony.add_channel(bridge, channel, "participant")
-        # Asterisk stops a holding bridge's music once its last caller leaves it (seen on
-        # 22.10: the next caller waited in silence), so it is started for each caller who
-        # joins: one more REST request per caller, the same single stream per topic.
+        try:
+            await self.telephony.add_channel(bridge, channel, "participant")
+        except AriNotFound:
+            raise
+        except AriError as exc:  # a channel still on its way out of another bridge: once more
+            log.warning("%s into %s: %s; trying again", channel, bridge, exc)
+            await asyncio.sleep(0.2)
+            await self.telephony.add_channel(bridge, channel, "participant")
+        waiting = self._waiting.setdefault(topic, set())
+        alone = not waiting
+        waiting.add(channel)
+        if alone:
+            # Nobody else hears this line's music, and it may be gone quiet: Asterisk 22 lets a
+            # holding bridge's announcer fall silent once its last caller left, and one left by
+            # a previous run of the service may be on its way out. A fresh announcer, then.
+            try:
+                await self.telephony.stop_moh(bridge)
+            except AriNotFound:
+                raise
+            except AriError:
+                pass  # no music to stop
+        # Started for every caller too (the same single stream per topic): one more request.
         await self.telephony.start_moh(bridge, music_class)
 
     async def unhold(self, channel: str, topic: str) -> None:
         """Out of the topic's holding bridge (AriNotFound: the caller is gone)."""
+        self.gone(channel, topic)
         await self.telephony.remove_channel(QUEUE_BRIDGE.format(topic=topic), channel)
+
+    def gone(self, channel: str, topic: str) -> None:
+        """The caller is no longer on the topic's hold (taken out, or hung up)."""
+        self._waiting.get(topic, set()).discard(channel)
 
     async def _make_holding(self, topic: str) -> None:
         """One music stream per topic, heard by every waiting caller (one MOH generator

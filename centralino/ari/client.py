@@ -226,6 +226,9 @@ class AriClient:
     async def start_moh(self, bridge_id: str, music_class: str) -> None:
         await self.request("POST", f"/bridges/{bridge_id}/moh", {"mohClass": music_class})
 
+    async def stop_moh(self, bridge_id: str) -> None:
+        await self.request("DELETE", f"/bridges/{bridge_id}/moh")
+
     async def delete_bridge(self, bridge_id: str) -> None:
         try:
             await self.request("DELETE", f"/bridges/{bridge_id}")

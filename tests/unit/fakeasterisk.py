@@ -80,6 +80,7 @@ class FakeAsterisk:
         self.clock, self.registry = clock, registry
         self.channels: dict[str, FakeChannel] = {}
         self.bridges: dict[str, FakeBridge] = {}
+        self.music_restarts = 0  # holding bridges' music stopped to start afresh
         self.phones: dict[str, Phone] = {}
         self.played: dict[str, list[str]] = {}  # media played to each channel, in order
         self.hung_up: list[str] = []  # channels the service hung up
@@ -178,6 +179,13 @@ class FakeAsterisk:
 
     async def start_moh(self, bridge_id: str, music_class: str) -> None:
         self._bridge(bridge_id).music = music_class
+
+    async def stop_moh(self, bridge_id: str) -> None:
+        bridge = self._bridge(bridge_id)
+        if bridge.music is None:
+            raise AriError("moh: 409 Bridge isn't playing music", 409)
+        bridge.music = None
+        self.music_restarts += 1
 
     async def delete_bridge(self, bridge_id: str) -> None:
         self.bridges.pop(bridge_id, None)

@@ -143,6 +143,28 @@ async def test_a_caller_who_hangs_up_while_the_phone_rings_frees_the_agent(world
     assert world.collected.offers()[0]["outcome"] == "cancelled"
 
 
+async def test_the_music_starts_afresh_for_a_caller_alone_in_the_line(world):
+    """Asterisk 22 lets a holding bridge's music fall silent once the line emptied: a caller
+    who joins an empty line gets a fresh stream, one who joins others leaves theirs playing."""
+    ast = world.asterisk
+    first, _ = await started(world, DIRECT)
+    await world.clock.advance(PROMPT_SECONDS)
+    second, second_task = await started(world, DIRECT, "0622222222")
+    await world.clock.advance(PROMPT_SECONDS)
+    assert ast.bridges["centralino-queue-beta"].members == {first.channel_id, second.channel_id}
+    assert ast.music_restarts == 0  # nothing played before the first; the second joined it
+    login(world, "1001")
+    await world.clock.advance(2)
+    assert ast.bridge_of(first.channel_id) == f"centralino-call-{first.call_id}"
+    ast.hang_up(second.channel_id)  # the line is empty now
+    await asyncio.wait_for(second_task, 1)
+    third, _ = await started(world, DIRECT, "0633333333")
+    await world.clock.advance(PROMPT_SECONDS)
+    assert ast.bridge_of(third.channel_id) == "centralino-queue-beta"
+    assert ast.music_restarts == 1
+    assert ast.bridges["centralino-queue-beta"].music == "calm"
+
+
 async def test_an_agent_hanging_up_as_they_answer_puts_the_caller_back_on_hold(world):
     world.asterisk.phones["Local/1001@centralino-agents"] = Phone(drop_on_answer=True)
     login(world, "1001")
