@@ -1,7 +1,8 @@
 """Benchmarks against the real Asterisk: `./dev bench` or `python -m bench menus --calls 50 200`,
 `python -m bench fullflow` (the whole flow against native app_queue: see bench/fullflow.py),
 `python -m bench hostile` (menus while the service is attacked: see bench/hostile.py),
-`python -m bench tickets` (1,000,000 tickets in PostgreSQL: see bench/tickets.py).
+`python -m bench tickets` (1,000,000 tickets in PostgreSQL: see bench/tickets.py),
+`python -m bench mail` (10,000 messages waiting in a mailbox, then IDLE: see bench/mail.py).
 Each loads the dialplan it needs into the development Asterisk first (starting it if need be).
 
 menus: N simulated callers navigate the test line's menus at the same time (barge-in into a
@@ -228,7 +229,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", default="menus",
-                        choices=["menus", "fullflow", "hostile", "tickets"])
+                        choices=["menus", "fullflow", "hostile", "tickets", "mail"])
     parser.add_argument("--calls", type=int, nargs="+", default=None,
                         help="menus: concurrent callers (50 200); fullflow: callers (100); "
                              "hostile: concurrent callers (50)")
@@ -237,6 +238,10 @@ def main() -> None:
                              "per second (50)")
     parser.add_argument("--tickets", type=int, default=1_000_000,
                         help="tickets: how many are in the database")
+    parser.add_argument("--messages", type=int, default=10_000,
+                        help="mail: messages waiting in the mailbox at the start")
+    parser.add_argument("--push", type=int, default=200,
+                        help="mail: messages delivered one at a time while the reader idles")
     parser.add_argument("--talk", type=float, default=2.0,
                         help="fullflow: seconds each agent talks")
     parser.add_argument("--ramp", type=float, default=10.0, help="seconds to dial them all")
@@ -256,6 +261,11 @@ def main() -> None:
         from bench.tickets import main as tickets
 
         tickets(args.tickets, args.rate or 50.0, args.steady, (args.calls or [30])[0])
+        return
+    if args.name == "mail":
+        from bench.mail import main as mail
+
+        mail(args.messages, args.push, (args.calls or [30])[0])
         return
     gc.collect()
     gc.freeze()  # the simulated callers must not stall on the collector either
