@@ -52,8 +52,24 @@ class Server(Strict):
     host: Annotated[str, Field(min_length=1, max_length=253)]
     port: int = Field(ge=1, le=65535)
     tls: Tls = "tls"
+    # A private CA's certificates (PEM) trusted for this server besides the system's: an
+    # office mail server signed by the administration's own CA. Never "trust anything".
+    ca_file: Path | None = None
     user: Annotated[str, Field(min_length=1, max_length=254)]
     auth: Secret
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value.is_absolute() and value.is_file()):
+            raise ValueError(f"{value} is not a file given by its absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_for_ca(self) -> Server:
+        if self.ca_file is not None and self.tls == "none":
+            raise ValueError("ca_file is for tls or starttls (tls is none)")
+        return self
 
 
 class Rule(Strict):

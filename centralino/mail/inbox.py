@@ -19,7 +19,6 @@ import hashlib
 import logging
 import os
 import re
-import ssl
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 import aioimaplib
 
 from centralino.clock import Timers
+from centralino.mail import tls
 from centralino.storage.store import Store
 from mail.config import Mailbox, MailConfig, Secret
 
@@ -129,12 +129,12 @@ class Inbox:
         server = self.box.imap
         if server.tls == "tls":
             imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
-                server.host, server.port, timeout=30, ssl_context=ssl.create_default_context())
+                server.host, server.port, timeout=30, ssl_context=tls.context(server))
         else:
             imap = aioimaplib.IMAP4(server.host, server.port, timeout=30)
         await imap.wait_hello_from_server()
         if server.tls == "starttls":
-            raise MailboxError("STARTTLS for IMAP is not supported yet: use tls (port 993)")
+            await tls.starttls(imap, server)
         password = await asyncio.to_thread(secret, server.auth)
         if server.auth.oauth2_token_command is not None:
             answer = await imap.xoauth2(server.user, password)

@@ -79,3 +79,21 @@ def test_a_wrong_field_is_refused_with_why(tmp_path, change, where, message):
         load(tmp_path, GOOD.replace(*change))
     [problem] = refused.value.problems
     assert problem.path == where and message in problem.message
+
+
+def test_a_private_ca_is_a_readable_file_and_needs_tls(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    imap = "imap: {host: 127.0.0.1, port: 10143, tls: none,"
+    config = load(tmp_path, GOOD.replace(imap, f"imap: {{host: 127.0.0.1, port: 10143, "
+                                               f"tls: starttls, ca_file: {ca},"))
+    assert config.mailboxes["cittadini"].imap.ca_file == ca
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, GOOD.replace(imap, "imap: {host: 127.0.0.1, port: 10143, tls: tls, "
+                                          "ca_file: ca.pem,"))
+    assert "mailboxes.cittadini.imap.ca_file: " in str(refused.value)
+    assert "ca.pem is not a file given by its absolute path" in str(refused.value)
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, GOOD.replace(imap, f"imap: {{host: 127.0.0.1, port: 10143, tls: none, "
+                                          f"ca_file: {ca},"))
+    assert "ca_file is for tls or starttls" in str(refused.value)
