@@ -101,6 +101,7 @@ class ResumeTalk:
     topic: str
     queued_at: datetime
     connected_at: datetime
+    on_hold: bool = False  # the agent had put the caller on hold: they stay on hold
 
 
 @dataclass
@@ -109,6 +110,10 @@ class CallInfo:
     channel: Channel
     number: str
     started_at: datetime
+
+
+class CallControlError(RuntimeError):
+    """The agent asked for something the call cannot do now (said to them as a 409)."""
 
 
 class CallSession:
@@ -152,6 +157,7 @@ class CallSession:
         self.hold_playback: str | None = None  # what a waiting caller hears now over the music
         self.answered_at: datetime | None = None
         self.ended_by = ""  # "caller" or "agent", once connected
+        self.on_hold = False  # put on hold by the agent, out of the conversation's bridge
 
     @property
     def channel_id(self) -> str:
@@ -598,6 +604,13 @@ class CallSession:
         agent = self.desk.agents[resume.agent_id]  # marked on call by the service's adoption
         self.leg = AgentLeg(self.legs, self, self.queued, agent, resume.leg_channel,
                             answered_at=resume.connected_at)
+        if resume.on_hold:  # their music again (Asterisk kept it; this makes sure of it)
+            self.on_hold = True
+            try:
+                await self.telephony.start_channel_moh(
+                    self.channel_id, self.config.queues[resume.topic].music_class)
+            except AriNotFound:
+                raise CallerHungUp() from None
         await self._talk()
 
     async def _talk(self) -> None:
@@ -618,6 +631,45 @@ class CallSession:
         self.ended_by = "agent"
         await self.telephony.hangup(self.channel_id)
         self._talk_done(leg)
+
+    async def hold(self) -> None:
+        """The agent puts the caller on hold: the caller leaves the conversation's bridge for
+        their topic's music, the agent hears nothing; the agent's phone stays connected."""
+        leg = self._talking()
+        if self.on_hold:
+            raise CallControlError("the caller is on hold already")
+        self.on_hold = True  # at once: a second click while this runs is refused
+        try:
+            await self.telephony.remove_channel(self.bridge, self.channel_id)
+            await self.telephony.start_channel_moh(
+                self.channel_id, self.config.queues[leg.topic].music_class)
+        except AriNotFound:
+            raise CallControlError("the caller has hung up") from None
+        except AriError as exc:  # not taken out: still talking
+            self.on_hold = False
+            raise CallControlError(f"could not put the caller on hold: {exc}") from None
+        self.journal.add("hold", leg.topic, detail=f"by {leg.agent.id}")
+
+    async def resume(self) -> None:
+        """Back to the conversation, the music stopped first so that it never plays over it."""
+        leg = self._talking()
+        if not self.on_hold:
+            raise CallControlError("the caller is not on hold")
+        try:
+            await self.telephony.stop_channel_moh(self.channel_id)
+            await self.telephony.add_channel(self.bridge, self.channel_id)
+        except AriNotFound:
+            raise CallControlError("the caller has hung up") from None
+        except AriError as exc:
+            raise CallControlError(f"could not take the caller off hold: {exc}") from None
+        self.on_hold = False
+        self.journal.add("resume", leg.topic, detail=f"by {leg.agent.id}")
+
+    def _talking(self) -> AgentLeg:
+        leg = self.leg
+        if leg is None or leg.answered_at is None:
+            raise CallControlError("no conversation in progress on this call")
+        return leg
 
     def _talk_done(self, leg: AgentLeg) -> None:
         assert leg.answered_at is not None

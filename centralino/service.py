@@ -358,10 +358,16 @@ class Service:
         waiting_in = {ch: b["id"].removeprefix(queue_prefix)
                       for b in bridges if b["id"].startswith(queue_prefix) for ch in b["channels"]}
         talking: dict[str, tuple[str, str]] = {}  # caller channel -> (old call id, agent leg)
+        held: set[str] = set()  # callers the agent had put on hold (out of the bridge)
         for b in bridges:
             if b["id"].startswith(call_prefix) and len(b["channels"]) == 2:
                 caller, leg = sorted(b["channels"], key=len)  # a leg's id is its caller's + "-…"
                 talking[caller] = (b["id"].removeprefix(call_prefix), leg)
+            elif b["id"].startswith(call_prefix) and len(b["channels"]) == 1:
+                [leg] = b["channels"]
+                if (caller := leg.rsplit("-", 1)[0]) in channels and caller != leg:
+                    talking[caller] = (b["id"].removeprefix(call_prefix), leg)
+                    held.add(caller)
         legs = {leg for _, leg in talking.values()}
         # Agents' phones still ringing for callers of the previous run: stop them, the callers
         # will be offered again (never two phones ringing for one caller).
@@ -379,7 +385,8 @@ class Service:
             channel = Channel.model_validate(data)
             number = channel.dialplan.app_data.partition(",")[2] or channel.dialplan.exten
             if channel_id in talking:
-                resume = await self._resume_talk(*talking[channel_id])
+                resume = await self._resume_talk(*talking[channel_id],
+                                                 on_hold=channel_id in held)
                 if resume is not None:
                     log.info("adopting call on %s talking to %s", channel_id, resume.agent_id)
                     session = self._call(channel, number, resume_talk=resume, resumed=True)
@@ -397,7 +404,8 @@ class Service:
                                            resume_since=since, queue_log_id=first_id,
                                            resumed=True))
 
-    async def _resume_talk(self, old_call_id: str, leg: str) -> ResumeTalk | None:
+    async def _resume_talk(self, old_call_id: str, leg: str, on_hold: bool
+                           ) -> ResumeTalk | None:
         record = await self.store.get_call(old_call_id)
         answered = [o for o in await self.store.offers_for(old_call_id) if o.answered_at]
         if (record is None or not answered or record.topic is None or record.queued_at is None
@@ -405,4 +413,4 @@ class Service:
             return None
         return ResumeTalk(old_call_id, record.queue_log_id or old_call_id, leg,
                           answered[-1].agent_id, record.topic, record.queued_at,
-                          answered[-1].answered_at)  # type: ignore[arg-type]
+                          answered[-1].answered_at, on_hold)  # type: ignore[arg-type]

@@ -229,6 +229,12 @@ class AriClient:
     async def stop_moh(self, bridge_id: str) -> None:
         await self.request("DELETE", f"/bridges/{bridge_id}/moh")
 
+    async def start_channel_moh(self, channel: str, music_class: str) -> None:
+        await self.request("POST", f"/channels/{channel}/moh", {"mohClass": music_class})
+
+    async def stop_channel_moh(self, channel: str) -> None:
+        await self.request("DELETE", f"/channels/{channel}/moh")
+
     async def delete_bridge(self, bridge_id: str) -> None:
         try:
             await self.request("DELETE", f"/bridges/{bridge_id}")

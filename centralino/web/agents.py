@@ -18,9 +18,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from centralino.calls import CallControlError, CallSession
 from centralino.desk import agent_json
 from centralino.web.common import SERVICE, WHO, allow, caught_up, error, identify, json_body
-from cti.agents import AgentStateError
+from cti.agents import AgentState, AgentStateError
 from cti.messages import (
     SCHEMA_URL,
     Ack,
@@ -46,6 +47,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/agents/{agent_id}/{action:login|logout|pause|resume}",
                         change_state)
     app.router.add_post("/api/agents/{agent_id}/recalls/{recall_id}/outcome", mark_recall)
+    app.router.add_post("/api/agents/{agent_id}/call/{action:hold|resume}", call_control)
     app.router.add_get("/ws/agents/{agent_id}", console)
     app.router.add_get("/ws/supervisor", supervisor)
     app.router.add_get(SCHEMA_URL, message_schema)
@@ -113,6 +115,23 @@ async def change_state(request: web.Request) -> web.Response:
     if action == "logout" and body.tickets == "release" and svc.tickets.enabled:
         await svc.tickets.release_all(agent.id)
     return web.json_response(agent_json(agent))
+
+
+@allow("admin", "supervisor", "self")
+async def call_control(request: web.Request) -> web.Response:
+    """The agent's call in progress: hold (the caller hears the topic's music) and resume."""
+    agent = _agent(request)
+    svc = request.app[SERVICE]
+    session = svc.registry.calls.get(agent.call_id or "")
+    if agent.state is not AgentState.ON_CALL or session is None:
+        raise error(web.HTTPConflict, f"agent {agent.id} has no call in progress")
+    if not isinstance(session, CallSession):
+        raise error(web.HTTPConflict, "hold is for calls from citizens, not recalls (yet)")
+    try:
+        await (session.hold() if request.match_info["action"] == "hold" else session.resume())
+    except CallControlError as exc:
+        raise error(web.HTTPConflict, str(exc)) from None
+    return web.json_response({"call_id": session.info.call_id, "on_hold": session.on_hold})
 
 
 class RecallMark(BaseModel):

@@ -81,6 +81,7 @@ class FakeAsterisk:
         self.channels: dict[str, FakeChannel] = {}
         self.bridges: dict[str, FakeBridge] = {}
         self.music_restarts = 0  # holding bridges' music stopped to start afresh
+        self.channel_music: dict[str, str] = {}  # a channel's own music (a call on hold)
         self.phones: dict[str, Phone] = {}
         self.played: dict[str, list[str]] = {}  # media played to each channel, in order
         self.hung_up: list[str] = []  # channels the service hung up
@@ -186,6 +187,13 @@ class FakeAsterisk:
             raise AriError("moh: 409 Bridge isn't playing music", 409)
         bridge.music = None
         self.music_restarts += 1
+
+    async def start_channel_moh(self, channel: str, music_class: str) -> None:
+        self.channel_music[self._live(channel).id] = music_class
+
+    async def stop_channel_moh(self, channel: str) -> None:
+        self._live(channel)
+        self.channel_music.pop(channel, None)
 
     async def delete_bridge(self, bridge_id: str) -> None:
         self.bridges.pop(bridge_id, None)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from centralino.calls import CallSession
+from centralino.calls import CallControlError, CallSession
 from centralino.clock import VirtualClock
 from cti.agents import AgentState
 from cti.recalls import RecallError
@@ -163,6 +163,35 @@ async def test_the_music_starts_afresh_for_a_caller_alone_in_the_line(world):
     assert ast.bridge_of(third.channel_id) == "centralino-queue-beta"
     assert ast.music_restarts == 1
     assert ast.bridges["centralino-queue-beta"].music == "calm"
+
+
+async def test_the_agent_holds_and_resumes_the_caller(world):
+    ast = world.asterisk
+    call, task = await started(world, DIRECT)
+    with pytest.raises(CallControlError, match="no conversation"):
+        await call.hold()  # still waiting in the line
+    login(world, "1001")
+    await world.clock.advance(PROMPT_SECONDS + 2)
+    assert state(world, "1001") is AgentState.ON_CALL
+    await call.hold()
+    # Out of the conversation, with the topic's music; the agent's leg stays in the bridge.
+    assert ast.bridge_of(call.channel_id) is None
+    assert ast.channel_music[call.channel_id] == "calm"
+    assert ast.bridges[call.bridge].members == {call.leg.channel_id}
+    with pytest.raises(CallControlError, match="on hold already"):
+        await call.hold()
+    await call.resume()
+    assert ast.bridge_of(call.channel_id) == call.bridge
+    assert call.channel_id not in ast.channel_music
+    with pytest.raises(CallControlError, match="not on hold"):
+        await call.resume()
+    assert [s.kind for s in call.journal.steps if s.kind in ("hold", "resume")] == [
+        "hold", "resume"]
+    await call.hold()
+    ast.hang_up(call.channel_id)  # the caller gives up while on hold
+    await asyncio.wait_for(task, 1)
+    assert world.collected.call(call.call_id)["outcome"] == "answered"
+    assert state(world, "1001") is AgentState.WRAP_UP
 
 
 async def test_an_agent_hanging_up_as_they_answer_puts_the_caller_back_on_hold(world):
