@@ -75,3 +75,18 @@ HTTP_CONNECTIONS = Gauge("centralino_http_connections", "HTTP connections open")
 HTTP_REFUSED = Counter("centralino_http_connections_refused_total",
                        "HTTP connections closed at once: per_address or total cap reached",
                        ["reason"])
+
+# The desk's mailboxes (centralino.mail.http.refresh, when /metrics is scraped).
+MAILBOX_UP = Gauge("centralino_mailbox_up", "1 while the mailbox's IMAP server is connected",
+                   ["mailbox"])
+MAIL_STORED = Counter("centralino_mail_stored", "Messages fetched and stored, per mailbox",
+                      ["mailbox"])
+MAIL_QUARANTINED = Gauge("centralino_mail_quarantined",
+                         "Unreadable messages no supervisor has looked at yet", ["mailbox"])
+MAIL_OLDEST_STORED = Gauge(
+    "centralino_mail_oldest_stored_seconds",
+    "Age of the oldest message stored but not yet taken in; absent when none waits",
+    ["mailbox"])
+MAIL_OUTBOX = Gauge("centralino_mail_outbox",
+                    "Messages to send not sent (yet): pending, sending, failed, uncertain",
+                    ["mailbox", "status"])

@@ -198,3 +198,35 @@ def split_quoted(text: str) -> tuple[str, str]:
     if found is None or not text[:found.start()].strip():
         return text, ""
     return text[:found.start()].rstrip(), text[found.start():].strip()
+
+
+@dataclass(frozen=True)
+class Bounced:
+    """An address a delivery report says our message did not reach, and why."""
+
+    address: str
+    reason: str
+
+
+def bounced(message: EmailMessage) -> list[Bounced]:
+    """The recipients a delivery report (RFC 3464, message/delivery-status) says failed, with
+    the server's words (Diagnostic-Code, else Status); delayed ones are not failures yet."""
+    out: list[Bounced] = []
+    for part in message.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        blocks = part.get_payload()
+        for block in blocks if isinstance(blocks, list) else ():
+            if isinstance(block, str):
+                continue
+            recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient")
+                            or "")
+            action = str(block.get("Action") or "failed").strip().lower()
+            if not recipient or action != "failed":
+                continue
+            address = recipient.partition(";")[2].strip().strip("<>").lower() or (
+                recipient.strip().strip("<>").lower())
+            why = str(block.get("Diagnostic-Code") or "").partition(";")[2] or str(
+                block.get("Status") or "")
+            out.append(Bounced(address[:254], " ".join(why.split())[:500]))
+    return out

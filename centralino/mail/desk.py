@@ -67,8 +67,17 @@ class MailDesk:
                 pass
 
     def health(self) -> dict[str, dict[str, Any]]:
-        return {name: {"connected": i.health.connected, "problem": i.health.problem,
-                       "stored": i.health.stored} for name, i in self.inboxes.items()}
+        """Each mailbox now: connected, its problem and since when (wall time, ISO), how many
+        messages this run stored; /healthz, the supervisors' board and /metrics show it."""
+        now, mono = self.clock.now(), self.clock.monotonic()
+        out: dict[str, dict[str, Any]] = {}
+        for name, inbox in self.inboxes.items():
+            h = inbox.health
+            since = None if h.since is None or h.problem is None else (
+                now - timedelta(seconds=max(0.0, mono - h.since))).isoformat()
+            out[name] = {"connected": h.connected, "problem": h.problem,
+                         "problem_since": since, "stored": h.stored}
+        return out
 
     # --- what the desk sends ----------------------------------------------------------------
 

@@ -15,18 +15,20 @@ row. What the stored rows become is the intake's (centralino/mail/intake.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import aioimaplib
 
 from centralino.clock import Timers
 from centralino.mail import tls
+from centralino.storage.faults import fault_of
 from centralino.storage.store import Store
 from mail.config import Mailbox, MailConfig, Secret
 
@@ -39,6 +41,24 @@ FLAG = "$Centralino"  # a kept message left in its folder (no done folder) is fl
 
 class MailboxError(RuntimeError):
     pass
+
+
+class DatabaseAway(MailboxError):
+    """The mail server is fine, the database is not: the messages wait in the mailbox (said
+    so on /healthz and the board, so that nobody goes to look at the mail server)."""
+
+
+@contextlib.contextmanager
+def _database() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        stopping(exc)
+        fault = fault_of(exc)
+        if not fault.waits:
+            raise
+        raise DatabaseAway(f"database {fault.kind} ({fault.reason}): the messages wait in "
+                           "the mailbox") from exc
 
 
 def stopping(exc: BaseException) -> None:
@@ -83,6 +103,9 @@ class Inbox:
         self.store, self.clock, self._stored = store, clock, stored
         self.health = Health()
         self._wake = asyncio.Event()
+        self._logged_in = False  # in this session (the back-off starts again after one)
+        self._lost: asyncio.Future[None] | None = None  # done when the connection drops
+        self._why: Exception | None = None  # why the session's work failed, if it did
 
     def wake(self) -> None:
         self._wake.set()
@@ -90,6 +113,7 @@ class Inbox:
     async def run(self) -> None:
         attempt = 0
         while True:
+            self._logged_in = False
             try:
                 await self._session()
                 attempt = 0
@@ -98,6 +122,8 @@ class Inbox:
             except Exception as exc:  # noqa: BLE001 (any failure: said, then tried again)
                 stopping(exc)
                 self._failed(exc)
+                if self._logged_in:  # it worked until now: the back-off starts again
+                    attempt = 0
                 await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
                 attempt += 1
 
@@ -109,15 +135,36 @@ class Inbox:
         self.health.problem = str(exc) or type(exc).__name__
 
     async def _session(self) -> None:
+        # aioimaplib leaves a command waiting for its timeout (IDLE for the sweep interval)
+        # when its connection drops: the session ends as soon as the connection is lost.
+        lost = self._lost = asyncio.get_running_loop().create_future()
+        work = asyncio.ensure_future(self._work())
+        try:
+            self._why = None
+            await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
+            if work.done():
+                return work.result()
+            if self._why is not None:  # it failed, and its logout closed the connection
+                raise self._why
+            raise MailboxError("the connection to the server was lost")
+        finally:
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+
+    async def _work(self) -> None:
         imap = await self._connect()
         try:
             while True:
                 await self.sweep(imap)
                 await self._idle(imap)
+        except Exception as exc:
+            self._why = exc  # the reason, even if the connection closes as this ends
+            raise
         finally:
             self.health.connected = False
             try:
-                await asyncio.wait_for(imap.logout(), 5)
+                if not self._dropped():  # else it would only wait for its timeout
+                    await asyncio.wait_for(imap.logout(), 5)
             except Exception as exc:  # noqa: BLE001 (a broken connection closes as it can)
                 log.debug("mailbox %s: logout: %s", self.name, exc)
             finally:  # whatever the logout did: the connection is not left open
@@ -125,13 +172,22 @@ class Inbox:
                 if transport is not None:
                     transport.close()
 
+    def _dropped(self) -> bool:
+        return self._lost is not None and self._lost.done()
+
     async def _connect(self) -> aioimaplib.IMAP4:
         server = self.box.imap
-        if server.tls == "tls":
-            imap: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
-                server.host, server.port, timeout=30, ssl_context=tls.context(server))
-        else:
-            imap = aioimaplib.IMAP4(server.host, server.port, timeout=30)
+        if self._lost is None or self._lost.done():  # not in a session (a test's own use)
+            self._lost = asyncio.get_running_loop().create_future()
+        lost = self._lost  # this connection's: a late loss of the last one is not this one's
+
+        def on_lost(_exc: Exception | None) -> None:
+            if not lost.done():
+                lost.set_result(None)
+        # (IMAP4 with a context is IMAP4_SSL, which takes no conn_lost_cb)
+        imap = aioimaplib.IMAP4(
+            server.host, server.port, timeout=30, conn_lost_cb=on_lost,
+            ssl_context=tls.context(server) if server.tls == "tls" else None)
         await imap.wait_hello_from_server()
         if server.tls == "starttls":
             await tls.starttls(imap, server)
@@ -142,6 +198,7 @@ class Inbox:
             answer = await imap.login(server.user, password)
         _ok(answer, "login")
         self.health.connected, self.health.problem, self.health.since = True, None, None
+        self._logged_in = True
         return imap
 
     async def sweep(self, imap: aioimaplib.IMAP4) -> int:
@@ -160,7 +217,8 @@ class Inbox:
                        if u.isdigit()})
         if not uids:
             return 0
-        known = await self.store.stored_uids(self.name, uidvalidity, uids)
+        with _database():
+            known = await self.store.stored_uids(self.name, uidvalidity, uids)
         new = 0
         for uid in uids:
             if uid not in known:
@@ -170,8 +228,10 @@ class Inbox:
                 found_id = _MESSAGE_ID.search(raw[:64 * 1024])
                 message_id = found_id.group(1).decode("ascii", "replace") if found_id else None
                 dedupe = message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
-                if await self.store.store_mail(self.name, uidvalidity, uid, dedupe,
-                                               message_id, raw, self.clock.now()):
+                with _database():
+                    stored = await self.store.store_mail(self.name, uidvalidity, uid, dedupe,
+                                                         message_id, raw, self.clock.now())
+                if stored:
                     new += 1
                     self.health.stored += 1
             await self._put_away(imap, uid)  # stored (now or before): out of the way
@@ -207,7 +267,8 @@ class Inbox:
                 task.cancel()
         finally:
             imap.idle_done()
-            await asyncio.wait_for(idle, 10)
+            if not self._dropped():
+                await asyncio.wait_for(idle, 10)
 
 
 async def _until(waiting: Awaitable[object], seconds: float) -> None:

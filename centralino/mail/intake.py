@@ -12,12 +12,14 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 
 from centralino.storage.models import MailMessage, Ticket
-from centralino.storage.store import Store, ThreadMessage
+from centralino.storage.store import Attachment, Store, ThreadMessage
 from centralino.tickets.desk import Busy, TicketDesk
+from centralino.tickets.files import Files, Incoming, TooLarge
 from mail import kinds, pec, threads
 from mail.config import Mailbox, MailConfig
-from mail.content import Content, Unreadable, parse, read
+from mail.content import Bounced, Content, Unreadable, bounced, parse, read
 from tickets import states
+from tickets.attachments import Limits, Refused, clean_name
 from tickets.numbers import find
 from tickets.requests import Request
 from tickets.states import TicketError
@@ -68,21 +70,76 @@ class Intake:
         kind = kinds.kind(message)
         content = read(message)
         if kind == "bounce":
-            await self._note(row, message, threads.returned(message), "bounce",
-                             "Messaggio non consegnato: " + (content.subject or ""))
+            failed = bounced(message)
+            what = "Messaggio non consegnato: " + (content.subject or "") + "".join(
+                f"\n{b.address}: {b.reason}" for b in failed)
+            await self._note(row, message, threads.returned(message), "bounce", what,
+                             failed=failed or [Bounced("", content.subject[:500])])
             return
         number = await self._thread(message)
         if kind == "auto":
             await self._note(row, message, threads.referenced(message), "auto",
                              "Risposta automatica: " + (content.subject or ""), number)
             return
+        received, refused = await self._receive(content)
         try:
+            # The files named by their hash before the ticket's transaction, as the web form
+            # does: a crash in between leaves a file nobody lists, never a listed one missing.
+            await self.tickets.files.keep(received)
+            files = tuple(a for _, a in received)
+            extras = ThreadMessage(content.text or NO_TEXT, direction="in",
+                                   message_id=_id(message), mail_id=row.id,
+                                   in_reply_to=kinds.header(message, "In-Reply-To")[:255]
+                                   or None, attachments=files, quoted=content.quoted,
+                                   html=content.html, refused=tuple(refused))
             if number is not None and (ticket := await self.store.ticket(number)) is not None:
-                await self._joins(row, ticket, message, content)
+                await self._joins(row, ticket, extras)
             else:
-                await self._opens(row, box, message, content)
+                await self._opens(row, box, message, content, extras)
         except (TicketError, Busy) as exc:  # changed meanwhile: taken again next round
             log.warning("mailbox %s: message %d not filed yet: %s", row.mailbox, row.id, exc)
+            return
+        finally:
+            Files.discard([incoming for incoming, _ in received])  # those not kept
+        _, address = _from(message)
+        if address and await self.store.clear_bounced(address):
+            log.info("mailbox %s: %s wrote again: no longer flagged as bounced", row.mailbox,
+                     address)
+
+    async def _receive(self, content: Content
+                       ) -> tuple[list[tuple[Incoming, Attachment]], list[str]]:
+        """The message's attachments by the web form's rules (tickets.attachments: their
+        kind judged by their bytes, at most so many, so large): those accepted, written to
+        temporary files; and why each other one was refused, said on the message."""
+        limits = Limits()
+        received: list[tuple[Incoming, Attachment]] = []
+        refused: list[str] = []
+        total = 0
+        try:
+            for part in content.attachments:
+                name = clean_name(part.filename)
+                if len(received) >= limits.files:
+                    refused.append(f"{name}: al massimo {limits.files} allegati")
+                    continue
+                if total + len(part.data) > limits.total_bytes:
+                    refused.append(f"{name}: gli allegati insieme superano "
+                                   f"{limits.total_bytes // (1024 * 1024)} MB")
+                    continue
+                incoming = self.tickets.files.receive(part.filename, limits.file_bytes)
+                try:
+                    await incoming.write(part.data)
+                    received.append((incoming, incoming.finish()))
+                    total += len(part.data)
+                except (TooLarge, Refused) as exc:
+                    incoming.discard()
+                    refused.append(str(exc))
+                except BaseException:
+                    incoming.discard()
+                    raise
+        except BaseException:
+            Files.discard([incoming for incoming, _ in received])
+            raise
+        return received, refused
 
     async def _thread(self, message: EmailMessage) -> str | None:
         ids = threads.referenced(message)
@@ -97,16 +154,12 @@ class Intake:
                               lambda _number: participants)
         return found.number
 
-    async def _joins(self, row: MailMessage, ticket: Ticket, message: EmailMessage,
-                     content: Content) -> None:
-        body = content.text or NO_TEXT
-        mail = ThreadMessage(body, direction="in", message_id=_id(message), mail_id=row.id,
-                             in_reply_to=kinds.header(message, "In-Reply-To")[:255] or None)
-        after = await self.tickets.citizen_wrote(ticket, body, mail=mail)
+    async def _joins(self, row: MailMessage, ticket: Ticket, mail: ThreadMessage) -> None:
+        after = await self.tickets.citizen_wrote(ticket, mail.body, mail=mail)
         log.info("mailbox %s: message %d joins %s", row.mailbox, row.id, after.number)
 
     async def _opens(self, row: MailMessage, box: Mailbox, message: EmailMessage,
-                     content: Content) -> None:
+                     content: Content, mail: ThreadMessage) -> None:
         topic, group = _destination(box, message, content)
         desk = self.tickets
         name, address = _from(message)
@@ -114,17 +167,26 @@ class Intake:
                           (content.subject or "(senza oggetto)")[:255], content.text or NO_TEXT,
                           name[:128] or address, address or None, None, None)
         row_ticket, _ = await desk.open(request, "email", message_id=_id(message),
-                                        mail_id=row.id, level=group or states.FIRST_LEVEL)
+                                        mail_id=row.id, level=group or states.FIRST_LEVEL,
+                                        attachments=mail.attachments, mail=mail)
         log.info("mailbox %s: message %d opens %s", row.mailbox, row.id, row_ticket.number)
         if kinds.answerable(message):
             await self._opened(row_ticket, box)
 
     async def _note(self, row: MailMessage, message: EmailMessage, ids: list[str], kind: str,
-                    what: str, number: str | None = None) -> None:
-        """Noise kept on the ticket it concerns (as an internal note), never answered."""
+                    what: str, number: str | None = None, failed: list[Bounced] | None = None
+                    ) -> None:
+        """Noise kept on the ticket it concerns (as an internal note), never answered.
+        `failed`: a delivery report's addresses, flagged (one without an address it names is
+        the ticket's requester's)."""
         number = number or await self.store.ticket_of_message_ids(ids) or threads.ours(
             ids, self.config.domain)
         ticket = await self.store.ticket(number) if number else None
+        for failure in failed or ():
+            address = failure.address or (ticket.requester_email if ticket else None)
+            if address:
+                await self.store.flag_bounced(address, self.tickets.clock.now(),
+                                              failure.reason, ticket.id if ticket else None)
         if ticket is None:
             await self.store.mail_done(row.id, "ignored", kind, reason=what)
             return

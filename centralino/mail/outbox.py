@@ -2,9 +2,10 @@
 
 A message is claimed (pending -> sending) before the server is spoken to, and marked sent on
 its 250. A temporary refusal or a server away puts it back with a later try (shown on its
-ticket: `error`); a permanent refusal (5xx) fails it. One left `sending` by a stopped service
-may or may not have gone: it becomes `uncertain` at the next start and is never sent again on
-its own: a citizen gets a message once, or a person decides.
+ticket: `error`); a permanent refusal (5xx, of the message or of its recipient) fails it. One
+whose connection broke once its content was under way (no answer to the DATA), or left
+`sending` by a stopped service, may or may not have gone: it becomes `uncertain` and is never
+sent again on its own: a citizen gets a message once, or a person decides.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import aiosmtplib
+from aiosmtplib.typing import Default
 
 from centralino.clock import Timers
-from centralino.mail.inbox import secret, stopping
+from centralino.mail import tls
+from centralino.mail.inbox import MailboxError, secret, stopping
 from centralino.storage.models import MailOut
 from centralino.storage.store import Store
 from mail.config import MailConfig
@@ -60,20 +63,33 @@ class Outbox:
 
     async def _send(self, row: MailOut) -> int:
         smtp = self.config.smtp
+        client: _Client | None = None
         try:
             password = await asyncio.to_thread(secret, smtp.auth)
             options: dict[str, Any] = {
                 "hostname": smtp.host, "port": smtp.port, "timeout": 30,
                 "use_tls": smtp.tls == "tls", "start_tls": smtp.tls == "starttls"}
             if smtp.tls != "none":  # no login in clear (a server on this machine needs none)
-                options |= {"username": smtp.user, "password": password}
-            await aiosmtplib.send(row.raw, sender=row.sender, recipients=[row.recipient],
-                                  **options)
+                options |= {"username": smtp.user, "password": password,
+                            "tls_context": tls.context(smtp)}  # its ca_file, if any
+            client = _Client(**options)
+            try:
+                await client.connect()
+                await client.sendmail(row.sender, [row.recipient], row.raw)
+            finally:  # no QUIT: the 250 is what counts, and waiting for a server that
+                client.close()  # stopped answering would hold up a stop by its timeout
+        except aiosmtplib.SMTPRecipientsRefused as exc:  # "no such user" comes at RCPT
+            first = exc.recipients[0]
+            return await self._failed(row, f"{first.code} {first.message}",
+                                      500 <= first.code < 600)
         except aiosmtplib.SMTPResponseException as exc:
             permanent = 500 <= exc.code < 600
             return await self._failed(row, f"{exc.code} {exc.message}", permanent)
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            return await self._failed(row, str(exc) or type(exc).__name__, False)
+        except (aiosmtplib.SMTPException, OSError, MailboxError) as exc:
+            error = str(exc) or type(exc).__name__
+            if client is not None and client.stage == "data":  # no answer to the content:
+                return await self._uncertain(row, error)  # it may have gone
+            return await self._failed(row, error, False)
         await self.store.mail_sending(row.id, "sending", "sent", sent_at=self.clock.now(),
                                       error="")
         log.info("mail %s sent to %s", row.message_id, row.recipient)
@@ -91,3 +107,27 @@ class Outbox:
             log.warning("mail %s to %s not sent (%s): again in %d s", row.message_id,
                         row.recipient, error, wait)
         return 0
+
+    async def _uncertain(self, row: MailOut, error: str) -> int:
+        """The content went and no answer came: the server may have taken it (and sent it
+        on). Never sent again on its own: a person decides."""
+        await self.store.mail_sending(row.id, "sending", "uncertain",
+                                      error=f"no answer after the message was sent: {error}")
+        log.error("mail %s to %s: no answer after its content (%s): uncertain, not sent "
+                  "again", row.message_id, row.recipient, error)
+        return 0
+
+
+class _Client(aiosmtplib.SMTP):
+    """An SMTP connection that knows how far its message went: once the DATA is under way, a
+    lost connection or a timeout leaves unknown whether the server took it."""
+
+    stage = "envelope"  # then "data" (the content under way), then "accepted" (its 250)
+
+    async def data(self, message: str | bytes, /, *,
+                   timeout: float | Literal[Default.token] | None = Default.token
+                   ) -> aiosmtplib.SMTPResponse:
+        self.stage = "data"
+        response = await super().data(message, timeout=timeout)
+        self.stage = "accepted"
+        return response

@@ -301,6 +301,11 @@ class TicketMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))  # e-mail Message-ID
     in_reply_to: Mapped[str | None] = mapped_column(String(255))
+    # An e-mail's: the earlier messages it quoted (folded in the console), its HTML made safe
+    # (mail.content.sanitise), and its attachments refused, one reason a line.
+    quoted: Mapped[str] = mapped_column(Text, default="", server_default="")
+    html: Mapped[str | None] = mapped_column(Text)
+    refused: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     __table_args__ = (Index("ix_ticket_messages_ticket_id", "ticket_id", "id"),)
 
@@ -350,17 +355,21 @@ class MailMessage(Base):
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     fetched_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # stored (to do) | done (its ticket has it) | ignored (noise kept: a receipt, an
-    # auto-reply of no ticket) | quarantined (unreadable: `reason` says why)
+    # auto-reply of no ticket) | quarantined (unreadable: `reason` says why) | reviewed (a
+    # quarantined one a supervisor looked at: who and when below)
     status: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str | None] = mapped_column(String(16))  # mail.kinds.Kind, once read
     ticket_id: Mapped[str | None] = mapped_column(ForeignKey("tickets.id"))
     reason: Mapped[str] = mapped_column(Text, default="")
+    reviewed_by: Mapped[str | None] = mapped_column(String(128))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_mail_messages_uid"),
         UniqueConstraint("mailbox", "dedupe", name="uq_mail_messages_dedupe"),
         Index("ix_mail_messages_status", "status", "id"),
         Index("ix_mail_messages_message_id", "message_id"),
+        Index("ix_mail_messages_fetched_at", "mailbox", "fetched_at"),
     )
 
 
@@ -388,3 +397,14 @@ class MailOut(Base):
 
     __table_args__ = (Index("ix_mail_outbox_due", "status", "next_at"),
                       Index("ix_mail_outbox_recipient", "recipient", "kind", "created_at"))
+
+
+class BouncedAddress(Base):
+    """An address our mail did not reach (a delivery report said so), shown on its tickets;
+    gone when that address writes to us again (issue #12)."""
+
+    __tablename__ = "bounced_addresses"
+    address: Mapped[str] = mapped_column(String(254), primary_key=True)  # lower case
+    at: Mapped[datetime] = mapped_column(UtcDateTime)  # the latest report's arrival
+    reason: Mapped[str] = mapped_column(Text)  # the server's words
+    ticket_id: Mapped[str | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))

@@ -16,10 +16,12 @@ from typing import Any, Self, cast
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
+    LargeBinary,
     Row,
     and_,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -46,6 +48,7 @@ from centralino.storage.models import (
     ESCALATED_TICKET,
     OPEN_TICKET,
     AgentEvent,
+    BouncedAddress,
     Call,
     LineOverride,
     MailMessage,
@@ -549,7 +552,9 @@ class Store:
             await s.flush()  # the ticket before the rows that refer to it
             first = TicketMessage(ticket_id=ticket_id, at=new.at, direction="in",
                                   visibility="public", author=new.by, body=new.body,
-                                  message_id=new.message_id, in_reply_to=None)
+                                  message_id=new.message_id, in_reply_to=None,
+                                  quoted=new.quoted, html=new.html,
+                                  refused="\n".join(new.refused))
             s.add(first)
             s.add(_event_row(ticket_id, opened))
             if new.attachments:
@@ -621,7 +626,8 @@ class Store:
                                       direction=message.direction,
                                       visibility=message.visibility, author=event.by,
                                       body=message.body, message_id=message.message_id,
-                                      in_reply_to=message.in_reply_to)
+                                      in_reply_to=message.in_reply_to, quoted=message.quoted,
+                                      html=message.html, refused="\n".join(message.refused))
                 s.add(added)
                 if message.attachments:
                     await s.flush()
@@ -910,6 +916,108 @@ class Store:
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())
 
+    # --- addresses our mail bounced from (issue #12) ----------------------------------------
+
+    async def flag_bounced(self, address: str, at: datetime, reason: str,
+                           ticket_id: str | None) -> None:
+        """A delivery report said our mail did not reach `address`: flagged (the latest
+        report's when and why kept)."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        values = {"at": at, "reason": reason, "ticket_id": ticket_id}
+        statement = dialect.insert(BouncedAddress).values(address=address.lower(), **values)
+        async with self.sessions.begin() as s:
+            await s.execute(statement.on_conflict_do_update(index_elements=["address"],
+                                                            set_=values))
+
+    async def clear_bounced(self, address: str) -> bool:
+        """The address wrote to us again: no longer flagged. False: it was not."""
+        async with self.sessions.begin() as s:
+            gone = await s.execute(delete(BouncedAddress).where(
+                BouncedAddress.address == address.lower()))
+            return bool(_rowcount(gone))
+
+    async def bounced(self, address: str) -> BouncedAddress | None:
+        async with self.sessions() as s:
+            return await s.get(BouncedAddress, address.lower())
+
+    # --- the supervisors' view of the mailboxes (centralino/mail/http.py) ---------------------
+
+    async def mailbox_counts(self, since: datetime) -> dict[str, dict[str, Any]]:
+        """Per mailbox: messages stored since `since` and in all, and the last one's arrival
+        (one grouped query, read by the unique index that starts with the mailbox)."""
+        query = (select(MailMessage.mailbox, func.count(),
+                        func.count().filter(MailMessage.fetched_at >= since),
+                        func.max(MailMessage.fetched_at))
+                 .group_by(MailMessage.mailbox))
+        async with self.sessions() as s:
+            rows = (await s.execute(query)).all()
+        return {box: {"total": total, "today": today, "last_at": last}
+                for box, total, today, last in rows}
+
+    async def mail_gauges(self) -> dict[str, Any]:
+        """What /metrics says of the mail, each by the status index, never over every message
+        or every message sent: the quarantined nobody looked at and the oldest waiting to be
+        taken in, per mailbox; the outbox by status (but `sent`)."""
+        quarantined = (select(MailMessage.mailbox, func.count())
+                       .where(MailMessage.status == "quarantined")
+                       .group_by(MailMessage.mailbox))
+        waiting = (select(MailMessage.mailbox, func.min(MailMessage.fetched_at))
+                   .where(MailMessage.status == "stored").group_by(MailMessage.mailbox))
+        outbox = (select(MailOut.status, MailOut.sender, func.count())
+                  .where(MailOut.status.in_(("pending", "sending", "failed", "uncertain")))
+                  .group_by(MailOut.status, MailOut.sender))
+        async with self.sessions() as s:
+            return {"quarantined": {r[0]: r[1] for r in (await s.execute(quarantined)).all()},
+                    "oldest_stored": {r[0]: r[1] for r in (await s.execute(waiting)).all()},
+                    "outbox": [tuple(r) for r in (await s.execute(outbox)).all()]}
+
+    async def quarantined_mail(self, mailbox: str | None = None, limit: int = 200
+                               ) -> list[AnyRow]:
+        """The quarantined messages nobody has looked at yet, newest first: id, mailbox,
+        fetched_at, reason and `head` (their first 16 KB, enough for From and Subject)."""
+        head = func.substr(MailMessage.raw, 1, 16384, type_=LargeBinary).label("head")
+        query = (select(MailMessage.id, MailMessage.mailbox, MailMessage.fetched_at,
+                        MailMessage.reason, head)
+                 .where(MailMessage.status == "quarantined")
+                 .order_by(MailMessage.id.desc()).limit(limit))
+        if mailbox is not None:
+            query = query.where(MailMessage.mailbox == mailbox)
+        async with self.sessions() as s:
+            return list((await s.execute(query)).all())
+
+    async def stored_mail(self, mail_id: int) -> MailMessage | None:
+        async with self.sessions() as s:
+            return await s.get(MailMessage, mail_id)
+
+    async def mail_reviewed(self, mail_id: int, by: str, at: datetime) -> bool:
+        """A supervisor looked at a quarantined message: off the list, kept with who and
+        when. False: it is not (or no longer) quarantined."""
+        async with self.sessions.begin() as s:
+            changed = await s.execute(
+                update(MailMessage).where(MailMessage.id == mail_id,
+                                          MailMessage.status == "quarantined")
+                .values(status="reviewed", reviewed_by=by, reviewed_at=at))
+            return bool(_rowcount(changed))
+
+    async def mail_not_sent(self, senders: Collection[str] | None = None, limit: int = 200
+                            ) -> list[AnyRow]:
+        """The messages refused for good or cut mid-way (failed, uncertain), newest first,
+        with their ticket's number (no raw bytes)."""
+        query = (select(MailOut.id, MailOut.ticket_id, Ticket.number, MailOut.kind,
+                        MailOut.sender, MailOut.recipient, MailOut.status, MailOut.attempts,
+                        MailOut.error, MailOut.created_at)
+                 .outerjoin(Ticket, Ticket.id == MailOut.ticket_id)
+                 .where(MailOut.status.in_(("failed", "uncertain")))
+                 .order_by(MailOut.id.desc()).limit(limit))
+        if senders is not None:
+            query = query.where(MailOut.sender.in_(list(senders)))
+        async with self.sessions() as s:
+            return list((await s.execute(query)).all())
+
+    async def mail_out(self, out_id: int) -> MailOut | None:
+        async with self.sessions() as s:
+            return await s.get(MailOut, out_id)
+
 
 def _rowcount(result: Result[*tuple[Any, ...]]) -> int:
     """The rows an UPDATE matched: Session.execute is typed as giving a Result, which for an
@@ -965,6 +1073,9 @@ class NewTicket:
     attachments: tuple[Attachment, ...] = ()  # of the first message, their files stored
     mail_id: int | None = None  # the stored e-mail it comes from: marked done with it
     level: str = states.FIRST_LEVEL  # a second-level group's mailbox opens it there
+    quoted: str = ""  # an e-mail's: the earlier messages it quoted
+    html: str | None = None  # an e-mail's HTML, made safe (mail.content.sanitise)
+    refused: tuple[str, ...] = ()  # the attachments not kept, and why
 
 
 @dataclass(frozen=True)
@@ -996,6 +1107,9 @@ class ThreadMessage:
     attachments: tuple[Attachment, ...] = ()
     mail_id: int | None = None  # the stored e-mail it comes from: marked done with it
     mail_kind: str = "person"
+    quoted: str = ""  # as NewTicket's
+    html: str | None = None
+    refused: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.direction not in ("in", "out") or self.visibility not in ("public", "internal"):

@@ -148,11 +148,12 @@ class TicketDesk:
     async def open(self, request: Request, channel: str, by: str = "citizen",
                    call_id: str | None = None, message_id: str | None = None,
                    linked_to: str | None = None, attachments: tuple[Attachment, ...] = (),
-                   mail_id: int | None = None, level: str = FIRST_LEVEL
-                   ) -> tuple[Ticket, str]:
+                   mail_id: int | None = None, level: str = FIRST_LEVEL,
+                   mail: ThreadMessage | None = None) -> tuple[Ticket, str]:
         """A new ticket for `request` at `level` (a second-level group's own mailbox opens
         it there), with its deadlines; and the secret of its private status link (shown once
-        to the citizen, only its hash is stored)."""
+        to the citizen, only its hash is stored). `mail`: what an e-mail carries besides its
+        text (the quoted part, the HTML, the attachments refused)."""
         now = self.clock.now()
         opened, _ = states.new(now, by, level)
         timed = sla.start(opened, self._schedule(), now, self._targets(request.topic))
@@ -164,7 +165,9 @@ class TicketDesk:
             requester_tax_code=request.tax_code, status_token=token, at=now,
             first_response_due=timed.first_response_due, resolution_due=timed.resolution_due,
             linked_to=linked_to, call_id=call_id, by=by, message_id=message_id,
-            attachments=attachments, mail_id=mail_id, level=level))
+            attachments=attachments, mail_id=mail_id, level=level,
+            quoted=mail.quoted if mail else "", html=mail.html if mail else None,
+            refused=mail.refused if mail else ()))
         self._track(row)
         return row, token
 
@@ -246,9 +249,11 @@ class TicketDesk:
             request = Request(ticket.topic, ticket.subject, body, ticket.requester_name,
                               ticket.requester_email, ticket.requester_phone,
                               ticket.requester_tax_code)
-            row, _ = await self.open(request, ticket.channel, message_id=message_id,
+            row, _ = await self.open(request, ticket.channel,
+                                     message_id=message_id or (mail.message_id if mail else None),
                                      linked_to=ticket.id,
-                                     mail_id=mail.mail_id if mail else None)
+                                     mail_id=mail.mail_id if mail else None,
+                                     attachments=mail.attachments if mail else (), mail=mail)
             return row
         message = mail or ThreadMessage(body, direction="in", message_id=message_id)
         return await self._apply(ticket, lambda t: states.citizen_wrote(t, now), message)

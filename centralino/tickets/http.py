@@ -35,7 +35,13 @@ from urllib.parse import quote
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from centralino.storage.models import Ticket, TicketAttachment, TicketEvent, TicketMessage
+from centralino.storage.models import (
+    MailOut,
+    Ticket,
+    TicketAttachment,
+    TicketEvent,
+    TicketMessage,
+)
 from centralino.tickets.desk import ACTIONS, STATUS_TOKEN, Action, Busy, TicketDesk
 from centralino.web.common import (
     SERVICE,
@@ -135,6 +141,21 @@ class AttachmentOut(BaseModel):
     url: str
 
 
+class MailState(BaseModel):
+    """An e-mail the desk sends, as its outbox row stands."""
+
+    kind: str = Field(description="acknowledgement, reply, confirmation")
+    recipient: str
+    status: Literal["pending", "sending", "sent", "failed", "uncertain"] = Field(
+        description="pending (to send, or to try again at next_at), sending, sent, failed "
+                    "(refused for good), uncertain (cut mid-way: not sent again on its own)")
+    attempts: int
+    error: str = Field(description="the last refusal or failure, if any")
+    created_at: datetime
+    next_at: datetime | None = Field(description="pending: the next try")
+    sent_at: datetime | None
+
+
 class MessageOut(BaseModel):
     at: datetime
     direction: Literal["in", "out"]
@@ -142,6 +163,19 @@ class MessageOut(BaseModel):
     author: str
     body: str
     attachments: list[AttachmentOut] = Field(default_factory=list)
+    quoted: str = Field("", description="an e-mail's quoted earlier messages (agents only)")
+    html: str | None = Field(None, description="an e-mail's HTML, sanitised (no script, no "
+                             "remote image): to show only in a sandboxed frame (agents only)")
+    refused: list[str] = Field(default_factory=list, description="attachments not kept, "
+                               "each with why")
+    mail: MailState | None = Field(None, description="an answer's e-mail to the citizen, "
+                                   "as it stands (agents only)")
+
+
+class BouncedOut(BaseModel):
+    address: str
+    at: datetime = Field(description="when the delivery report arrived")
+    reason: str
 
 
 class EventOut(BaseModel):
@@ -158,6 +192,10 @@ class TicketDetail(TicketOut):
     linked_to: str | None = Field(description="the older ticket this one continues")
     thread: list[MessageOut]
     history: list[EventOut]
+    bounced: BouncedOut | None = Field(None, description="our mail did not reach the "
+                                       "requester's address (until it writes again)")
+    mail: list[MailState] = Field(default_factory=list, description="every e-mail sent "
+                                  "about this ticket")
 
 
 class CitizenView(BaseModel):
@@ -255,12 +293,38 @@ def ticket_out(desk: TicketDesk, row: Ticket) -> dict[str, Any]:
         clocks=clocks, call_id=row.call_id).model_dump(mode="json")
 
 
-def _message(m: TicketMessage, files: list[AttachmentOut], citizen: bool = False
-             ) -> dict[str, Any]:
+def _message(m: TicketMessage, files: list[AttachmentOut], citizen: bool = False,
+             mail: MailState | None = None) -> dict[str, Any]:
     author = m.author if not citizen else ("cittadino" if m.direction == "in" else "operatore")
+    extras: dict[str, Any] = {} if citizen else {"quoted": m.quoted, "html": m.html,
+                                                 "mail": mail}
     return MessageOut(at=m.at, direction=m.direction,  # type: ignore[arg-type]
                       visibility=m.visibility,  # type: ignore[arg-type]
-                      author=author, body=m.body, attachments=files).model_dump(mode="json")
+                      author=author, body=m.body, attachments=files,
+                      refused=[r for r in m.refused.split("\n") if r],
+                      **extras).model_dump(mode="json")
+
+
+def _mail_state(o: MailOut) -> MailState:
+    return MailState(kind=o.kind, recipient=o.recipient,
+                     status=o.status,  # type: ignore[arg-type]
+                     attempts=o.attempts, error=o.error, created_at=o.created_at,
+                     next_at=o.next_at if o.status == "pending" else None, sent_at=o.sent_at)
+
+
+def _answers(messages: list[TicketMessage], outbox: list[MailOut]) -> dict[int, MailState]:
+    """Each operator's answer with the e-mail that carried it: the desk queues a reply just
+    after storing the answer (TicketDesk.on_answer), so it is the latest public answer
+    stored at or before the reply was queued."""
+    answers = [m for m in messages if m.direction == "out" and m.visibility == "public"]
+    out: dict[int, MailState] = {}
+    for o in outbox:
+        if o.kind != "reply":
+            continue
+        before = [m for m in answers if m.at <= o.created_at and m.id not in out]
+        if before:
+            out[before[-1].id] = _mail_state(o)
+    return out
 
 
 def _files_by_message(rows: list[TicketAttachment], url: Callable[[int], str]
@@ -282,10 +346,18 @@ async def ticket_detail(desk: TicketDesk, row: Ticket) -> dict[str, Any]:
     linked = await desk.store.ticket(row.linked_to) if row.linked_to else None
     files = _files_by_message(await desk.store.ticket_attachments(row.id),
                               lambda a: f"{BASE}/{row.number}/attachments/{a}")
+    messages = await desk.store.ticket_messages(row.id)
+    outbox = await desk.store.outbox_of(row.id)
+    answers = _answers(messages, outbox)
+    flag = await desk.store.bounced(row.requester_email) if row.requester_email else None
+    bounced = BouncedOut(address=flag.address, at=flag.at, reason=flag.reason
+                         ).model_dump(mode="json") if flag else None
     return {**ticket_out(desk, row), "linked_to": linked.number if linked else None,
-            "thread": [_message(m, files.get(m.id, []))
-                       for m in await desk.store.ticket_messages(row.id)],
-            "history": [_event(e) for e in await desk.store.ticket_events(row.id)]}
+            "thread": [_message(m, files.get(m.id, []), mail=answers.get(m.id))
+                       for m in messages],
+            "history": [_event(e) for e in await desk.store.ticket_events(row.id)],
+            "bounced": bounced,
+            "mail": [_mail_state(o).model_dump(mode="json") for o in outbox]}
 
 
 async def citizen_view(desk: TicketDesk, row: Ticket, token: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from centralino import metrics
 from centralino.figures import http as figures_api
+from centralino.mail import http as mail_api
 from centralino.recalls import http as recalls_api
 from centralino.storage.models import Call, LineOverride
 from centralino.tickets import http as tickets_api
@@ -69,6 +70,7 @@ def create_app(service: Shell) -> web.Application:
     figures_api.add_routes(app)
     recalls_api.add_routes(app)
     tickets_api.add_routes(app)
+    mail_api.add_routes(app)
     ticket_pages.add_routes(app)
     return app
 
@@ -144,6 +146,7 @@ async def prometheus(request: web.Request) -> web.Response:
         metrics.WAITING.clear()  # a topic a reload removed goes once nobody waits in it
         for topic in svc.topics:
             metrics.WAITING.labels(topic).set(len(svc.queues.waiting(topic)))
+        await mail_api.refresh(svc)
         await figures_api.refresh(svc)
         return generate_latest()
 

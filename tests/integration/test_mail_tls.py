@@ -136,3 +136,69 @@ async def test_a_server_without_starttls_never_hears_the_password(tmp_path: Path
             await listening.wait_closed()
     assert server.heard  # it was asked what it offers ...
     assert not [line for line in server.heard if b"LOGIN" in line.upper() or b"test" in line]
+
+
+class Received:
+    """An SMTP server that takes mail only over STARTTLS and after a login (aiosmtpd)."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.logins: list[tuple[str, bool]] = []  # (user, over TLS)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope.content)
+        return "250 OK"
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
+                     data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            b"helpdesk", b"test")
+        self.logins.append((data.login.decode() if ok else "?", session.ssl is not None))
+        return AuthResult(success=ok)
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_mail_goes_out_over_starttls_only_to_a_trusted_server(tmp_path: Path, trusted):
+    import ssl
+    from datetime import timedelta
+
+    from aiosmtpd.controller import Controller
+
+    from centralino.mail.outbox import Outbox
+
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(CA, str(Path(CA).with_name("key.pem")))
+    relay = Received()
+    port = 10026  # aiosmtpd's start checks its own port: a fixed one (mailserver.py has 10025)
+    controller = Controller(relay, hostname="127.0.0.1", port=port, tls_context=server_tls,
+                            require_starttls=True, authenticator=relay.authenticate,
+                            auth_require_tls=True)
+    controller.start()
+    try:
+        ca = f", ca_file: {CA}" if trusted else ""
+        path = tmp_path / "mail.yaml"
+        path.write_text(mail_yaml({"box": "host: 127.0.0.1, port: 10143, tls: none"}).replace(
+            "port: 10025, tls: none,", f"port: {port}, tls: starttls{ca},"))
+        config = load_mail_config(path, {"alpha"}, set())
+        assert config is not None
+        clock = LoopClock(SystemClock())
+        async with Store(f"sqlite+aiosqlite:///{tmp_path}/t.db") as store:
+            assert await store.queue_mail(
+                ticket_id=None, message_id="<tls-1@helpdesk.test>", kind="reply",
+                sender="tls0@helpdesk.test", recipient="maria@esempio.it",
+                raw=b"Subject: prova\r\n\r\nCiao\r\n", created_at=clock.now(),
+                next_at=clock.now() - timedelta(seconds=1))
+            await Outbox(store, clock, config).send_due()
+            row = await store.mail_out(1)
+        assert row is not None
+        if trusted:
+            assert row.status == "sent"
+            assert relay.logins == [("helpdesk", True)]  # logged in over TLS only
+            assert len(relay.messages) == 1
+        else:  # our certificate not trusted: nothing said, nothing sent, tried again later
+            assert (row.status, relay.logins, relay.messages) == ("pending", [], [])
+            assert "certificate verify failed" in row.error
+    finally:
+        controller.stop()

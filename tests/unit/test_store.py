@@ -636,7 +636,8 @@ async def test_recall_figures_take_the_requests_of_the_window_and_all_their_atte
 
 TABLES = {"calls", "call_steps", "line_overrides", "agent_events", "offers", "queue_log",
           "recall_requests", "recall_attempts", "tickets", "ticket_events", "ticket_messages",
-          "ticket_sequences", "ticket_attachments", "mail_messages", "mail_outbox"}
+          "ticket_sequences", "ticket_attachments", "mail_messages", "mail_outbox",
+          "bounced_addresses"}
 
 
 def _alembic(action: Callable[[AlembicConfig, str], None], revision: str
@@ -671,7 +672,7 @@ async def schema(store: Store) -> dict[str, Any]:
 
 async def test_an_empty_database_is_built_to_the_latest_schema(store):
     built = await schema(store)
-    assert built["tables"] == TABLES and built["version"] == ["0015"]
+    assert built["tables"] == TABLES and built["version"] == ["0017"]
     columns = built["columns"]
     assert {"announced_wait", "queue_log_id", "queued_at", "connected_at",
             "agent_id"} <= columns["calls"]
@@ -688,7 +689,7 @@ async def test_the_migrations_go_down_to_nothing_and_up_again(store):
     assert at_0003["tables"] == TABLES - {"recall_requests", "recall_attempts", "tickets",
                                           "ticket_events", "ticket_messages", "ticket_sequences",
                                           "ticket_attachments", "mail_messages",
-                                          "mail_outbox"}
+                                          "mail_outbox", "bounced_addresses"}
     assert at_0003["version"] == ["0003"]
     assert "announced_wait" in at_0003["columns"]["calls"]
     assert "queue_log_id" not in at_0003["columns"]["calls"]
@@ -715,7 +716,7 @@ async def test_an_older_database_is_upgraded_at_start_keeping_its_records(tmp_pa
                 " '0612345001', 'Anagrafe', '333', '', 'v1', '2026-12-01 09:00:00.000000', '',"
                 " '2026-12-01 09:01:00.000000', 'tributi')"))
     async with Store(url_of(path)) as upgraded:
-        assert (await schema(upgraded))["version"] == ["0015"]
+        assert (await schema(upgraded))["version"] == ["0017"]
         call = await upgraded.get_call("c1")
         assert call is not None and (call.queue_log_id, call.topic) == (None, "tributi")
         assert await upgraded.waiting_since("ch1") == ("c1", at(9, 1))

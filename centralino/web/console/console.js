@@ -929,7 +929,19 @@ function showTicket(t) {
   if (t.call_id) links.push(`aperta durante la chiamata ${t.call_id}`);
   say("t-links", links.join(" · ") || "—");
 
-  $("t-thread").replaceChildren(...t.thread.map((m) => messageItem(m, t)));
+  // The messages again (read every 30 s): a quote or an HTML version opened stays open.
+  const opened = new Set([...$("t-thread").querySelectorAll("[data-open-key]")]
+    .filter((n) => n.open || n.getAttribute("aria-expanded") === "true")
+    .map((n) => n.dataset.openKey));
+  $("t-thread").replaceChildren(...t.thread.map((m, i) => messageItem(m, t, i, opened)));
+  const bounced = t.bounced;
+  $("t-bounced").hidden = !bounced;
+  if (bounced) {
+    say("t-bounced", `Indirizzo non raggiungibile: le e-mail a ${bounced.address} non ` +
+        `arrivano (segnalato il ${dateTime.format(new Date(bounced.at))}: ` +
+        `${bounced.reason || "motivo non indicato"}). Torna valido quando il cittadino ` +
+        "scrive di nuovo da questo indirizzo.");
+  }
   $("t-history").querySelector("tbody").replaceChildren(...t.history.map((e) => {
     const tr = document.createElement("tr");
     for (const text of [dateTime.format(new Date(e.at)), byWhom(e.by), historyText(e.action),
@@ -948,7 +960,119 @@ function showTicket(t) {
   $("ticket").hidden = false;
 }
 
-function messageItem(m, t) {
+const MAIL_KINDS = { reply: "E-mail al cittadino", acknowledgement: "Conferma di ricezione",
+                     confirmation: "Conferma della richiesta" };
+
+function mailStateText(mail) {
+  // How the answer's e-mail stands (the outbox): one that did not reach the citizen shows.
+  const kind = MAIL_KINDS[mail.kind] || "E-mail";
+  const error = mail.error ? ` Ultimo errore: ${mail.error}.` : "";
+  if (mail.status === "sent") {
+    return `${kind}: inviata a ${mail.recipient}` +
+           (mail.sent_at ? ` il ${dateTime.format(new Date(mail.sent_at))}.` : ".");
+  }
+  if (mail.status === "failed") {
+    return `${kind}: NON recapitata a ${mail.recipient} (rifiutata; tentativi: ` +
+           `${mail.attempts}).${error}`;
+  }
+  if (mail.status === "uncertain") {
+    return `${kind}: esito incerto (invio interrotto), non sarà ritentata da sola.${error}`;
+  }
+  if (mail.status === "sending") return `${kind}: invio in corso.`;
+  const next = mail.next_at ? ` Prossimo tentativo: ${dateTime.format(new Date(mail.next_at))}.`
+                            : "";
+  return `${kind}: in attesa di invio (tentativi: ${mail.attempts}).${next}${error}`;
+}
+
+async function download(event, file) {
+  // The file comes with the agent's token (a plain link would carry none), then is saved.
+  event.preventDefault();
+  const response = await fetch(file.url, {
+    cache: "no-store", headers: { "Authorization": `Bearer ${session && session.token}` } })
+    .catch(() => null);
+  if (!response || !response.ok) {
+    say("ticket-error", `Allegato ${file.filename} non scaricabile.`);
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const save = document.createElement("a");
+  save.href = url;
+  save.download = file.filename;
+  document.body.append(save);
+  save.click();
+  save.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function htmlFrame(m) {
+  // The message's HTML (made safe by the service, remote images removed) in a frame with no
+  // rights: no script, no form, no same origin, no popup; its own policy loads nothing.
+  const frame = document.createElement("iframe");
+  frame.className = "html";
+  frame.setAttribute("sandbox", "");
+  frame.setAttribute("referrerpolicy", "no-referrer");
+  frame.title = "Versione HTML del messaggio";
+  frame.srcdoc = '<!doctype html><html lang="it"><head><meta charset="utf-8">' +
+    "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'\">" +
+    "<title>Versione HTML del messaggio</title></head><body>" + m.html + "</body></html>";
+  return frame;
+}
+
+function messageExtras(li, m, key, opened) {
+  if (m.quoted) {
+    const details = el("details", undefined, "quoted");
+    details.dataset.openKey = `${key}:quoted`;
+    details.open = opened.has(details.dataset.openKey);
+    details.append(el("summary", "Testo citato"), el("p", m.quoted, "msg-body"));
+    li.append(details);
+  }
+  if (m.html) {
+    const button = el("button", "Mostra versione HTML", "link show-html");
+    button.type = "button";
+    button.dataset.openKey = `${key}:html`;
+    const holder = el("div");
+    holder.id = `html-${key}`;
+    button.setAttribute("aria-controls", holder.id);
+    const toggle = (show) => {
+      button.setAttribute("aria-expanded", String(show));
+      button.textContent = show ? "Mostra solo il testo" : "Mostra versione HTML";
+      holder.replaceChildren(...(show ? [htmlFrame(m)] : []));
+    };
+    button.addEventListener("click", () => toggle(button.getAttribute("aria-expanded") !== "true"));
+    toggle(opened.has(button.dataset.openKey));
+    const line = el("p");
+    line.append(button);
+    li.append(line, holder);
+  }
+  if (m.attachments && m.attachments.length) {
+    const list = el("ul", undefined, "files");
+    list.setAttribute("aria-label", "Allegati");
+    for (const file of m.attachments) {
+      const link = el("a", file.filename);
+      link.href = file.url;
+      link.addEventListener("click", (event) => download(event, file));
+      const size = file.size >= 1048576 ? `${(file.size / 1048576).toFixed(1)} MB`
+                                        : `${Math.max(1, Math.round(file.size / 1024))} kB`;
+      const item = el("li");
+      item.append(link, ` (${size})`);
+      list.append(item);
+    }
+    li.append(list);
+  }
+  if (m.refused && m.refused.length) {
+    const list = el("ul", undefined, "refused");
+    list.setAttribute("aria-label", "Allegati non accettati");
+    for (const why of m.refused) list.append(el("li", `Allegato non accettato: ${why}`));
+    li.append(list);
+  }
+  if (m.mail) {
+    const state = el("p", mailStateText(m.mail), "mail-state");
+    state.dataset.status = m.mail.status;
+    li.append(state);
+  }
+}
+
+function messageItem(m, t, key = 0, opened = new Set()) {
   const internal = m.visibility === "internal";
   const li = el("li", undefined, `msg ${internal ? "internal" : m.direction}`);
   const head = el("p", undefined, "msg-head");
@@ -967,6 +1091,7 @@ function messageItem(m, t) {
   when.dateTime = m.at;
   head.append(el("span", who, "who"), " · ", when);
   li.append(head, el("p", m.body, "msg-body"));
+  messageExtras(li, m, key, opened);
   return li;
 }
 

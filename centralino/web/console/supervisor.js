@@ -1,5 +1,6 @@
 // The supervisors' board: every queue and every agent, live from /ws/supervisor (read only);
-// the written requests (tickets) from REST, where a supervisor may give one to an agent.
+// the written requests (tickets) from REST, where a supervisor may give one to an agent; the
+// mailboxes from REST, where a supervisor looks at quarantined mail and sends failed mail again.
 "use strict";
 
 const STATES = {
@@ -76,6 +77,12 @@ function signOut(message) {
   clearTimeout(recallsTimer);
   clearTimeout(ticketsTimer);
   ticketsSeq += 1;  // an answer still on its way is not shown
+  clearTimeout(mailTimer);
+  mailSeq += 1;
+  mailList = null;
+  $("mb-list").hidden = true;
+  say("mb-done", "");
+  say("mb-error", "");
   say("tk-done", "");
   say("tk-error", "");
   drop();
@@ -128,6 +135,7 @@ function received(data) {
     agents = new Map(data.agents.map((a) => [a.id, a]));
     loadRecalls();
     loadTickets();  // after a reconnection the service may have restarted, or changed agents
+    loadMail();
     queues = new Map(Object.entries(data.queues).map(([topic, waiting]) => [topic, new Map(
       waiting.map((w) => [w.call_id, { caller: w.caller, recall: w.recall,
                                        arrived: now - w.waited * 1000 }]))]));
@@ -511,6 +519,217 @@ async function assign(number) {
   await loadTickets();
 }
 
+// --- the mailboxes (mail.yaml) --------------------------------------------------------------
+
+const MAIL = "/api/mail";
+const MAIL_EVERY = 15000;  // ms: a mailbox goes down or comes back without any live event
+const KINDS = { acknowledgement: "conferma di ricezione", reply: "risposta",
+                confirmation: "conferma del modulo web" };
+const NOT_SENT = { failed: "rifiutato dal server", uncertain: "incerto: invio interrotto" };
+let mailTimer = null;
+let mailSeq = 0;
+let mailList = null;  // the list open: {kind: "quarantine" | "outbox", box: name}
+let mailBusy = false;
+
+function mailState(b) {
+  // Words first; the colour only helps the eye.
+  const badge = el("span", b.connected ? "connessa" : b.problem_since
+    ? `non raggiungibile dalle ${clock.format(new Date(b.problem_since))}`
+    : "non raggiungibile", "mbstate");
+  badge.dataset.up = b.connected ? "true" : "false";
+  const out = [badge];
+  if (!b.connected && b.problem) out.push(" ", el("span", `(${b.problem})`, "problem"));
+  else if (!b.connected) out.push(" ", el("span", "(connessione in corso)", "problem"));
+  return out;
+}
+
+function countButton(b, kind, count, words) {
+  const button = el("button", `${count} ${words}`, "link");
+  button.type = "button";
+  button.dataset.list = kind;
+  button.setAttribute("aria-controls", "mb-list");
+  button.append(el("span", ` di ${b.name}: apri l'elenco`, "sr-only"));
+  button.addEventListener("click", () => openMailList(kind, b.name));
+  return button;
+}
+
+async function loadMail() {
+  clearTimeout(mailTimer);
+  if (!token) return;
+  mailTimer = setTimeout(loadMail, MAIL_EVERY);
+  const seq = ++mailSeq;
+  const answer = await ask("GET", `${MAIL}/mailboxes`);
+  if (seq !== mailSeq || !token) return;
+  if (answer.status === 503) {
+    $("mail").hidden = true;  // this service reads no mailboxes
+    return;
+  }
+  if (!answer.ok) return;  // away: the socket's reconnection says so; keep the last
+  renderMailboxes(answer.data.mailboxes);
+  $("mail").hidden = false;
+  if (mailList) await loadMailList();
+}
+
+function renderMailboxes(boxes) {
+  const focused = document.activeElement;
+  const refocus = focused && focused.closest && focused.closest("#mb-boxes")
+    ? [focused.closest("tr").dataset.mailbox, focused.dataset.list] : null;
+  $("mb-boxes").tBodies[0].replaceChildren(...boxes.map((b) => {
+    const tr = document.createElement("tr");
+    tr.dataset.mailbox = b.name;
+    tr.dataset.up = b.connected ? "true" : "false";
+    const th = el("th", b.name);
+    th.scope = "row";
+    th.append(el("span", b.address, "address"));
+    tr.append(th);
+    cell(tr, "").replaceChildren(...mailState(b));
+    cell(tr, String(b.stored_today));
+    cell(tr, String(b.stored_total));
+    cell(tr, b.last_message_at ? dateTime.format(new Date(b.last_message_at)) : "nessuno");
+    cell(tr, "").append(countButton(b, "quarantine", b.quarantined, "in quarantena"));
+    cell(tr, "").append(countButton(b, "outbox", b.not_sent, "non inviati"));
+    return tr;
+  }));
+  if (refocus) {  // the rows are made again: the focus stays on the same button
+    const again = document.querySelector(
+      `#mb-boxes tr[data-mailbox="${CSS.escape(refocus[0])}"] button[data-list="${refocus[1]}"]`);
+    if (again) again.focus();
+  }
+}
+
+async function openMailList(kind, box) {
+  mailList = { kind, box };
+  say("mb-done", "");
+  say("mb-error", "");
+  $("mb-list-title").textContent = kind === "quarantine"
+    ? `In quarantena: ${box}` : `Invii non riusciti: ${box}`;
+  $("mb-list").hidden = false;
+  await loadMailList();
+  $("mb-list-title").focus();
+}
+
+function closeMailList() {
+  const was = mailList;
+  mailList = null;
+  $("mb-list").hidden = true;
+  if (was) {
+    const back = document.querySelector(`#mb-boxes tr[data-mailbox="${CSS.escape(was.box)}"] `
+                                        + `button[data-list="${was.kind}"]`);
+    if (back) back.focus();
+  }
+}
+
+async function loadMailList() {
+  const open = mailList;
+  if (!open) return;
+  const path = open.kind === "quarantine" ? "quarantine" : "outbox";
+  const answer = await ask("GET", `${MAIL}/${path}?mailbox=${encodeURIComponent(open.box)}`);
+  if (open !== mailList || !token) return;  // closed or another opened meanwhile
+  if (!answer.ok) {
+    say("mb-error", `Elenco non disponibile: ${refusal(answer)}.`);
+    return;
+  }
+  const rows = answer.data;
+  const quarantine = open.kind === "quarantine";
+  $("mb-quarantine").hidden = !quarantine || rows.length === 0;
+  $("mb-outbox").hidden = quarantine || rows.length === 0;
+  $("mb-list-empty").hidden = rows.length > 0;
+  $("mb-list-empty").textContent = quarantine ? "Nessun messaggio in quarantena."
+    : "Nessun invio non riuscito.";
+  if (quarantine) $("mb-quarantine").tBodies[0].replaceChildren(...rows.map(quarantineRow));
+  else $("mb-outbox").tBodies[0].replaceChildren(...rows.map(outboxRow));
+}
+
+function actionButton(text, hidden, onClick) {
+  const button = el("button", text, "secondary");
+  button.type = "button";
+  button.append(el("span", hidden, "sr-only"));
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+function quarantineRow(m) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = String(m.id);
+  const when = dateTime.format(new Date(m.received_at));
+  const th = el("th", when);
+  th.scope = "row";
+  tr.append(th);
+  cell(tr, m.reason).className = "subject";
+  cell(tr, m.sender || "illeggibile").className = "subject";
+  cell(tr, m.subject || "illeggibile").className = "subject";
+  const box = el("div", undefined, "assign");
+  box.append(actionButton("Scarica", ` il messaggio del ${when}`, () => download(m)),
+             actionButton("Visto", `: togli dall'elenco il messaggio del ${when}`,
+                          () => lookedAt(m, when)));
+  cell(tr, "").append(box);
+  return tr;
+}
+
+function outboxRow(m) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = String(m.id);
+  const th = el("th", m.ticket || "nessuna");
+  th.scope = "row";
+  tr.append(th);
+  cell(tr, m.recipient).className = "subject";
+  cell(tr, KINDS[m.kind] || m.kind);
+  cell(tr, NOT_SENT[m.status] || m.status);
+  cell(tr, String(m.attempts));
+  cell(tr, m.error || "—").className = "subject";
+  cell(tr, "").append(actionButton("Riprova", ` l'invio a ${m.recipient}`, () => retry(m)));
+  return tr;
+}
+
+async function download(m) {
+  // The token goes in a header, never in a link: fetched, then saved from memory.
+  let response = null;
+  try {
+    response = await fetch(`${MAIL}/quarantine/${m.id}/raw`, {
+      cache: "no-store", headers: { "Authorization": `Bearer ${token}` } });
+  } catch (_) { /* said below */ }
+  if (!response || !response.ok) {
+    say("mb-error", `Messaggio non scaricato: ${refusal({ status: response ? response.status : 0,
+                                                          data: null })}.`);
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const a = el("a");
+  a.href = url;
+  a.download = `messaggio-${m.id}.eml`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+async function mailAction(path, done, failed) {
+  if (mailBusy) return;  // one at a time: the answer refreshes the lists
+  mailBusy = true;
+  say("mb-done", "");
+  say("mb-error", "");
+  const answer = await ask("POST", path);
+  mailBusy = false;
+  if (!token) return;
+  if (answer.ok) say("mb-done", done);
+  else if (answer.status === 401 || answer.status === 403) {
+    say("mb-error", `${failed}: la chiave non è abilitata alla supervisione.`);
+  } else say("mb-error", `${failed}: ${refusal(answer)}.`);
+  await loadMail();
+  if (mailList && !$("mb-list").hidden) $("mb-list-title").focus();  // its row is gone
+}
+
+function lookedAt(m, when) {
+  return mailAction(`${MAIL}/quarantine/${m.id}/done`,
+                    `Messaggio del ${when} segnato come visto: tolto dall'elenco.`,
+                    "Messaggio non segnato");
+}
+
+function retry(m) {
+  return mailAction(`${MAIL}/outbox/${m.id}/retry`,
+                    `Messaggio a ${m.recipient} rimesso in invio.`, "Invio non ripreso");
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("signin-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -519,6 +738,7 @@ document.addEventListener("DOMContentLoaded", () => {
     else $("signin-error").textContent = "Scrivi la chiave personale.";
   });
   $("signout").addEventListener("click", () => signOut(""));
+  $("mb-close").addEventListener("click", closeMailList);
   setInterval(() => { if (socket) renderQueues(); }, 1000);  // the waits keep growing
   const saved = sessionStorage.getItem(KEY);
   if (saved) signIn(saved);
