@@ -23,6 +23,7 @@ import re
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import aioimaplib
 
@@ -36,6 +37,10 @@ log = logging.getLogger("centralino.mail")
 BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]{1,250}>)", re.IGNORECASE | re.MULTILINE)
+_FETCH_UID = re.compile(rb"\bUID (\d+)")
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+BATCH = 25  # messages looked up, fetched and moved together
+BATCH_BYTES = 8 * 1024 * 1024  # at most this much fetched at once
 FLAG = "$Centralino"  # a kept message left in its folder (no done folder) is flagged so
 
 
@@ -217,39 +222,67 @@ class Inbox:
                        if u.isdigit()})
         if not uids:
             return 0
-        with _database():
-            known = await self.store.stored_uids(self.name, uidvalidity, uids)
         new = 0
-        for uid in uids:
-            if uid not in known:
-                raw = await self._fetch(imap, uid)
-                if raw is None:
-                    continue  # gone meanwhile (another client moved it)
-                found_id = _MESSAGE_ID.search(raw[:64 * 1024])
-                message_id = found_id.group(1).decode("ascii", "replace") if found_id else None
-                dedupe = message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
-                with _database():
-                    stored = await self.store.store_mail(self.name, uidvalidity, uid, dedupe,
-                                                         message_id, raw, self.clock.now())
-                if stored:
-                    new += 1
-                    self.health.stored += 1
-            await self._put_away(imap, uid)  # stored (now or before): out of the way
+        for chunk in _chunks(uids, BATCH):
+            with _database():
+                known = await self.store.stored_uids(self.name, uidvalidity, chunk)
+            taken = [uid for uid in chunk if uid in known]
+            for batch in await self._batches(imap, [uid for uid in chunk if uid not in known]):
+                # (one not returned is gone meanwhile: another client moved it)
+                for uid, raw in (await self._fetch(imap, batch)).items():
+                    if await self._store(uidvalidity, uid, raw):
+                        new += 1
+                    taken.append(uid)
+            if taken:  # stored (now or before): out of the way, once they all are
+                await self._put_away(imap, sorted(taken))
         if new:
             self._stored()
         return new
 
-    async def _fetch(self, imap: aioimaplib.IMAP4, uid: int) -> bytes | None:
-        answer = await imap.uid("fetch", str(uid), "(BODY.PEEK[])")
-        _ok(answer, f"fetch {uid}")
-        literals = [x for x in answer.lines if isinstance(x, bytearray)]
-        return bytes(literals[0]) if literals else None
+    async def _store(self, uidvalidity: int, uid: int, raw: bytes) -> bool:
+        found_id = _MESSAGE_ID.search(raw[:64 * 1024])
+        message_id = found_id.group(1).decode("ascii", "replace") if found_id else None
+        dedupe = message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
+        with _database():
+            stored = await self.store.store_mail(self.name, uidvalidity, uid, dedupe,
+                                                 message_id, raw, self.clock.now())
+        if stored:
+            self.health.stored += 1
+        return stored
 
-    async def _put_away(self, imap: aioimaplib.IMAP4, uid: int) -> None:
+    async def _batches(self, imap: aioimaplib.IMAP4, uids: list[int]) -> list[list[int]]:
+        """`uids` in fetches of at most BATCH_BYTES (one message larger is a fetch alone):
+        a few round trips per batch instead of a few per message, memory bounded."""
+        if not uids:
+            return []
+        answer = await imap.uid("fetch", _uid_set(uids), "(RFC822.SIZE)")
+        _ok(answer, "fetch sizes")
+        sizes = {int(u.group(1)): int(z.group(1)) for line in answer.lines
+                 if (u := _FETCH_UID.search(_bytes(line))) and (z := _SIZE.search(_bytes(line)))}
+        batches: list[list[int]] = []
+        total = BATCH_BYTES
+        for uid in uids:
+            if uid not in sizes:
+                continue  # gone meanwhile
+            if total + sizes[uid] > BATCH_BYTES or len(batches[-1]) >= BATCH:
+                batches.append([])
+                total = 0
+            batches[-1].append(uid)
+            total += sizes[uid]
+        return batches
+
+    async def _fetch(self, imap: aioimaplib.IMAP4, uids: list[int]) -> dict[int, bytes]:
+        """The messages' bytes by UID (BODY.PEEK: never marked read); one gone is missing."""
+        answer = await imap.uid("fetch", _uid_set(uids), "(UID BODY.PEEK[])")
+        _ok(answer, "fetch")
+        return _bodies(answer.lines)
+
+    async def _put_away(self, imap: aioimaplib.IMAP4, uids: list[int]) -> None:
+        which = _uid_set(uids)
         if self.box.done_folder:
-            _ok(await imap.uid("move", str(uid), self.box.done_folder), f"move {uid}")
+            _ok(await imap.uid("move", which, self.box.done_folder), f"move {which}")
         else:
-            _ok(await imap.uid("store", str(uid), "+FLAGS", f"({FLAG})"), f"flag {uid}")
+            _ok(await imap.uid("store", which, "+FLAGS", f"({FLAG})"), f"flag {which}")
 
     async def _idle(self, imap: aioimaplib.IMAP4) -> None:
         """Until the server announces mail, the sweep interval passes, or we are woken."""
@@ -276,6 +309,37 @@ async def _until(waiting: Awaitable[object], seconds: float) -> None:
         await asyncio.wait_for(waiting, seconds)
     except TimeoutError:
         pass
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[n:n + size] for n in range(0, len(items), size)]
+
+
+def _uid_set(uids: list[int]) -> str:
+    return ",".join(str(uid) for uid in uids)
+
+
+def _bodies(lines: list[Any]) -> dict[int, bytes]:
+    """A UID FETCH's literals by UID. The UID comes in the line that opens each message's
+    answer (Dovecot), or in the one that closes it (the order is the server's choice)."""
+    out: dict[int, bytes] = {}
+    uid: int | None = None
+    body: bytes | None = None
+    for line in lines:
+        if isinstance(line, bytearray):
+            if uid is not None:
+                out[uid], uid = bytes(line), None
+            else:
+                body = bytes(line)
+            continue
+        found = _FETCH_UID.search(_bytes(line))
+        if found is None:
+            continue
+        if body is not None:  # the UID after its literal
+            out[int(found.group(1))], body = body, None
+        else:
+            uid = int(found.group(1))
+    return out
 
 
 def _bytes(value: object) -> bytes:

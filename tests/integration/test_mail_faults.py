@@ -32,7 +32,7 @@ import pytest
 from sqlalchemy import select
 
 from centralino.clock import LoopClock
-from centralino.mail.inbox import Inbox
+from centralino.mail.inbox import BATCH, Inbox
 from centralino.storage.models import MailMessage, TicketMessage
 from centralino.storage.store import Store
 from ivr.clock import SystemClock
@@ -195,11 +195,12 @@ async def test_killed_between_the_store_and_the_move_it_loses_and_doubles_nothin
     settings, env, log = await asyncio.to_thread(run_config, tmp_path, FAULT_PORT)
     await close_open_tickets(env["CENTRALINO_DATABASE__URL"])  # the list shows 500
 
-    # Through a proxy that never passes on the 20th MOVE: killed (SIGKILL) while it waits
-    # for it, the 20th message is stored and not moved, 19 are moved, the rest not fetched.
+    # Through a proxy that never passes on the second MOVE (messages are stored, then moved,
+    # BATCH at a time): killed (SIGKILL) while it waits for it, the second batch is stored
+    # and not moved, the first is moved, the rest not fetched.
     async with ImapProxy(HOST, int(PORT)) as proxy:
         config_dir(tmp_path, port=proxy.port)  # run_config's copy, with this mail.yaml
-        proxy.hold(b"MOVE", 20)
+        proxy.hold(b"MOVE", 2)
         proc = await asyncio.to_thread(spawn, settings, env, log)
         try:
             async with asyncio.timeout(30):
@@ -211,8 +212,8 @@ async def test_killed_between_the_store_and_the_move_it_loses_and_doubles_nothin
     stored_then = {r.message_id for r in await rows(tag)}
     left = await asyncio.to_thread(ids_in, "INBOX", tag)
     moved = await asyncio.to_thread(ids_in, DONE, tag)
-    assert (len(stored_then), len(moved), len(left)) == (20, 19, 81)
-    assert stored_then - set(moved) <= set(left)  # the one stored, not moved
+    assert (len(stored_then), len(moved), len(left)) == (2 * BATCH, BATCH, 100 - BATCH)
+    assert stored_then - set(moved) <= set(left)  # those stored, not moved
 
     config_dir(tmp_path)  # started again, on Dovecot itself
     proc = await asyncio.to_thread(start_run, settings, env, log)
@@ -246,8 +247,9 @@ async def test_a_connection_cut_mid_fetch_or_in_idle_is_taken_up_again(start_ser
         settings = settings_for(CENTRALINO_CONFIG_DIR=str(config_dir(tmp_path,
                                                                      port=proxy.port)))
         await asyncio.to_thread(deliver_all, first)
-        # (a) Cut in the middle of the fifth message's bytes.
-        proxy.cut_in_answer_to(b"FETCH", 5)
+        # (a) Cut in the middle of the messages' bytes (the second FETCH: the first asks
+        # their sizes).
+        proxy.cut_in_answer_to(b"FETCH", 2)
         await start_service(settings=settings)
         async with asyncio.timeout(15):
             await proxy.cut_done.wait()
