@@ -39,6 +39,7 @@ from cti.messages import (
     QueueConnected,
     QueueJoined,
     QueueLeft,
+    TransferredBy,
 )
 from cti.recalls import RecallError
 from ivr.clock import LOCAL
@@ -158,6 +159,8 @@ class CallSession:
         self.answered_at: datetime | None = None
         self.ended_by = ""  # "caller" or "agent", once connected
         self.on_hold = False  # put on hold by the agent, out of the conversation's bridge
+        self.transferred: TransferredBy | None = None  # the last agent who passed them on
+        self._transferring: str | None = None  # the topic an agent is passing the caller to
 
     @property
     def channel_id(self) -> str:
@@ -331,7 +334,8 @@ class CallSession:
                     return self._leave_line(command.log_event, command.outcome,
                                             command.destination, key=command.key)
                 elif isinstance(command, waiting.Talk):
-                    await self._talk()
+                    if (to := await self._talk()) is not None:  # transferred: another line
+                        return "transferred", Destination(queue=to)
                     return None
                 elif isinstance(command, waiting.Join):
                     follow = await self._join(settings, arrived, resuming, command.rotate)
@@ -613,9 +617,10 @@ class CallSession:
                 raise CallerHungUp() from None
         await self._talk()
 
-    async def _talk(self) -> None:
+    async def _talk(self) -> str | None:
         """Until one side hangs up; then the other is hung up and the agent wraps up. If the
-        service stops meanwhile, the conversation goes on: a restarted service adopts it."""
+        service stops meanwhile, the conversation goes on: a restarted service adopts it.
+        A topic: the agent transferred the caller there (the agent's leg is over)."""
         leg = self.leg
         assert leg is not None and leg.answered_at is not None and self.queued is not None
         try:
@@ -625,12 +630,16 @@ class CallSession:
             await self.telephony.hangup(leg.channel_id)
             self._talk_done(leg)
             raise
+        if (to := self._transferring) is not None:
+            await self._transferred(leg, to)
+            return to
         if ended == "lost":
             self._talk_done(leg)
             raise Lost(0, "Asterisk ended the call (shutdown or admin hangup)")
         self.ended_by = "agent"
         await self.telephony.hangup(self.channel_id)
         self._talk_done(leg)
+        return None
 
     async def hold(self) -> None:
         """The agent puts the caller on hold: the caller leaves the conversation's bridge for
@@ -664,6 +673,50 @@ class CallSession:
             raise CallControlError(f"could not take the caller off hold: {exc}") from None
         self.on_hold = False
         self.journal.add("resume", leg.topic, detail=f"by {leg.agent.id}")
+
+    async def transfer(self, topic: str, note: str = "") -> None:
+        """Blind transfer to another topic's line: the caller keeps their place by arrival
+        time (and their IVR journey); the agent's phone is hung up and they wrap up."""
+        leg = self._talking()
+        if self._transferring is not None:
+            raise CallControlError("a transfer is under way already")
+        if topic not in self.config.queues:
+            raise CallControlError(f"no topic {topic!r}")
+        if topic == leg.topic:
+            raise CallControlError(f"the caller is in {topic!r}'s line already")
+        self._transferring = topic
+        self.transferred = TransferredBy(agent=leg.agent.id, agent_name=leg.agent.name,
+                                         from_topic=leg.topic, note=note,
+                                         at=self.clock.now())
+        try:  # out of the conversation first: the caller never hears the agent hang up
+            if self.on_hold:
+                await self.telephony.stop_channel_moh(self.channel_id)
+            else:
+                await self.telephony.remove_channel(self.bridge, self.channel_id)
+        except AriNotFound:
+            self._transferring = None
+            raise CallControlError("the caller has hung up") from None
+        except AriError as exc:
+            log.warning("call %s: out of the conversation for the transfer: %s",
+                        self.call_id, exc)
+        await self.telephony.hangup(leg.channel_id)  # the talk ends: _talk carries on
+
+    async def _transferred(self, leg: AgentLeg, topic: str) -> None:
+        """The agent's part after a blind transfer: queue_log as app_queue writes it, the
+        wrap-up, the conversation's bridge closed (the next agent opens it again)."""
+        assert leg.answered_at is not None and self.transferred is not None
+        talked = round((self.clock.now() - leg.answered_at).total_seconds())
+        self._log("BLINDTRANSFER", leg.agent.id, topic, "centralino",
+                  self._in_line_for(leg.answered_at), talked, self.position_on_entry)
+        self.journal.add("transfer", leg.topic,
+                         detail=f"to {topic} by {leg.agent.id}" + (
+                             f": {self.transferred.note}" if self.transferred.note else ""))
+        leg.wrap_up(self.config.queues[leg.topic], talked=True)
+        self.leg, self.on_hold, self._transferring = None, False, None
+        try:
+            await self.legs.bridges.close_call(self.bridge_of)
+        except AriError as exc:
+            log.warning("call %s: closing the conversation's bridge: %s", self.call_id, exc)
 
     def _talking(self) -> AgentLeg:
         leg = self.leg
@@ -711,6 +764,7 @@ class CallSession:
             previous_tickets=[PreviousTicket(number=t.number, subject=t.subject, state=t.state,
                                              created_at=t.created_at) for t in tickets],
             offered_at=leg.rang_at,
+            transferred=self.transferred,
         )
 
     async def _unknown_number(self) -> tuple[str, str]:

@@ -140,6 +140,16 @@ class RecallAttemptView(_Message):
 
 # --- server -> client --------------------------------------------------------------------------
 
+class TransferredBy(_Message):
+    """Who passed the caller on to this line, and why (issue #13)."""
+
+    agent: str = Field(description="the agent's id")
+    agent_name: str
+    from_topic: str = Field(description="the line they talked in")
+    note: str = Field(description="the first agent's note ('' if none)")
+    at: Time
+
+
 class CallOffer(_Message):
     """The screen pop of a live caller: sent when the agent's phone starts ringing."""
 
@@ -158,6 +168,9 @@ class CallOffer(_Message):
     previous_tickets: list[PreviousTicket] = Field(
         default_factory=list, description="the caller's written requests, newest first")
     offered_at: Time
+    transferred: TransferredBy | None = Field(
+        default=None, exclude_if=_absent,
+        description="an agent transferred the caller here; absent otherwise")
 
 
 class RecallOffer(_Message):

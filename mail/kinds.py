@@ -39,12 +39,18 @@ def kind(message: EmailMessage) -> Kind:
 
 def header(message: EmailMessage, name: str) -> str:
     """A header's text, '' if absent. The standard library's header parser raises on some
-    malformed values (`From: a@[`, `From: "`, a group in From): the raw value, then."""
-    try:
-        return str(message.get(name, "") or "")
-    except Exception:  # noqa: BLE001 (any parser failure: the value as it came)
-        raw = next((v for k, v in message.raw_items() if k.lower() == name.lower()), "")
-        return str(raw)
+    malformed values (`From: a@[`, `From: "`, a group in From): the raw value, then.
+    Kept on the message once read: `policy.default` parses a header again at each access,
+    and the intake asks for the same ones several times (it was half its time)."""
+    known: dict[str, str] = message.__dict__.setdefault("_centralino_headers", {})
+    key = name.lower()
+    if key not in known:
+        try:
+            known[key] = str(message.get(name, "") or "")
+        except Exception:  # noqa: BLE001 (any parser failure: the value as it came)
+            raw = next((v for k, v in message.raw_items() if k.lower() == key), "")
+            known[key] = str(raw)
+    return known[key]
 
 
 def _address(value: str | None) -> str:

@@ -65,7 +65,8 @@ from typing import Any, NamedTuple, Protocol
 from cti.agents import AgentState
 from cti.recalls import AGENT_OUTCOMES, STATUSES
 
-COMPLETE = ("COMPLETECALLER", "COMPLETEAGENT")
+# A transfer ends the agent's part as a completion does (app_queue writes one or the other).
+COMPLETE = ("COMPLETECALLER", "COMPLETEAGENT", "BLINDTRANSFER", "ATTENDEDTRANSFER")
 REFUSED = ("FULL", "JOINEMPTY", "JOINUNAVAIL")  # the caller never entered the queue
 # A wrap-up state change follows COMPLETE* at once (same instant, written by another path).
 WRAP_UP_MATCH = timedelta(seconds=2)

@@ -48,6 +48,7 @@ def add_routes(app: web.Application) -> None:
                         change_state)
     app.router.add_post("/api/agents/{agent_id}/recalls/{recall_id}/outcome", mark_recall)
     app.router.add_post("/api/agents/{agent_id}/call/{action:hold|resume}", call_control)
+    app.router.add_post("/api/agents/{agent_id}/call/transfer", call_transfer)
     app.router.add_get("/ws/agents/{agent_id}", console)
     app.router.add_get("/ws/supervisor", supervisor)
     app.router.add_get(SCHEMA_URL, message_schema)
@@ -117,21 +118,48 @@ async def change_state(request: web.Request) -> web.Response:
     return web.json_response(agent_json(agent))
 
 
-@allow("admin", "supervisor", "self")
-async def call_control(request: web.Request) -> web.Response:
-    """The agent's call in progress: hold (the caller hears the topic's music) and resume."""
+def _call_of(request: web.Request) -> CallSession:
+    """The agent's call in progress (409: none, or a recall: not for these controls yet)."""
     agent = _agent(request)
-    svc = request.app[SERVICE]
-    session = svc.registry.calls.get(agent.call_id or "")
+    session = request.app[SERVICE].registry.calls.get(agent.call_id or "")
     if agent.state is not AgentState.ON_CALL or session is None:
         raise error(web.HTTPConflict, f"agent {agent.id} has no call in progress")
     if not isinstance(session, CallSession):
-        raise error(web.HTTPConflict, "hold is for calls from citizens, not recalls (yet)")
+        raise error(web.HTTPConflict, "hold and transfer are for calls from citizens, not "
+                                      "recalls (yet)")
+    return session
+
+
+@allow("admin", "supervisor", "self")
+async def call_control(request: web.Request) -> web.Response:
+    """The agent's call in progress: hold (the caller hears the topic's music) and resume."""
+    session = _call_of(request)
     try:
         await (session.hold() if request.match_info["action"] == "hold" else session.resume())
     except CallControlError as exc:
         raise error(web.HTTPConflict, str(exc)) from None
     return web.json_response({"call_id": session.info.call_id, "on_hold": session.on_hold})
+
+
+class TransferRequest(BaseModel):
+    """A blind transfer of the call in progress to another topic's line."""
+
+    model_config = ConfigDict(extra="forbid")
+    topic: str = Field(min_length=1, max_length=64)
+    note: str = Field(default="", max_length=500, description="for the next agent's pop")
+
+
+@allow("admin", "supervisor", "self")
+async def call_transfer(request: web.Request) -> web.Response:
+    """The caller goes to `topic`'s line, keeping their place by arrival time; the agent's
+    phone is hung up and they wrap up; the next agent's pop says who and why."""
+    body: TransferRequest = await json_body(request, TransferRequest)
+    session = _call_of(request)
+    try:
+        await session.transfer(body.topic, body.note.strip())
+    except CallControlError as exc:
+        raise error(web.HTTPConflict, str(exc)) from None
+    return web.json_response({"call_id": session.info.call_id, "transferred_to": body.topic})
 
 
 class RecallMark(BaseModel):

@@ -194,6 +194,42 @@ async def test_the_agent_holds_and_resumes_the_caller(world):
     assert state(world, "1001") is AgentState.WRAP_UP
 
 
+async def test_a_blind_transfer_takes_the_caller_to_another_line_in_their_place(world):
+    ast = world.asterisk
+    login(world, "1003")  # beta only
+    call, task = await started(world, DIRECT)
+    await world.clock.advance(PROMPT_SECONDS + 2)
+    assert state(world, "1003") is AgentState.ON_CALL
+    first_leg = call.leg.channel_id
+    with pytest.raises(CallControlError, match="in 'beta'"):
+        await call.transfer("beta")
+    with pytest.raises(CallControlError, match="no topic"):
+        await call.transfer("nessuno")
+    await call.transfer("alpha", "Chiede del SUAP")
+    await world.clock.advance(0.5)
+    # The first agent's phone is hung up and they wrap up; the caller waits in alpha's line.
+    assert first_leg in ast.hung_up and call.channel_id not in ast.hung_up
+    assert state(world, "1003") is AgentState.WRAP_UP
+    assert ast.bridge_of(call.channel_id) == "centralino-queue-alpha"
+    assert world.collected.queue_log("beta") == [
+        ("NONE", "ENTERQUEUE"), ("1003", "CONNECT"), ("1003", "BLINDTRANSFER")]
+    login(world, "1002")  # alpha only: rung with the first agent's note in the pop
+    await world.clock.advance(2)
+    pop = world.desk.last_pop["1002"]
+    assert pop.transferred is not None
+    assert (pop.transferred.agent, pop.transferred.from_topic, pop.transferred.note) == (
+        "1003", "beta", "Chiede del SUAP")
+    assert pop.topic == "alpha"
+    assert state(world, "1002") is AgentState.ON_CALL
+    assert ast.bridge_of(call.channel_id) == call.bridge
+    assert world.collected.queue_log("alpha") == [("NONE", "ENTERQUEUE"), ("1002", "CONNECT")]
+    ast.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+    assert world.collected.call(call.call_id)["agent_id"] == "1002"
+    assert [s.detail for s in call.journal.steps if s.kind == "transfer"] == [
+        "to alpha by 1003: Chiede del SUAP"]
+
+
 async def test_an_agent_hanging_up_as_they_answer_puts_the_caller_back_on_hold(world):
     world.asterisk.phones["Local/1001@centralino-agents"] = Phone(drop_on_answer=True)
     login(world, "1001")

@@ -229,6 +229,7 @@ function showAgent(next) {
   $("pause").textContent = busy ? "Pausa dopo questa chiamata" : "Pausa";
 
   if (state !== before) stateChanged(state);
+  showHold();  // a call's controls only while talking to a citizen
 }
 
 function stateChanged(state) {
@@ -406,6 +407,8 @@ function showPop(data) {
   showPhase();
   $("no-call").hidden = true;
   $("pop").hidden = false;
+  say("call-error", "");
+  showHold();
   say("announce", `Chiamata in arrivo da ${data.caller_number || "numero nascosto"}, ` +
                   `linea ${data.line}, ${data.topic_name || data.topic}.`);
   acknowledge(data);
@@ -444,6 +447,8 @@ function showRecall(data) {
   showPhase();
   $("no-call").hidden = true;
   $("pop").hidden = false;
+  say("call-error", "");
+  showHold();  // no hold for a recall (the service refuses it): no button
   say("announce", `Richiamata da fare a ${data.name || ""} ${data.number}, ` +
                   `${data.topic_name || data.topic}.`);
   acknowledge(data);
@@ -514,6 +519,101 @@ function clearPop() {
   $("pop").hidden = true;
   $("no-call").hidden = false;
   say("announce", "");
+  say("call-error", "");
+  showHold();
+}
+
+// --- hold and resume, for the conversation in progress ----------------------------------------
+
+let held = false;       // the caller on hold, as the service last said
+let heldSince = null;   // Date.now() when put on hold from this page (null: not known here)
+let heldCall = null;    // the call these facts are about
+let holdTimer = null;
+let holdBusy = false;   // a request in flight: the button waits for its answer
+
+function holdable() {
+  // Talking to a citizen: the service refuses hold for a recall.
+  return Boolean(agent && agent.state === "on_call" && pop && pop.type === "offer");
+}
+
+function resetHold() {
+  held = false;
+  heldSince = null;
+  heldCall = null;
+  say("hold-status", "");
+  renderHold();
+}
+
+function showHold() {
+  if (!holdable()) {
+    // The call is over (or not yet talking): no controls, and the next call starts afresh.
+    if (held || heldCall) resetHold();
+    clearInterval(holdTimer);
+    holdTimer = null;
+    $("hold").hidden = true;
+    return;
+  }
+  if (heldCall && heldCall !== pop.call_id) resetHold();  // another call (a socket came back)
+  $("hold").hidden = false;
+  renderHold();
+}
+
+function renderHold() {
+  $("hold").dataset.held = String(held);
+  $("hold-toggle").textContent = held ? "Riprendi" : "Metti in attesa";
+  $("hold-toggle").disabled = holdBusy;
+  clearInterval(holdTimer);
+  holdTimer = null;
+  if (held && heldSince !== null) {
+    // Counted from the service's answer on this browser's clock (like the wrap-up).
+    const tick = () => say("hold-time", `In attesa da ${duration((Date.now() - heldSince) / 1000)}`);
+    tick();
+    holdTimer = setInterval(tick, 250);
+  } else {
+    say("hold-time", "");
+  }
+}
+
+function setHeld(on, since) {
+  // The status changes only with the hold, so that screen readers say it once.
+  if (on !== held) {
+    say("hold-status", on ? "Chiamante in attesa (musica)"
+                          : "Di nuovo in conversazione con il chiamante.");
+  }
+  if (on && (!held || heldSince === null)) heldSince = since;
+  if (!on) heldSince = null;
+  held = on;
+  heldCall = pop.call_id;
+}
+
+async function toggleHold() {
+  if (holdBusy || !holdable()) return;
+  const action = held ? "resume" : "hold";
+  const call = pop.call_id;
+  const button = $("hold-toggle");
+  const focused = document.activeElement === button;
+  holdBusy = true;  // disabled until the answer: a double click sends one request
+  button.disabled = true;
+  say("call-error", "");
+  const answer = await api("POST", agentPath(`call/${action}`), {});
+  holdBusy = false;
+  if (!session || !holdable() || pop.call_id !== call) {  // the call ended meanwhile
+    showHold();
+    return;
+  }
+  if (answer.ok) {
+    setHeld(answer.data.on_hold, Date.now());
+  } else {
+    const reason = (answer.data && answer.data.error) || "";
+    // The service knows best (the hold may have been asked elsewhere, or before this page
+    // was loaded): the controls follow what it says; how long, this page cannot tell.
+    if (/on hold already$/.test(reason)) setHeld(true, null);
+    else if (/not on hold$/.test(reason)) setHeld(false, null);
+    say("call-error", answer.status === 409 ? `Non è possibile ora: ${italian(reason)}.`
+                                            : `Operazione non riuscita: ${reasonOf(answer)}.`);
+  }
+  renderHold();
+  if (focused) button.focus();  // a disabled button loses the focus: the keyboard keeps it
 }
 
 // --- written requests (tickets) -------------------------------------------------------------
@@ -587,6 +687,17 @@ const REASONS = [
   [/^control characters are not allowed$/, () => "contiene caratteri non ammessi"],
   [/^at most (\d+) characters \((\d+) given\)$/,
    (m) => `al massimo ${m[1]} caratteri (ne hai scritti ${m[2]})`],
+  // Hold and resume (POST /api/agents/{id}/call/hold|resume).
+  [/^agent .+ has no call in progress$/, () => "nessuna chiamata in corso"],
+  [/^no conversation in progress on this call$/, () => "nessuna conversazione in corso"],
+  [/^the caller is on hold already$/, () => "il chiamante è già in attesa"],
+  [/^the caller is not on hold$/, () => "il chiamante non è in attesa"],
+  [/^the caller has hung up$/, () => "il chiamante ha riagganciato"],
+  [/^hold .*for calls from citizens/, () => "l'attesa è solo per le chiamate dei cittadini"],
+  [/^could not put the caller on hold: (.+)$/,
+   (m) => `il chiamante non è stato messo in attesa (${m[1]})`],
+  [/^could not take the caller off hold: (.+)$/,
+   (m) => `il chiamante non è stato ripreso dall'attesa (${m[1]})`],
 ];
 
 let ticketsOn = true;    // false when the service takes no written requests (503)
@@ -1303,6 +1414,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!$("leave").returnValue && !$("logout").disabled) $("logout").focus();
   });
   $("resume").addEventListener("click", () => change("resume"));
+  $("hold-toggle").addEventListener("click", toggleHold);
   $("pause-form").addEventListener("submit", pause);
   for (const button of $("verdict-actions").querySelectorAll("button")) {
     button.addEventListener("click", () => giveVerdict(button.dataset.outcome));

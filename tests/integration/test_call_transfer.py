@@ -1,0 +1,77 @@
+"""A blind transfer to another topic on the real Asterisk (issue #13): the agent sends the
+caller to another line; the caller hears that line's music (never the first agent hanging
+up), keeps their place and their journey, and the next agent's pop says who sent them and
+why; caller and new agent hear each other; the first agent's phone is hung up."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.integration.conftest import record_of
+from tests.integration.desk_api import staff
+from tests.integration.test_agents import to_alpha, until_talking
+from tests.integration.test_call_hold import hears
+
+
+async def test_a_blind_transfer_to_another_line(start_service, desk, caller, phones):
+    service = await start_service()
+    await staff(desk, "1002")  # alpha only
+    call = await to_alpha(caller, "0655555555")
+    first = await phones.wait_answered("1002")
+    await until_talking(desk, "1002")
+    async with desk.console("1003") as console:  # beta's agent, not logged in yet
+        answer = await desk.request(
+            "POST", "/api/agents/1002/call/transfer", token="dev-1002",
+            json_body={"topic": "beta", "note": "Chiede di un rimborso"})
+        assert answer["transferred_to"] == "beta"
+        await asyncio.wait_for(first.ended.wait(), 5)  # the first agent's phone hung up
+        assert await desk.state("1002") in ("wrap_up", "available")
+        assert await call.listen(1.5) > 0.005  # beta's music while nobody is free there
+        [waiting] = await desk.waiting("beta")
+        assert waiting["caller"] == "0655555555"
+
+        await desk.login("1003")
+        pop = await console.pop()
+        second = await phones.wait_answered("1003")
+        await until_talking(desk, "1003")
+    assert pop["topic"] == "beta" and pop["caller_number"] == "0655555555"
+    assert [s["key"] for s in pop["path"]] == ["1", "1"]  # the journey through the menus
+    assert (pop["transferred"]["agent"], pop["transferred"]["from_topic"],
+            pop["transferred"]["note"]) == ("1002", "alpha", "Chiede di un rimborso")
+    sim = caller.ari
+    level, tone = await hears(sim, call.id, sim, second.channel)
+    assert level > 0.005 and tone > 0.8  # the new agent hears the caller ...
+    level, tone = await hears(phones.ari, second.channel, sim, call.id)
+    assert level > 0.005 and tone > 0.8  # ... and the caller the new agent, no music
+
+    await call.hangup()
+    record = await record_of(service, call)
+    assert (record.outcome, record.agent_id) == ("answered", "1003")
+    events = [(e.queue, e.agent, e.event) for e in await desk.queue_log(record.id)]
+    assert events == [("alpha", "NONE", "ENTERQUEUE"), ("alpha", "1002", "CONNECT"),
+                      ("alpha", "1002", "BLINDTRANSFER"), ("beta", "NONE", "ENTERQUEUE"),
+                      ("beta", "1003", "CONNECT"), ("beta", "1003", "COMPLETECALLER")]
+    [transfer] = [e for e in await desk.queue_log(record.id) if e.event == "BLINDTRANSFER"]
+    assert (transfer.data1, transfer.data2) == ("beta", "centralino")
+
+
+async def test_a_transfer_needs_a_call_and_another_line(start_service, desk, caller, phones):
+    await start_service()
+    await staff(desk, "1002")
+    nothing = await desk.request("POST", "/api/agents/1002/call/transfer", token="dev-1002",
+                                 json_body={"topic": "beta"}, expect=(409,))
+    assert "no call in progress" in nothing["error"]
+    call = await to_alpha(caller)
+    await phones.wait_answered("1002")
+    await until_talking(desk, "1002")
+    same = await desk.request("POST", "/api/agents/1002/call/transfer", token="dev-1002",
+                              json_body={"topic": "alpha"}, expect=(409,))
+    assert "alpha" in same["error"]
+    bad = await desk.request("POST", "/api/agents/1002/call/transfer", token="dev-1002",
+                             json_body={"topic": "beta", "colour": "red"}, expect=(400, 422))
+    assert "colour" in str(bad)
+    other = await desk.request("POST", "/api/agents/1002/call/transfer", token="dev-1003",
+                               json_body={"topic": "beta"}, expect=(403,))
+    assert other["error"]
+    assert await desk.state("1002") == "on_call"  # nothing happened to the call
+    await call.hangup()
