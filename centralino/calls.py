@@ -31,6 +31,7 @@ from centralino.storage.faults import fault_of
 from centralino.storage.models import Call, RecallRequest, Ticket
 from centralino.storage.records import NewCall
 from centralino.telephony import CALL_BRIDGE
+from cti.agents import AgentState
 from cti.messages import (
     CallOffer,
     MenuStep,
@@ -161,6 +162,7 @@ class CallSession:
         self.on_hold = False  # put on hold by the agent, out of the conversation's bridge
         self.transferred: TransferredBy | None = None  # the last agent who passed them on
         self._transferring: str | None = None  # the topic an agent is passing the caller to
+        self._for_agent: str | None = None  # ... and the agent, if transferred to one by name
 
     @property
     def channel_id(self) -> str:
@@ -318,7 +320,9 @@ class CallSession:
         arrived = self.queued.since if self.queued else (self.resume_since or self.clock.now())
         self.queued = Waiting(self.info.call_id, topic, arrived,
                               caller=self.info.channel.caller.number,
-                              line=self.flow.name if self.flow else "", boost=boost)
+                              line=self.flow.name if self.flow else "", boost=boost,
+                              for_agent=self._for_agent)
+        self._for_agent = None
         stay = waiting.Stay(topic, settings)
         event: waiting.Event = waiting.Entered(
             self.desk.staffing(topic)[0], len(self.queues.waiting(topic)), rules_on_entry, resuming)
@@ -572,6 +576,9 @@ class CallSession:
         ring_ms = round((self.clock.now() - leg.rang_at).total_seconds() * 1000)
         self._log("RINGNOANSWER", agent.id, ring_ms)
         leg.missed(outcome)
+        if self.queued.for_agent == agent.id:  # transferred to them, not answered: the line's
+            self.queued.for_agent = None
+            self.journal.add("transfer_unanswered", self.queued.topic, detail=agent.id)
         return "missed"
 
     async def _back_on_hold(self, topic: str, settings: QueueTopic) -> None:
@@ -674,17 +681,36 @@ class CallSession:
         self.on_hold = False
         self.journal.add("resume", leg.topic, detail=f"by {leg.agent.id}")
 
-    async def transfer(self, topic: str, note: str = "") -> None:
-        """Blind transfer to another topic's line: the caller keeps their place by arrival
+    async def transfer(self, topic: str | None = None, note: str = "",
+                       agent: str | None = None) -> str:
+        """Blind transfer to another topic's line, or to a named agent (offered only to them,
+        in their line for this topic if they serve it, else their first; back to that line
+        as anybody if they miss the ring or log out): the caller keeps their place by arrival
         time (and their IVR journey); the agent's phone is hung up and they wrap up."""
         leg = self._talking()
         if self._transferring is not None:
             raise CallControlError("a transfer is under way already")
-        if topic not in self.config.queues:
+        if agent is not None:
+            target = self.desk.agents.get(agent)
+            if target is None:
+                raise CallControlError(f"no agent {agent!r}")
+            if agent == leg.agent.id:
+                raise CallControlError("the caller is talking to that agent already")
+            if target.state not in (AgentState.AVAILABLE, AgentState.ON_CALL,
+                                    AgentState.WRAP_UP, AgentState.RINGING):
+                raise CallControlError(f"agent {agent} is {target.state.value}: not taking "
+                                       "calls now")
+            served = sorted(target.topics, key=lambda t: target.topics[t])
+            if not served:
+                raise CallControlError(f"agent {agent} takes no calls")
+            topic = leg.topic if leg.topic in target.topics else served[0]
+        elif topic is None:
+            raise CallControlError("say where to: a topic or an agent")
+        elif topic not in self.config.queues:
             raise CallControlError(f"no topic {topic!r}")
-        if topic == leg.topic:
+        elif topic == leg.topic:
             raise CallControlError(f"the caller is in {topic!r}'s line already")
-        self._transferring = topic
+        self._transferring, self._for_agent = topic, agent
         self.transferred = TransferredBy(agent=leg.agent.id, agent_name=leg.agent.name,
                                          from_topic=leg.topic, note=note,
                                          at=self.clock.now())
@@ -700,16 +726,20 @@ class CallSession:
             log.warning("call %s: out of the conversation for the transfer: %s",
                         self.call_id, exc)
         await self.telephony.hangup(leg.channel_id)  # the talk ends: _talk carries on
+        return topic
 
     async def _transferred(self, leg: AgentLeg, topic: str) -> None:
         """The agent's part after a blind transfer: queue_log as app_queue writes it, the
         wrap-up, the conversation's bridge closed (the next agent opens it again)."""
         assert leg.answered_at is not None and self.transferred is not None
         talked = round((self.clock.now() - leg.answered_at).total_seconds())
-        self._log("BLINDTRANSFER", leg.agent.id, topic, "centralino",
+        to = f"agent {self._for_agent}" if self._for_agent else topic
+        # The extension and context app_queue writes: the agent's device's, or the line's.
+        self._log("BLINDTRANSFER", leg.agent.id, self._for_agent or topic,
+                  "centralino-agents" if self._for_agent else "centralino",
                   self._in_line_for(leg.answered_at), talked, self.position_on_entry)
         self.journal.add("transfer", leg.topic,
-                         detail=f"to {topic} by {leg.agent.id}" + (
+                         detail=f"to {to} by {leg.agent.id}" + (
                              f": {self.transferred.note}" if self.transferred.note else ""))
         leg.wrap_up(self.config.queues[leg.topic], talked=True)
         self.leg, self.on_hold, self._transferring = None, False, None

@@ -145,6 +145,8 @@ class Desk:
             change = agent.login(now, by)
         elif action == "logout":
             change = agent.logout(now, by)
+            self.distributor.queues.release_for(agent_id)  # callers transferred to them: anybody
+            self.distribute()
         elif action == "pause":
             change = agent.pause(now, reason, by)
         else:

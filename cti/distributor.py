@@ -138,11 +138,12 @@ class Distributor:
                      and a.takes_calls and (self.calls_during_tickets or not a.tickets)]
         while available:
             topics = {t for a in available for t in a.topics}
-            waiting = self.queues.first_unoffered(topics)
+            waiting = self.queues.first_unoffered(topics, {a.id for a in available})
             if waiting is None:
                 break
-            agent = min((a for a in available if waiting.topic in a.topics),
-                        key=lambda a: (a.topics[waiting.topic], a.idle_since or now, a.id))
+            agent = next((a for a in available if a.id == waiting.for_agent), None) or min(
+                (a for a in available if waiting.topic in a.topics),
+                key=lambda a: (a.topics[waiting.topic], a.idle_since or now, a.id))
             change = agent.offer(waiting.call_id, now)
             self.queues.picked(waiting)
             waiting.offered_to = agent.id

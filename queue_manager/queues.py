@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,6 +37,7 @@ class Waiting:
     line: str = ""
     boost: float = 0.0  # seconds counted as already waited
     offered_to: str | None = None  # the agent whose phone rings for this caller, if any
+    for_agent: str | None = None  # transferred to this agent by name: offered only to them
     recall: bool = False  # a recall request, not a caller on the line
     rank: float = field(init=False)
 
@@ -98,21 +99,31 @@ class QueueManager:
         """The topic's line in serving order."""
         return [self._by_id[cid] for _, _, cid in self._order.get(topic, ())]
 
-    def first_unoffered(self, topics: Iterable[str]) -> Waiting | None:
+    def first_unoffered(self, topics: Iterable[str], free: Collection[str] = ()
+                        ) -> Waiting | None:
         """The best-ranked caller of these topics whose phone is not already ringing somewhere
-        (recalls within their share)."""
+        (recalls within their share); one transferred to a named agent only if that agent is
+        among the `free` ones."""
         best: tuple[float, int, str] | None = None  # equal ranks: who joined first, any topic
         for topic in topics:
-            entry = self._candidate(topic)
+            entry = self._candidate(topic, free)
             if entry is not None and (best is None or entry < best):
                 best = entry
         return None if best is None else self._by_id[best[2]]
 
-    def _candidate(self, topic: str) -> tuple[float, int, str] | None:
+    def release_for(self, agent_id: str) -> None:
+        """The named agent will not take them (logged out, missed the ring): callers
+        transferred to them wait in their line as everybody else, in their place."""
+        for waiting in self._by_id.values():
+            if waiting.for_agent == agent_id:
+                waiting.for_agent = None
+
+    def _candidate(self, topic: str, free: Collection[str]) -> tuple[float, int, str] | None:
         first: tuple[float, int, str] | None = None
         for entry in self._order.get(topic, ()):
             waiting = self._by_id[entry[2]]
-            if waiting.offered_to is not None:
+            if waiting.offered_to is not None or (
+                    waiting.for_agent is not None and waiting.for_agent not in free):
                 continue
             if first is None:
                 if not waiting.recall or self.recall_share >= 1:

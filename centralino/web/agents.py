@@ -15,7 +15,14 @@ import json
 from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from sqlalchemy.exc import IntegrityError
 
 from centralino.calls import CallControlError, CallSession
@@ -142,11 +149,18 @@ async def call_control(request: web.Request) -> web.Response:
 
 
 class TransferRequest(BaseModel):
-    """A blind transfer of the call in progress to another topic's line."""
+    """A blind transfer of the call in progress: to another topic's line, or to an agent."""
 
     model_config = ConfigDict(extra="forbid")
-    topic: str = Field(min_length=1, max_length=64)
+    topic: str | None = Field(default=None, min_length=1, max_length=64)
+    agent: str | None = Field(default=None, min_length=1, max_length=64)
     note: str = Field(default="", max_length=500, description="for the next agent's pop")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferRequest:
+        if (self.topic is None) == (self.agent is None):
+            raise ValueError("give exactly one of topic or agent")
+        return self
 
 
 @allow("admin", "supervisor", "self")
@@ -156,10 +170,11 @@ async def call_transfer(request: web.Request) -> web.Response:
     body: TransferRequest = await json_body(request, TransferRequest)
     session = _call_of(request)
     try:
-        await session.transfer(body.topic, body.note.strip())
+        topic = await session.transfer(body.topic, body.note.strip(), agent=body.agent)
     except CallControlError as exc:
         raise error(web.HTTPConflict, str(exc)) from None
-    return web.json_response({"call_id": session.info.call_id, "transferred_to": body.topic})
+    return web.json_response({"call_id": session.info.call_id, "transferred_to": topic,
+                              "agent": body.agent})
 
 
 class RecallMark(BaseModel):

@@ -75,3 +75,29 @@ async def test_a_transfer_needs_a_call_and_another_line(start_service, desk, cal
     assert other["error"]
     assert await desk.state("1002") == "on_call"  # nothing happened to the call
     await call.hangup()
+
+
+async def test_a_blind_transfer_to_a_named_agent(start_service, desk, caller, phones):
+    service = await start_service()
+    await staff(desk, "1003", "1001")  # both serve beta: 1003 first
+    call = await caller.dial("0999000002", caller_number="0677777777")  # beta, directly
+    first = await phones.wait_answered("1003")
+    await until_talking(desk, "1003")
+    async with desk.console("1001") as console:
+        answer = await desk.request(
+            "POST", "/api/agents/1003/call/transfer", token="dev-1003",
+            json_body={"agent": "1001", "note": "Pratica che segue lei"})
+        assert (answer["transferred_to"], answer["agent"]) == ("beta", "1001")
+        await asyncio.wait_for(first.ended.wait(), 5)
+        pop = await console.pop()
+        second = await phones.wait_answered("1001")
+        await until_talking(desk, "1001")
+    assert pop["transferred"]["agent"] == "1003" and pop["caller_number"] == "0677777777"
+    level, tone = await hears(caller.ari, call.id, caller.ari, second.channel)
+    assert level > 0.005 and tone > 0.8
+    await call.hangup()
+    record = await record_of(service, call)
+    assert record.agent_id == "1001"
+    [transfer] = [e for e in await desk.queue_log(record.id) if e.event == "BLINDTRANSFER"]
+    assert (transfer.agent, transfer.data1, transfer.data2) == ("1003", "1001",
+                                                               "centralino-agents")

@@ -230,6 +230,36 @@ async def test_a_blind_transfer_takes_the_caller_to_another_line_in_their_place(
         "to alpha by 1003: Chiede del SUAP"]
 
 
+async def test_a_transfer_to_a_named_agent_waits_for_them_then_the_line(world):
+    login(world, "1003")  # both serve beta; 1003 has been idle longest
+    await world.clock.advance(1)
+    login(world, "1001")
+    call, task = await started(world, DIRECT)
+    await world.clock.advance(PROMPT_SECONDS + 2)
+    assert state(world, "1003") is AgentState.ON_CALL
+    second, _ = await started(world, DIRECT, "0622222222")
+    await world.clock.advance(PROMPT_SECONDS + 2)
+    assert state(world, "1001") is AgentState.ON_CALL  # 1001 busy with the second caller
+    with pytest.raises(CallControlError, match="talking to that agent already"):
+        await call.transfer(agent="1003")
+    assert await call.transfer(agent="1001", note="Ne ha parlato con lei") == "beta"
+    await world.clock.advance(3)
+    # 1003 is free after the wrap-up, yet the caller waits for 1001 alone.
+    assert state(world, "1003") is AgentState.AVAILABLE
+    assert world.asterisk.bridge_of(call.channel_id) == "centralino-queue-beta"
+    world.asterisk.hang_up(second.channel_id)  # 1001's call ends: now them
+    await world.clock.advance(3)
+    assert world.desk.last_pop["1001"].call_id == call.call_id
+    assert world.desk.last_pop["1001"].transferred.note == "Ne ha parlato con lei"
+    assert [s.detail for s in call.journal.steps if s.kind == "transfer"] == [
+        "to agent 1001 by 1003: Ne ha parlato con lei"]
+    log = world.collected.queue_log("beta")
+    assert ("1003", "BLINDTRANSFER") in log
+    ast = world.asterisk
+    ast.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+
+
 async def test_an_agent_hanging_up_as_they_answer_puts_the_caller_back_on_hold(world):
     world.asterisk.phones["Local/1001@centralino-agents"] = Phone(drop_on_answer=True)
     login(world, "1001")

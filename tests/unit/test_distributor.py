@@ -509,3 +509,33 @@ def test_no_offer_twice_and_no_agent_with_two_calls(steps):
         assert made == expected
         assert len({c for c, _ in made}) == len(made) and len({a for _, a in made}) == len(made)
         assert_consistent(desk)
+
+
+# --- a caller transferred to a named agent (issue #13) ------------------------------------------
+
+def test_a_caller_transferred_to_a_named_agent_waits_for_them_alone():
+    desk = Desk(agent("1001"), agent("1002"))
+    desk.login("1001", "1002")
+    desk.at(5).join("busy1")
+    desk.answer("1001")  # 1001 is on a call; 1002 is free
+    desk.queues.join(Waiting("named", "alpha", T0, for_agent="1001"))  # their place: T0
+    assert desk.at(10).match() == []  # 1002 is free, but the caller waits for 1001
+    assert desk.at(12).join("later") == [("later", "1002")]  # others go on to 1002
+    assert desk.at(20).hang_up("1001") == [("named", "1001")]
+
+
+def test_a_named_agent_who_misses_the_ring_or_logs_out_gives_the_caller_to_the_line():
+    desk = Desk(agent("1001"), agent("1002"), max_missed=1)  # a miss pauses 1001
+    desk.login("1001")
+    desk.queues.join(Waiting("named", "alpha", T0, for_agent="1001"))
+    assert desk.at(1).match() == [("named", "1001")]
+    desk.queues.release_for("1001")  # the session, after the missed ring
+    desk.at(3).miss("1001")
+    assert desk.at(4).login("1002") == [("named", "1002")]
+    # Logged out before ringing: released as well.
+    other = Desk(agent("1001"), agent("1002"))
+    other.login("1002")
+    other.queues.join(Waiting("named", "alpha", T0, for_agent="1001"))
+    assert other.at(1).match() == []
+    other.queues.release_for("1001")
+    assert other.at(2).match() == [("named", "1002")]
