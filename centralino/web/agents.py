@@ -56,6 +56,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/agents/{agent_id}/recalls/{recall_id}/outcome", mark_recall)
     app.router.add_post("/api/agents/{agent_id}/call/{action:hold|resume}", call_control)
     app.router.add_post("/api/agents/{agent_id}/call/transfer", call_transfer)
+    app.router.add_get("/api/agents/{agent_id}/transfer-targets", transfer_targets)
     app.router.add_get("/ws/agents/{agent_id}", console)
     app.router.add_get("/ws/supervisor", supervisor)
     app.router.add_get(SCHEMA_URL, message_schema)
@@ -146,6 +147,27 @@ async def call_control(request: web.Request) -> web.Response:
     except CallControlError as exc:
         raise error(web.HTTPConflict, str(exc)) from None
     return web.json_response({"call_id": session.info.call_id, "on_hold": session.on_hold})
+
+
+@allow("admin", "supervisor", "self")
+async def transfer_targets(request: web.Request) -> web.Response:
+    """Where the agent may send a caller: the topics' lines (their names, how many wait, how
+    many agents are free), and the colleagues taking calls now (their state)."""
+    agent = _agent(request)
+    svc = request.app[SERVICE]
+    desk, queues = svc.desk, svc.call_config.queues
+    topics = []
+    for topic_id, topic in sorted(queues.items(), key=lambda item: item[1].name):
+        logged_in, _, free = desk.staffing(topic_id)
+        topics.append({"id": topic_id, "name": topic.name, "logged_in": logged_in,
+                       "free": free, "waiting": len(svc.queues.waiting(topic_id))})
+    taking = (AgentState.AVAILABLE, AgentState.RINGING, AgentState.ON_CALL,
+              AgentState.WRAP_UP)
+    colleagues = [{"id": a.id, "name": a.name, "state": str(a.state),
+                   "topics": sorted(a.topics)}
+                  for a in sorted(desk.agents.values(), key=lambda a: a.name)
+                  if a.id != agent.id and a.state in taking and a.topics]
+    return web.json_response({"topics": topics, "agents": colleagues})
 
 
 class TransferRequest(BaseModel):

@@ -597,3 +597,28 @@ async def test_unknown_recalls_and_unknown_verdicts_are_refused(web, recall_id, 
                              headers=bearer(token("1001")))
     assert resp.status == status
     assert (await parts.store.get_recall("r" * 32)).status == "done"
+
+
+async def test_an_agent_sees_where_a_caller_can_be_transferred(web):
+    client, parts = web
+    for agent_id in ("1001", "1002"):
+        assert (await act(client, agent_id, "login", token(agent_id))).status == 200
+    resp = await client.get("/api/agents/1001/transfer-targets", headers=bearer(token("1001")))
+    assert resp.status == 200
+    targets = await resp.json()
+    topics = {t["id"]: t for t in targets["topics"]}
+    assert set(topics) == set(parts.call_config.queues)
+    assert all(t["name"] and t["logged_in"] >= 0 for t in topics.values())
+    # Colleagues taking calls, never oneself; nobody logged out.
+    assert [a["id"] for a in targets["agents"]] == ["1002"]
+    assert targets["agents"][0]["state"] == "available"
+    resp = await client.get("/api/agents/1002/transfer-targets", headers=bearer(token("1001")))
+    assert resp.status == 403
+    resp = await client.post("/api/agents/1001/call/transfer", json={"topic": "suap"},
+                             headers=bearer(token("1001")))
+    assert (resp.status, (await resp.json())["error"]) == (
+        409, "agent 1001 has no call in progress")
+    resp = await client.post("/api/agents/1001/call/transfer",
+                             json={"topic": "suap", "agent": "1002"},
+                             headers=bearer(token("1001")))
+    assert resp.status in (400, 422) and "exactly one of topic or agent" in await resp.text()
