@@ -28,6 +28,9 @@ Definitions (per topic, per line, per topic and line, and in total):
 - aht_avg: average talk time (CONNECT to COMPLETECALLER/COMPLETEAGENT) of completed calls;
   wrap_up_avg: average wrap-up after them (from the agents' state changes), reported apart.
 - ring_no_answer: RINGNOANSWER events (an agent's phone rang out or was refused).
+- transfers: answered visits the agent passed on (BLINDTRANSFER, ATTENDEDTRANSFER: the first
+  agent's talk ends there), by destination (a topic or an agent, the event's first field), and
+  reached_avg: the average seconds from the transfer to the answer at the destination.
 - estimate: for answered calls that were told an estimated wait (`calls.announced_wait`, the
   first one announced): count, mean absolute error and mean signed error (announced - actual,
   positive = we said longer than it was), where actual = first ENTERQUEUE to CONNECT of the call.
@@ -66,7 +69,8 @@ from cti.agents import AgentState
 from cti.recalls import AGENT_OUTCOMES, STATUSES
 
 # A transfer ends the agent's part as a completion does (app_queue writes one or the other).
-COMPLETE = ("COMPLETECALLER", "COMPLETEAGENT", "BLINDTRANSFER", "ATTENDEDTRANSFER")
+TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER")
+COMPLETE = ("COMPLETECALLER", "COMPLETEAGENT", *TRANSFERS)
 REFUSED = ("FULL", "JOINEMPTY", "JOINUNAVAIL")  # the caller never entered the queue
 # A wrap-up state change follows COMPLETE* at once (same instant, written by another path).
 WRAP_UP_MATCH = timedelta(seconds=2)
@@ -85,6 +89,7 @@ class LogRow(NamedTuple):
     line: str = ""  # the flow's name
     number: str = ""  # the number dialled
     announced_wait: int | None = None  # seconds, the first estimate told to the caller
+    data1: str = ""  # the event's first field (a transfer's destination)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,8 @@ class Visit:
     ended: datetime | None = None  # CONNECT, ABANDON or EXIT* time
     agent: str = ""
     completed: datetime | None = None  # COMPLETE* time
+    transferred_to: str = ""  # the agent passed the caller on: where (a topic, an agent)
+    reached_after: float | None = None  # ... and the seconds until somebody answered there
     ring_no_answer: int = 0
     wrap_up: float | None = None
     estimate_error: float | None = None  # announced - actual; on the call's first visit
@@ -142,6 +149,9 @@ class Figures:
     estimate_count: int = 0
     estimate_mean_abs_error: float | None = None
     estimate_mean_signed_error: float | None = None
+    transferred: int = 0  # answered visits the agent passed on
+    transfers_to: dict[str, int] = field(default_factory=dict)  # by destination
+    transfer_reached_avg: float | None = None  # transfer -> answered at the destination
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready; durations in seconds, rounded to 0.1."""
@@ -159,6 +169,8 @@ class Figures:
             "estimate": {"count": self.estimate_count,
                          "mean_abs_error": r(self.estimate_mean_abs_error),
                          "mean_signed_error": r(self.estimate_mean_signed_error)},
+            "transfers": {"count": self.transferred, "to": dict(sorted(self.transfers_to.items())),
+                          "reached_avg": r(self.transfer_reached_avg)},
         }
 
 
@@ -210,6 +222,8 @@ def build_visits(rows: Iterable[LogRow]) -> list[Visit]:
             v.outcome, v.ended, v.agent = "answered", r.at, r.agent
         elif r.event in COMPLETE and v.outcome == "answered":
             v.completed = r.at
+            if r.event in TRANSFERS:
+                v.transferred_to = r.data1 or "?"
             del open_[key]
         elif r.event == "ABANDON" and v.outcome is None:
             v.outcome, v.ended = "abandoned", r.at
@@ -220,7 +234,19 @@ def build_visits(rows: Iterable[LogRow]) -> list[Visit]:
         elif r.event == "RINGNOANSWER":
             v.ring_no_answer += 1
     _estimate_errors(visits)
+    _transfer_reach(visits)
     return visits
+
+
+def _transfer_reach(visits: list[Visit]) -> None:
+    """A transferred visit: how long until the caller's next visit was answered."""
+    for calls in _by_call(visits).values():
+        for n, v in enumerate(calls):
+            if not v.transferred_to or v.completed is None:
+                continue
+            after = next((w for w in calls[n + 1:] if w.entered >= v.completed), None)
+            if after is not None and after.outcome == "answered" and after.ended is not None:
+                v.reached_after = (after.ended - v.completed).total_seconds()
 
 
 def _by_call(visits: Iterable[Visit]) -> dict[str, list[Visit]]:
@@ -312,6 +338,8 @@ def compute(visits: Iterable[Visit], thresholds: Callable[[str], Thresholds]) ->
     talks: list[float] = []
     wrap_ups: list[float] = []
     errors: list[float] = []
+    transfers: Counter[str] = Counter()
+    reached: list[float] = []
     for v in visits:
         if v.outcome in REFUSED:
             refused[v.outcome] += 1
@@ -329,6 +357,10 @@ def compute(visits: Iterable[Visit], thresholds: Callable[[str], Thresholds]) ->
                 talks.append(v.talk)
             if v.wrap_up is not None:
                 wrap_ups.append(v.wrap_up)
+            if v.transferred_to:
+                transfers[v.transferred_to] += 1
+                if v.reached_after is not None:
+                    reached.append(v.reached_after)
         elif v.outcome == "abandoned" and wait is not None:
             if wait < limits.short_abandon:
                 f.short_abandoned += 1
@@ -350,6 +382,8 @@ def compute(visits: Iterable[Visit], thresholds: Callable[[str], Thresholds]) ->
     f.estimate_count = len(errors)
     f.estimate_mean_abs_error = _mean([abs(e) for e in errors])
     f.estimate_mean_signed_error = _mean(errors)
+    f.transferred, f.transfers_to = sum(transfers.values()), dict(transfers)
+    f.transfer_reached_avg = _mean(reached)
     return f
 
 

@@ -357,3 +357,28 @@ def test_an_agent_hanging_up_while_the_citizen_rang_was_still_a_first_call():
     alpha = recall_report(requests, attempts)["topics"]["alpha"]
     assert (alpha["first_attempt_count"], alpha["first_attempt_avg"]) == (1, 10.0)
     assert alpha["attempts_per_success"] == 1.0
+
+
+def test_transfers_count_where_they_went_and_how_long_until_answered_there():
+    rows = [
+        *answered("a", 0, 10),
+        LogRow(t(70), "a", "alpha", "1001", "BLINDTRANSFER", "Main", "0600000001", None,
+               "beta"),  # to beta's line ...
+        ev(70, "a", "ENTERQUEUE", queue="beta"),
+        ev(100, "a", "CONNECT", queue="beta", agent="1003"),  # ... answered 30 s later
+        ev(200, "a", "COMPLETECALLER", queue="beta", agent="1003"),
+        *answered("b", 5, 15),
+        LogRow(t(40), "b", "alpha", "1001", "BLINDTRANSFER", "Main", "0600000001", None,
+               "1002"),  # to agent 1002, who never answered: the caller hung up
+        ev(40, "b", "ENTERQUEUE"),
+        ev(90, "b", "ABANDON"),
+        *answered("c", 0, 5, 50),
+    ]
+    r = figures_of(rows)
+    alpha = r.topics["alpha"]
+    assert (alpha.transferred, alpha.transfers_to) == (2, {"beta": 1, "1002": 1})
+    assert alpha.transfer_reached_avg == 30.0
+    assert alpha.as_dict()["transfers"] == {"count": 2, "to": {"1002": 1, "beta": 1},
+                                            "reached_avg": 30.0}
+    assert alpha.aht_avg == (60 + 25 + 45) / 3  # a transfer ends the first agent's talk
+    assert r.topics["beta"].transferred == 0 and r.topics["beta"].answered == 1
