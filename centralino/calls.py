@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from centralino import metrics
 from centralino.agentleg import AgentLeg, LegParts, withdraw_offer
@@ -54,18 +54,14 @@ from queue_manager.queues import Waiting
 from tickets.requests import e164
 
 log = logging.getLogger("centralino.calls")
-
-
-async def _nothing() -> list[Any]:
-    return []
-
 MAX_MOVES = 5  # rules moving a caller from line to line: then they wait where they are
 
 
 class History(Protocol):
     async def previous_contacts(self, caller: str, before: datetime, limit: int = 5
                                 ) -> list[Call]: ...
-    async def previous_tickets(self, phone: str, limit: int = 5) -> list[Ticket]: ...
+    async def previous_tickets(self, phone: str | None, limit: int = 5,
+                               call_id: str | None = None) -> list[Ticket]: ...
 
 
 class Callbacks(Protocol):
@@ -773,7 +769,7 @@ class CallSession:
         try:
             previous, tickets = await asyncio.gather(
                 self.parts.history.previous_contacts(caller, info.started_at),
-                self.parts.history.previous_tickets(phone) if phone else _nothing())
+                self.parts.history.previous_tickets(phone, call_id=info.call_id))
         except Exception as exc:  # the database away: the call goes on, without its history
             if not (fault := fault_of(exc)).waits:
                 raise
@@ -791,8 +787,9 @@ class CallSession:
             previous_contacts=[
                 PreviousContact(at=c.started_at, line=c.line, topic=c.topic,
                                 outcome=c.outcome, agent=c.agent_id) for c in previous],
-            previous_tickets=[PreviousTicket(number=t.number, subject=t.subject, state=t.state,
-                                             created_at=t.created_at) for t in tickets],
+            previous_tickets=[PreviousTicket(
+                number=t.number, subject=t.subject, state=t.state, created_at=t.created_at,
+                this_call=True if t.call_id == info.call_id else None) for t in tickets],
             offered_at=leg.rang_at,
             transferred=self.transferred,
         )

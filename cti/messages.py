@@ -120,12 +120,17 @@ class PreviousContact(_Message):
 
 
 class PreviousTicket(_Message):
-    """A written request of the same phone number (newest first)."""
+    """A written request of the same phone number, or opened during this call (newest
+    first)."""
 
     number: str
     subject: str
     state: str
     created_at: Time
+    this_call: Literal[True] | None = Field(
+        default=None, exclude_if=_absent,
+        description="true: opened during this call (by an agent before a transfer); absent "
+                    "otherwise")
 
 
 class RecallAttemptView(_Message):

@@ -181,9 +181,15 @@ class Store:
         async with self.sessions() as s:
             return list((await s.scalars(_PREVIOUS_CONTACTS, params)).all())
 
-    async def previous_tickets(self, phone: str, limit: int = 5) -> list[Ticket]:
-        """The tickets of this phone number (E.164), newest first (for the screen pop)."""
-        query = (select(Ticket).where(Ticket.requester_phone == phone)
+    async def previous_tickets(self, phone: str | None, limit: int = 5,
+                               call_id: str | None = None) -> list[Ticket]:
+        """The tickets of this phone number (E.164), and those opened during the call
+        `call_id`, newest first (for the screen pop)."""
+        which = [*([Ticket.requester_phone == phone] if phone else []),
+                 *([Ticket.call_id == call_id] if call_id else [])]
+        if not which:
+            return []
+        query = (select(Ticket).where(or_(*which))
                  .order_by(Ticket.created_at.desc()).limit(limit))
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())

@@ -101,3 +101,32 @@ async def test_a_blind_transfer_to_a_named_agent(start_service, desk, caller, ph
     [transfer] = [e for e in await desk.queue_log(record.id) if e.event == "BLINDTRANSFER"]
     assert (transfer.agent, transfer.data1, transfer.data2) == ("1003", "1001",
                                                                "centralino-agents")
+
+
+async def test_a_transferred_caller_keeps_their_place_across_a_service_restart(
+        start_service, desk, caller, phones):
+    """Transferred, then the service restarts while the caller waits in the new line: still
+    there, with the music, in their place (their first arrival), and served from there."""
+    service = await start_service()
+    await staff(desk, "1002")
+    call = await to_alpha(caller, "0688888888")
+    first = await phones.wait_answered("1002")
+    await until_talking(desk, "1002")
+    await desk.request("POST", "/api/agents/1002/call/transfer", token="dev-1002",
+                       json_body={"topic": "beta"})
+    await asyncio.wait_for(first.ended.wait(), 5)
+    await desk.until_waiting("beta", bool)
+    [before] = await desk.waiting("beta")
+    await service.__aexit__(None, None, None)
+    assert await call.listen(1) > 0.005  # still hearing beta's music
+
+    restarted = await start_service()
+    await desk.until_waiting("beta", bool)
+    [after] = await desk.waiting("beta")
+    assert (after["caller"], after["since"]) == ("0688888888", before["since"])
+    await staff(desk, "1003")
+    await phones.wait_answered("1003")
+    await until_talking(desk, "1003")
+    await call.hangup()
+    record = await record_of(restarted, call)
+    assert (record.outcome, record.agent_id, record.topic) == ("answered", "1003", "beta")

@@ -321,8 +321,11 @@ class History:
     async def previous_contacts(self, caller: str, before: datetime, limit: int = 5) -> list[Any]:
         return []
 
-    async def previous_tickets(self, phone: str, limit: int = 5) -> list[Any]:
-        return self.tickets.get(phone, [])[:limit]
+    async def previous_tickets(self, phone: str | None, limit: int = 5,
+                               call_id: str | None = None) -> list[Any]:
+        mine = [t for tickets in self.tickets.values() for t in tickets
+                if call_id and getattr(t, "call_id", None) == call_id]
+        return [*mine, *(t for t in self.tickets.get(phone or "", []) if t not in mine)][:limit]
 
 
 class Desk_:

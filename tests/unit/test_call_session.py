@@ -51,7 +51,7 @@ async def test_the_first_free_agent_answers_talks_and_wraps_up(world):
     login(world, "1001")
     # The caller wrote to the desk before: the pop shows it (matched on the E.164 number).
     earlier = SimpleNamespace(number="HD-2026-000007", subject="Rimborsi", state="risolto",
-                              created_at=datetime(2026, 11, 20, 9, tzinfo=UTC))
+                              created_at=datetime(2026, 11, 20, 9, tzinfo=UTC), call_id=None)
     world.history.tickets["+39" + CALLER] = [earlier]
     call, task = await started(world, DIRECT)
     ast = world.asterisk
@@ -205,6 +205,10 @@ async def test_a_blind_transfer_takes_the_caller_to_another_line_in_their_place(
         await call.transfer("beta")
     with pytest.raises(CallControlError, match="no topic"):
         await call.transfer("nessuno")
+    # The first agent opened a ticket from the pop (an anonymous caller's: found by the call).
+    opened = SimpleNamespace(number="HD-2026-000099", subject="SUAP", state="nuovo",
+                             created_at=world.clock.now(), call_id=call.call_id)
+    world.history.tickets["+39000"] = [opened]
     await call.transfer("alpha", "Chiede del SUAP")
     await world.clock.advance(0.5)
     # The first agent's phone is hung up and they wrap up; the caller waits in alpha's line.
@@ -219,6 +223,8 @@ async def test_a_blind_transfer_takes_the_caller_to_another_line_in_their_place(
     assert pop.transferred is not None
     assert (pop.transferred.agent, pop.transferred.from_topic, pop.transferred.note) == (
         "1003", "beta", "Chiede del SUAP")
+    assert [(t.number, t.this_call) for t in pop.previous_tickets] == [
+        ("HD-2026-000099", True)]
     assert pop.topic == "alpha"
     assert state(world, "1002") is AgentState.ON_CALL
     assert ast.bridge_of(call.channel_id) == call.bridge

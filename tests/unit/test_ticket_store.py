@@ -310,3 +310,17 @@ async def test_going_back_to_0007_removes_only_the_tickets(store):
     await store.migrate()
     assert await schema(store) == built
     assert (await store.create_ticket(request())).number == "HD-2026-000001"  # a new start
+
+
+async def test_the_pop_finds_a_caller_s_tickets_by_phone_and_those_opened_during_the_call(store):
+    by_phone = await store.create_ticket(request(requester_phone="+390611111111", at=at(9)))
+    during = await store.create_ticket(request(requester_phone=None, call_id=None, at=at(10)))
+    await store.create_ticket(request(requester_phone=None, at=at(11)))  # nobody's
+    # (the ticket opened during the call: linked to it)
+    linked = await store.create_ticket(request(requester_phone=None, at=at(12), call_id="c1"))
+    found = await store.previous_tickets("+390611111111", call_id="c1")
+    assert [t.number for t in found] == [linked.number, by_phone.number]
+    assert [t.number for t in await store.previous_tickets(None, call_id="c1")] == [
+        linked.number]
+    assert await store.previous_tickets(None) == []  # never "every ticket without a phone"
+    assert during.number not in [t.number for t in found]

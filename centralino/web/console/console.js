@@ -351,8 +351,11 @@ function showPop(data) {
     return;
   }
   pop = data;
+  if (data.topic_name) lineNames[data.topic] = data.topic_name;
   $("recall-facts").hidden = true;
   $("call-details").hidden = false;
+  say("transfer-done", "");
+  showTransferred(data);
   say("pop-caller", data.caller_number || "numero nascosto");
   if (data.caller_name && data.caller_name !== data.caller_number) {
     $("pop-caller").textContent += ` · ${data.caller_name}`;
@@ -409,8 +412,11 @@ function showPop(data) {
   $("pop").hidden = false;
   say("call-error", "");
   showHold();
+  const by = data.transferred;
   say("announce", `Chiamata in arrivo da ${data.caller_number || "numero nascosto"}, ` +
-                  `linea ${data.line}, ${data.topic_name || data.topic}.`);
+                  `linea ${data.line}, ${data.topic_name || data.topic}.` +
+                  (by ? ` Trasferita da ${by.agent_name || by.agent}.` +
+                        (by.note ? ` Nota: ${by.note}` : "") : ""));
   acknowledge(data);
 }
 
@@ -425,6 +431,8 @@ function requestText(data) {
 function showRecall(data) {
   pop = data;
   hideVerdict();
+  say("transfer-done", "");
+  $("pop-transfer").hidden = true;
   $("call-details").hidden = true;
   $("recall-facts").hidden = false;
   say("recall-citizen", data.name ? `${data.name} · ${data.number}` : data.number);
@@ -551,9 +559,11 @@ function showHold() {
     clearInterval(holdTimer);
     holdTimer = null;
     $("hold").hidden = true;
+    closeTransfer(false);
     return;
   }
   if (heldCall && heldCall !== pop.call_id) resetHold();  // another call (a socket came back)
+  if (transferCall && transferCall !== pop.call_id) closeTransfer(false);
   $("hold").hidden = false;
   renderHold();
 }
@@ -561,7 +571,7 @@ function showHold() {
 function renderHold() {
   $("hold").dataset.held = String(held);
   $("hold-toggle").textContent = held ? "Riprendi" : "Metti in attesa";
-  $("hold-toggle").disabled = holdBusy;
+  $("hold-toggle").disabled = holdBusy || transferBusy;  // one change of the call at a time
   clearInterval(holdTimer);
   holdTimer = null;
   if (held && heldSince !== null) {
@@ -613,6 +623,162 @@ async function toggleHold() {
                                             : `Operazione non riuscita: ${reasonOf(answer)}.`);
   }
   renderHold();
+  if (focused) button.focus();  // a disabled button loses the focus: the keyboard keeps it
+}
+
+// --- blind transfer of the conversation in progress ------------------------------------------
+
+const lineNames = {};      // topic id -> its line's name, as pops and transfer-targets say
+let transferCall = null;   // the call the open form is about (null: the form is closed)
+let transferBusy = false;  // the transfer asked, no answer yet: one request per click
+let targetsSeq = 0;        // an older reading of the destinations is dropped
+
+function lineName(id) {
+  const listed = deskTopics && deskTopics.topics.find((t) => t.id === id);
+  return lineNames[id] || (listed && listed.name) || id;
+}
+
+function showTransferred(data) {
+  // A caller a colleague passed on: who, from which line, and why, first in the pop.
+  const by = data.transferred;
+  $("pop-transfer").hidden = !by;
+  if (!by) return;
+  const from = () => `Trasferita da ${by.agent_name || by.agent} (${lineName(by.from_topic)})`;
+  say("pop-transfer-from", from());
+  say("pop-transfer-note", by.note);
+  $("pop-transfer-note-line").hidden = !by.note;
+  if (lineNames[by.from_topic]) return;
+  // The line's name, if this console has not met it: the service lists the lines.
+  const call = data.call_id;
+  api("GET", agentPath("transfer-targets")).then((answer) => {
+    if (!answer.ok || !answer.data || !pop || pop.call_id !== call) return;
+    for (const t of answer.data.topics || []) lineNames[t.id] = t.name;
+    say("pop-transfer-from", from());
+  });
+}
+
+function renderTransfer() {
+  $("transfer-send").disabled = transferBusy;
+  $("transfer-cancel").disabled = transferBusy;
+  $("transfer-toggle").disabled = transferBusy;
+  $("hold-toggle").disabled = holdBusy || transferBusy;
+}
+
+function toggleTransfer() {
+  if (transferCall) closeTransfer(true);
+  else openTransfer();
+}
+
+function openTransfer() {
+  if (!holdable() || transferBusy) return;
+  transferCall = pop.call_id;
+  say("transfer-done", "");
+  say("call-error", "");
+  $("transfer-form").reset();
+  $("transfer-target").removeAttribute("aria-invalid");
+  $("transfer").hidden = false;
+  $("transfer-toggle").setAttribute("aria-expanded", "true");
+  $("transfer-target").focus();
+  loadTargets();
+}
+
+function closeTransfer(refocus) {
+  const wasOpen = transferCall !== null;
+  transferCall = null;
+  targetsSeq += 1;  // a reading under way is for a form no longer there
+  $("transfer").hidden = true;
+  $("transfer-toggle").setAttribute("aria-expanded", "false");
+  if (wasOpen && refocus) {  // the agent gave up: a refusal shown for the form is past
+    say("call-error", "");
+    if (!$("hold").hidden) $("transfer-toggle").focus();
+  }
+}
+
+function lineText(t, here) {
+  if (here) return `${t.name} (linea di questa chiamata)`;
+  const staffed = t.logged_in ? `${t.free} ${t.free === 1 ? "libero" : "liberi"}`
+                              : "nessuno in servizio";
+  return `${t.name} (${t.waiting} in attesa, ${staffed})`;
+}
+
+async function loadTargets() {
+  const call = transferCall;
+  const seq = ++targetsSeq;
+  const select = $("transfer-target");
+  const chosen = select.value;
+  say("transfer-status", "Caricamento delle destinazioni…");
+  const answer = await api("GET", agentPath("transfer-targets"));
+  if (seq !== targetsSeq || !session || transferCall !== call) return;
+  const targets = answer.ok && answer.data ? answer.data : { topics: [], agents: [] };
+  const choose = el("option", "— scegli una linea o un collega —");
+  choose.value = "";
+  const lines = el("optgroup");
+  lines.label = "Linee";
+  for (const t of targets.topics || []) {
+    lineNames[t.id] = t.name;
+    const here = pop && t.id === pop.topic;  // the service refuses the caller's own line
+    const option = el("option", lineText(t, here));
+    option.value = `topic:${t.id}`;
+    option.disabled = here;
+    lines.append(option);
+  }
+  const people = el("optgroup");
+  people.label = "Colleghi";
+  for (const a of targets.agents || []) {
+    names[a.id] = a.name;
+    const option = el("option", `${a.name} (${STATES[a.state] || a.state})`);
+    option.value = `agent:${a.id}`;
+    people.append(option);
+  }
+  select.replaceChildren(choose, ...[lines, people].filter((g) => g.children.length));
+  const still = [...select.options].some((o) => o.value === chosen && !o.disabled);
+  select.value = still ? chosen : "";
+  if (!answer.ok) {
+    say("transfer-status", `Destinazioni non disponibili: ${reasonOf(answer)}.`);
+  } else {
+    say("transfer-status", people.children.length ? "" : "Nessun collega in servizio ora.");
+  }
+}
+
+async function sendTransfer(event) {
+  event.preventDefault();
+  if (transferBusy || !holdable() || transferCall !== pop.call_id) return;
+  const select = $("transfer-target");
+  select.removeAttribute("aria-invalid");
+  say("call-error", "");
+  const target = /^(topic|agent):(.+)$/.exec(select.value);
+  if (!target) {
+    select.setAttribute("aria-invalid", "true");
+    say("call-error", "Scegli una linea o un collega.");
+    select.focus();
+    return;
+  }
+  const [, kind, id] = target;
+  const button = $("transfer-send");
+  const focused = document.activeElement === button;
+  transferBusy = true;  // disabled until the answer: a double click sends one request
+  renderTransfer();
+  say("transfer-status", "Trasferimento in corso…");
+  const answer = await api("POST", agentPath("call/transfer"),
+                           { [kind]: id, note: $("transfer-note").value.trim() });
+  transferBusy = false;
+  renderTransfer();
+  if (!session) return;
+  say("transfer-status", "");
+  if (answer.ok) {
+    // The agent's phone is hung up: the wrap-up comes over the socket, the pop stays for it.
+    const to = answer.data.agent ? names[answer.data.agent] || answer.data.agent
+                                 : lineName(answer.data.transferred_to);
+    closeTransfer(false);
+    say("transfer-done", `Chiamata trasferita a ${to}.`);
+    $("transfer-done").focus();
+    return;
+  }
+  const reason = (answer.data && answer.data.error) || "";
+  say("call-error", answer.status === 409 ? `Non è possibile ora: ${italian(reason)}.`
+                                          : `Trasferimento non riuscito: ${reasonOf(answer)}.`);
+  if (!holdable() || transferCall !== pop.call_id) return;  // the call ended meanwhile
+  loadTargets();  // the destinations as they are now (a colleague may have left)
   if (focused) button.focus();  // a disabled button loses the focus: the keyboard keeps it
 }
 
@@ -693,11 +859,26 @@ const REASONS = [
   [/^the caller is on hold already$/, () => "il chiamante è già in attesa"],
   [/^the caller is not on hold$/, () => "il chiamante non è in attesa"],
   [/^the caller has hung up$/, () => "il chiamante ha riagganciato"],
-  [/^hold .*for calls from citizens/, () => "l'attesa è solo per le chiamate dei cittadini"],
+  [/^hold .*for calls from citizens/,
+   () => "attesa e trasferimento sono solo per le chiamate dei cittadini"],
   [/^could not put the caller on hold: (.+)$/,
    (m) => `il chiamante non è stato messo in attesa (${m[1]})`],
   [/^could not take the caller off hold: (.+)$/,
    (m) => `il chiamante non è stato ripreso dall'attesa (${m[1]})`],
+  // Transfer (POST /api/agents/{id}/call/transfer).
+  [/^a transfer is under way already$/, () => "un trasferimento è già in corso"],
+  [/^no agent ['"](.+)['"]$/, (m) => `non c'è un operatore con codice ${m[1]}`],
+  [/^the caller is talking to that agent already$/,
+   () => "il chiamante sta già parlando con quel collega"],
+  [/^agent (.+) is (\w+): not taking calls now$/,
+   (m) => `${names[m[1]] || `l'operatore ${m[1]}`} è «${STATES[m[2]] || m[2]}» e ora non ` +
+          "riceve chiamate"],
+  [/^agent (.+) takes no calls$/,
+   (m) => `${names[m[1]] || `l'operatore ${m[1]}`} non riceve chiamate su nessuna linea`],
+  [/^say where to: a topic or an agent$/, () => "scegli una linea o un collega"],
+  [/^no topic ['"](.+)['"]$/, (m) => `non c'è la linea ${m[1]}`],
+  [/^the caller is in ['"](.+)['"]'s line already$/,
+   (m) => `il chiamante è già sulla linea ${lineName(m[1])}`],
 ];
 
 let ticketsOn = true;    // false when the service takes no written requests (503)
@@ -1415,6 +1596,12 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("resume").addEventListener("click", () => change("resume"));
   $("hold-toggle").addEventListener("click", toggleHold);
+  $("transfer-toggle").addEventListener("click", toggleTransfer);
+  $("transfer-form").addEventListener("submit", sendTransfer);
+  $("transfer-cancel").addEventListener("click", () => closeTransfer(true));
+  $("transfer").addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !transferBusy) closeTransfer(true);
+  });
   $("pause-form").addEventListener("submit", pause);
   for (const button of $("verdict-actions").querySelectorAll("button")) {
     button.addEventListener("click", () => giveVerdict(button.dataset.outcome));
