@@ -38,6 +38,15 @@ Spawn = Callable[[Coroutine[Any, Any, Any]], Any]
 RingOutcome = Literal["answered", "left", "unreachable", "no_answer", "refused", "failed"]
 
 
+class CallCommand(Event):
+    """Ours, not Asterisk's: what the agent asked of the conversation, carried out by the
+    call's own task (which owns its events): consult a colleague, then complete or cancel."""
+
+    type: str = "CallCommand"
+    action: Literal["consult", "complete", "cancel"]
+    agent: str = ""
+
+
 class Events(Protocol):
     """A session's events, its legs' included (centralino.callport.AriCallPort)."""
 
@@ -163,13 +172,16 @@ class AgentLeg:
         parts.records.offer_changed(self.offer_id, answered_at=now, outcome="answered")
         return now
 
-    async def talk(self, events: Events, other: str | None = None
-                   ) -> Literal["agent", "other", "lost"]:
+    async def talk(self, events: Events, other: str | None = None, commands: bool = False
+                   ) -> Literal["agent", "other", "lost"] | CallCommand:
         """Until the agent's leg or `other` (a channel that is not the events' own) ends:
-        who ended it ("lost": Asterisk ended the agent's leg, a shutdown or an admin).
+        who ended it ("lost": Asterisk ended the agent's leg, a shutdown or an admin); or,
+        with `commands`, until the agent asks for something (a consultation).
         The events' own channel ending raises, as the port says (CallerHungUp)."""
         while True:
             event = await events.next_event()
+            if commands and isinstance(event, CallCommand):
+                return event
             if event is None or not isinstance(event, GONE):
                 continue
             if event.channel_id == self.channel_id:

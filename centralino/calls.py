@@ -16,13 +16,21 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from centralino import metrics
-from centralino.agentleg import AgentLeg, LegParts, withdraw_offer
+from centralino.agentleg import (
+    AGENT_LEG_FORMATS,
+    GONE,
+    AgentLeg,
+    CallCommand,
+    LegParts,
+    withdraw_offer,
+)
 from centralino.ari.client import AriError, AriNotFound
 from centralino.ari.models import (
     Channel,
     ChannelDtmfReceived,
     Event,
     PlaybackFinished,
+    StasisStart,
 )
 from centralino.callport import AriCallPort, Lost
 from centralino.desk import OfferMade
@@ -156,6 +164,9 @@ class CallSession:
         self.answered_at: datetime | None = None
         self.ended_by = ""  # "caller" or "agent", once connected
         self.on_hold = False  # put on hold by the agent, out of the conversation's bridge
+        self.consulting: AgentLeg | None = None  # a colleague rung or talked to, caller held
+        self._consult_asked = False  # a consultation asked, not started by the task yet
+        self._attended = False  # an attended transfer gave the caller to this leg's agent
         self.transferred: TransferredBy | None = None  # the last agent who passed them on
         self._transferring: str | None = None  # the topic an agent is passing the caller to
         self._for_agent: str | None = None  # ... and the agent, if transferred to one by name
@@ -626,13 +637,18 @@ class CallSession:
         A topic: the agent transferred the caller there (the agent's leg is over)."""
         leg = self.leg
         assert leg is not None and leg.answered_at is not None and self.queued is not None
-        try:
-            ended = await leg.talk(self.port)
-        except CallerHungUp as gone:
-            self.ended_by = "" if isinstance(gone, Lost) else "caller"
-            await self.telephony.hangup(leg.channel_id)
-            self._talk_done(leg)
-            raise
+        while True:
+            try:
+                ended = await leg.talk(self.port, commands=True)
+                if not isinstance(ended, CallCommand):
+                    break
+                if ended.action == "consult":
+                    leg = self.leg = await self._consult(leg, ended.agent)
+            except CallerHungUp as gone:
+                self.ended_by = "" if isinstance(gone, Lost) else "caller"
+                await self.telephony.hangup(leg.channel_id)
+                self._talk_done(leg)
+                raise
         if (to := self._transferring) is not None:
             await self._transferred(leg, to)
             return to
@@ -650,6 +666,11 @@ class CallSession:
         leg = self._talking()
         if self.on_hold:
             raise CallControlError("the caller is on hold already")
+        if self.consulting is not None:
+            raise CallControlError("the caller is on hold for a consultation")
+        await self._put_on_hold(leg)
+
+    async def _put_on_hold(self, leg: AgentLeg) -> None:
         self.on_hold = True  # at once: a second click while this runs is refused
         try:
             await self.telephony.remove_channel(self.bridge, self.channel_id)
@@ -667,6 +688,11 @@ class CallSession:
         leg = self._talking()
         if not self.on_hold:
             raise CallControlError("the caller is not on hold")
+        if self.consulting is not None:
+            raise CallControlError("a consultation is going on: complete or cancel it")
+        await self._off_hold(leg)
+
+    async def _off_hold(self, leg: AgentLeg, why: str = "") -> None:
         try:
             await self.telephony.stop_channel_moh(self.channel_id)
             await self.telephony.add_channel(self.bridge, self.channel_id)
@@ -675,7 +701,154 @@ class CallSession:
         except AriError as exc:
             raise CallControlError(f"could not take the caller off hold: {exc}") from None
         self.on_hold = False
-        self.journal.add("resume", leg.topic, detail=f"by {leg.agent.id}")
+        self.journal.add("resume", leg.topic, detail=why or f"by {leg.agent.id}")
+
+    # --- attended transfer: the caller on hold, the agent talks to a colleague first ------
+
+    def consult(self, agent: str) -> None:
+        """Ring `agent` for the agent to talk to first (the caller on hold, with music);
+        then `complete` gives them the caller, `cancel` takes the caller back. Carried out
+        by the call's task (which owns its events): the answer comes as the steps say."""
+        leg = self._talking()
+        if self.consulting is not None or self._consult_asked:
+            raise CallControlError("a consultation is going on already")
+        target = self.desk.agents.get(agent)
+        if target is None:
+            raise CallControlError(f"no agent {agent!r}")
+        if agent == leg.agent.id:
+            raise CallControlError("the caller is talking to that agent already")
+        if target.state is not AgentState.AVAILABLE:
+            raise CallControlError(f"agent {agent} is {target.state.value}: not free to talk")
+        self._consult_asked = True
+        self.deliver(CallCommand(action="consult", agent=agent))
+
+    def end_consultation(self, action: Literal["complete", "cancel"]) -> None:
+        self._talking()
+        consulting = self.consulting
+        if consulting is None:
+            raise CallControlError("no consultation is going on")
+        if action == "complete" and consulting.answered_at is None:
+            raise CallControlError(f"{consulting.agent.id} has not answered yet")
+        self.deliver(CallCommand(action=action))
+
+    async def _consult(self, leg: AgentLeg, agent_id: str) -> AgentLeg:
+        """The consultation, until it ends: the leg that talks to the caller afterwards (the
+        colleague's once completed, else the agent's). The colleague not answering, refusing
+        or hanging up gives the caller back to the agent."""
+        assert self.queued is not None
+        self._consult_asked = False
+        target = self.desk.agents[agent_id]
+        settings = self.config.queues[leg.topic]
+        if target.state is not AgentState.AVAILABLE:  # taken meanwhile
+            self.journal.add("consult_failed", leg.topic, detail=f"{agent_id} not free")
+            return leg
+        if not self.on_hold:
+            try:
+                await self._put_on_hold(leg)
+            except CallControlError:
+                raise CallerHungUp() from None
+        self.desk.record(target.offer(self.info.call_id, self.clock.now()))
+        other = self.consulting = AgentLeg(self.legs, self, self.queued, target,
+                                           f"{self.channel_id}-{uuid.uuid4().hex[:8]}")
+        self.journal.add("consult", leg.topic, detail=f"{agent_id} by {leg.agent.id}")
+        try:
+            return await self._consulting(leg, other, settings)
+        except (CallerHungUp, asyncio.CancelledError):
+            # The caller gave up (or the service stops): the colleague's phone too.
+            if self.consulting is other and other.channel_id in self.legs.registry.channels:
+                await self.telephony.hangup(other.channel_id)
+                if other.answered_at is not None:
+                    other.wrap_up(settings, talked=False)
+                else:
+                    other.cancelled(gone=True)
+            raise
+        finally:
+            self.consulting = None
+
+    async def _consulting(self, leg: AgentLeg, other: AgentLeg, settings: QueueTopic
+                          ) -> AgentLeg:
+        clock = self.clock
+        try:
+            await self.telephony.originate(
+                other.channel_id, other.agent.device, app=self.legs.app,
+                appArgs=f"agent,{self.info.call_id}", callerId=leg.agent.id,
+                timeout=str(round(settings.ring_timeout) + 5), formats=AGENT_LEG_FORMATS)
+        except AriError as exc:
+            other.unreachable(str(exc))
+            await self._off_hold(leg, f"consultation: {other.agent.id} unreachable")
+            return leg
+        deadline = clock.monotonic() + settings.ring_timeout
+        while True:
+            ringing = other.answered_at is None
+            event = await self.port.next_event(
+                timeout=max(0.0, deadline - clock.monotonic()) if ringing else None)
+            if event is None:  # rang out
+                await self.telephony.hangup(other.channel_id)
+                return await self._consult_failed(leg, other, "no_answer")
+            if isinstance(event, CallCommand):
+                if event.action == "cancel":
+                    await self.telephony.hangup(other.channel_id)
+                    return await self._consult_failed(leg, other, "cancelled")
+                if event.action == "complete" and not ringing:
+                    return await self._complete(leg, other)
+                continue
+            if event.channel_id == other.channel_id:
+                if isinstance(event, StasisStart) and ringing:  # the colleague picked up
+                    other.answered()
+                    await self.telephony.add_channel(self.bridge, other.channel_id)
+                    self.journal.add("consult_answered", leg.topic, detail=other.agent.id)
+                elif isinstance(event, GONE):
+                    return await self._consult_failed(leg, other,
+                                                      "refused" if ringing else "hung_up")
+            elif event.channel_id == leg.channel_id and isinstance(event, GONE):
+                # The agent put the phone down: the colleague has the caller if they answered.
+                if not ringing:
+                    return await self._complete(leg, other, hung_up=True)
+                await self.telephony.hangup(other.channel_id)
+                other.cancelled()
+                raise Lost(0, "the agent hung up during the consultation")
+
+    async def _consult_failed(self, leg: AgentLeg, other: AgentLeg, why: str) -> AgentLeg:
+        """Back to the agent: the colleague did not answer, refused, hung up, or the agent
+        cancelled."""
+        if other.answered_at is not None:
+            other.wrap_up(self.config.queues[leg.topic], talked=False)
+        elif why == "cancelled":
+            other.cancelled()
+        else:
+            other.missed(why)
+        try:
+            await self._off_hold(leg, f"consultation with {other.agent.id}: {why}")
+        except CallControlError:
+            raise CallerHungUp() from None
+        return leg
+
+    async def _complete(self, leg: AgentLeg, other: AgentLeg, hung_up: bool = False
+                        ) -> AgentLeg:
+        """The colleague takes the caller: caller into the conversation, the agent out and
+        wrapping up. queue_log: ATTENDEDTRANSFER as app_queue writes it."""
+        assert leg.answered_at is not None and other.answered_at is not None
+        self.legs.registry.unwatch(leg.channel_id)  # its hang-up is nobody's business now
+        try:
+            await self.telephony.stop_channel_moh(self.channel_id)
+            await self.telephony.add_channel(self.bridge, self.channel_id)
+        except AriNotFound:
+            raise CallerHungUp() from None
+        if not hung_up:
+            await self.telephony.hangup(leg.channel_id)
+        now = self.clock.now()
+        talked = round((now - leg.answered_at).total_seconds())
+        self._log("ATTENDEDTRANSFER", leg.agent.id, "BRIDGE", self.bridge,
+                  self._in_line_for(leg.answered_at), talked, self.position_on_entry)
+        self.journal.add("transfer", leg.topic,
+                         detail=f"to agent {other.agent.id} by {leg.agent.id}, attended")
+        leg.wrap_up(self.config.queues[leg.topic], talked=True)
+        self.on_hold = False
+        self.transferred = TransferredBy(agent=leg.agent.id, agent_name=leg.agent.name,
+                                         from_topic=leg.topic, note="", at=now)
+        self.records.call_changed(self.info.call_id, agent_id=other.agent.id)
+        self._attended = True  # app_queue logs nothing more of the call after this
+        return other
 
     async def transfer(self, topic: str | None = None, note: str = "",
                        agent: str | None = None) -> str:
@@ -686,6 +859,8 @@ class CallSession:
         leg = self._talking()
         if self._transferring is not None:
             raise CallControlError("a transfer is under way already")
+        if self.consulting is not None or self._consult_asked:
+            raise CallControlError("a consultation is going on: complete or cancel it")
         if agent is not None:
             target = self.desk.agents.get(agent)
             if target is None:
@@ -753,7 +928,7 @@ class CallSession:
     def _talk_done(self, leg: AgentLeg) -> None:
         assert leg.answered_at is not None
         talked = round((self.clock.now() - leg.answered_at).total_seconds())
-        if self.ended_by:  # not when Asterisk cut it: nobody completed that call
+        if self.ended_by and not self._attended:  # (not when Asterisk cut it either)
             event = "COMPLETECALLER" if self.ended_by == "caller" else "COMPLETEAGENT"
             self._log(event, leg.agent.id, self._in_line_for(leg.answered_at), talked,
                       self.position_on_entry)

@@ -56,6 +56,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/agents/{agent_id}/recalls/{recall_id}/outcome", mark_recall)
     app.router.add_post("/api/agents/{agent_id}/call/{action:hold|resume}", call_control)
     app.router.add_post("/api/agents/{agent_id}/call/transfer", call_transfer)
+    app.router.add_post("/api/agents/{agent_id}/call/consult", call_consult)
+    app.router.add_post("/api/agents/{agent_id}/call/consult/{action:complete|cancel}",
+                        call_consult_end)
     app.router.add_get("/api/agents/{agent_id}/transfer-targets", transfer_targets)
     app.router.add_get("/ws/agents/{agent_id}", console)
     app.router.add_get("/ws/supervisor", supervisor)
@@ -168,6 +171,40 @@ async def transfer_targets(request: web.Request) -> web.Response:
                   for a in sorted(desk.agents.values(), key=lambda a: a.name)
                   if a.id != agent.id and a.state in taking and a.topics]
     return web.json_response({"topics": topics, "agents": colleagues})
+
+
+class ConsultRequest(BaseModel):
+    """An attended transfer's first step: the colleague to talk to first."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent: str = Field(min_length=1, max_length=64)
+
+
+@allow("admin", "supervisor", "self")
+async def call_consult(request: web.Request) -> web.Response:
+    """The caller on hold (music), the colleague's phone rung: 202, the rest comes as the
+    agent hears it (the colleague answers: they talk; then complete or cancel)."""
+    body: ConsultRequest = await json_body(request, ConsultRequest)
+    session = _call_of(request)
+    try:
+        session.consult(body.agent)
+    except CallControlError as exc:
+        raise error(web.HTTPConflict, str(exc)) from None
+    return web.json_response({"call_id": session.info.call_id, "consulting": body.agent},
+                             status=202)
+
+
+@allow("admin", "supervisor", "self")
+async def call_consult_end(request: web.Request) -> web.Response:
+    """complete: the colleague takes the caller (the agent's phone is hung up); cancel: the
+    colleague's phone is hung up and the caller is back with the agent."""
+    session = _call_of(request)
+    action = request.match_info["action"]
+    try:
+        session.end_consultation("complete" if action == "complete" else "cancel")
+    except CallControlError as exc:
+        raise error(web.HTTPConflict, str(exc)) from None
+    return web.json_response({"call_id": session.info.call_id, "asked": action}, status=202)
 
 
 class TransferRequest(BaseModel):

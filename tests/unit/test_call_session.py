@@ -266,6 +266,89 @@ async def test_a_transfer_to_a_named_agent_waits_for_them_then_the_line(world):
     await asyncio.wait_for(task, 1)
 
 
+async def consulting(world: Desk_) -> tuple[CallSession, asyncio.Task[None]]:
+    """1003 talks to a caller of beta; 1001 is free."""
+    login(world, "1003")
+    call, task = await started(world, DIRECT)
+    await world.clock.advance(PROMPT_SECONDS + 2)
+    assert state(world, "1003") is AgentState.ON_CALL
+    login(world, "1001")
+    return call, task
+
+
+async def test_an_attended_transfer_consults_then_completes(world):
+    ast = world.asterisk
+    call, task = await consulting(world)
+    first = call.leg
+    with pytest.raises(CallControlError, match="no consultation"):
+        call.end_consultation("complete")
+    call.consult("1001")
+    with pytest.raises(CallControlError, match="going on already"):
+        call.consult("1001")
+    await world.clock.advance(0.5)  # ringing: the caller on hold, with music
+    assert ast.channel_music[call.channel_id] == "calm"
+    assert state(world, "1001") is AgentState.RINGING
+    with pytest.raises(CallControlError, match="not answered yet"):
+        call.end_consultation("complete")
+    await world.clock.advance(1)  # 1001 answers: the two agents talk, the caller waits
+    other = call.consulting
+    assert other is not None and state(world, "1001") is AgentState.ON_CALL
+    assert ast.bridges[call.bridge].members == {first.channel_id, other.channel_id}
+    call.end_consultation("complete")
+    await world.clock.advance(0.1)
+    assert ast.bridges[call.bridge].members == {call.channel_id, other.channel_id}
+    assert call.channel_id not in ast.channel_music
+    assert first.channel_id in ast.hung_up
+    assert state(world, "1003") is AgentState.WRAP_UP and call.leg is other
+    ast.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+    assert world.collected.queue_log("beta") == [
+        ("NONE", "ENTERQUEUE"), ("1003", "CONNECT"), ("1003", "ATTENDEDTRANSFER")]
+    assert world.collected.call(call.call_id)["agent_id"] == "1001"
+    assert state(world, "1001") is AgentState.WRAP_UP
+
+
+async def test_an_attended_transfer_cancelled_or_unanswered_gives_the_caller_back(world):
+    ast = world.asterisk
+    call, task = await consulting(world)
+    first = call.leg
+    call.consult("1001")
+    await world.clock.advance(1.5)  # answered: they talk
+    other = call.consulting
+    assert other is not None
+    call.end_consultation("cancel")
+    await world.clock.advance(0.1)
+    assert other.channel_id in ast.hung_up
+    assert ast.bridges[call.bridge].members == {call.channel_id, first.channel_id}
+    assert call.channel_id not in ast.channel_music and call.leg is first
+    # Again, with a colleague whose phone rings out: back to the first agent.
+    await world.clock.advance(2)  # 1001's wrap-up
+    ast.phones["Local/1001@centralino-agents"] = Phone(answer_after=None)
+    call.consult("1001")
+    await world.clock.advance(4)  # ring_timeout 3
+    assert call.consulting is None
+    assert ast.bridges[call.bridge].members == {call.channel_id, first.channel_id}
+    assert [s.detail for s in call.journal.steps if s.kind == "resume"] == [
+        "consultation with 1001: cancelled", "consultation with 1001: no_answer"]
+    ast.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+    assert world.collected.call(call.call_id)["agent_id"] == "1003"
+
+
+async def test_the_caller_hanging_up_during_a_consultation_ends_it(world):
+    ast = world.asterisk
+    call, task = await consulting(world)
+    call.consult("1001")
+    await world.clock.advance(1.5)
+    other = call.consulting
+    assert other is not None
+    ast.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+    assert other.channel_id in ast.hung_up
+    assert state(world, "1001") is not AgentState.ON_CALL
+    assert world.collected.call(call.call_id)["outcome"] == "answered"
+
+
 async def test_an_agent_hanging_up_as_they_answer_puts_the_caller_back_on_hold(world):
     world.asterisk.phones["Local/1001@centralino-agents"] = Phone(drop_on_answer=True)
     login(world, "1001")

@@ -1,0 +1,93 @@
+"""Attended transfer on the real Asterisk (issue #13): the caller on hold with music while
+the agent talks to a colleague; completed, caller and colleague talk and the first agent's
+phone is hung up; cancelled or unanswered, the caller is back with the first agent."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.integration.conftest import record_of
+from tests.integration.desk_api import staff
+from tests.integration.test_call_hold import hears
+
+DIRECT = "0999000002"  # straight to beta (agents 1001, 1003)
+
+
+async def ask(desk: Any, what: str, body: dict[str, str] | None = None,
+              status: int = 202) -> dict[str, Any]:
+    answer: dict[str, Any] = await desk.request(
+        "POST", f"/api/agents/1003/call/{what}", token="dev-1003", json_body=body or {},
+        expect=(status,))
+    return answer
+
+
+async def talking_to_1003(desk: Any, caller: Any, phones: Any, number: str) -> tuple[Any, Any]:
+    await staff(desk, "1003", "1001")  # 1003 idle longest: theirs
+    call = await caller.dial(DIRECT, caller_number=number)
+    first = await phones.wait_answered("1003")
+    await desk.until_state("1003", "on_call")
+    return call, first
+
+
+async def test_an_attended_transfer_consults_then_completes(start_service, desk, caller,
+                                                            phones):
+    service = await start_service()
+    call, first = await talking_to_1003(desk, caller, phones, "0611112222")
+    sim = caller.ari
+    await ask(desk, "consult", {"agent": "1001"})
+    colleague = await phones.wait_answered("1001")
+    await desk.until_state("1001", "on_call")
+    # The agents hear each other; the caller hears the music, nothing of them.
+    level, tone = await hears(phones.ari, first.channel, sim, colleague.channel)
+    assert level > 0.005 and tone > 0.8
+    level, tone = await hears(phones.ari, colleague.channel, sim, first.channel)
+    assert level > 0.005 and tone > 0.8
+    level, tone = await hears(phones.ari, first.channel, sim, call.id)
+    assert level > 0.005 and tone < 0.5
+
+    await ask(desk, "consult/complete")
+    await asyncio.wait_for(first.ended.wait(), 5)  # the first agent's phone is hung up
+    await desk.until_state("1003", "wrap_up", "available")
+    level, tone = await hears(sim, call.id, sim, colleague.channel)
+    assert level > 0.005 and tone > 0.8  # caller and colleague talk
+    level, tone = await hears(phones.ari, colleague.channel, sim, call.id)
+    assert level > 0.005 and tone > 0.8
+    await call.hangup()
+    record = await record_of(service, call)
+    assert (record.outcome, record.agent_id) == ("answered", "1001")
+    events = [(e.agent, e.event) for e in await desk.queue_log(record.id)]
+    assert events == [("NONE", "ENTERQUEUE"), ("1003", "CONNECT"),
+                      ("1003", "ATTENDEDTRANSFER")]
+
+
+async def test_a_cancelled_or_unanswered_consultation_gives_the_caller_back(
+        start_service, desk, caller, phones):
+    service = await start_service()
+    call, first = await talking_to_1003(desk, caller, phones, "0611113333")
+    sim = caller.ari
+    await ask(desk, "consult/cancel", status=409)  # nothing to cancel
+    await ask(desk, "consult", {"agent": "1001"})
+    colleague = await phones.wait_answered("1001")
+    await desk.until_state("1001", "on_call")
+    await ask(desk, "consult/cancel")
+    await asyncio.wait_for(colleague.ended.wait(), 5)
+    level, tone = await hears(phones.ari, first.channel, sim, call.id)
+    assert level > 0.005 and tone > 0.8  # back with the first agent, no music
+
+    phones.set("1001", "ignore")  # this time the colleague does not answer
+    await desk.until_state("1001", "available", timeout=15)
+    await ask(desk, "consult", {"agent": "1001"})
+    await phones.wait_rings(3)
+    await asyncio.wait_for(phones.rings[-1].ended.wait(), 15)  # rang out
+    await asyncio.sleep(0.5)
+    level, tone = await hears(phones.ari, first.channel, sim, call.id)
+    assert level > 0.005 and tone > 0.8
+    await call.hangup()
+    record = await record_of(service, call)
+    assert (record.outcome, record.agent_id) == ("answered", "1003")
+    steps = [(s["kind"], s["detail"]) for s in (await desk.request(
+        "GET", f"/api/calls/{record.id}", token="dev-sup"))["steps"]
+        if s["kind"] == "resume"]
+    assert steps == [("resume", "consultation with 1001: cancelled"),
+                     ("resume", "consultation with 1001: no_answer")]
