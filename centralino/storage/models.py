@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -258,6 +259,7 @@ class Ticket(Base):
         Index("ix_tickets_owner_state", "owner", "state"),
         Index("ix_tickets_created_at", "created_at"),  # figures' periods, the oldest open
         Index("ix_tickets_requester_phone", "requester_phone", "created_at"),  # screen pops
+        Index("ix_tickets_requester_email", func.lower(text("requester_email"))),  # search
         Index("ix_tickets_open_due", "resolution_due", "created_at",
               postgresql_where=OPEN_TICKET, sqlite_where=OPEN_TICKET),
         Index("ix_tickets_open_topic", "topic", "level", "resolution_due",

@@ -922,6 +922,15 @@ class Store:
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())
 
+    async def tickets_of_requester(self, who: str, limit: int = 100) -> list[Ticket]:
+        """A citizen's tickets, by e-mail address or phone number (E.164), newest first,
+        open or not (a supervisor looking for somebody's requests)."""
+        query = (select(Ticket).where(or_(func.lower(Ticket.requester_email) == who.lower(),
+                                          Ticket.requester_phone == who))
+                 .order_by(Ticket.created_at.desc(), Ticket.id).limit(limit))
+        async with self.sessions() as s:
+            return list((await s.scalars(query)).all())
+
     # --- addresses our mail bounced from (issue #12) ----------------------------------------
 
     async def flag_bounced(self, address: str, at: datetime, reason: str,

@@ -404,6 +404,10 @@ async def list_tickets(request: web.Request) -> web.Response:
     if role == "agent":
         rows = await desk.store.inbox(person, desk.topics_of(person), desk.groups_of(person),
                                       limit)
+    elif role in ("supervisor", "admin") and (who := request.query.get("requester")):
+        if len(who) > 254:
+            raise error(web.HTTPBadRequest, "requester: an e-mail address or a phone number")
+        rows = await desk.store.tickets_of_requester(who.strip(), limit)
     elif role in ("supervisor", "admin"):
         rows = await desk.store.open_tickets(limit)
     else:

@@ -32,6 +32,7 @@ IMAP = os.environ.get("CENTRALINO_TEST_IMAP", "127.0.0.1:10143")
 LMTP = os.environ.get("CENTRALINO_TEST_LMTP", "127.0.0.1:10024")
 SUPERVISOR = "dev-sup"
 MAIL_YAML = Path(__file__).with_name("mail.yaml")
+OPEN = ("nuovo", "preso in carico", "in attesa del cittadino", "escalato")
 
 
 @pytest.fixture
@@ -88,9 +89,9 @@ async def tickets_from(desk: Any, address: str, count: int = 1, timeout: float =
     """The open tickets whose requester is `address`, once there are `count` of them."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        found = [t for t in await desk.request("GET", "/api/tickets?limit=500",
-                                               token=SUPERVISOR)
-                 if t["requester_email"] == address]
+        found = [t for t in await desk.request(
+            "GET", "/api/tickets", token=SUPERVISOR, params={"requester": address})
+                 if t["requester_email"] == address and t["state"] in OPEN]
         if len(found) >= count or asyncio.get_running_loop().time() > deadline:
             return found
         await asyncio.sleep(0.2)

@@ -672,7 +672,7 @@ async def schema(store: Store) -> dict[str, Any]:
 
 async def test_an_empty_database_is_built_to_the_latest_schema(store):
     built = await schema(store)
-    assert built["tables"] == TABLES and built["version"] == ["0017"]
+    assert built["tables"] == TABLES and built["version"] == ["0018"]
     columns = built["columns"]
     assert {"announced_wait", "queue_log_id", "queued_at", "connected_at",
             "agent_id"} <= columns["calls"]
@@ -716,7 +716,7 @@ async def test_an_older_database_is_upgraded_at_start_keeping_its_records(tmp_pa
                 " '0612345001', 'Anagrafe', '333', '', 'v1', '2026-12-01 09:00:00.000000', '',"
                 " '2026-12-01 09:01:00.000000', 'tributi')"))
     async with Store(url_of(path)) as upgraded:
-        assert (await schema(upgraded))["version"] == ["0017"]
+        assert (await schema(upgraded))["version"] == ["0018"]
         call = await upgraded.get_call("c1")
         assert call is not None and (call.queue_log_id, call.topic) == (None, "tributi")
         assert await upgraded.waiting_since("ch1") == ("c1", at(9, 1))

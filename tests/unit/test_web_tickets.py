@@ -199,6 +199,29 @@ async def test_the_portal_opens_a_ticket_and_every_problem_is_listed(tmp_path):
                                   json={})).status == 403
 
 
+async def test_a_supervisor_finds_a_citizen_s_tickets_by_address_or_phone(tmp_path):
+    async with web_parts(tmp_path) as (client, _):
+        numbers = []
+        for body, who in (("Primo", {"email": "Maria@Esempio.it"}),
+                          ("Secondo", {"phone": "06 1234 5678"}),
+                          ("Di altri", {"email": "altri@esempio.it"})):
+            resp = await client.post("/api/tickets", headers=PORTAL, json={
+                "topic": "suap", "subject": "Modulistica", "body": body, "name": "M. R.",
+                **who})
+            numbers.append((await resp.json())["number"])
+        sup = bearer(token("supervisore"))
+
+        async def found(who: str) -> list[str]:
+            resp = await client.get("/api/tickets", headers=sup, params={"requester": who})
+            assert resp.status == 200, await resp.text()
+            return [t["number"] for t in await resp.json()]
+        assert await found("maria@esempio.it") == [numbers[0]]
+        assert await found("+390612345678") == [numbers[1]]
+        assert await found("nessuno@esempio.it") == []
+        resp = await client.get("/api/tickets", headers=sup, params={"requester": "x" * 300})
+        assert resp.status == 400
+
+
 async def test_an_operator_takes_answers_escalates_and_the_second_level_resolves(tmp_path):
     async with web_parts(tmp_path) as (client, parts):
         number = (await (await client.post("/api/tickets", headers=PORTAL, json={
