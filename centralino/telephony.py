@@ -30,6 +30,7 @@ class Telephony(Protocol):
     async def remove_channel(self, bridge_id: str, channel: str) -> None: ...
     async def start_moh(self, bridge_id: str, music_class: str) -> None: ...
     async def stop_moh(self, bridge_id: str) -> None: ...
+    async def bridge_channels(self, bridge_id: str) -> list[str]: ...
     async def start_channel_moh(self, channel: str, music_class: str) -> None: ...
     async def stop_channel_moh(self, channel: str) -> None: ...
     async def delete_bridge(self, bridge_id: str) -> None: ...
@@ -64,6 +65,10 @@ class Bridges:
         waiting = self._waiting.setdefault(topic, set())
         alone = not waiting
         waiting.add(channel)
+        # ARI's addChannel answers before the channel is in the bridge; the music's announcer
+        # is a "lonely" channel that leaves a bridge it would be alone in: started before the
+        # caller is there, it is gone at once and the caller waits in silence.
+        await self._until_in(bridge, channel)
         if alone:
             # Nobody else hears this line's music, and it may be gone quiet: Asterisk 22 lets a
             # holding bridge's announcer fall silent once its last caller left, and one left by
@@ -76,6 +81,14 @@ class Bridges:
                 pass  # no music to stop
         # Started for every caller too (the same single stream per topic): one more request.
         await self.telephony.start_moh(bridge, music_class)
+
+    async def _until_in(self, bridge: str, channel: str) -> None:
+        """Until `channel` is listed in `bridge` (a few ms; 1 s at most, then on anyway)."""
+        for attempt in range(40):
+            if channel in await self.telephony.bridge_channels(bridge):
+                return
+            await asyncio.sleep(0.005 if attempt < 10 else 0.025)
+        log.warning("%s not seen in %s after 1 s", channel, bridge)
 
     async def unhold(self, channel: str, topic: str) -> None:
         """Out of the topic's holding bridge (AriNotFound: the caller is gone)."""

@@ -31,9 +31,16 @@ async def heard(ari: AriClient, channel: str, seconds: float = 1.5) -> tuple[flo
                               {"spy": "in", "app": ari.app})
     name = f"hold-{uuid.uuid4().hex[:12]}"
     try:
-        await ari.request("POST", f"/channels/{snoop['id']}/record",
-                          {"name": name, "format": "wav",
-                           "maxDurationSeconds": str(round(seconds))})
+        for attempt in range(50):  # the snoop enters its application a moment after
+            try:
+                await ari.request("POST", f"/channels/{snoop['id']}/record",
+                                  {"name": name, "format": "wav",
+                                   "maxDurationSeconds": str(round(seconds))})
+                break
+            except AriError as exc:
+                if exc.status != 409 or attempt == 49:
+                    raise
+                await asyncio.sleep(0.02)
         await asyncio.sleep(seconds + 0.5)
         try:
             await ari.request("POST", f"/recordings/live/{name}/stop")

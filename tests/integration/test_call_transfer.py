@@ -25,7 +25,7 @@ async def test_a_blind_transfer_to_another_line(start_service, desk, caller, pho
             json_body={"topic": "beta", "note": "Chiede di un rimborso"})
         assert answer["transferred_to"] == "beta"
         await asyncio.wait_for(first.ended.wait(), 5)  # the first agent's phone hung up
-        assert await desk.state("1002") in ("wrap_up", "available")
+        await desk.until_state("1002", "wrap_up", "available")
         assert await call.listen(1.5) > 0.005  # beta's music while nobody is free there
         [waiting] = await desk.waiting("beta")
         assert waiting["caller"] == "0655555555"

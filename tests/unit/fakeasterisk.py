@@ -181,6 +181,9 @@ class FakeAsterisk:
     async def start_moh(self, bridge_id: str, music_class: str) -> None:
         self._bridge(bridge_id).music = music_class
 
+    async def bridge_channels(self, bridge_id: str) -> list[str]:
+        return sorted(self._bridge(bridge_id).members)
+
     async def stop_moh(self, bridge_id: str) -> None:
         bridge = self._bridge(bridge_id)
         if bridge.music is None:
