@@ -65,6 +65,11 @@ class Bridges:
         waiting = self._waiting.setdefault(topic, set())
         alone = not waiting
         waiting.add(channel)
+        # To the end even if the call's task is cancelled meanwhile (the service stopping):
+        # the caller, in the bridge already, must not be left without the music.
+        await asyncio.shield(self._music(bridge, channel, music_class, alone))
+
+    async def _music(self, bridge: str, channel: str, music_class: str, alone: bool) -> None:
         # ARI's addChannel answers before the channel is in the bridge; the music's announcer
         # is a "lonely" channel that leaves a bridge it would be alone in: started before the
         # caller is there, it is gone at once and the caller waits in silence.

@@ -117,8 +117,9 @@ async def test_a_transferred_caller_keeps_their_place_across_a_service_restart(
     await asyncio.wait_for(first.ended.wait(), 5)
     await desk.until_waiting("beta", bool)
     [before] = await desk.waiting("beta")
+    assert await call.listen(1) > 0.005  # beta's music
     await service.__aexit__(None, None, None)
-    assert await call.listen(1) > 0.005  # still hearing beta's music
+    assert await call.listen(1) > 0.005  # still hearing it
 
     restarted = await start_service()
     await desk.until_waiting("beta", bool)
