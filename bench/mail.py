@@ -35,9 +35,8 @@ from typing import Any
 import asyncpg
 
 from bench.__main__ import RESULTS, api, cpu_seconds, place_callers, start_service, warm_up
-from bench.tickets import percentiles
+from bench.tickets import fresh_database, percentiles
 from centralino.simcaller import SimCaller
-from centralino.storage.store import Store
 
 DEFAULT_DB = "postgresql+asyncpg://postgres@127.0.0.1:55432/centralino_bench_mail"
 CONFIG = Path(__file__).resolve().parents[1] / "tests" / "integration" / "config"
@@ -101,18 +100,6 @@ def deliver_backlog(count: int) -> float:
                    stderr=subprocess.DEVNULL)  # made by an earlier run already: fine
     doveadm("move", "-u", USER, STAGING, "mailbox", "INBOX", "all")
     return took
-
-
-async def fresh_database(url: str) -> str:
-    plain = url.replace("+asyncpg", "")
-    server, name = plain.rsplit("/", 1)
-    admin = await asyncpg.connect(f"{server}/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    async with Store(url):  # the schema, by the migrations
-        pass
-    return plain
 
 
 async def backlog(db: asyncpg.Connection, count: int, timeout: float) -> dict[str, Any]:

@@ -79,7 +79,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "max_ms": round(ordered[-1] * 1000, 2)}
 
 
-async def seed(url: str, count: int) -> tuple[float, str]:
+async def fresh_database(url: str) -> str:
+    """The benchmark's database dropped and made again, at the latest schema; its plain
+    (asyncpg) URL."""
     plain = url.replace("+asyncpg", "")
     server, name = plain.rsplit("/", 1)
     admin = await asyncpg.connect(f"{server}/postgres")
@@ -88,6 +90,11 @@ async def seed(url: str, count: int) -> tuple[float, str]:
     await admin.close()
     async with Store(url):  # the schema, by the migrations
         pass
+    return plain
+
+
+async def seed(url: str, count: int) -> tuple[float, str]:
+    plain = await fresh_database(url)
     started = time.monotonic()
     db = await asyncpg.connect(plain)
     await db.execute(SEED.format(count=count))
