@@ -266,8 +266,6 @@ class CallSession:
     def _end(self, outcome: str, detail: str) -> None:
         self.legs.registry.over(self)
         self._withdraw_offer()
-        if self.queued:
-            self.legs.bridges.gone(self.channel_id, self.queued.topic)
         if self.queued and self.queues.leave(self.info.call_id):
             self.desk.broadcast(QueueLeft(call_id=self.info.call_id,
                                          topic=self.queued.topic, outcome=outcome))

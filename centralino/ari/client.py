@@ -223,17 +223,6 @@ class AriClient:
     async def remove_channel(self, bridge_id: str, channel: str) -> None:
         await self.request("POST", f"/bridges/{bridge_id}/removeChannel", {"channel": channel})
 
-    async def start_moh(self, bridge_id: str, music_class: str) -> None:
-        await self.request("POST", f"/bridges/{bridge_id}/moh", {"mohClass": music_class})
-
-    async def stop_moh(self, bridge_id: str) -> None:
-        await self.request("DELETE", f"/bridges/{bridge_id}/moh")
-
-    async def bridge_channels(self, bridge_id: str) -> list[str]:
-        """The channels in the bridge now (AriNotFound: there is no such bridge)."""
-        bridge = await self.request("GET", f"/bridges/{bridge_id}")
-        return list(bridge.get("channels", []))
-
     async def start_channel_moh(self, channel: str, music_class: str) -> None:
         await self.request("POST", f"/channels/{channel}/moh", {"mohClass": music_class})
 

@@ -66,13 +66,14 @@ class FakeChannel:
     in_stasis: bool = False
     args: list[str] = field(default_factory=list)
     timers: list[Timer] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    role: str | None = None  # its bridge role, as addChannel's `role` sets it
 
 
 @dataclass
 class FakeBridge:
     kind: str
     members: set[str] = field(default_factory=set)
-    music: str | None = None
 
 
 class FakeAsterisk:
@@ -80,7 +81,6 @@ class FakeAsterisk:
         self.clock, self.registry = clock, registry
         self.channels: dict[str, FakeChannel] = {}
         self.bridges: dict[str, FakeBridge] = {}
-        self.music_restarts = 0  # holding bridges' music stopped to start afresh
         self.channel_music: dict[str, str] = {}  # a channel's own music (a call on hold)
         self.phones: dict[str, Phone] = {}
         self.played: dict[str, list[str]] = {}  # media played to each channel, in order
@@ -170,6 +170,8 @@ class FakeAsterisk:
             if (old := self.bridge_of(cid)) is not None:
                 self.bridges[old].members.discard(cid)
             bridge.members.add(cid)
+            if role is not None:
+                self.channels[cid].role = role
 
     async def remove_channel(self, bridge_id: str, channel: str) -> None:
         bridge = self._bridge(bridge_id)
@@ -178,25 +180,27 @@ class FakeAsterisk:
             raise AriError("removeChannel: 422 Channel not in this bridge", 422)
         bridge.members.discard(channel)
 
-    async def start_moh(self, bridge_id: str, music_class: str) -> None:
-        self._bridge(bridge_id).music = music_class
-
-    async def bridge_channels(self, bridge_id: str) -> list[str]:
-        return sorted(self._bridge(bridge_id).members)
-
-    async def stop_moh(self, bridge_id: str) -> None:
-        bridge = self._bridge(bridge_id)
-        if bridge.music is None:
-            raise AriError("moh: 409 Bridge isn't playing music", 409)
-        bridge.music = None
-        self.music_restarts += 1
-
     async def start_channel_moh(self, channel: str, music_class: str) -> None:
         self.channel_music[self._live(channel).id] = music_class
 
     async def stop_channel_moh(self, channel: str) -> None:
         self._live(channel)
         self.channel_music.pop(channel, None)
+
+    async def set_var(self, channel: str, name: str, value: str) -> None:
+        self._live(channel).variables[name] = value
+
+    def music_of(self, channel: str) -> str | None:
+        """The music class a channel hears: its own (on hold), or, as Asterisk's holding
+        bridges do for a "holding_participant" with no idle mode, its CHANNEL(musicclass)."""
+        if channel in self.channel_music:
+            return self.channel_music[channel]
+        bridge = self.bridge_of(channel)
+        chan = self.channels.get(channel)
+        if (bridge is None or chan is None or self.bridges[bridge].kind != "holding"
+                or chan.role != "holding_participant"):
+            return None  # a stasis holding bridge's default: silence
+        return chan.variables.get("CHANNEL(musicclass)", "default")
 
     async def delete_bridge(self, bridge_id: str) -> None:
         self.bridges.pop(bridge_id, None)

@@ -59,7 +59,7 @@ async def test_the_first_free_agent_answers_talks_and_wraps_up(world):
     await world.clock.advance(PROMPT_SECONDS)
     # In the line's holding bridge, with its music; the agent's phone rings with a screen pop.
     assert ast.bridge_of(call.channel_id) == "centralino-queue-beta"
-    assert ast.bridges["centralino-queue-beta"].music == "calm"
+    assert ast.music_of(call.channel_id) == "calm"
     leg = ast.leg_of("Local/1001@centralino-agents")
     assert leg is not None and state(world, "1001") is AgentState.RINGING
     assert ast.originated[0][2]["callerId"] == CALLER
@@ -143,26 +143,26 @@ async def test_a_caller_who_hangs_up_while_the_phone_rings_frees_the_agent(world
     assert world.collected.offers()[0]["outcome"] == "cancelled"
 
 
-async def test_the_music_starts_afresh_for_a_caller_alone_in_the_line(world):
-    """Asterisk 22 lets a holding bridge's music fall silent once the line emptied: a caller
-    who joins an empty line gets a fresh stream, one who joins others leaves theirs playing."""
+async def test_each_caller_in_the_line_hears_its_music_until_taken_out(world):
+    """The holding bridge plays the topic's music to each caller, from joining to leaving:
+    nothing for the service to restart when the line empties and fills again."""
     ast = world.asterisk
     first, _ = await started(world, DIRECT)
     await world.clock.advance(PROMPT_SECONDS)
     second, second_task = await started(world, DIRECT, "0622222222")
     await world.clock.advance(PROMPT_SECONDS)
     assert ast.bridges["centralino-queue-beta"].members == {first.channel_id, second.channel_id}
-    assert ast.music_restarts == 0  # nothing played before the first; the second joined it
+    assert ast.music_of(first.channel_id) == ast.music_of(second.channel_id) == "calm"
     login(world, "1001")
     await world.clock.advance(2)
     assert ast.bridge_of(first.channel_id) == f"centralino-call-{first.call_id}"
+    assert ast.music_of(first.channel_id) is None  # talking: no music over the agent
     ast.hang_up(second.channel_id)  # the line is empty now
     await asyncio.wait_for(second_task, 1)
     third, _ = await started(world, DIRECT, "0633333333")
     await world.clock.advance(PROMPT_SECONDS)
     assert ast.bridge_of(third.channel_id) == "centralino-queue-beta"
-    assert ast.music_restarts == 1
-    assert ast.bridges["centralino-queue-beta"].music == "calm"
+    assert ast.music_of(third.channel_id) == "calm"
 
 
 async def test_the_agent_holds_and_resumes_the_caller(world):
@@ -356,7 +356,7 @@ async def test_an_agent_hanging_up_as_they_answer_puts_the_caller_back_on_hold(w
     await world.clock.advance(PROMPT_SECONDS + 1)
     # Out of the holding bridge for the conversation's, which failed: back in it, with music.
     assert world.asterisk.bridge_of(call.channel_id) == "centralino-queue-beta"
-    assert world.asterisk.bridges["centralino-queue-beta"].music == "calm"
+    assert world.asterisk.music_of(call.channel_id) == "calm"
     assert world.collected.queue_log("beta") == [("NONE", "ENTERQUEUE"),
                                                  ("1001", "RINGNOANSWER")]
     assert world.desk.agents["1001"].missed == 1
