@@ -17,6 +17,7 @@ from centralino.ari.models import (
     ChannelDestroyed,
     ChannelDtmfReceived,
     ChannelHangupRequest,
+    ChannelTransfer,
     Event,
     StasisEnd,
     StasisStart,
@@ -40,10 +41,11 @@ RingOutcome = Literal["answered", "left", "unreachable", "no_answer", "refused",
 
 class CallCommand(Event):
     """Ours, not Asterisk's: what the agent asked of the conversation, carried out by the
-    call's own task (which owns its events): consult a colleague, then complete or cancel."""
+    call's own task (which owns its events): consult a colleague, then swap between them and
+    the caller, complete or cancel."""
 
     type: str = "CallCommand"
-    action: Literal["consult", "complete", "cancel"]
+    action: Literal["consult", "complete", "cancel", "swap"]
     agent: str = ""
 
 
@@ -173,14 +175,16 @@ class AgentLeg:
         return now
 
     async def talk(self, events: Events, other: str | None = None, commands: bool = False
-                   ) -> Literal["agent", "other", "lost"] | CallCommand:
+                   ) -> Literal["agent", "other", "lost"] | CallCommand | ChannelTransfer:
         """Until the agent's leg or `other` (a channel that is not the events' own) ends:
         who ended it ("lost": Asterisk ended the agent's leg, a shutdown or an admin); or,
-        with `commands`, until the agent asks for something (a consultation).
-        The events' own channel ending raises, as the port says (CallerHungUp)."""
+        with `commands`, until the agent asks for something (a consultation, or a transfer
+        from their SIP phone's own key). The events' own channel ending raises, as the port
+        says (CallerHungUp)."""
         while True:
             event = await events.next_event()
-            if commands and isinstance(event, CallCommand):
+            if commands and (isinstance(event, CallCommand) or (
+                    isinstance(event, ChannelTransfer) and event.channel_id == self.channel_id)):
                 return event
             if event is None or not isinstance(event, GONE):
                 continue

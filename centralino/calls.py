@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -28,12 +28,14 @@ from centralino.ari.client import AriError, AriNotFound
 from centralino.ari.models import (
     Channel,
     ChannelDtmfReceived,
+    ChannelTransfer,
     Event,
     PlaybackFinished,
     StasisStart,
 )
 from centralino.callport import AriCallPort, Lost
 from centralino.desk import OfferMade
+from centralino.figures.compute import SECOND_LEVEL_CONTEXT
 from centralino.media import PromptCatalog
 from centralino.storage.faults import fault_of
 from centralino.storage.models import Call, RecallRequest, Ticket
@@ -42,6 +44,9 @@ from centralino.telephony import CALL_BRIDGE
 from cti.agents import AgentState
 from cti.messages import (
     CallOffer,
+    Consultation,
+    ConsultOutcome,
+    ConsultPhase,
     MenuStep,
     PreviousContact,
     PreviousTicket,
@@ -166,10 +171,13 @@ class CallSession:
         self.on_hold = False  # put on hold by the agent, out of the conversation's bridge
         self.consulting: AgentLeg | None = None  # a colleague rung or talked to, caller held
         self._consult_asked = False  # a consultation asked, not started by the task yet
+        self._with_caller = False  # consulting, the agent went back to the caller meanwhile
         self._attended = False  # an attended transfer gave the caller to this leg's agent
         self.transferred: TransferredBy | None = None  # the last agent who passed them on
         self._transferring: str | None = None  # the topic an agent is passing the caller to
-        self._for_agent: str | None = None  # ... and the agent, if transferred to one by name
+        self._for_agent: str | None = None  # ... and the agent, if transferred to one by name,
+        self._for_group: str | None = None  # ... or the second-level group
+        self._for_agents: frozenset[str] = frozenset()  # who may take them then
 
     @property
     def channel_id(self) -> str:
@@ -326,8 +334,8 @@ class CallSession:
         self.queued = Waiting(self.info.call_id, topic, arrived,
                               caller=self.info.channel.caller.number,
                               line=self.flow.name if self.flow else "", boost=boost,
-                              for_agent=self._for_agent)
-        self._for_agent = None
+                              for_agents=self._for_agents)
+        self._for_agents = frozenset()
         stay = waiting.Stay(topic, settings)
         event: waiting.Event = waiting.Entered(
             self.desk.staffing(topic)[0], len(self.queues.waiting(topic)), rules_on_entry, resuming)
@@ -581,8 +589,8 @@ class CallSession:
         ring_ms = round((self.clock.now() - leg.rang_at).total_seconds() * 1000)
         self._log("RINGNOANSWER", agent.id, ring_ms)
         leg.missed(outcome)
-        if self.queued.for_agent == agent.id:  # transferred to them, not answered: the line's
-            self.queued.for_agent = None
+        if self.queued.for_agents == {agent.id}:  # transferred to them, not answered: the line's
+            self.queues.target(self.queued, ())
             self.journal.add("transfer_unanswered", self.queued.topic, detail=agent.id)
         return "missed"
 
@@ -603,6 +611,7 @@ class CallSession:
     async def _bridge(self, leg: AgentLeg) -> None:
         """The agent answered: the caller leaves the holding bridge for the conversation's."""
         await self.legs.bridges.open_call(self.bridge_of, f"call {self.info.call_id}")
+        await self._transfers_to_us(leg)
         await self.legs.bridges.unhold(self.channel_id, leg.topic)
         await self.telephony.add_channel(self.bridge, f"{self.channel_id},{leg.channel_id}")
         now = leg.answered()
@@ -611,6 +620,17 @@ class CallSession:
         self._log("CONNECT", leg.agent.id, self._in_line_for(now), leg.channel_id, rang)
         self.desk.broadcast(QueueConnected(call_id=self.info.call_id,
                                            topic=leg.topic, agent=leg.agent.id))
+
+    async def _transfers_to_us(self, leg: AgentLeg) -> None:
+        """A SIP phone's transfer key sends a REFER: Asterisk must leave it to us (its own
+        handling would take the caller out of centralino's bridge)."""
+        if not leg.agent.device.upper().startswith("PJSIP/"):
+            return
+        try:
+            await self.telephony.set_var(leg.channel_id, "PJSIP_TRANSFER_HANDLING()", "ari-only")
+        except AriError as exc:  # an Asterisk before 22.3: its own handling, as before
+            log.warning("call %s: %s's phone transfers stay Asterisk's: %s",
+                        self.call_id, leg.agent.id, exc)
 
     async def _resume_talk(self, resume: ResumeTalk) -> None:
         """Pick up a conversation the previous run of the service left going."""
@@ -638,6 +658,9 @@ class CallSession:
         while True:
             try:
                 ended = await leg.talk(self.port, commands=True)
+                if isinstance(ended, ChannelTransfer):
+                    await self._phone_transfer(leg, ended)
+                    continue
                 if not isinstance(ended, CallCommand):
                     break
                 if ended.action == "consult":
@@ -657,6 +680,44 @@ class CallSession:
         await self.telephony.hangup(self.channel_id)
         self._talk_done(leg)
         return None
+
+    async def _phone_transfer(self, leg: AgentLeg, refer: ChannelTransfer) -> None:
+        """The agent pressed their SIP phone's transfer key (a REFER, which Asterisk leaves to
+        us: PJSIP_TRANSFER_HANDLING()=ari-only). Blind, to a topic, an agent or a second-level
+        group by its id (the number dialled): done as from the console, the phone told it
+        worked. Anything else (an attended transfer from the phone, an unknown target, a
+        refused transfer) is declined: the phone keeps the call, nothing else moves."""
+        wanted = refer.refer_to.requested_destination
+        target, why = wanted.destination, ""
+        if wanted.protocol_id or not target:
+            why = "an attended transfer from the phone: use the console's consultation"
+        elif target in self.config.queues:
+            where = {"topic": target}
+        elif target in self.desk.agents:
+            where = {"agent": target}
+        elif self.desk.group_members(target):
+            where = {"group": target}
+        else:
+            why = f"no topic, agent or group {target!r}"
+        if not why:
+            async def accepted() -> None:  # before the agent's leg is hung up
+                await self._tell_phone(leg, "channel_answered")
+            try:
+                await self.transfer(**where, note="trasferita dal telefono",
+                                    on_accepted=accepted)
+                return
+            except CallControlError as exc:
+                why = str(exc)
+        log.info("call %s: %s's phone asked a transfer to %r: declined (%s)",
+                 self.call_id, leg.agent.id, target, why)
+        self.journal.add("phone_transfer_declined", leg.topic, detail=f"{target}: {why}")
+        await self._tell_phone(leg, "channel_declined")
+
+    async def _tell_phone(self, leg: AgentLeg, state: str) -> None:
+        try:
+            await self.telephony.transfer_progress(leg.channel_id, state)
+        except AriError as exc:  # the phone hung up meanwhile: its hang-up comes next
+            log.warning("call %s: transfer progress to %s: %s", self.call_id, leg.agent.id, exc)
 
     async def hold(self) -> None:
         """The agent puts the caller on hold: the caller leaves the conversation's bridge for
@@ -720,12 +781,15 @@ class CallSession:
         self._consult_asked = True
         self.deliver(CallCommand(action="consult", agent=agent))
 
-    def end_consultation(self, action: Literal["complete", "cancel"]) -> None:
+    def end_consultation(self, action: Literal["complete", "cancel", "swap"]) -> None:
+        """complete: the colleague takes the caller; cancel: the caller is back with the agent,
+        the colleague's phone hung up; swap: the agent goes to the caller (the colleague on
+        hold, with music), or back to the colleague (the caller on hold)."""
         self._talking()
         consulting = self.consulting
         if consulting is None:
             raise CallControlError("no consultation is going on")
-        if action == "complete" and consulting.answered_at is None:
+        if action != "cancel" and consulting.answered_at is None:
             raise CallControlError(f"{consulting.agent.id} has not answered yet")
         self.deliver(CallCommand(action=action))
 
@@ -739,6 +803,7 @@ class CallSession:
         settings = self.config.queues[leg.topic]
         if target.state is not AgentState.AVAILABLE:  # taken meanwhile
             self.journal.add("consult_failed", leg.topic, detail=f"{agent_id} not free")
+            self._tell_consult(leg, target.id, target.name, "over", "not_free")
             return leg
         if not self.on_hold:
             try:
@@ -749,6 +814,7 @@ class CallSession:
         other = self.consulting = AgentLeg(self.legs, self, self.queued, target,
                                            f"{self.channel_id}-{uuid.uuid4().hex[:8]}")
         self.journal.add("consult", leg.topic, detail=f"{agent_id} by {leg.agent.id}")
+        self._with_caller = False
         try:
             return await self._consulting(leg, other, settings)
         except (CallerHungUp, asyncio.CancelledError):
@@ -774,7 +840,9 @@ class CallSession:
         except AriError as exc:
             other.unreachable(str(exc))
             await self._off_hold(leg, f"consultation: {other.agent.id} unreachable")
+            self._tell_consult(leg, other.agent.id, other.agent.name, "over", "unreachable")
             return leg
+        self._tell_consult(leg, other.agent.id, other.agent.name, "ringing")
         deadline = clock.monotonic() + settings.ring_timeout
         while True:
             ringing = other.answered_at is None
@@ -783,18 +851,26 @@ class CallSession:
             if event is None:  # rang out
                 await self.telephony.hangup(other.channel_id)
                 return await self._consult_failed(leg, other, "no_answer")
+            if isinstance(event, ChannelTransfer):  # not while consulting: the phone keeps it
+                await self._tell_phone(leg if event.channel_id == leg.channel_id else other,
+                                       "channel_declined")
+                continue
             if isinstance(event, CallCommand):
                 if event.action == "cancel":
                     await self.telephony.hangup(other.channel_id)
                     return await self._consult_failed(leg, other, "cancelled")
                 if event.action == "complete" and not ringing:
                     return await self._complete(leg, other)
+                if event.action == "swap" and not ringing:
+                    await self._swap(leg, other, settings)
                 continue
             if event.channel_id == other.channel_id:
                 if isinstance(event, StasisStart) and ringing:  # the colleague picked up
                     other.answered()
+                    await self._transfers_to_us(other)
                     await self.telephony.add_channel(self.bridge, other.channel_id)
                     self.journal.add("consult_answered", leg.topic, detail=other.agent.id)
+                    self._tell_consult(leg, other.agent.id, other.agent.name, "talking")
                 elif isinstance(event, GONE):
                     return await self._consult_failed(leg, other,
                                                       "refused" if ringing else "hung_up")
@@ -806,7 +882,38 @@ class CallSession:
                 other.cancelled()
                 raise Lost(0, "the agent hung up during the consultation")
 
-    async def _consult_failed(self, leg: AgentLeg, other: AgentLeg, why: str) -> AgentLeg:
+    async def _swap(self, leg: AgentLeg, other: AgentLeg, settings: QueueTopic) -> None:
+        """The agent between the colleague and the caller: the one left waits with the
+        line's music. Whoever is left goes out of the conversation before the other comes
+        in: the caller never hears the colleague, nor the colleague the caller."""
+        try:
+            if self._with_caller:  # back to the colleague
+                await self._put_on_hold(leg)
+                await self.telephony.stop_channel_moh(other.channel_id)
+                await self.telephony.add_channel(self.bridge, other.channel_id)
+            else:  # to the caller
+                await self.telephony.remove_channel(self.bridge, other.channel_id)
+                await self.telephony.start_channel_moh(other.channel_id, settings.music_class)
+                await self._off_hold(leg, f"consultation: back to the caller, {other.agent.id} "
+                                          "on hold")
+        except (CallControlError, AriError) as exc:
+            # Somebody hung up (their hang-up comes next and ends it), or Asterisk refused a
+            # step: the console keeps the phase it was told last.
+            log.warning("call %s: swap in the consultation with %s: %s", self.call_id,
+                        other.agent.id, exc)
+            return
+        self._with_caller = not self._with_caller
+        self._tell_consult(leg, other.agent.id, other.agent.name,
+                           "with_caller" if self._with_caller else "talking")
+
+    def _tell_consult(self, leg: AgentLeg, agent: str, name: str, phase: ConsultPhase,
+                      outcome: ConsultOutcome = "") -> None:
+        self.desk.tell(leg.agent.id, Consultation(call_id=self.info.call_id, agent=agent,
+                                                  agent_name=name, phase=phase,
+                                                  outcome=outcome))
+
+    async def _consult_failed(self, leg: AgentLeg, other: AgentLeg, why: ConsultOutcome
+                              ) -> AgentLeg:
         """Back to the agent: the colleague did not answer, refused, hung up, or the agent
         cancelled."""
         if other.answered_at is not None:
@@ -815,10 +922,13 @@ class CallSession:
             other.cancelled()
         else:
             other.missed(why)
-        try:
-            await self._off_hold(leg, f"consultation with {other.agent.id}: {why}")
-        except CallControlError:
-            raise CallerHungUp() from None
+        if not self._with_caller:  # (else the agent is talking to the caller already)
+            try:
+                await self._off_hold(leg, f"consultation with {other.agent.id}: {why}")
+            except CallControlError:
+                raise CallerHungUp() from None
+        self._with_caller = False
+        self._tell_consult(leg, other.agent.id, other.agent.name, "over", why)
         return leg
 
     async def _complete(self, leg: AgentLeg, other: AgentLeg, hung_up: bool = False
@@ -826,12 +936,21 @@ class CallSession:
         """The colleague takes the caller: caller into the conversation, the agent out and
         wrapping up. queue_log: ATTENDEDTRANSFER as app_queue writes it."""
         assert leg.answered_at is not None and other.answered_at is not None
+        if self._with_caller:  # the colleague, on hold, into the caller's conversation
+            try:
+                await self.telephony.stop_channel_moh(other.channel_id)
+                await self.telephony.add_channel(self.bridge, other.channel_id)
+            except AriNotFound:  # the colleague hung up meanwhile: the caller stays
+                return await self._consult_failed(leg, other, "hung_up")
+        else:
+            try:
+                await self.telephony.stop_channel_moh(self.channel_id)
+                await self.telephony.add_channel(self.bridge, self.channel_id)
+            except AriNotFound:
+                raise CallerHungUp() from None
         self.legs.registry.unwatch(leg.channel_id)  # its hang-up is nobody's business now
-        try:
-            await self.telephony.stop_channel_moh(self.channel_id)
-            await self.telephony.add_channel(self.bridge, self.channel_id)
-        except AriNotFound:
-            raise CallerHungUp() from None
+        self._with_caller = False
+        self._tell_consult(leg, other.agent.id, other.agent.name, "over", "completed")
         if not hung_up:
             await self.telephony.hangup(leg.channel_id)
         now = self.clock.now()
@@ -849,16 +968,20 @@ class CallSession:
         return other
 
     async def transfer(self, topic: str | None = None, note: str = "",
-                       agent: str | None = None) -> str:
-        """Blind transfer to another topic's line, or to a named agent (offered only to them,
-        in their line for this topic if they serve it, else their first; back to that line
-        as anybody if they miss the ring or log out): the caller keeps their place by arrival
-        time (and their IVR journey); the agent's phone is hung up and they wrap up."""
+                       agent: str | None = None, group: str | None = None,
+                       on_accepted: Callable[[], Awaitable[None]] | None = None) -> str:
+        """Blind transfer to another topic's line, to a named agent, or to a second-level group
+        (offered only to them, or to the group's members who take calls; a named agent: in
+        their line for this topic if they serve it, else their first, back to it as anybody
+        if they miss the ring or log out; a group: in this topic's line, back to it as anybody
+        once no member is logged in): the caller keeps their place by arrival time (and their
+        IVR journey); the agent's phone is hung up and they wrap up."""
         leg = self._talking()
         if self._transferring is not None:
             raise CallControlError("a transfer is under way already")
         if self.consulting is not None or self._consult_asked:
             raise CallControlError("a consultation is going on: complete or cancel it")
+        for_agents: set[str] = set()
         if agent is not None:
             target = self.desk.agents.get(agent)
             if target is None:
@@ -872,16 +995,25 @@ class CallSession:
             served = sorted(target.topics, key=lambda t: target.topics[t])
             if not served:
                 raise CallControlError(f"agent {agent} takes no calls")
-            topic = leg.topic if leg.topic in target.topics else served[0]
+            topic, for_agents = (leg.topic if leg.topic in target.topics else served[0]), {agent}
+        elif group is not None:
+            members = self.desk.group_members(group) - {leg.agent.id}
+            if not members:
+                raise CallControlError(f"no group {group!r}, or none of its other members "
+                                       "takes calls")
+            if not members & self.desk.logged_in():
+                raise CallControlError(f"nobody of group {group!r} is logged in")
+            topic, for_agents = leg.topic, members
         elif topic is None:
-            raise CallControlError("say where to: a topic or an agent")
+            raise CallControlError("say where to: a topic, an agent or a group")
         elif topic not in self.config.queues:
             raise CallControlError(f"no topic {topic!r}")
         elif topic == leg.topic:
             raise CallControlError(f"the caller is in {topic!r}'s line already")
-        self._transferring, self._for_agent = topic, agent
+        self._transferring, self._for_agent, self._for_group = topic, agent, group
+        self._for_agents = frozenset(for_agents)
         self.transferred = TransferredBy(agent=leg.agent.id, agent_name=leg.agent.name,
-                                         from_topic=leg.topic, note=note,
+                                         from_topic=leg.topic, note=note, group=group or "",
                                          at=self.clock.now())
         try:  # out of the conversation first: the caller never hears the agent hang up
             if self.on_hold:
@@ -894,6 +1026,8 @@ class CallSession:
         except AriError as exc:
             log.warning("call %s: out of the conversation for the transfer: %s",
                         self.call_id, exc)
+        if on_accepted is not None:
+            await on_accepted()
         await self.telephony.hangup(leg.channel_id)  # the talk ends: _talk carries on
         return topic
 
@@ -902,10 +1036,15 @@ class CallSession:
         wrap-up, the conversation's bridge closed (the next agent opens it again)."""
         assert leg.answered_at is not None and self.transferred is not None
         talked = round((self.clock.now() - leg.answered_at).total_seconds())
-        to = f"agent {self._for_agent}" if self._for_agent else topic
-        # The extension and context app_queue writes: the agent's device's, or the line's.
-        self._log("BLINDTRANSFER", leg.agent.id, self._for_agent or topic,
-                  "centralino-agents" if self._for_agent else "centralino",
+        # The extension and context app_queue writes: the agent's device's, the group's (the
+        # second level: figures count it apart), or the line's.
+        if self._for_agent:
+            to, exten, context = f"agent {self._for_agent}", self._for_agent, "centralino-agents"
+        elif self._for_group:
+            to, exten, context = f"group {self._for_group}", self._for_group, SECOND_LEVEL_CONTEXT
+        else:
+            to, exten, context = topic, topic, "centralino"
+        self._log("BLINDTRANSFER", leg.agent.id, exten, context,
                   self._in_line_for(leg.answered_at), talked, self.position_on_entry)
         self.journal.add("transfer", leg.topic,
                          detail=f"to {to} by {leg.agent.id}" + (

@@ -23,7 +23,15 @@ from centralino.storage.records import Records
 from cti.agents import Agent, AgentState, Change
 from cti.config import AgentsConfig
 from cti.distributor import Distributor, Offer, TicketOffer
-from cti.messages import AgentChanged, AgentView, QueueEvent, ScreenPop, TicketAssigned, wire
+from cti.messages import (
+    AgentChanged,
+    AgentView,
+    Consultation,
+    QueueEvent,
+    ScreenPop,
+    TicketAssigned,
+    wire,
+)
 from queue_manager.queues import QueueManager
 
 log = logging.getLogger("centralino.desk")
@@ -145,7 +153,8 @@ class Desk:
             change = agent.login(now, by)
         elif action == "logout":
             change = agent.logout(now, by)
-            self.distributor.queues.release_for(agent_id)  # callers transferred to them: anybody
+            # Callers transferred to them (or to their group, if nobody else of it is in): anybody.
+            self.distributor.queues.release_for(agent_id, self.logged_in())
             self.distribute()
         elif action == "pause":
             change = agent.pause(now, reason, by)
@@ -166,6 +175,14 @@ class Desk:
                 serving += 1
                 free += agent.state is AgentState.AVAILABLE
         return logged, serving, free
+
+    def logged_in(self) -> set[str]:
+        """The agents logged in now (paused ones too)."""
+        return {a.id for a in self.agents.values() if a.state is not AgentState.LOGGED_OUT}
+
+    def group_members(self, group: str) -> set[str]:
+        """The agents of a second-level group (tickets.yaml) who take calls."""
+        return {a.id for a in self.agents.values() if group in a.groups and a.takes_calls}
 
     def resume_call(self, agent_id: str, call_id: str) -> Agent:
         """After a restart: the agent is still talking to this call."""
@@ -207,7 +224,7 @@ class Desk:
                 self.consoles[agent_id].discard(ws)
         return sent
 
-    def tell(self, agent_id: str, message: TicketAssigned) -> None:
+    def tell(self, agent_id: str, message: TicketAssigned | Consultation) -> None:
         """A message to the agent's open consoles (nobody listening: nothing is sent)."""
         if sockets := self.consoles.get(agent_id):
             self._send(sockets, wire(message))

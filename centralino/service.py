@@ -362,6 +362,15 @@ class Service:
         for b in bridges:
             if b["id"].startswith(call_prefix) and len(b["channels"]) == 2:
                 caller, leg = sorted(b["channels"], key=len)  # a leg's id is its caller's + "-…"
+                if (base := caller.rsplit("-", 1)[0]) == leg.rsplit("-", 1)[0] \
+                        and base in channels and base != caller:
+                    # Two agents' legs, the caller on hold out of the bridge: a consultation.
+                    # The first agent keeps the caller, on hold; the colleague is let go.
+                    old_call = b["id"].removeprefix(call_prefix)
+                    if (kept := await self._end_consultation(old_call, caller, leg)) is not None:
+                        talking[base] = (old_call, kept)
+                        held.add(base)
+                    continue
                 talking[caller] = (b["id"].removeprefix(call_prefix), leg)
             elif b["id"].startswith(call_prefix) and len(b["channels"]) == 1:
                 [leg] = b["channels"]
@@ -383,6 +392,9 @@ class Service:
             if data is None or channel_id in self.registry.channels:  # gone, or StasisStart came
                 continue
             channel = Channel.model_validate(data)
+            if channel.dialplan.app_name.lower() == "stasis" and \
+                    channel.dialplan.app_data.partition(",")[0] != self.settings.asterisk.app:
+                continue  # subscribed to (we made it), but another application's: a phone's
             number = channel.dialplan.app_data.partition(",")[2] or channel.dialplan.exten
             if channel_id in talking:
                 resume = await self._resume_talk(*talking[channel_id],
@@ -404,13 +416,41 @@ class Service:
                                            resume_since=since, queue_log_id=first_id,
                                            resumed=True))
 
+    async def _end_consultation(self, old_call_id: str, one: str, other: str) -> str | None:
+        """A consultation the previous run left going: hang up the colleague's leg (their
+        offer was made last), keep the first agent's. The first agent's leg; None if unknown."""
+        answered = [o for o in await self.store.offers_for(old_call_id) if o.answered_at]
+        colleague = self.desk.agents.get(answered[-1].agent_id) if len(answered) >= 2 else None
+        if colleague is None:
+            return None
+        names = {leg: (await self.ari.get_channel(leg) or {}).get("name", "")
+                 for leg in (one, other)}
+        theirs = next((leg for leg, name in names.items() if self._phone_of(colleague.id, name)),
+                      None)
+        if theirs is None:
+            return None
+        log.info("ending the consultation of call %s: hanging up %s's leg %s", old_call_id,
+                 colleague.id, theirs)
+        await self.ari.hangup(theirs)
+        return other if theirs == one else one
+
     async def _resume_talk(self, old_call_id: str, leg: str, on_hold: bool
                            ) -> ResumeTalk | None:
         record = await self.store.get_call(old_call_id)
         answered = [o for o in await self.store.offers_for(old_call_id) if o.answered_at]
-        if (record is None or not answered or record.topic is None or record.queued_at is None
-                or answered[-1].agent_id not in self.desk.agents):
+        # The leg's agent: the last answered offer of the agent whose phone it is (not simply
+        # the last answered: a colleague consulted, then let go, answered after them).
+        name = ((await self.ari.get_channel(leg)) or {}).get("name", "")
+        theirs = [o for o in answered if self._phone_of(o.agent_id, name)] or answered
+        if (record is None or not theirs or record.topic is None or record.queued_at is None
+                or theirs[-1].agent_id not in self.desk.agents):
             return None
         return ResumeTalk(old_call_id, record.queue_log_id or old_call_id, leg,
-                          answered[-1].agent_id, record.topic, record.queued_at,
-                          answered[-1].answered_at, on_hold)  # type: ignore[arg-type]
+                          theirs[-1].agent_id, record.topic, record.queued_at,
+                          theirs[-1].answered_at, on_hold)  # type: ignore[arg-type]
+
+    def _phone_of(self, agent_id: str, channel_name: str) -> bool:
+        """Whether the channel is one Asterisk made to ring this agent's device (its name is
+        the device's, then "-" and a sequence number)."""
+        agent = self.desk.agents.get(agent_id)
+        return agent is not None and channel_name.lower().startswith(agent.device.lower() + "-")

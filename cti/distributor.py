@@ -141,9 +141,10 @@ class Distributor:
             waiting = self.queues.first_unoffered(topics, {a.id for a in available})
             if waiting is None:
                 break
-            agent = next((a for a in available if a.id == waiting.for_agent), None) or min(
-                (a for a in available if waiting.topic in a.topics),
-                key=lambda a: (a.topics[waiting.topic], a.idle_since or now, a.id))
+            agent = min((a for a in available if a.id in waiting.for_agents
+                         or (not waiting.for_agents and waiting.topic in a.topics)),
+                        key=lambda a: (a.topics.get(waiting.topic, 0), a.idle_since or now,
+                                       a.id))
             change = agent.offer(waiting.call_id, now)
             self.queues.picked(waiting)
             waiting.offered_to = agent.id

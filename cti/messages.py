@@ -152,6 +152,8 @@ class TransferredBy(_Message):
     agent_name: str
     from_topic: str = Field(description="the line they talked in")
     note: str = Field(description="the first agent's note ('' if none)")
+    group: str = Field(default="", description="the second-level group (tickets.yaml) it was "
+                                               "sent to, '' if none")
     at: Time
 
 
@@ -232,6 +234,28 @@ class TicketAssigned(_Message):
     requester_name: str
     level: str = Field(description="I, or the second-level group")
     due: Time | None = Field(description="its pressing deadline")
+
+
+ConsultPhase = Literal["ringing", "talking", "with_caller", "over"]
+ConsultOutcome = Literal["", "completed", "cancelled", "no_answer", "refused", "hung_up",
+                         "unreachable", "not_free"]
+
+
+class Consultation(_Message):
+    """An attended transfer as it goes (issue #13), to the consoles of the agent who asked it,
+    at each step."""
+
+    type: Literal["consultation"] = "consultation"
+    call_id: str
+    agent: str = Field(description="the colleague consulted")
+    agent_name: str
+    phase: ConsultPhase = Field(
+        description="ringing: the colleague's phone rings, the caller on hold; talking: the "
+                    "agent and the colleague talk, the caller on hold; with_caller: the agent "
+                    "went back to the caller, the colleague on hold; over: see outcome")
+    outcome: ConsultOutcome = Field(
+        default="", description="once over: the colleague took the caller (completed), or "
+                                "the caller is back with the agent, and why")
 
 
 class Hello(_Message):

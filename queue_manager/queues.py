@@ -37,7 +37,9 @@ class Waiting:
     line: str = ""
     boost: float = 0.0  # seconds counted as already waited
     offered_to: str | None = None  # the agent whose phone rings for this caller, if any
-    for_agent: str | None = None  # transferred to this agent by name: offered only to them
+    # Transferred to a named agent or to a second-level group: offered only to these agents
+    # (empty: to anybody serving the topic), even to one not serving the topic.
+    for_agents: frozenset[str] = frozenset()
     recall: bool = False  # a recall request, not a caller on the line
     rank: float = field(init=False)
 
@@ -54,6 +56,7 @@ class QueueManager:
         # per topic: (rank, seq, call_id) sorted; seq keeps equal ranks in arrival order
         self._order: dict[str, list[tuple[float, int, str]]] = {}
         self._seq = 0
+        self._targeted = 0  # how many waiting callers are for some agents only
         self._rotation: dict[str, int] = {}
         self.handle_times = HandleTimes()
 
@@ -69,6 +72,7 @@ class QueueManager:
             raise ValueError(f"call {waiting.call_id} is already waiting")
         self._seq += 1
         self._by_id[waiting.call_id] = waiting
+        self._targeted += bool(waiting.for_agents)
         line = self._order.setdefault(waiting.topic, [])
         bisect.insort(line, (waiting.rank, self._seq, waiting.call_id))
         return self.position(waiting.call_id) or 0
@@ -76,6 +80,7 @@ class QueueManager:
     def leave(self, call_id: str) -> Waiting | None:
         waiting = self._by_id.pop(call_id, None)
         if waiting is not None:
+            self._targeted -= bool(waiting.for_agents)
             line = self._order[waiting.topic]
             for i, (_, _, cid) in enumerate(line):
                 if cid == call_id:
@@ -101,29 +106,41 @@ class QueueManager:
 
     def first_unoffered(self, topics: Iterable[str], free: Collection[str] = ()
                         ) -> Waiting | None:
-        """The best-ranked caller of these topics whose phone is not already ringing somewhere
-        (recalls within their share); one transferred to a named agent only if that agent is
-        among the `free` ones."""
+        """The best-ranked caller whose phone is not already ringing somewhere (recalls within
+        their share): of these `topics` (those the free agents serve), or transferred to one
+        of the `free` agents by name or group, whatever their topic."""
+        served, free = set(topics), set(free)
+        lines = served | {w.topic for w in self._by_id.values() if w.for_agents & free} \
+            if self._targeted else served
         best: tuple[float, int, str] | None = None  # equal ranks: who joined first, any topic
-        for topic in topics:
-            entry = self._candidate(topic, free)
+        for topic in lines:
+            entry = self._candidate(topic, free, topic in served)
             if entry is not None and (best is None or entry < best):
                 best = entry
         return None if best is None else self._by_id[best[2]]
 
-    def release_for(self, agent_id: str) -> None:
-        """The named agent will not take them (logged out, missed the ring): callers
-        transferred to them wait in their line as everybody else, in their place."""
-        for waiting in self._by_id.values():
-            if waiting.for_agent == agent_id:
-                waiting.for_agent = None
+    def target(self, waiting: Waiting, agents: Collection[str]) -> None:
+        """Offer `waiting` only to these agents (none: to anybody serving its topic again)."""
+        if bool(waiting.for_agents) != bool(agents):
+            self._targeted += 1 if agents else -1
+        waiting.for_agents = frozenset(agents)
 
-    def _candidate(self, topic: str, free: Collection[str]) -> tuple[float, int, str] | None:
+    def release_for(self, agent_id: str, logged_in: Collection[str] = ()) -> None:
+        """`agent_id` will not take them (logged out, missed the ring): callers transferred to
+        them by name, or to a group none of whose other `logged_in` members is left, wait
+        in their line as everybody else, in their place."""
+        for waiting in list(self._by_id.values()):
+            if agent_id in waiting.for_agents and not (
+                    (waiting.for_agents - {agent_id}) & set(logged_in)):
+                self.target(waiting, ())
+
+    def _candidate(self, topic: str, free: set[str], served: bool
+                   ) -> tuple[float, int, str] | None:
         first: tuple[float, int, str] | None = None
         for entry in self._order.get(topic, ()):
             waiting = self._by_id[entry[2]]
             if waiting.offered_to is not None or (
-                    waiting.for_agent is not None and waiting.for_agent not in free):
+                    not (waiting.for_agents & free) if waiting.for_agents else not served):
                 continue
             if first is None:
                 if not waiting.recall or self.recall_share >= 1:

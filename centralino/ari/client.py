@@ -239,6 +239,11 @@ class AriClient:
         await self.request("POST", f"/channels/{channel}/variable",
                            {"variable": name, "value": value})
 
+    async def transfer_progress(self, channel: str, state: str) -> None:
+        """Answer a phone's REFER (ChannelTransfer): channel_progress, channel_answered (done),
+        channel_unavailable or channel_declined (the phone keeps its call)."""
+        await self.request("POST", f"/channels/{channel}/transfer_progress", {"states": state})
+
     async def send_dtmf(self, channel: str, digits: str, duration_ms: int = 100) -> None:
         await self.request("POST", f"/channels/{channel}/dtmf",
                            {"dtmf": digits, "duration": str(duration_ms)})

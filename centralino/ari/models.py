@@ -94,6 +94,33 @@ class ChannelStateChange(ChannelEvent):
     pass
 
 
+class ReferDestination(_Model):
+    destination: str = ""  # a blind transfer's target (the Refer-To URI's user part)
+    protocol_id: str = ""  # an attended transfer's: the SIP Call-ID of the call it replaces
+
+
+class ReferTo(_Model):
+    requested_destination: ReferDestination
+
+
+class ReferredBy(_Model):
+    source_channel: Channel
+
+
+class ChannelTransfer(Event):
+    """A SIP phone's own transfer (REFER) on a channel with PJSIP_TRANSFER_HANDLING()=ari-only:
+    Asterisk does nothing with it but tell the application, which answers the phone with
+    POST /channels/{id}/transfer_progress."""
+
+    state: str = ""
+    refer_to: ReferTo
+    referred_by: ReferredBy
+
+    @property
+    def channel_id(self) -> str | None:
+        return self.referred_by.source_channel.id
+
+
 class PlaybackEvent(Event):
     playback: Playback
 
@@ -119,6 +146,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
     for cls in (
         StasisStart, StasisEnd, ChannelDtmfReceived, ChannelHangupRequest, ChannelDestroyed,
         ChannelStateChange, PlaybackStarted, PlaybackContinuing, PlaybackFinished,
+        ChannelTransfer,
     )
 }
 # What the service subscribes to. PlaybackStarted and ChannelStateChange are parsed (the

@@ -29,8 +29,10 @@ Definitions (per topic, per line, per topic and line, and in total):
   wrap_up_avg: average wrap-up after them (from the agents' state changes), reported apart.
 - ring_no_answer: RINGNOANSWER events (an agent's phone rang out or was refused).
 - transfers: answered visits the agent passed on (BLINDTRANSFER, ATTENDEDTRANSFER: the first
-  agent's talk ends there), by destination (a topic or an agent, the event's first field), and
-  reached_avg: the average seconds from the transfer to the answer at the destination.
+  agent's talk ends there), by destination (a topic or an agent, the event's first field, or
+  "group:<id>" for a second-level group), and reached_avg: the average seconds from the
+  transfer to the answer at the destination; second_level: per group, its transfers and that
+  average (the time to reach the second level).
 - estimate: for answered calls that were told an estimated wait (`calls.announced_wait`, the
   first one announced): count, mean absolute error and mean signed error (announced - actual,
   positive = we said longer than it was), where actual = first ENTERQUEUE to CONNECT of the call.
@@ -70,6 +72,9 @@ from cti.recalls import AGENT_OUTCOMES, STATUSES
 
 # A transfer ends the agent's part as a completion does (app_queue writes one or the other).
 TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER")
+# A transfer's context (its second field) when it went to a second-level group (tickets.yaml):
+# its destination is then "group:<id>", counted apart as the second level.
+SECOND_LEVEL_CONTEXT = "centralino-groups"
 COMPLETE = ("COMPLETECALLER", "COMPLETEAGENT", *TRANSFERS)
 REFUSED = ("FULL", "JOINEMPTY", "JOINUNAVAIL")  # the caller never entered the queue
 # A wrap-up state change follows COMPLETE* at once (same instant, written by another path).
@@ -90,6 +95,7 @@ class LogRow(NamedTuple):
     number: str = ""  # the number dialled
     announced_wait: int | None = None  # seconds, the first estimate told to the caller
     data1: str = ""  # the event's first field (a transfer's destination)
+    data2: str = ""  # its second (a transfer's context)
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,8 @@ class Figures:
     transferred: int = 0  # answered visits the agent passed on
     transfers_to: dict[str, int] = field(default_factory=dict)  # by destination
     transfer_reached_avg: float | None = None  # transfer -> answered at the destination
+    # per second-level group: (transfers, average seconds until a member answered)
+    second_level: dict[str, tuple[int, float | None]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready; durations in seconds, rounded to 0.1."""
@@ -170,7 +178,9 @@ class Figures:
                          "mean_abs_error": r(self.estimate_mean_abs_error),
                          "mean_signed_error": r(self.estimate_mean_signed_error)},
             "transfers": {"count": self.transferred, "to": dict(sorted(self.transfers_to.items())),
-                          "reached_avg": r(self.transfer_reached_avg)},
+                          "reached_avg": r(self.transfer_reached_avg),
+                          "second_level": {g: {"count": n, "reached_avg": r(avg)}
+                                           for g, (n, avg) in sorted(self.second_level.items())}},
         }
 
 
@@ -223,7 +233,8 @@ def build_visits(rows: Iterable[LogRow]) -> list[Visit]:
         elif r.event in COMPLETE and v.outcome == "answered":
             v.completed = r.at
             if r.event in TRANSFERS:
-                v.transferred_to = r.data1 or "?"
+                v.transferred_to = (f"group:{r.data1}" if r.data2 == SECOND_LEVEL_CONTEXT
+                                    else r.data1 or "?")
             del open_[key]
         elif r.event == "ABANDON" and v.outcome is None:
             v.outcome, v.ended = "abandoned", r.at
@@ -340,6 +351,7 @@ def compute(visits: Iterable[Visit], thresholds: Callable[[str], Thresholds]) ->
     errors: list[float] = []
     transfers: Counter[str] = Counter()
     reached: list[float] = []
+    reached_group: dict[str, list[float]] = defaultdict(list)
     for v in visits:
         if v.outcome in REFUSED:
             refused[v.outcome] += 1
@@ -361,6 +373,8 @@ def compute(visits: Iterable[Visit], thresholds: Callable[[str], Thresholds]) ->
                 transfers[v.transferred_to] += 1
                 if v.reached_after is not None:
                     reached.append(v.reached_after)
+                    if v.transferred_to.startswith("group:"):
+                        reached_group[v.transferred_to].append(v.reached_after)
         elif v.outcome == "abandoned" and wait is not None:
             if wait < limits.short_abandon:
                 f.short_abandoned += 1
@@ -384,6 +398,8 @@ def compute(visits: Iterable[Visit], thresholds: Callable[[str], Thresholds]) ->
     f.estimate_mean_signed_error = _mean(errors)
     f.transferred, f.transfers_to = sum(transfers.values()), dict(transfers)
     f.transfer_reached_avg = _mean(reached)
+    f.second_level = {to.removeprefix("group:"): (n, _mean(reached_group[to]))
+                      for to, n in transfers.items() if to.startswith("group:")}
     return f
 
 

@@ -92,7 +92,8 @@ def thresholds(svc: Shell) -> dict[str, figures.Thresholds]:
 
 def _log_rows(rows: list[Any]) -> list[figures.LogRow]:
     return [figures.LogRow(r.at, r.call_id, r.queue, r.agent, r.event, r.line or "",
-                           r.number or "", r.announced_wait, r.data1 or "") for r in rows]
+                           r.number or "", r.announced_wait, r.data1 or "", r.data2 or "")
+            for r in rows]
 
 
 async def period_report(svc: Shell, since: datetime, until: datetime,

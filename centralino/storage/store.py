@@ -299,7 +299,7 @@ class Store:
                                                     "JOINUNAVAIL"))))
         query = (select(QueueLogEntry.at, QueueLogEntry.call_id, QueueLogEntry.queue,
                         QueueLogEntry.agent, QueueLogEntry.event, Call.line, Call.number,
-                        Call.announced_wait, QueueLogEntry.data1)
+                        Call.announced_wait, QueueLogEntry.data1, QueueLogEntry.data2)
                  .outerjoin(Call, Call.id == QueueLogEntry.call_id)
                  .where(QueueLogEntry.call_id.in_(entered))
                  .order_by(QueueLogEntry.at, QueueLogEntry.id))

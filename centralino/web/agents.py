@@ -57,7 +57,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/agents/{agent_id}/call/{action:hold|resume}", call_control)
     app.router.add_post("/api/agents/{agent_id}/call/transfer", call_transfer)
     app.router.add_post("/api/agents/{agent_id}/call/consult", call_consult)
-    app.router.add_post("/api/agents/{agent_id}/call/consult/{action:complete|cancel}",
+    app.router.add_post("/api/agents/{agent_id}/call/consult/{action:complete|cancel|swap}",
                         call_consult_end)
     app.router.add_get("/api/agents/{agent_id}/transfer-targets", transfer_targets)
     app.router.add_get("/ws/agents/{agent_id}", console)
@@ -155,7 +155,8 @@ async def call_control(request: web.Request) -> web.Response:
 @allow("admin", "supervisor", "self")
 async def transfer_targets(request: web.Request) -> web.Response:
     """Where the agent may send a caller: the topics' lines (their names, how many wait, how
-    many agents are free), and the colleagues taking calls now (their state)."""
+    many agents are free), the colleagues taking calls now (their state), and the second-level
+    groups (how many of their other members are logged in, and free)."""
     agent = _agent(request)
     svc = request.app[SERVICE]
     desk, queues = svc.desk, svc.call_config.queues
@@ -170,7 +171,15 @@ async def transfer_targets(request: web.Request) -> web.Response:
                    "topics": sorted(a.topics)}
                   for a in sorted(desk.agents.values(), key=lambda a: a.name)
                   if a.id != agent.id and a.state in taking and a.topics]
-    return web.json_response({"topics": topics, "agents": colleagues})
+    tickets = svc.config.tickets
+    groups = []
+    for group_id, group in sorted(tickets.groups.items() if tickets else (),
+                                  key=lambda item: item[1].name):
+        members = [desk.agents[m] for m in desk.group_members(group_id) - {agent.id}]
+        groups.append({"id": group_id, "name": group.name,
+                       "logged_in": sum(m.state is not AgentState.LOGGED_OUT for m in members),
+                       "free": sum(m.state is AgentState.AVAILABLE for m in members)})
+    return web.json_response({"topics": topics, "agents": colleagues, "groups": groups})
 
 
 class ConsultRequest(BaseModel):
@@ -197,28 +206,33 @@ async def call_consult(request: web.Request) -> web.Response:
 @allow("admin", "supervisor", "self")
 async def call_consult_end(request: web.Request) -> web.Response:
     """complete: the colleague takes the caller (the agent's phone is hung up); cancel: the
-    colleague's phone is hung up and the caller is back with the agent."""
+    colleague's phone is hung up and the caller is back with the agent; swap: the agent talks
+    to the caller (the colleague on hold), or back to the colleague (the caller on hold).
+    The steps come over the console's socket (`consultation` messages)."""
     session = _call_of(request)
     action = request.match_info["action"]
     try:
-        session.end_consultation("complete" if action == "complete" else "cancel")
+        session.end_consultation("complete" if action == "complete" else
+                                 "swap" if action == "swap" else "cancel")
     except CallControlError as exc:
         raise error(web.HTTPConflict, str(exc)) from None
     return web.json_response({"call_id": session.info.call_id, "asked": action}, status=202)
 
 
 class TransferRequest(BaseModel):
-    """A blind transfer of the call in progress: to another topic's line, or to an agent."""
+    """A blind transfer of the call in progress: to another topic's line, to an agent, or to a
+    second-level group (tickets.yaml)."""
 
     model_config = ConfigDict(extra="forbid")
     topic: str | None = Field(default=None, min_length=1, max_length=64)
     agent: str | None = Field(default=None, min_length=1, max_length=64)
+    group: str | None = Field(default=None, min_length=1, max_length=64)
     note: str = Field(default="", max_length=500, description="for the next agent's pop")
 
     @model_validator(mode="after")
     def _one_target(self) -> TransferRequest:
-        if (self.topic is None) == (self.agent is None):
-            raise ValueError("give exactly one of topic or agent")
+        if [self.topic, self.agent, self.group].count(None) != 2:
+            raise ValueError("give exactly one of topic, agent or group")
         return self
 
 
@@ -229,11 +243,12 @@ async def call_transfer(request: web.Request) -> web.Response:
     body: TransferRequest = await json_body(request, TransferRequest)
     session = _call_of(request)
     try:
-        topic = await session.transfer(body.topic, body.note.strip(), agent=body.agent)
+        topic = await session.transfer(body.topic, body.note.strip(), agent=body.agent,
+                                       group=body.group)
     except CallControlError as exc:
         raise error(web.HTTPConflict, str(exc)) from None
     return web.json_response({"call_id": session.info.call_id, "transferred_to": topic,
-                              "agent": body.agent})
+                              "agent": body.agent, "group": body.group})
 
 
 class RecallMark(BaseModel):

@@ -88,13 +88,17 @@ async def test_the_agent_transfers_the_caller_to_another_line_from_the_console(
     assert await lines.first.is_disabled()
     await expect(target.locator("optgroup[label='Colleghi'] option")).to_have_text(
         ["Agente Tre (disponibile)"])
+    # The second level of tickets.yaml (1003 and 1004): 1003 is in and free.
+    second = target.locator("optgroup[label='II livello'] option")
+    await expect(second).to_have_text(["Back office (1 libero)"])
     note = form.get_by_label("Nota per chi risponde (facoltativa)")
     await expect(note).to_have_attribute("maxlength", "500")
     assert await violations(page) == []
 
     # Nothing chosen: said, nothing sent.
     await form.get_by_role("button", name="Conferma trasferimento").click()
-    await expect(page.locator("#call-error")).to_have_text("Scegli una linea o un collega.")
+    await expect(page.locator("#call-error")).to_have_text(
+        "Scegli una linea, un collega o il II livello.")
     await expect(target).to_be_focused()
     assert sent == []
 
@@ -110,6 +114,8 @@ async def test_the_agent_transfers_the_caller_to_another_line_from_the_console(
     await expect(target.locator("optgroup[label='Colleghi']")).to_have_count(0)
     await expect(form.get_by_role("status")).to_have_text("Nessun collega in servizio ora.")
     await expect(lines.nth(1)).to_have_text("Beta (0 in attesa, nessuno in servizio)")
+    await expect(second).to_have_text(["Back office (nessuno in servizio)"])
+    assert await second.first.is_disabled()  # the service would refuse it
     await expect(target).to_have_value("")
     await expect(confirm).to_be_focused()
     assert await desk.state("1002") == "on_call"
@@ -171,3 +177,27 @@ async def test_the_agent_transfers_the_caller_to_another_line_from_the_console(
     await expect(colleague_state).to_have_text(re.compile("^(post-chiamata|disponibile)$"))
     await expect(colleague_state).to_have_text("disponibile")
     await expect(other).to_be_hidden()
+
+
+async def test_a_caller_sent_to_the_second_level_arrives_saying_so(
+        start_service, desk, caller, phones, page):
+    """1002 sends the caller to the group back-office (through the API, as the form does):
+    1003, a member who does not serve alpha, gets the pop, which names the group."""
+    await start_service()
+    await staff(desk, "1002", "1003")  # 1003 serves beta, operator, omega: not alpha
+    await sign_in(page, "1003", "dev-1003")
+    await expect(page.locator("#state")).to_have_text("disponibile")
+    call = await to_alpha(caller, "0655557777")
+    await phones.wait_answered("1002")
+    await until_talking(desk, "1002")
+    await desk.request("POST", "/api/agents/1002/call/transfer", token="dev-1002",
+                       json_body={"group": "back-office", "note": "Pratica ferma"})
+    pop = page.get_by_role("article")
+    await expect(pop.locator("#pop-transfer-from")).to_have_text(
+        "Trasferita da Agente Due (Alpha) al II livello: Back office")
+    await expect(pop.locator("#pop-transfer-note")).to_have_text("Pratica ferma")
+    await expect(page.locator("#announce")).to_contain_text(
+        "Trasferita da Agente Due al II livello, Back office. Nota: Pratica ferma")
+    await phones.wait_answered("1003")
+    await expect(page.locator("#state")).to_have_text("in chiamata")
+    await call.hangup()

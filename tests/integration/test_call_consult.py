@@ -91,3 +91,80 @@ async def test_a_cancelled_or_unanswered_consultation_gives_the_caller_back(
         if s["kind"] == "resume"]
     assert steps == [("resume", "consultation with 1001: cancelled"),
                      ("resume", "consultation with 1001: no_answer")]
+
+
+async def test_the_agent_swaps_between_caller_and_colleague_then_completes(
+        start_service, desk, caller, phones):
+    """Swapped, each one waiting hears the music and nothing of the other two; the console
+    is told each step over its socket."""
+    service = await start_service()
+    call, first = await talking_to_1003(desk, caller, phones, "0611114444")
+    sim = caller.ari
+    async with desk.console("1003") as console:
+        def last(key: str) -> Any:
+            said = [m for m in console.messages if m["type"] == "consultation"]
+            return said[-1][key] if said else None
+
+        await ask(desk, "consult/swap", status=409)  # no consultation to swap in
+        await ask(desk, "consult", {"agent": "1001"})
+        colleague = await phones.wait_answered("1001")
+        await console.until(lambda: last("phase") == "talking")
+        await ask(desk, "consult/swap")  # back to the caller: the colleague waits
+        await console.until(lambda: last("phase") == "with_caller")
+        level, tone = await hears(sim, call.id, sim, first.channel)
+        assert level > 0.005 and tone > 0.8  # the agent hears the caller ...
+        level, tone = await hears(phones.ari, first.channel, sim, call.id)
+        assert level > 0.005 and tone > 0.8  # ... and the caller the agent
+        level, tone = await hears(phones.ari, first.channel, sim, colleague.channel)
+        assert level > 0.005 and tone < 0.5  # the colleague: music, not the agent
+
+        await ask(desk, "consult/swap")  # to the colleague again: the caller waits
+        await console.until(lambda: last("phase") == "talking")
+        level, tone = await hears(phones.ari, first.channel, sim, colleague.channel)
+        assert level > 0.005 and tone > 0.8
+        level, tone = await hears(phones.ari, first.channel, sim, call.id)
+        assert level > 0.005 and tone < 0.5  # the caller: music, not the agent
+
+        await ask(desk, "consult/swap")
+        await console.until(lambda: last("phase") == "with_caller")
+        await ask(desk, "consult/complete")  # from the caller's side: the colleague comes in
+        await asyncio.wait_for(first.ended.wait(), 5)
+        await console.until(lambda: last("outcome") == "completed")
+    level, tone = await hears(sim, call.id, sim, colleague.channel)
+    assert level > 0.005 and tone > 0.8
+    level, tone = await hears(phones.ari, colleague.channel, sim, call.id)
+    assert level > 0.005 and tone > 0.8
+    phases = [m["phase"] for m in console.messages if m["type"] == "consultation"]
+    assert phases == ["ringing", "talking", "with_caller", "talking", "with_caller", "over"]
+    await call.hangup()
+    record = await record_of(service, call)
+    assert (record.outcome, record.agent_id) == ("answered", "1001")
+
+
+async def test_a_consultation_going_on_when_the_service_restarts(
+        start_service, desk, caller, phones):
+    """Nobody in silence, nobody bridged twice: the colleague's phone is let go, the caller
+    keeps the music on hold with the first agent, who takes them back."""
+    service = await start_service()
+    call, first = await talking_to_1003(desk, caller, phones, "0611117777")
+    sim = caller.ari
+    await ask(desk, "consult", {"agent": "1001"})
+    colleague = await phones.wait_answered("1001")
+    await desk.until_state("1001", "on_call")
+    await service.__aexit__(None, None, None)
+    assert await call.listen(1) > 0.005  # the music, with no service
+
+    restarted = await start_service(keep_agents=True)
+    await asyncio.wait_for(colleague.ended.wait(), 10)
+    await desk.until_state("1003", "on_call")  # adopted with the caller
+    await desk.until_state("1001", "available")
+    assert not first.ended.is_set()
+    assert await call.listen(1) > 0.005  # still on hold, with the music
+    answer = await desk.request("POST", "/api/agents/1003/call/resume", token="dev-1003",
+                                json_body={})
+    assert answer["on_hold"] is False
+    level, tone = await hears(phones.ari, first.channel, sim, call.id)
+    assert level > 0.005 and tone > 0.8  # back with the first agent, no music
+    await call.hangup()
+    record = await record_of(restarted, call)
+    assert (record.outcome, record.agent_id) == ("answered", "1003")

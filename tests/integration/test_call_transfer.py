@@ -55,6 +55,74 @@ async def test_a_blind_transfer_to_another_line(start_service, desk, caller, pho
     assert (transfer.data1, transfer.data2) == ("beta", "centralino")
 
 
+async def test_a_blind_transfer_to_the_second_level(start_service, desk, caller, phones):
+    """To tickets.yaml's group back-office (1003 and 1004): 1003 gets the caller although they
+    do not serve alpha, while 1001, free and serving alpha, is not rung; figures count it as
+    the second level's, with the time it took to reach it."""
+    service = await start_service()
+    assert desk.clock is not None
+    since = desk.clock.now().isoformat(timespec="seconds")  # the service's (test) time
+    before = await second_level(desk, since)
+    await staff(desk, "1002", "1001")  # alpha: 1002 was idle longest, 1001 free after
+    await desk.pause("1001", "riunione")
+    call = await to_alpha(caller, "0655555555")
+    first = await phones.wait_answered("1002")
+    await until_talking(desk, "1002")
+    await desk.resume("1001")
+    nobody = await desk.request(
+        "POST", "/api/agents/1002/call/transfer", token="dev-1002",
+        json_body={"group": "back-office"}, expect=(409,))
+    assert nobody["error"] == "nobody of group 'back-office' is logged in"
+    targets = await desk.request("GET", "/api/agents/1002/transfer-targets", token="dev-1002")
+    assert targets["groups"] == [{"id": "back-office", "name": "Back office", "logged_in": 0,
+                                  "free": 0}]
+    async with desk.console("1003") as console:
+        await desk.login("1003")
+        await desk.pause("1003", "al telefono")  # in, not free yet
+        answer = await desk.request(
+            "POST", "/api/agents/1002/call/transfer", token="dev-1002",
+            json_body={"group": "back-office", "note": "Pratica ferma al protocollo"})
+        assert (answer["transferred_to"], answer["group"]) == ("alpha", "back-office")
+        await asyncio.wait_for(first.ended.wait(), 5)
+        await desk.until_state("1002", "wrap_up", "available")
+        assert await call.listen(1.5) > 0.005  # alpha's music: the group is busy
+        assert await desk.state("1001") == "available"  # free in alpha, yet not rung
+        [waiting] = await desk.waiting("alpha")
+        assert waiting["caller"] == "0655555555"
+        await asyncio.sleep(1)
+        await desk.resume("1003")
+        pop = await console.pop()
+        second = await phones.wait_answered("1003")
+        await until_talking(desk, "1003")
+    assert await desk.state("1001") == "available"
+    assert (pop["topic"], pop["caller_number"]) == ("alpha", "0655555555")
+    assert (pop["transferred"]["agent"], pop["transferred"]["group"],
+            pop["transferred"]["note"]) == ("1002", "back-office", "Pratica ferma al protocollo")
+    sim = caller.ari
+    level, tone = await hears(sim, call.id, sim, second.channel)
+    assert level > 0.005 and tone > 0.8  # 1003 hears the caller ...
+    level, tone = await hears(phones.ari, second.channel, sim, call.id)
+    assert level > 0.005 and tone > 0.8  # ... and the caller 1003, no music
+
+    await call.hangup()
+    record = await record_of(service, call)
+    assert (record.outcome, record.agent_id) == ("answered", "1003")
+    [transfer] = [e for e in await desk.queue_log(record.id) if e.event == "BLINDTRANSFER"]
+    assert (transfer.agent, transfer.data1, transfer.data2) == (
+        "1002", "back-office", "centralino-groups")
+    after = await second_level(desk, since)
+    assert after["count"] == before["count"] + 1
+    assert after["reached_avg"] >= 1  # the caller waited while 1003 was paused
+
+
+async def second_level(desk, since: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """alpha's transfers to back-office in the figures since `since` (the test clock starts
+    at the same moment for every test: earlier tests' calls may be in the period too)."""
+    figures = (await desk.figures(**{"from": since}))["topics"].get("alpha", {})
+    return figures.get("transfers", {}).get("second_level", {}).get(
+        "back-office", {"count": 0, "reached_avg": None})
+
+
 async def test_a_transfer_needs_a_call_and_another_line(start_service, desk, caller, phones):
     await start_service()
     await staff(desk, "1002")

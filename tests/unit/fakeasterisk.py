@@ -25,10 +25,14 @@ from centralino.ari.models import (
     ChannelDestroyed,
     ChannelDtmfReceived,
     ChannelHangupRequest,
+    ChannelTransfer,
     DialplanCEP,
     Event,
     Playback,
     PlaybackFinished,
+    ReferDestination,
+    ReferredBy,
+    ReferTo,
     StasisEnd,
     StasisStart,
 )
@@ -82,6 +86,7 @@ class FakeAsterisk:
         self.channels: dict[str, FakeChannel] = {}
         self.bridges: dict[str, FakeBridge] = {}
         self.channel_music: dict[str, str] = {}  # a channel's own music (a call on hold)
+        self.transfer_answers: list[tuple[str, str]] = []  # (channel, state) told to phones
         self.phones: dict[str, Phone] = {}
         self.played: dict[str, list[str]] = {}  # media played to each channel, in order
         self.hung_up: list[str] = []  # channels the service hung up
@@ -110,6 +115,15 @@ class FakeAsterisk:
         self._emit(ChannelHangupRequest(type="ChannelHangupRequest",
                                         channel=self._model(channel), cause=16, soft=soft))
         self._gone(channel, 16)
+
+    def refer(self, channel: str, destination: str = "", protocol_id: str = "") -> None:
+        """The SIP phone on `channel` presses its transfer key (a REFER that Asterisk, in
+        ari-only mode, only reports): blind to `destination`, or attended (`protocol_id`)."""
+        self._emit(ChannelTransfer(
+            type="ChannelTransfer",
+            refer_to=ReferTo(requested_destination=ReferDestination(
+                destination=destination, protocol_id=protocol_id)),
+            referred_by=ReferredBy(source_channel=self._model(channel))))
 
     def bridge_of(self, channel: str) -> str | None:
         return next((b for b, bridge in self.bridges.items() if channel in bridge.members), None)
@@ -190,6 +204,10 @@ class FakeAsterisk:
     async def set_var(self, channel: str, name: str, value: str) -> None:
         self._live(channel).variables[name] = value
 
+    async def transfer_progress(self, channel: str, state: str) -> None:
+        self._live(channel)
+        self.transfer_answers.append((channel, state))
+
     def music_of(self, channel: str) -> str | None:
         """The music class a channel hears: its own (on hold), or, as Asterisk's holding
         bridges do for a "holding_participant" with no idle mode, its CHANNEL(musicclass)."""
@@ -247,6 +265,7 @@ class FakeAsterisk:
         gone = self.channels.pop(channel, None)
         if gone is None:
             return
+        self.channel_music.pop(channel, None)
         for timer in gone.timers:
             timer.cancel()
         for playback, (target, timer) in list(self._playbacks.items()):

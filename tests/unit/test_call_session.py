@@ -266,6 +266,44 @@ async def test_a_transfer_to_a_named_agent_waits_for_them_then_the_line(world):
     await asyncio.wait_for(task, 1)
 
 
+async def test_a_transfer_to_a_second_level_group_rings_its_members_alone(world):
+    ast = world.asterisk
+    for member in ("1002", "1004"):  # the second level: 1002 does not serve beta
+        world.desk.agents[member].groups = frozenset({"back-office"})
+    login(world, "1001")
+    call, task = await started(world, DIRECT)
+    await world.clock.advance(PROMPT_SECONDS + 2)
+    assert state(world, "1001") is AgentState.ON_CALL
+    with pytest.raises(CallControlError, match="nobody of group 'back-office' is logged in"):
+        await call.transfer(group="back-office")
+    with pytest.raises(CallControlError, match="no group 'nessuno'"):
+        await call.transfer(group="nessuno")
+    login(world, "1002", "1003")
+    world.desk.ask("1002", "pause", "agent:1002", "riunione")
+    assert await call.transfer(group="back-office", note="Serve il back office") == "beta"
+    await world.clock.advance(3)
+    # In beta's line, with its music: 1003 serves beta and is free, yet it waits for the group.
+    assert ast.bridge_of(call.channel_id) == "centralino-queue-beta"
+    assert ast.music_of(call.channel_id) == "calm"
+    assert state(world, "1003") is AgentState.AVAILABLE
+    world.desk.ask("1002", "resume", "agent:1002")
+    await world.clock.advance(0.5)
+    assert state(world, "1002") is AgentState.RINGING
+    pop = world.desk.last_pop["1002"]
+    assert (pop.call_id, pop.topic) == (call.call_id, "beta")
+    assert (pop.transferred.agent, pop.transferred.group, pop.transferred.note) == (
+        "1001", "back-office", "Serve il back office")
+    assert [s.detail for s in call.journal.steps if s.kind == "transfer"] == [
+        "to group back-office by 1001: Serve il back office"]
+    transfer = next(r.values for r in world.collected.records
+                    if getattr(r, "table", "") == "queue_log"
+                    and r.values["event"] == "BLINDTRANSFER")
+    assert (transfer["agent"], transfer["data1"], transfer["data2"]) == (
+        "1001", "back-office", "centralino-groups")
+    ast.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+
+
 async def consulting(world: Desk_) -> tuple[CallSession, asyncio.Task[None]]:
     """1003 talks to a caller of beta; 1001 is free."""
     login(world, "1003")
@@ -306,6 +344,112 @@ async def test_an_attended_transfer_consults_then_completes(world):
         ("NONE", "ENTERQUEUE"), ("1003", "CONNECT"), ("1003", "ATTENDEDTRANSFER")]
     assert world.collected.call(call.call_id)["agent_id"] == "1001"
     assert state(world, "1001") is AgentState.WRAP_UP
+
+
+async def test_the_phones_own_transfer_key_goes_where_the_console_would_or_is_declined(world):
+    """A REFER from the agent's SIP phone (Asterisk leaves it to us): blind to a topic, an
+    agent or a group by its id is carried out; anything else is declined, the call kept."""
+    ast = world.asterisk
+    world.desk.agents["1003"].device = "PJSIP/1003"
+    call, task = await consulting(world)  # 1003 talks to a caller of beta
+    leg = call.leg
+    assert ast.channels[leg.channel_id].variables["PJSIP_TRANSFER_HANDLING()"] == "ari-only"
+    ast.refer(leg.channel_id, protocol_id="abc@phone")  # attended, from the phone
+    await world.clock.advance(0.1)
+    ast.refer(leg.channel_id, "nessuno")
+    await world.clock.advance(0.1)
+    ast.refer(leg.channel_id, "beta")  # the caller's own line: refused as by the console
+    await world.clock.advance(0.1)
+    assert ast.transfer_answers == [(leg.channel_id, "channel_declined")] * 3
+    assert call.leg is leg and ast.bridges[call.bridge].members == {call.channel_id,
+                                                                    leg.channel_id}
+    assert [s.detail for s in call.journal.steps if s.kind == "phone_transfer_declined"] == [
+        ": an attended transfer from the phone: use the console's consultation",
+        "nessuno: no topic, agent or group 'nessuno'",
+        "beta: the caller is in 'beta''s line already"]
+    ast.refer(leg.channel_id, "1001")  # blind, to a colleague: done, the phone told so
+    await world.clock.advance(0.1)
+    assert ast.transfer_answers[-1] == (leg.channel_id, "channel_answered")
+    assert leg.channel_id in ast.hung_up
+    await world.clock.advance(3)
+    assert world.desk.last_pop["1001"].transferred.note == "trasferita dal telefono"
+    ast.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+    assert ("1003", "BLINDTRANSFER") in world.collected.queue_log("beta")
+
+
+def told(world: Desk_) -> list[tuple[str, str, str, str]]:
+    """What the consoles are told of consultations: (to whom, colleague, phase, outcome)."""
+    said: list[tuple[str, str, str, str]] = []
+    world.desk.tell = lambda agent, m: said.append(  # type: ignore[method-assign]
+        (agent, m.agent, m.phase, m.outcome))
+    return said
+
+
+async def test_the_agent_swaps_between_colleague_and_caller_then_completes(world):
+    ast = world.asterisk
+    said = told(world)
+    call, task = await consulting(world)
+    first = call.leg
+    call.consult("1001")
+    await world.clock.advance(0.5)
+    with pytest.raises(CallControlError, match="not answered yet"):
+        call.end_consultation("swap")
+    await world.clock.advance(1)  # answered
+    other = call.consulting
+    assert other is not None
+    call.end_consultation("swap")  # back to the caller: the colleague waits with music
+    await world.clock.advance(0.1)
+    assert ast.bridges[call.bridge].members == {call.channel_id, first.channel_id}
+    assert ast.channel_music == {other.channel_id: "calm"}
+    call.end_consultation("swap")  # to the colleague again: the caller waits
+    await world.clock.advance(0.1)
+    assert ast.bridges[call.bridge].members == {first.channel_id, other.channel_id}
+    assert ast.channel_music == {call.channel_id: "calm"}
+    call.end_consultation("swap")
+    await world.clock.advance(0.1)
+    call.end_consultation("complete")  # from the caller's side: the colleague comes in
+    await world.clock.advance(0.1)
+    assert ast.bridges[call.bridge].members == {call.channel_id, other.channel_id}
+    assert ast.channel_music == {} and first.channel_id in ast.hung_up
+    assert call.leg is other and state(world, "1003") is AgentState.WRAP_UP
+    assert said == [("1003", "1001", "ringing", ""), ("1003", "1001", "talking", ""),
+                    ("1003", "1001", "with_caller", ""), ("1003", "1001", "talking", ""),
+                    ("1003", "1001", "with_caller", ""), ("1003", "1001", "over", "completed")]
+    ast.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+    assert world.collected.queue_log("beta")[-1] == ("1003", "ATTENDEDTRANSFER")
+
+
+async def test_a_colleague_on_hold_hanging_up_leaves_the_agent_with_the_caller(world):
+    ast = world.asterisk
+    said = told(world)
+    call, task = await consulting(world)
+    first = call.leg
+    call.consult("1001")
+    await world.clock.advance(1.5)
+    other = call.consulting
+    assert other is not None
+    call.end_consultation("swap")
+    await world.clock.advance(0.1)
+    ast.hang_up(other.channel_id)  # the colleague, on hold, gives up
+    await world.clock.advance(0.1)
+    assert call.consulting is None and call.leg is first and not call.on_hold
+    assert ast.bridges[call.bridge].members == {call.channel_id, first.channel_id}
+    assert said[-1] == ("1003", "1001", "over", "hung_up")
+    # A cancel from the caller's side: the colleague's phone hung up, nothing else moves.
+    await world.clock.advance(2)  # 1001's wrap-up
+    call.consult("1001")
+    await world.clock.advance(1.5)
+    call.end_consultation("swap")
+    await world.clock.advance(0.1)
+    call.end_consultation("cancel")
+    await world.clock.advance(0.1)
+    assert call.consulting is None and ast.channel_music == {}
+    assert ast.bridges[call.bridge].members == {call.channel_id, first.channel_id}
+    assert said[-1] == ("1003", "1001", "over", "cancelled")
+    ast.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
 
 
 async def test_an_attended_transfer_cancelled_or_unanswered_gives_the_caller_back(world):

@@ -518,7 +518,7 @@ def test_a_caller_transferred_to_a_named_agent_waits_for_them_alone():
     desk.login("1001", "1002")
     desk.at(5).join("busy1")
     desk.answer("1001")  # 1001 is on a call; 1002 is free
-    desk.queues.join(Waiting("named", "alpha", T0, for_agent="1001"))  # their place: T0
+    desk.queues.join(Waiting("named", "alpha", T0, for_agents=frozenset({"1001"})))  # place: T0
     assert desk.at(10).match() == []  # 1002 is free, but the caller waits for 1001
     assert desk.at(12).join("later") == [("later", "1002")]  # others go on to 1002
     assert desk.at(20).hang_up("1001") == [("named", "1001")]
@@ -527,7 +527,7 @@ def test_a_caller_transferred_to_a_named_agent_waits_for_them_alone():
 def test_a_named_agent_who_misses_the_ring_or_logs_out_gives_the_caller_to_the_line():
     desk = Desk(agent("1001"), agent("1002"), max_missed=1)  # a miss pauses 1001
     desk.login("1001")
-    desk.queues.join(Waiting("named", "alpha", T0, for_agent="1001"))
+    desk.queues.join(Waiting("named", "alpha", T0, for_agents=frozenset({"1001"})))
     assert desk.at(1).match() == [("named", "1001")]
     desk.queues.release_for("1001")  # the session, after the missed ring
     desk.at(3).miss("1001")
@@ -535,7 +535,41 @@ def test_a_named_agent_who_misses_the_ring_or_logs_out_gives_the_caller_to_the_l
     # Logged out before ringing: released as well.
     other = Desk(agent("1001"), agent("1002"))
     other.login("1002")
-    other.queues.join(Waiting("named", "alpha", T0, for_agent="1001"))
+    other.queues.join(Waiting("named", "alpha", T0, for_agents=frozenset({"1001"})))
     assert other.at(1).match() == []
     other.queues.release_for("1001")
     assert other.at(2).match() == [("named", "1002")]
+
+
+# --- a caller transferred to a second-level group (issue #13) -----------------------------------
+
+def test_a_caller_transferred_to_a_group_goes_to_its_members_even_outside_the_topic():
+    # 1003 and 1004 are the second level: they serve another line, not alpha.
+    desk = Desk(agent("1001"), agent("1002"), agent("1003", gamma=0), agent("1004", gamma=0),
+                max_missed=1)
+    desk.login("1002", "1003", "1004")
+    desk.ask("1003", "pause")
+    group = frozenset({"1003", "1004"})
+    desk.at(2).ask("1004", "pause")
+    desk.queues.join(Waiting("escalated", "alpha", T0, for_agents=group))  # their place: T0
+    assert desk.at(3).match() == []  # 1002 serves alpha, and is free: not theirs
+    assert desk.at(4).join("plain") == [("plain", "1002")]  # the line goes on as before
+    assert desk.at(5).ask("1004", "resume") == [("escalated", "1004")]  # not in alpha: still
+    assert desk.miss("1004") == []  # missed (1004 paused): the caller waits for the group
+    assert desk.queues.get("escalated").for_agents == group
+    assert desk.at(6).ask("1003", "resume") == [("escalated", "1003")]
+
+
+def test_a_group_caller_goes_back_to_the_line_once_no_member_is_logged_in():
+    desk = Desk(agent("1001"), agent("1003", gamma=0), agent("1004", gamma=0))
+    desk.login("1003", "1004")
+    desk.ask("1003", "pause")
+    desk.ask("1004", "pause")
+    desk.queues.join(Waiting("escalated", "alpha", T0, for_agents=frozenset({"1003", "1004"})))
+    desk.ask("1003", "logout")
+    desk.queues.release_for("1003", logged_in={"1004"})  # 1004 is still in: for them
+    assert desk.login("1001") == []
+    desk.ask("1004", "logout")
+    desk.queues.release_for("1004", logged_in={"1001"})  # nobody of the group: anybody
+    assert desk.queues.get("escalated").for_agents == frozenset()
+    assert desk.at(1).match() == [("escalated", "1001")]

@@ -379,6 +379,32 @@ def test_transfers_count_where_they_went_and_how_long_until_answered_there():
     assert (alpha.transferred, alpha.transfers_to) == (2, {"beta": 1, "1002": 1})
     assert alpha.transfer_reached_avg == 30.0
     assert alpha.as_dict()["transfers"] == {"count": 2, "to": {"1002": 1, "beta": 1},
-                                            "reached_avg": 30.0}
+                                            "reached_avg": 30.0, "second_level": {}}
     assert alpha.aht_avg == (60 + 25 + 45) / 3  # a transfer ends the first agent's talk
     assert r.topics["beta"].transferred == 0 and r.topics["beta"].answered == 1
+
+
+def test_transfers_to_a_second_level_group_are_counted_apart_with_the_time_to_reach_it():
+    rows = [
+        *answered("a", 0, 10),
+        LogRow(t(70), "a", "alpha", "1001", "BLINDTRANSFER", "Main", "0600000001", None,
+               "back-office", "centralino-groups"),
+        ev(70, "a", "ENTERQUEUE"),
+        ev(110, "a", "CONNECT", agent="1003"),  # a member answered 40 s later
+        ev(200, "a", "COMPLETECALLER", agent="1003"),
+        *answered("b", 5, 15),
+        LogRow(t(40), "b", "alpha", "1002", "BLINDTRANSFER", "Main", "0600000002", None,
+               "back-office", "centralino-groups"),
+        ev(40, "b", "ENTERQUEUE"),
+        ev(60, "b", "CONNECT", agent="1004"),  # 20 s
+        ev(90, "b", "COMPLETEAGENT", agent="1004"),
+        *answered("c", 0, 5),
+        LogRow(t(30), "c", "alpha", "1001", "BLINDTRANSFER", "Main", "0600000003", None,
+               "back-office", "centralino"),  # a topic that happens to share the name
+        ev(30, "c", "ENTERQUEUE", queue="back-office"),
+        ev(35, "c", "ABANDON", queue="back-office"),
+    ]
+    alpha = figures_of(rows).topics["alpha"]
+    assert alpha.transfers_to == {"group:back-office": 2, "back-office": 1}
+    assert alpha.as_dict()["transfers"]["second_level"] == {
+        "back-office": {"count": 2, "reached_avg": 30.0}}

@@ -612,6 +612,9 @@ async def test_an_agent_sees_where_a_caller_can_be_transferred(web):
     # Colleagues taking calls, never oneself; nobody logged out.
     assert [a["id"] for a in targets["agents"]] == ["1002"]
     assert targets["agents"][0]["state"] == "available"
+    # The second level (tickets.yaml): its other members, how many are in and free.
+    assert targets["groups"] == [{"id": "back-office", "name": "Back office", "logged_in": 0,
+                                  "free": 0}]
     resp = await client.get("/api/agents/1002/transfer-targets", headers=bearer(token("1001")))
     assert resp.status == 403
     resp = await client.post("/api/agents/1001/call/transfer", json={"topic": "suap"},
@@ -621,4 +624,4 @@ async def test_an_agent_sees_where_a_caller_can_be_transferred(web):
     resp = await client.post("/api/agents/1001/call/transfer",
                              json={"topic": "suap", "agent": "1002"},
                              headers=bearer(token("1001")))
-    assert resp.status in (400, 422) and "exactly one of topic or agent" in await resp.text()
+    assert resp.status in (400, 422) and "exactly one of topic, agent or group" in await resp.text()

@@ -187,6 +187,8 @@ function received(data) {
     showPop(data);
   } else if (data.type === "recall_outcome") {
     showVerdict(data);
+  } else if (data.type === "consultation") {
+    consultStep(data);
   } else if (data.type === "ticket") {
     // Why it concerns this agent: theirs now, or waiting in their group or topic for them.
     const what = {
@@ -415,7 +417,9 @@ function showPop(data) {
   const by = data.transferred;
   say("announce", `Chiamata in arrivo da ${data.caller_number || "numero nascosto"}, ` +
                   `linea ${data.line}, ${data.topic_name || data.topic}.` +
-                  (by ? ` Trasferita da ${by.agent_name || by.agent}.` +
+                  (by ? ` Trasferita da ${by.agent_name || by.agent}` +
+                        (by.group ? ` al II livello, ${groupName(by.group)}.`
+                                  : ".") +
                         (by.note ? ` Nota: ${by.note}` : "") : ""));
   acknowledge(data);
 }
@@ -560,10 +564,12 @@ function showHold() {
     holdTimer = null;
     $("hold").hidden = true;
     closeTransfer(false);
+    endConsult();
     return;
   }
   if (heldCall && heldCall !== pop.call_id) resetHold();  // another call (a socket came back)
   if (transferCall && transferCall !== pop.call_id) closeTransfer(false);
+  if (consult && consult.call !== pop.call_id) endConsult();
   $("hold").hidden = false;
   renderHold();
 }
@@ -571,7 +577,8 @@ function showHold() {
 function renderHold() {
   $("hold").dataset.held = String(held);
   $("hold-toggle").textContent = held ? "Riprendi" : "Metti in attesa";
-  $("hold-toggle").disabled = holdBusy || transferBusy;  // one change of the call at a time
+  // One change of the call at a time; none while a colleague is consulted.
+  $("hold-toggle").disabled = holdBusy || transferBusy || Boolean(consult);
   clearInterval(holdTimer);
   holdTimer = null;
   if (held && heldSince !== null) {
@@ -629,6 +636,7 @@ async function toggleHold() {
 // --- blind transfer of the conversation in progress ------------------------------------------
 
 const lineNames = {};      // topic id -> its line's name, as pops and transfer-targets say
+const groupNames = {};     // second-level group id -> its name, as transfer-targets says
 let transferCall = null;   // the call the open form is about (null: the form is closed)
 let transferBusy = false;  // the transfer asked, no answer yet: one request per click
 let targetsSeq = 0;        // an older reading of the destinations is dropped
@@ -638,30 +646,42 @@ function lineName(id) {
   return lineNames[id] || (listed && listed.name) || id;
 }
 
+function groupName(id) {
+  const listed = deskTopics && (deskTopics.groups || []).find((g) => g.id === id);
+  return groupNames[id] || (listed && listed.name) || id;
+}
+
 function showTransferred(data) {
   // A caller a colleague passed on: who, from which line, and why, first in the pop.
   const by = data.transferred;
   $("pop-transfer").hidden = !by;
   if (!by) return;
-  const from = () => `Trasferita da ${by.agent_name || by.agent} (${lineName(by.from_topic)})`;
+  const from = () => `Trasferita da ${by.agent_name || by.agent} (${lineName(by.from_topic)})` +
+    (by.group ? ` al II livello: ${groupName(by.group)}` : "");
   say("pop-transfer-from", from());
   say("pop-transfer-note", by.note);
   $("pop-transfer-note-line").hidden = !by.note;
-  if (lineNames[by.from_topic]) return;
-  // The line's name, if this console has not met it: the service lists the lines.
+  if (lineNames[by.from_topic] && (!by.group || groupName(by.group) !== by.group)) return;
+  // The line's (or group's) name, if this console has not met it: the service lists them.
   const call = data.call_id;
   api("GET", agentPath("transfer-targets")).then((answer) => {
     if (!answer.ok || !answer.data || !pop || pop.call_id !== call) return;
     for (const t of answer.data.topics || []) lineNames[t.id] = t.name;
+    for (const g of answer.data.groups || []) groupNames[g.id] = g.name;
     say("pop-transfer-from", from());
   });
 }
 
 function renderTransfer() {
   $("transfer-send").disabled = transferBusy;
+  $("consult-send").disabled = transferBusy;
   $("transfer-cancel").disabled = transferBusy;
-  $("transfer-toggle").disabled = transferBusy;
-  $("hold-toggle").disabled = holdBusy || transferBusy;
+  $("transfer-toggle").disabled = transferBusy || Boolean(consult);
+  $("hold-toggle").disabled = holdBusy || transferBusy || Boolean(consult);
+  // Talking to a colleague first is for a colleague, not a line or a group.
+  const person = /^agent:/.test($("transfer-target").value);
+  $("consult-send").hidden = !person;
+  $("consult-send-hint").hidden = !person;
 }
 
 function toggleTransfer() {
@@ -676,6 +696,7 @@ function openTransfer() {
   say("call-error", "");
   $("transfer-form").reset();
   $("transfer-target").removeAttribute("aria-invalid");
+  renderTransfer();
   $("transfer").hidden = false;
   $("transfer-toggle").setAttribute("aria-expanded", "true");
   $("transfer-target").focus();
@@ -710,7 +731,7 @@ async function loadTargets() {
   const answer = await api("GET", agentPath("transfer-targets"));
   if (seq !== targetsSeq || !session || transferCall !== call) return;
   const targets = answer.ok && answer.data ? answer.data : { topics: [], agents: [] };
-  const choose = el("option", "— scegli una linea o un collega —");
+  const choose = el("option", "— scegli una linea, un collega o il II livello —");
   choose.value = "";
   const lines = el("optgroup");
   lines.label = "Linee";
@@ -730,9 +751,21 @@ async function loadTargets() {
     option.value = `agent:${a.id}`;
     people.append(option);
   }
-  select.replaceChildren(choose, ...[lines, people].filter((g) => g.children.length));
+  const second = el("optgroup");
+  second.label = "II livello";
+  for (const g of targets.groups || []) {
+    groupNames[g.id] = g.name;
+    const staffed = g.logged_in ? `${g.free} ${g.free === 1 ? "libero" : "liberi"}`
+                                : "nessuno in servizio";
+    const option = el("option", `${g.name} (${staffed})`);
+    option.value = `group:${g.id}`;
+    option.disabled = !g.logged_in;  // the service refuses a group with nobody in
+    second.append(option);
+  }
+  select.replaceChildren(choose, ...[lines, people, second].filter((g) => g.children.length));
   const still = [...select.options].some((o) => o.value === chosen && !o.disabled);
   select.value = still ? chosen : "";
+  renderTransfer();
   if (!answer.ok) {
     say("transfer-status", `Destinazioni non disponibili: ${reasonOf(answer)}.`);
   } else {
@@ -746,10 +779,10 @@ async function sendTransfer(event) {
   const select = $("transfer-target");
   select.removeAttribute("aria-invalid");
   say("call-error", "");
-  const target = /^(topic|agent):(.+)$/.exec(select.value);
+  const target = /^(topic|agent|group):(.+)$/.exec(select.value);
   if (!target) {
     select.setAttribute("aria-invalid", "true");
-    say("call-error", "Scegli una linea o un collega.");
+    say("call-error", "Scegli una linea, un collega o il II livello.");
     select.focus();
     return;
   }
@@ -767,8 +800,10 @@ async function sendTransfer(event) {
   say("transfer-status", "");
   if (answer.ok) {
     // The agent's phone is hung up: the wrap-up comes over the socket, the pop stays for it.
-    const to = answer.data.agent ? names[answer.data.agent] || answer.data.agent
-                                 : lineName(answer.data.transferred_to);
+    const { agent, group } = answer.data;
+    const to = agent ? names[agent] || agent
+      : group ? `II livello (${groupName(group)})`
+      : lineName(answer.data.transferred_to);
     closeTransfer(false);
     say("transfer-done", `Chiamata trasferita a ${to}.`);
     $("transfer-done").focus();
@@ -780,6 +815,113 @@ async function sendTransfer(event) {
   if (!holdable() || transferCall !== pop.call_id) return;  // the call ended meanwhile
   loadTargets();  // the destinations as they are now (a colleague may have left)
   if (focused) button.focus();  // a disabled button loses the focus: the keyboard keeps it
+}
+
+// --- attended transfer: the agent talks to a colleague first --------------------------------
+
+let consult = null;       // {call, agent, name, phase} while a consultation goes on
+let consultBusy = false;  // a step asked, no answer yet
+const CONSULT_PHASES = {
+  asked: (n) => `Chiamata a ${n} in corso. Il chiamante è in attesa con la musica.`,
+  ringing: (n) => `Squilla il telefono di ${n}. Il chiamante è in attesa con la musica.`,
+  talking: (n) => `Parli con ${n}. Il chiamante è in attesa con la musica.`,
+  with_caller: (n) => `Parli con il chiamante. ${n} è in attesa con la musica.`,
+};
+const CONSULT_OVER = {
+  completed: (n) => `Chiamata trasferita a ${n} dopo la consultazione.`,
+  cancelled: (n) => `Consultazione con ${n} annullata: sei di nuovo con il chiamante.`,
+  no_answer: (n) => `${n} non ha risposto: sei di nuovo con il chiamante.`,
+  refused: (n) => `${n} ha rifiutato la chiamata: sei di nuovo con il chiamante.`,
+  hung_up: (n) => `${n} ha riagganciato: sei di nuovo con il chiamante.`,
+  unreachable: (n) => `Il telefono di ${n} non è raggiungibile: sei di nuovo con il chiamante.`,
+  not_free: (n) => `${n} non è più libero: sei di nuovo con il chiamante.`,
+};
+
+function renderConsult() {
+  $("consult").hidden = !consult;
+  renderTransfer();
+  renderHold();
+  if (!consult) return;
+  const talking = consult.phase === "talking" || consult.phase === "with_caller";
+  say("consult-status", CONSULT_PHASES[consult.phase](consult.name));
+  $("consult-complete").disabled = consultBusy || !talking;
+  $("consult-swap").disabled = consultBusy || !talking;
+  $("consult-swap").textContent = consult.phase === "with_caller" ? "Torna al collega"
+                                                                  : "Passa al chiamante";
+  $("consult-cancel").disabled = consultBusy;
+}
+
+function endConsult() {
+  if (!consult) return;
+  consult = null;
+  consultBusy = false;
+  renderConsult();
+}
+
+async function startConsult() {
+  if (transferBusy || !holdable() || transferCall !== pop.call_id) return;
+  const target = /^agent:(.+)$/.exec($("transfer-target").value);
+  if (!target) return;
+  const colleague = target[1];
+  const call = pop.call_id;
+  transferBusy = true;
+  renderTransfer();
+  say("call-error", "");
+  const answer = await api("POST", agentPath("call/consult"), { agent: colleague });
+  transferBusy = false;
+  renderTransfer();
+  if (!session || !holdable() || pop.call_id !== call) return;
+  if (answer.ok) {
+    closeTransfer(false);
+    // The caller goes on hold as the service rings the colleague: the steps come over the
+    // socket (consultStep), unless they already did.
+    if (!consult) consult = { call, agent: colleague, name: names[colleague] || colleague,
+                              phase: "asked" };
+    setHeld(true, Date.now());
+    renderConsult();
+    $("consult-title").focus();
+    return;
+  }
+  const reason = (answer.data && answer.data.error) || "";
+  say("call-error", answer.status === 409 ? `Non è possibile ora: ${italian(reason)}.`
+                                          : `Consultazione non riuscita: ${reasonOf(answer)}.`);
+  loadTargets();
+}
+
+function consultStep(data) {
+  if (!pop || pop.call_id !== data.call_id) return;
+  const name = names[data.agent] || data.agent_name || data.agent;
+  if (data.phase !== "over") {
+    consult = { call: data.call_id, agent: data.agent, name, phase: data.phase };
+    if (data.phase !== "with_caller") setHeld(true, Date.now());
+    else setHeld(false);
+    renderConsult();
+    return;
+  }
+  const inside = document.activeElement && $("consult").contains(document.activeElement);
+  endConsult();
+  if (data.outcome !== "completed") setHeld(false);
+  renderHold();
+  say("transfer-done", (CONSULT_OVER[data.outcome] || CONSULT_OVER.cancelled)(name));
+  if (inside) $("transfer-done").focus();
+}
+
+async function consultAction(action) {
+  if (!consult || consultBusy) return;
+  const button = $(`consult-${action}`);
+  const focused = document.activeElement === button;
+  consultBusy = true;
+  renderConsult();
+  say("call-error", "");
+  const answer = await api("POST", agentPath(`call/consult/${action}`), {});
+  consultBusy = false;
+  if (!answer.ok) {
+    const reason = (answer.data && answer.data.error) || "";
+    say("call-error", answer.status === 409 ? `Non è possibile ora: ${italian(reason)}.`
+                                            : `Operazione non riuscita: ${reasonOf(answer)}.`);
+  }
+  renderConsult();
+  if (focused && consult && !button.disabled) button.focus();
 }
 
 // --- written requests (tickets) -------------------------------------------------------------
@@ -875,7 +1017,22 @@ const REASONS = [
           "riceve chiamate"],
   [/^agent (.+) takes no calls$/,
    (m) => `${names[m[1]] || `l'operatore ${m[1]}`} non riceve chiamate su nessuna linea`],
-  [/^say where to: a topic or an agent$/, () => "scegli una linea o un collega"],
+  // Attended transfer (POST /api/agents/{id}/call/consult...).
+  [/^a consultation is going on already$/, () => "è già in corso una consultazione"],
+  [/^a consultation is going on: complete or cancel it$/,
+   () => "c'è una consultazione in corso: completala o annullala"],
+  [/^no consultation is going on$/, () => "non c'è nessuna consultazione in corso"],
+  [/^agent (.+) is (\w+): not free to talk$/,
+   (m) => `${names[m[1]] || `l'operatore ${m[1]}`} è «${STATES[m[2]] || m[2]}» e ora non è ` +
+          "libero"],
+  [/^(.+) has not answered yet$/,
+   (m) => `${names[m[1]] || m[1]} non ha ancora risposto`],
+  [/^say where to: a topic, an agent or a group$/,
+   () => "scegli una linea, un collega o il II livello"],
+  [/^no group ['"](.+)['"], or none of its other members takes calls$/,
+   (m) => `nessun altro del gruppo ${groupName(m[1])} riceve chiamate`],
+  [/^nobody of group ['"](.+)['"] is logged in$/,
+   (m) => `nessuno del gruppo ${groupName(m[1])} è in servizio`],
   [/^no topic ['"](.+)['"]$/, (m) => `non c'è la linea ${m[1]}`],
   [/^the caller is in ['"](.+)['"]'s line already$/,
    (m) => `il chiamante è già sulla linea ${lineName(m[1])}`],
@@ -1599,6 +1756,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("transfer-toggle").addEventListener("click", toggleTransfer);
   $("transfer-form").addEventListener("submit", sendTransfer);
   $("transfer-cancel").addEventListener("click", () => closeTransfer(true));
+  $("transfer-target").addEventListener("change", renderTransfer);
+  $("consult-send").addEventListener("click", startConsult);
+  for (const action of ["complete", "swap", "cancel"]) {
+    $(`consult-${action}`).addEventListener("click", () => consultAction(action));
+  }
   $("transfer").addEventListener("keydown", (event) => {
     if (event.key === "Escape" && !transferBusy) closeTransfer(true);
   });
