@@ -35,7 +35,7 @@ from centralino.ari.models import (
 )
 from centralino.callport import AriCallPort, Lost
 from centralino.desk import OfferMade
-from centralino.figures.compute import SECOND_LEVEL_CONTEXT
+from centralino.figures.compute import OUTSIDE_CONTEXT, SECOND_LEVEL_CONTEXT
 from centralino.media import PromptCatalog
 from centralino.storage.faults import fault_of
 from centralino.storage.models import Call, RecallRequest, Ticket
@@ -55,7 +55,7 @@ from cti.messages import (
     QueueLeft,
     TransferredBy,
 )
-from cti.recalls import RecallError
+from cti.recalls import OutsideNumber, RecallError, citizen_outcome
 from ivr.clock import LOCAL
 from ivr.config import CallConfig
 from ivr.engine import CallerHungUp, FlowResult, Journal, Step, run_flow
@@ -67,6 +67,10 @@ from queue_manager.queues import Waiting
 from tickets.requests import e164
 
 log = logging.getLogger("centralino.calls")
+# An agent's phone hanging up this soon after a transfer it asked was declined: it did so
+# because of the transfer (as baresip does after any REFER), not to end the call.
+REFER_HANGUP_SECONDS = 10.0
+OUTSIDE_LEG = "-out-"  # in the id of the channel to a number outside: "<caller>-out-<hex>"
 MAX_MOVES = 5  # rules moving a caller from line to line: then they wait where they are
 
 
@@ -80,6 +84,7 @@ class History(Protocol):
 class Callbacks(Protocol):
     async def from_caller(self, topic: str, number: str, name: str, since: datetime,
                           boost: float, line: str) -> RecallRequest: ...
+    def outside(self, number: str) -> OutsideNumber: ...
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,10 @@ class CallSession:
         self._for_agent: str | None = None  # ... and the agent, if transferred to one by name,
         self._for_group: str | None = None  # ... or the second-level group
         self._for_agents: frozenset[str] = frozenset()  # who may take them then
+        self._outside: OutsideNumber | None = None  # ... or a number outside the desk
+        # (agent leg, when): the transfer that leg's phone asked was declined
+        self._refer_declined: tuple[str, float] | None = None
+        self.outside_talk = False  # talking to that number
 
     @property
     def channel_id(self) -> str:
@@ -260,6 +269,9 @@ class CallSession:
         if self.leg and self.leg.answered_at:  # hung up while talking to the agent
             self.ended_by = "caller"
             return "answered", "ended by the caller"
+        if self.outside_talk:  # ... or to the number they were transferred to
+            self.ended_by = "caller"
+            return "answered", "ended by the caller, transferred outside"
         if self.queued and self.in_line:
             waited = (self.clock.now() - self.queued.since).total_seconds()
             position = self.queues.position(self.info.call_id) or 0
@@ -279,13 +291,16 @@ class CallSession:
                                          topic=self.queued.topic, outcome=outcome))
         metrics.CALLS.labels(self.flow.name if self.flow else "", outcome).inc()
         leg = self.leg
+        # Who answered stays as stored at the connection when no agent has the caller now
+        # (transferred to a number outside, or to a line they left).
+        talked = {"connected_at": leg.answered_at, "agent_id": leg.agent.id} \
+            if leg and leg.answered_at else {} if self.transferred else \
+            {"connected_at": None, "agent_id": None}
         self.records.call_changed(
             self.info.call_id, ended_at=self.clock.now(), outcome=outcome,
             topic=self.queued.topic if self.queued else None, detail=detail,
             answered_at=self.answered_at,
-            queued_at=self.queued.since if self.queued else None,
-            connected_at=leg.answered_at if leg else None,
-            agent_id=leg.agent.id if leg and leg.answered_at else None)
+            queued_at=self.queued.since if self.queued else None, **talked)
 
     async def _run_flow(self) -> FlowResult:
         assert self.flow is not None
@@ -351,9 +366,13 @@ class CallSession:
                     return self._leave_line(command.log_event, command.outcome,
                                             command.destination, key=command.key)
                 elif isinstance(command, waiting.Talk):
-                    if (to := await self._talk()) is not None:  # transferred: another line
-                        return "transferred", Destination(queue=to)
-                    return None
+                    if (to := await self._talk()) is None:
+                        return None
+                    if (outside := self._outside) is not None:  # to a number outside
+                        self._outside = None
+                        if await self._call_outside(outside):
+                            return None  # they talked: the call is over
+                    return "transferred", Destination(queue=to)  # (back) to a line
                 elif isinstance(command, waiting.Join):
                     follow = await self._join(settings, arrived, resuming, command.rotate)
                 else:
@@ -591,7 +610,7 @@ class CallSession:
         leg.missed(outcome)
         if self.queued.for_agents == {agent.id}:  # transferred to them, not answered: the line's
             self.queues.target(self.queued, ())
-            self.journal.add("transfer_unanswered", self.queued.topic, detail=agent.id)
+            self.journal.add("transfer_missed", self.queued.topic, detail=agent.id)
         return "missed"
 
     async def _back_on_hold(self, topic: str, settings: QueueTopic) -> None:
@@ -659,7 +678,8 @@ class CallSession:
             try:
                 ended = await leg.talk(self.port, commands=True)
                 if isinstance(ended, ChannelTransfer):
-                    await self._phone_transfer(leg, ended)
+                    if not ended.state:  # (else Asterisk repeating our own answer to it)
+                        await self._phone_transfer(leg, ended)
                     continue
                 if not isinstance(ended, CallCommand):
                     break
@@ -676,6 +696,11 @@ class CallSession:
         if ended == "lost":
             self._talk_done(leg)
             raise Lost(0, "Asterisk ended the call (shutdown or admin hangup)")
+        if (declined := self._refer_declined) is not None and declined[0] == leg.channel_id \
+                and self.clock.monotonic() - declined[1] < REFER_HANGUP_SECONDS:
+            # Their phone hung up as it asked a transfer we declined (many phones end their
+            # call after any REFER): the caller is not dropped but back in the line.
+            return await self._back_to_the_line(leg)
         self.ended_by = "agent"
         await self.telephony.hangup(self.channel_id)
         self._talk_done(leg)
@@ -710,8 +735,29 @@ class CallSession:
                 why = str(exc)
         log.info("call %s: %s's phone asked a transfer to %r: declined (%s)",
                  self.call_id, leg.agent.id, target, why)
-        self.journal.add("phone_transfer_declined", leg.topic, detail=f"{target}: {why}")
+        self.journal.add("phone_declined", leg.topic, detail=f"{target}: {why}")
+        self._refer_declined = (leg.channel_id, self.clock.monotonic())
         await self._tell_phone(leg, "channel_declined")
+
+    async def _back_to_the_line(self, leg: AgentLeg) -> str:
+        """After the agent's phone went with a declined transfer: the caller waits again in
+        the topic's line, in their place (a blind transfer to it, as the records say)."""
+        assert leg.answered_at is not None
+        try:
+            await self.telephony.remove_channel(self.bridge, self.channel_id)
+        except AriNotFound:
+            raise CallerHungUp() from None
+        except AriError:
+            pass  # on hold, out of the bridge already
+        if self.on_hold:
+            await self.telephony.stop_channel_moh(self.channel_id)
+        self._transferring = leg.topic
+        self.transferred = TransferredBy(
+            agent=leg.agent.id, agent_name=leg.agent.name, from_topic=leg.topic,
+            note="il telefono dell'operatore ha chiuso la chiamata dopo un trasferimento "
+                 "non riuscito", at=self.clock.now())
+        await self._transferred(leg, leg.topic)
+        return leg.topic
 
     async def _tell_phone(self, leg: AgentLeg, state: str) -> None:
         try:
@@ -852,8 +898,9 @@ class CallSession:
                 await self.telephony.hangup(other.channel_id)
                 return await self._consult_failed(leg, other, "no_answer")
             if isinstance(event, ChannelTransfer):  # not while consulting: the phone keeps it
-                await self._tell_phone(leg if event.channel_id == leg.channel_id else other,
-                                       "channel_declined")
+                if not event.state:  # (else Asterisk repeating our own answer to it)
+                    await self._tell_phone(leg if event.channel_id == leg.channel_id
+                                           else other, "channel_declined")
                 continue
             if isinstance(event, CallCommand):
                 if event.action == "cancel":
@@ -969,7 +1016,8 @@ class CallSession:
 
     async def transfer(self, topic: str | None = None, note: str = "",
                        agent: str | None = None, group: str | None = None,
-                       on_accepted: Callable[[], Awaitable[None]] | None = None) -> str:
+                       on_accepted: Callable[[], Awaitable[None]] | None = None,
+                       number: str | None = None) -> str:
         """Blind transfer to another topic's line, to a named agent, or to a second-level group
         (offered only to them, or to the group's members who take calls; a named agent: in
         their line for this topic if they serve it, else their first, back to it as anybody
@@ -1004,8 +1052,14 @@ class CallSession:
             if not members & self.desk.logged_in():
                 raise CallControlError(f"nobody of group {group!r} is logged in")
             topic, for_agents = leg.topic, members
+        elif number is not None:
+            try:
+                self._outside = self.parts.callbacks.outside(number)
+            except RecallError as exc:
+                raise CallControlError(f"{number!r}: {exc.reason}") from None
+            topic = leg.topic  # if it does not answer: back to this line, in their place
         elif topic is None:
-            raise CallControlError("say where to: a topic, an agent or a group")
+            raise CallControlError("say where to: a topic, an agent, a group or a number")
         elif topic not in self.config.queues:
             raise CallControlError(f"no topic {topic!r}")
         elif topic == leg.topic:
@@ -1016,12 +1070,15 @@ class CallSession:
                                          from_topic=leg.topic, note=note, group=group or "",
                                          at=self.clock.now())
         try:  # out of the conversation first: the caller never hears the agent hang up
-            if self.on_hold:
+            if self.on_hold and self._outside is None:
                 await self.telephony.stop_channel_moh(self.channel_id)
-            else:
+            elif not self.on_hold:
                 await self.telephony.remove_channel(self.bridge, self.channel_id)
+                if self._outside is not None:  # the line's music while the number rings
+                    await self.telephony.start_channel_moh(
+                        self.channel_id, self.config.queues[leg.topic].music_class)
         except AriNotFound:
-            self._transferring = None
+            self._transferring, self._outside = None, None
             raise CallControlError("the caller has hung up") from None
         except AriError as exc:
             log.warning("call %s: out of the conversation for the transfer: %s",
@@ -1038,7 +1095,9 @@ class CallSession:
         talked = round((self.clock.now() - leg.answered_at).total_seconds())
         # The extension and context app_queue writes: the agent's device's, the group's (the
         # second level: figures count it apart), or the line's.
-        if self._for_agent:
+        if self._outside is not None:
+            to, exten, context = self._outside.e164, self._outside.e164, OUTSIDE_CONTEXT
+        elif self._for_agent:
             to, exten, context = f"agent {self._for_agent}", self._for_agent, "centralino-agents"
         elif self._for_group:
             to, exten, context = f"group {self._for_group}", self._for_group, SECOND_LEVEL_CONTEXT
@@ -1055,6 +1114,71 @@ class CallSession:
             await self.legs.bridges.close_call(self.bridge_of)
         except AriError as exc:
             log.warning("call %s: closing the conversation's bridge: %s", self.call_id, exc)
+
+    async def _call_outside(self, outside: OutsideNumber) -> bool:
+        """Ring the number the agent transferred the caller to (the caller hears the line's
+        music); answered, they talk until one hangs up: True. Not answered, busy or failed:
+        False, the caller goes back to their line, in their place."""
+        channel = f"{self.channel_id}{OUTSIDE_LEG}{uuid.uuid4().hex[:8]}"
+        self.legs.registry.watch(channel, self)
+        try:
+            answered = await self._ring_outside(channel, outside)
+            if answered:
+                self.outside_talk = True
+                await self.telephony.stop_channel_moh(self.channel_id)
+                await self.legs.bridges.open_call(self.bridge_of, f"call {self.info.call_id}")
+                await self.telephony.add_channel(self.bridge, f"{self.channel_id},{channel}")
+                self.journal.add("outside_answered", detail=outside.e164)
+                while True:  # the caller hanging up raises (CallerHungUp)
+                    event = await self.port.next_event()
+                    if event is not None and event.channel_id == channel and isinstance(
+                            event, GONE):
+                        break
+                self.ended_by = "outside"
+                await self.telephony.hangup(self.channel_id)
+                return True
+        except CallerHungUp:
+            await self.telephony.hangup(channel)
+            raise
+        finally:
+            self.legs.registry.unwatch(channel)
+            if self.outside_talk:
+                self.legs.spawn(self.legs.bridges.close_call(self.bridge_of))
+        try:
+            await self.telephony.stop_channel_moh(self.channel_id)
+        except AriNotFound:
+            raise CallerHungUp() from None
+        return False
+
+    async def _ring_outside(self, channel: str, outside: OutsideNumber) -> bool:
+        """Until the number answers (True), or it does not (False, with why in the journal)."""
+        clock = self.clock
+        try:
+            await self.telephony.originate(
+                channel, outside.dial, app=self.legs.app,
+                appArgs=f"outside,{self.info.call_id}", callerId=outside.caller_id or "anonymous",
+                timeout=str(round(outside.ring_timeout) + 5), formats=AGENT_LEG_FORMATS)
+        except AriError as exc:
+            self.journal.add("outside_failed", detail=f"{outside.e164}: {exc}"[:200])
+            return False
+        deadline = clock.monotonic() + outside.ring_timeout
+        while (left := deadline - clock.monotonic()) > 0:
+            event = await self.port.next_event(timeout=left)
+            if event is None:
+                break
+            if event.channel_id != channel:
+                continue
+            if isinstance(event, StasisStart):
+                return True
+            if isinstance(event, GONE):
+                cause = getattr(event, "cause", 0)
+                self.journal.add("outside_failed", detail=f"{outside.e164}: "
+                                 f"{citizen_outcome(cause) if cause else 'hung up'}")
+                return False
+        await self.telephony.hangup(channel)
+        self.journal.add("outside_failed", detail=f"{outside.e164}: no answer in "
+                                                  f"{outside.ring_timeout:g} s")
+        return False
 
     def _talking(self) -> AgentLeg:
         leg = self.leg

@@ -15,11 +15,11 @@ from typing import Any, Self
 from aiohttp import web
 
 from centralino import metrics
-from centralino.agentleg import LegParts
+from centralino.agentleg import GONE, LegParts
 from centralino.ari.client import AriClient, AriError, AriNotFound
 from centralino.ari.models import Channel, Event, StasisStart
 from centralino.callport import ChannelGone
-from centralino.calls import CallParts, CallSession, ResumeTalk, Setup
+from centralino.calls import OUTSIDE_LEG, CallParts, CallSession, ResumeTalk, Setup
 from centralino.clock import LoopClock
 from centralino.config import Config, load_config
 from centralino.desk import Desk
@@ -161,12 +161,19 @@ class Service:
         await self.ari.close_events()
         if self._events:
             self._events.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:  # a task that does not stop within 15 s is named, not waited for
-            _, stuck = await asyncio.wait(list(self._tasks), timeout=15)
+        # Cancelled again if still running 3 s later (time enough for a cleanup, such as a
+        # recall storing how its attempt ended): Python 3.11's wait_for can swallow a
+        # cancellation that comes as what it waits for ends (gh-86296), and a mailbox left
+        # running so went on moving mail out of the box with nothing to store it in. A task
+        # that does not stop within 15 s is named, not waited for.
+        deadline = asyncio.get_running_loop().time() + 15
+        while (stuck := [t for t in self._tasks if not t.done()]) and \
+                asyncio.get_running_loop().time() < deadline:
             for task in stuck:
-                log.error("stopping: %s did not stop; left behind", task.get_coro())
+                task.cancel()
+            await asyncio.wait(stuck, timeout=3)
+        for task in stuck:
+            log.error("stopping: %s did not stop; left behind", task.get_coro())
         if self._runner:
             await self._runner.cleanup()
         await self.ari.__aexit__()
@@ -261,7 +268,7 @@ class Service:
             log.debug("event %s %s", event.type, event.channel_id)
         channels = self.registry.channels
         if isinstance(event, StasisStart) and event.channel.id not in channels:
-            if event.args and event.args[0] in ("agent", "citizen"):  # a leg whose call is gone
+            if event.args and event.args[0] in ("agent", "citizen", "outside"):  # its call is gone
                 self.spawn(self.ari.hangup(event.channel.id))
                 return
             number = event.args[0] if event.args else event.channel.dialplan.exten
@@ -362,6 +369,9 @@ class Service:
         for b in bridges:
             if b["id"].startswith(call_prefix) and len(b["channels"]) == 2:
                 caller, leg = sorted(b["channels"], key=len)  # a leg's id is its caller's + "-…"
+                if OUTSIDE_LEG in leg:  # transferred to a number outside, talking: their own
+                    self._outside_talk(caller, leg)
+                    continue
                 if (base := caller.rsplit("-", 1)[0]) == leg.rsplit("-", 1)[0] \
                         and base in channels and base != caller:
                     # Two agents' legs, the caller on hold out of the bridge: a consultation.
@@ -415,6 +425,26 @@ class Service:
             self._start_session(self._call(channel, number, resume_topic=topic,
                                            resume_since=since, queue_log_id=first_id,
                                            resumed=True))
+
+    def _outside_talk(self, caller: str, outside: str) -> None:
+        """A caller and the number outside they were transferred to, talking: nothing to
+        adopt, but whoever hangs up first, the other is hung up too."""
+        registry, ari, spawn = self.registry, self.ari, self.spawn
+
+        class Pair:
+            call_id = f"outside:{caller}"
+
+            def deliver(self, event: Event) -> None:
+                if isinstance(event, GONE):
+                    for channel in (caller, outside):
+                        registry.unwatch(channel)
+                    spawn(ari.hangup(outside if event.channel_id == caller else caller))
+
+        log.info("call on %s talks to a number outside (%s): left to end by itself",
+                 caller, outside)
+        pair = Pair()
+        registry.watch(caller, pair)
+        registry.watch(outside, pair)
 
     async def _end_consultation(self, old_call_id: str, one: str, other: str) -> str | None:
         """A consultation the previous run left going: hang up the colleague's leg (their

@@ -168,6 +168,16 @@ class Destination:
     region: str  # ISO country, or NON_GEOGRAPHIC
 
 
+@dataclass(frozen=True)
+class OutsideNumber:
+    """A number outside the desk an agent transfers a caller to (issue #13)."""
+
+    e164: str
+    dial: str  # as Asterisk dials it (recalls' `dial`)
+    caller_id: str  # what its phone shows: the desk's (recalls' `caller_id`)
+    ring_timeout: float
+
+
 def classify(raw: str, settings: RecallSettings, own: Iterable[str] = ()) -> Destination:
     """Parse a number as a citizen types it; RecallError unless config allows calling it.
     `own`: the help desk's numbers (its lines, its caller id), never called back: a recall

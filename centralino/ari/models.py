@@ -112,7 +112,7 @@ class ChannelTransfer(Event):
     Asterisk does nothing with it but tell the application, which answers the phone with
     POST /channels/{id}/transfer_progress."""
 
-    state: str = ""
+    state: str = ""  # "" for the phone's request; then Asterisk repeats each answer we give
     refer_to: ReferTo
     referred_by: ReferredBy
 

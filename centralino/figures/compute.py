@@ -75,6 +75,7 @@ TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER")
 # A transfer's context (its second field) when it went to a second-level group (tickets.yaml):
 # its destination is then "group:<id>", counted apart as the second level.
 SECOND_LEVEL_CONTEXT = "centralino-groups"
+OUTSIDE_CONTEXT = "centralino-outside"  # ... to a number outside the desk (its E.164 first)
 COMPLETE = ("COMPLETECALLER", "COMPLETEAGENT", *TRANSFERS)
 REFUSED = ("FULL", "JOINEMPTY", "JOINUNAVAIL")  # the caller never entered the queue
 # A wrap-up state change follows COMPLETE* at once (same instant, written by another path).

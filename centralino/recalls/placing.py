@@ -43,7 +43,14 @@ from cti.messages import (
     RecallOffer,
     RecallOutcome,
 )
-from cti.recalls import RecallSettings, after_attempt, citizen_outcome, classify, next_wake
+from cti.recalls import (
+    OutsideNumber,
+    RecallSettings,
+    after_attempt,
+    citizen_outcome,
+    classify,
+    next_wake,
+)
 from ivr.config import CallConfig
 from queue_manager.queues import Waiting
 
@@ -386,6 +393,14 @@ class Recalls:
             log.warning("%d recall requests were being placed when the service stopped: "
                         "waiting again, at their place", released)
         return True
+
+    def outside(self, number: str) -> OutsideNumber:
+        """Where a transfer to a number outside the desk rings: only numbers a recall could
+        call (RecallError otherwise), through the same trunk, with the same caller id."""
+        settings = self.parts.settings
+        target = classify(number, settings, self.parts.config().flows)
+        return OutsideNumber(target.e164, settings.dial_string(target.e164),
+                             settings.caller_id, settings.ring_timeout)
 
     def place(self, row: RecallRequest) -> None:
         """Into its line now (live at once: a second pass must not start it again)."""

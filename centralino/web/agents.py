@@ -220,19 +220,20 @@ async def call_consult_end(request: web.Request) -> web.Response:
 
 
 class TransferRequest(BaseModel):
-    """A blind transfer of the call in progress: to another topic's line, to an agent, or to a
-    second-level group (tickets.yaml)."""
+    """A blind transfer of the call in progress: to another topic's line, to an agent, to a
+    second-level group (tickets.yaml), or to a number outside the desk (recalls' rules)."""
 
     model_config = ConfigDict(extra="forbid")
     topic: str | None = Field(default=None, min_length=1, max_length=64)
     agent: str | None = Field(default=None, min_length=1, max_length=64)
     group: str | None = Field(default=None, min_length=1, max_length=64)
+    number: str | None = Field(default=None, min_length=1, max_length=32)
     note: str = Field(default="", max_length=500, description="for the next agent's pop")
 
     @model_validator(mode="after")
     def _one_target(self) -> TransferRequest:
-        if [self.topic, self.agent, self.group].count(None) != 2:
-            raise ValueError("give exactly one of topic, agent or group")
+        if [self.topic, self.agent, self.group, self.number].count(None) != 3:
+            raise ValueError("give exactly one of topic, agent, group or number")
         return self
 
 
@@ -244,11 +245,12 @@ async def call_transfer(request: web.Request) -> web.Response:
     session = _call_of(request)
     try:
         topic = await session.transfer(body.topic, body.note.strip(), agent=body.agent,
-                                       group=body.group)
+                                       group=body.group, number=body.number)
     except CallControlError as exc:
         raise error(web.HTTPConflict, str(exc)) from None
     return web.json_response({"call_id": session.info.call_id, "transferred_to": topic,
-                              "agent": body.agent, "group": body.group})
+                              "agent": body.agent, "group": body.group,
+                              "number": body.number})
 
 
 class RecallMark(BaseModel):

@@ -98,7 +98,7 @@ async def test_the_agent_transfers_the_caller_to_another_line_from_the_console(
     # Nothing chosen: said, nothing sent.
     await form.get_by_role("button", name="Conferma trasferimento").click()
     await expect(page.locator("#call-error")).to_have_text(
-        "Scegli una linea, un collega o il II livello.")
+        "Scegli una linea, un collega, il II livello o un numero esterno.")
     await expect(target).to_be_focused()
     assert sent == []
 
@@ -201,3 +201,41 @@ async def test_a_caller_sent_to_the_second_level_arrives_saying_so(
     await phones.wait_answered("1003")
     await expect(page.locator("#state")).to_have_text("in chiamata")
     await call.hangup()
+
+
+async def test_the_agent_transfers_the_caller_to_a_number_outside_from_the_console(
+        start_service, desk, caller, phones, citizens, page):
+    await start_service()
+    await staff(desk, "1002")
+    await sign_in(page, "1002", "dev-1002")
+    await expect(page.locator("#state")).to_have_text("disponibile")
+    call = await to_alpha(caller, "0655556868")
+    first = await phones.wait_answered("1002")
+    await until_talking(desk, "1002")
+    pop = page.get_by_role("article")
+    await pop.get_by_role("button", name="Trasferisci").click()
+    form = page.get_by_role("region", name="Trasferisci la chiamata")
+    number = form.get_by_label("Numero da chiamare")
+    await expect(number).to_be_hidden()
+    await form.get_by_label("Destinazione").select_option(label="Un numero esterno…")
+    await expect(number).to_be_visible()
+    confirm = form.get_by_role("button", name="Conferma trasferimento")
+    await confirm.click()  # no number written: said, nothing sent
+    await expect(page.locator("#call-error")).to_have_text("Scrivi il numero da chiamare.")
+    await expect(number).to_be_focused()
+    await expect(number).to_have_attribute("aria-invalid", "true")
+    await number.fill("899123456")  # premium rate: the recall rules refuse it
+    await confirm.click()
+    await expect(page.locator("#call-error")).to_have_text(
+        "Non è possibile ora: 899123456: i numeri di questo tipo (premium-rate) non si "
+        "possono chiamare (ammessi: fixed_line, mobile).")
+    assert await desk.state("1002") == "on_call"
+    citizens.set("0612345997", "answer", delay=0.5)
+    await number.fill("0612345997")
+    await confirm.click()
+    await expect(page.locator("#transfer-done")).to_have_text(
+        "Chiamata trasferita al numero 0612345997.")
+    await first.ended.wait()
+    office = await citizens.wait_answered("0612345997")
+    await citizens.hang_up(office)
+    await call.ended.wait()

@@ -123,6 +123,59 @@ async def second_level(desk, since: str) -> dict:  # type: ignore[no-untyped-def
         "back-office", {"count": 0, "reached_avg": None})
 
 
+async def test_a_blind_transfer_to_a_number_outside(start_service, desk, caller, phones,
+                                                     citizens):
+    """Only numbers recalls may call (the test settings: Italian fixed and mobile); the caller
+    hears the line's music while it rings; a number that does not answer gives the caller
+    back to the line, in their place; one that answers talks to the caller and sees the
+    desk's number."""
+    service = await start_service()
+    await staff(desk, "1002")
+    call = await to_alpha(caller, "0655559999")
+    first = await phones.wait_answered("1002")
+    await until_talking(desk, "1002")
+    refused = await desk.request("POST", "/api/agents/1002/call/transfer", token="dev-1002",
+                                 json_body={"number": "899123456"}, expect=(409,))
+    assert "premium-rate numbers cannot be called back" in refused["error"]
+    assert await desk.state("1002") == "on_call"
+
+    # Not answering (recalls' ring_timeout, 2 s here): back in alpha; 1002 takes them again.
+    citizens.set("0612345998", "ignore")
+    answer = await desk.request("POST", "/api/agents/1002/call/transfer", token="dev-1002",
+                                json_body={"number": "06 1234 5998", "note": "Tributi"})
+    assert answer["number"] == "06 1234 5998"
+    await asyncio.wait_for(first.ended.wait(), 5)
+    assert await call.listen(1) > 0.005  # the line's music while it rings
+    first = await phones.wait_answered("1002", timeout=15)  # after the ring and the wrap-up
+    await until_talking(desk, "1002")
+
+    citizens.set("0612345999", "answer", delay=0.5)
+    await desk.request("POST", "/api/agents/1002/call/transfer", token="dev-1002",
+                       json_body={"number": "0612345999"})
+    await asyncio.wait_for(first.ended.wait(), 5)
+    office = await citizens.wait_answered("0612345999")
+    assert office.caller_number == "0612345000"  # settings recalls.caller_id: the desk's
+    await asyncio.sleep(0.5)
+    sim = caller.ari
+    level, tone = await hears(sim, call.id, citizens.ari, office.channel)
+    assert level > 0.005 and tone > 0.8  # the office hears the caller ...
+    level, tone = await hears(citizens.ari, office.channel, sim, call.id)
+    assert level > 0.005 and tone > 0.8  # ... and the caller the office, no music
+    await citizens.hang_up(office)  # the office ends it: the caller's call ends too
+    await asyncio.wait_for(call.ended.wait(), 5)
+    record = await record_of(service, call)
+    assert (record.outcome, record.detail, record.agent_id) == (
+        "answered", "ended by the outside", "1002")
+    transfers = [(e.agent, e.data1, e.data2) for e in await desk.queue_log(record.id)
+                 if e.event == "BLINDTRANSFER"]
+    assert transfers == [("1002", "+390612345998", "centralino-outside"),
+                         ("1002", "+390612345999", "centralino-outside")]
+    steps = [(s["kind"], s["detail"]) for s in (await desk.request(
+        "GET", f"/api/calls/{record.id}", token="dev-sup"))["steps"] if "outside" in s["kind"]]
+    assert steps == [("outside_failed", "+390612345998: no answer in 2 s"),
+                     ("outside_answered", "+390612345999")]
+
+
 async def test_a_transfer_needs_a_call_and_another_line(start_service, desk, caller, phones):
     await start_service()
     await staff(desk, "1002")

@@ -276,8 +276,14 @@ async def test_the_citizen_gets_the_number_then_the_answer_and_their_reply_joins
 async def test_the_service_stops_at_once_whatever_its_mailboxes_are_doing(asterisk,
                                                                           mail_settings):
     """Stopped while its mailboxes connect, sweep or idle: a stop is a stop (a cleanup that
-    failed during it once made an inbox retry for ever, and the service never stopped)."""
+    failed during it once made an inbox retry for ever, and the service never stopped), and
+    nothing of the mail goes on (an inbox left running once took later tests' mail: moved
+    out of the box by a service that had stopped, stored nowhere)."""
     from centralino.service import Service
+
+    def mail_work() -> list[str]:
+        return [repr(t.get_coro()) for t in asyncio.all_tasks() if not t.done()
+                and any(name in repr(t.get_coro()) for name in ("Inbox.", "Outbox.", "_take_in"))]
 
     for n in range(20):
         service = Service(mail_settings)
@@ -285,3 +291,4 @@ async def test_the_service_stops_at_once_whatever_its_mailboxes_are_doing(asteri
         await asyncio.sleep(n % 5 * 0.05)  # at different moments of their work
         async with asyncio.timeout(20):
             await service.__aexit__(None, None, None)
+        assert mail_work() == [], f"stop {n}: still running"

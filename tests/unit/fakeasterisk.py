@@ -43,6 +43,7 @@ from centralino.registry import Registry
 from centralino.storage.records import Insert, Record, Records, Update
 from centralino.telephony import Bridges
 from cti.config import load_agents_config
+from cti.recalls import OutsideNumber, RecallSettings, classify
 from ivr.config import CallConfig, load_call_config
 from ivr.hours import Override
 from queue_manager.queues import QueueManager
@@ -329,6 +330,14 @@ class Callbacks:
             raise self.refuse
         self.asked.append((topic, number))
         return type("Row", (), {"id": f"recall-{len(self.asked)}"})()
+
+    def outside(self, number: str) -> OutsideNumber:
+        """As the recall scheduler: the recall rules (here their defaults: Italian fixed and
+        mobile numbers), dialled through the simulated citizens."""
+        settings = RecallSettings(caller_id="0612345000", ring_timeout=5)
+        target = classify(number, settings)
+        return OutsideNumber(target.e164, settings.dial_string(target.e164), settings.caller_id,
+                             settings.ring_timeout)
 
 
 class Catalog:

@@ -363,7 +363,7 @@ async def test_the_phones_own_transfer_key_goes_where_the_console_would_or_is_de
     assert ast.transfer_answers == [(leg.channel_id, "channel_declined")] * 3
     assert call.leg is leg and ast.bridges[call.bridge].members == {call.channel_id,
                                                                     leg.channel_id}
-    assert [s.detail for s in call.journal.steps if s.kind == "phone_transfer_declined"] == [
+    assert [s.detail for s in call.journal.steps if s.kind == "phone_declined"] == [
         ": an attended transfer from the phone: use the console's consultation",
         "nessuno: no topic, agent or group 'nessuno'",
         "beta: the caller is in 'beta''s line already"]
@@ -376,6 +376,83 @@ async def test_the_phones_own_transfer_key_goes_where_the_console_would_or_is_de
     ast.hang_up(call.channel_id)
     await asyncio.wait_for(task, 1)
     assert ("1003", "BLINDTRANSFER") in world.collected.queue_log("beta")
+
+
+async def test_a_transfer_outside_rings_the_number_and_bridges_them(world):
+    ast = world.asterisk
+    call, task = await consulting(world)  # 1003 talks to a caller of beta
+    first = call.leg
+    with pytest.raises(CallControlError, match="premium-rate numbers cannot be called"):
+        await call.transfer(number="899 123 456")
+    with pytest.raises(CallControlError, match="not a phone number"):
+        await call.transfer(number="nessuno")
+    assert call.leg is first and first.channel_id not in ast.hung_up
+    assert await call.transfer(number="06 1234 5999", note="Ufficio tributi") == "beta"
+    await world.clock.advance(0.5)  # ringing: the caller hears the line's music
+    assert first.channel_id in ast.hung_up and state(world, "1003") is AgentState.WRAP_UP
+    assert ast.channel_music == {call.channel_id: "calm"}
+    endpoint, params = ast.originated[-1][1], ast.originated[-1][2]
+    assert (endpoint, params["callerId"]) == ("Local/0612345999@centralino-citizens",
+                                              "0612345000")
+    await world.clock.advance(1)  # answered: they talk
+    [outside] = [c for c in ast.channels if "-out-" in c]
+    assert ast.bridges[call.bridge].members == {call.channel_id, outside}
+    assert ast.channel_music == {}
+    ast.hang_up(outside)  # the office hangs up: so is the caller
+    await asyncio.wait_for(task, 1)
+    assert call.channel_id in ast.hung_up
+    record = world.collected.call(call.call_id)
+    assert (record["outcome"], record["agent_id"]) == ("answered", "1003")  # who answered
+    transfer = next(r.values for r in world.collected.records
+                    if getattr(r, "table", "") == "queue_log"
+                    and r.values["event"] == "BLINDTRANSFER")
+    assert (transfer["data1"], transfer["data2"]) == ("+390612345999", "centralino-outside")
+    assert [(s.kind, s.detail) for s in call.journal.steps if "outside" in s.kind] == [
+        ("outside_answered", "+390612345999")]
+
+
+async def test_a_number_outside_not_answering_gives_the_caller_back_to_the_line(world):
+    ast = world.asterisk
+    ast.phones["Local/0612345999@centralino-citizens"] = Phone(answer_after=None)
+    call, task = await consulting(world)
+    await call.transfer(number="0612345999")
+    await world.clock.advance(5.5)  # recalls' ring_timeout (5 s here): given up
+    assert [c for c in ast.hung_up if "-out-" in c]
+    assert ast.bridge_of(call.channel_id) == "centralino-queue-beta"
+    assert ast.music_of(call.channel_id) == "calm" and call.channel_id not in ast.channel_music
+    assert [(s.kind, s.detail) for s in call.journal.steps if "outside" in s.kind] == [
+        ("outside_failed", "+390612345999: no answer in 5 s")]
+    await world.clock.advance(0.5)  # in their place: 1001, free in beta, is rung
+    assert world.desk.last_pop["1001"].call_id == call.call_id
+    assert state(world, "1001") in (AgentState.RINGING, AgentState.ON_CALL)
+    ast.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
+
+
+async def test_a_phone_hanging_up_after_its_declined_transfer_leaves_the_caller_waiting(world):
+    """Phones such as baresip end their call after any REFER, refused or not: the caller is
+    not dropped with it, but back in the line, in their place."""
+    ast = world.asterisk
+    world.desk.agents["1003"].device = "PJSIP/1003"
+    call, task = await consulting(world)  # 1003 talks to a caller of beta; 1001 is free
+    leg = call.leg
+    ast.refer(leg.channel_id, "nessuno")
+    await world.clock.advance(0.1)
+    ast.hang_up(leg.channel_id)  # the phone goes, as it does after a REFER
+    await world.clock.advance(0.1)
+    assert call.channel_id not in ast.hung_up
+    assert state(world, "1003") is AgentState.WRAP_UP
+    await world.clock.advance(0.5)
+    assert world.desk.last_pop["1001"].call_id == call.call_id  # offered again at once
+    assert world.collected.queue_log("beta")[-2:] == [("1003", "BLINDTRANSFER"),
+                                                       ("NONE", "ENTERQUEUE")]
+    # Later than that, a hang-up is the end of the call as always.
+    await world.clock.advance(1)
+    other = call.leg
+    assert other is not None and other.agent.id == "1001"
+    ast.hang_up(other.channel_id)
+    await asyncio.wait_for(task, 1)
+    assert call.channel_id in ast.hung_up
 
 
 def told(world: Desk_) -> list[tuple[str, str, str, str]]:

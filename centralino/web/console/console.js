@@ -679,9 +679,11 @@ function renderTransfer() {
   $("transfer-toggle").disabled = transferBusy || Boolean(consult);
   $("hold-toggle").disabled = holdBusy || transferBusy || Boolean(consult);
   // Talking to a colleague first is for a colleague, not a line or a group.
-  const person = /^agent:/.test($("transfer-target").value);
+  const chosen = $("transfer-target").value;
+  const person = /^agent:/.test(chosen);
   $("consult-send").hidden = !person;
   $("consult-send-hint").hidden = !person;
+  $("transfer-number-block").hidden = chosen !== "number:";
 }
 
 function toggleTransfer() {
@@ -762,7 +764,13 @@ async function loadTargets() {
     option.disabled = !g.logged_in;  // the service refuses a group with nobody in
     second.append(option);
   }
-  select.replaceChildren(choose, ...[lines, people, second].filter((g) => g.children.length));
+  const outside = el("optgroup");
+  outside.label = "Fuori dallo sportello";
+  const number = el("option", "Un numero esterno…");
+  number.value = "number:";
+  outside.append(number);
+  select.replaceChildren(choose, ...[lines, people, second].filter((g) => g.children.length),
+                         outside);
   const still = [...select.options].some((o) => o.value === chosen && !o.disabled);
   select.value = still ? chosen : "";
   renderTransfer();
@@ -779,10 +787,21 @@ async function sendTransfer(event) {
   const select = $("transfer-target");
   select.removeAttribute("aria-invalid");
   say("call-error", "");
-  const target = /^(topic|agent|group):(.+)$/.exec(select.value);
+  let target = /^(topic|agent|group):(.+)$/.exec(select.value);
+  const typed = $("transfer-number");
+  typed.removeAttribute("aria-invalid");
+  if (select.value === "number:") {
+    target = typed.value.trim() ? [null, "number", typed.value.trim()] : null;
+    if (!target) {
+      typed.setAttribute("aria-invalid", "true");
+      say("call-error", "Scrivi il numero da chiamare.");
+      typed.focus();
+      return;
+    }
+  }
   if (!target) {
     select.setAttribute("aria-invalid", "true");
-    say("call-error", "Scegli una linea, un collega o il II livello.");
+    say("call-error", "Scegli una linea, un collega, il II livello o un numero esterno.");
     select.focus();
     return;
   }
@@ -800,12 +819,13 @@ async function sendTransfer(event) {
   say("transfer-status", "");
   if (answer.ok) {
     // The agent's phone is hung up: the wrap-up comes over the socket, the pop stays for it.
-    const { agent, group } = answer.data;
-    const to = agent ? names[agent] || agent
-      : group ? `II livello (${groupName(group)})`
-      : lineName(answer.data.transferred_to);
+    const { agent, group, number } = answer.data;
+    const to = agent ? `a ${names[agent] || agent}`
+      : group ? `al II livello (${groupName(group)})`
+      : number ? `al numero ${number}`
+      : `a ${lineName(answer.data.transferred_to)}`;
     closeTransfer(false);
-    say("transfer-done", `Chiamata trasferita a ${to}.`);
+    say("transfer-done", `Chiamata trasferita ${to}.`);
     $("transfer-done").focus();
     return;
   }
@@ -1027,8 +1047,19 @@ const REASONS = [
           "libero"],
   [/^(.+) has not answered yet$/,
    (m) => `${names[m[1]] || m[1]} non ha ancora risposto`],
-  [/^say where to: a topic, an agent or a group$/,
-   () => "scegli una linea, un collega o il II livello"],
+  [/^say where to: a topic, an agent, a group or a number$/,
+   () => "scegli una linea, un collega, il II livello o un numero esterno"],
+  // A number outside (the recall rules: cti/recalls.py classify).
+  [/^'(.+)': not a phone number$/, (m) => `${m[1]} non è un numero di telefono`],
+  [/^'(.+)': not a valid phone number/, (m) => `${m[1]} non è un numero valido (controlla ` +
+                                              "le cifre e il prefisso)"],
+  [/^'(.+)': extensions cannot be dialled/, (m) => `${m[1]}: gli interni non si possono ` +
+                                                  "chiamare, serve un numero diretto"],
+  [/^'(.+)': this is the help desk's own number$/,
+   (m) => `${m[1]} è un numero dello sportello stesso`],
+  [/^'(.+)': (.+) numbers cannot be called back \(allowed: (.+)\)$/,
+   (m) => `${m[1]}: i numeri di questo tipo (${m[2]}) non si possono chiamare ` +
+          `(ammessi: ${m[3]})`],
   [/^no group ['"](.+)['"], or none of its other members takes calls$/,
    (m) => `nessun altro del gruppo ${groupName(m[1])} riceve chiamate`],
   [/^nobody of group ['"](.+)['"] is logged in$/,
