@@ -67,6 +67,12 @@ ari_up() {
 
 running() { chroot "$ROOT" asterisk -rx 'core show version' >/dev/null 2>&1; }
 
+# ARI's application registry answering: once (after a long test run) it hung while the rest of
+# ARI answered, and every service then failed to connect.
+apps_answer() {
+  curl -fsS -o /dev/null -m 5 -u "$ARI_AUTH" "$ARI_URL/ari/applications" 2>/dev/null
+}
+
 install_config() {
   # Our config replaces Debian's samples entirely: with autoload=no only what we list loads.
   rm -rf "$ROOT/etc/asterisk"
@@ -87,6 +93,10 @@ start() {
   # is not part of this: `dialplan FILE` reloads it in place).
   if running && [ "$(cat "$ROOT/etc/asterisk/.centralino-config" 2>/dev/null)" != "$(config_hash)" ]; then
     log "asterisk-dev/etc changed: restarting Asterisk with it"
+    stop
+  fi
+  if running && ari_up && ! apps_answer; then
+    log "Asterisk runs but its ARI applications do not answer: restarting it"
     stop
   fi
   if running; then
