@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -61,11 +62,14 @@ class AriCallPort:
         self.language = language
         self.media_uri = media_uri
         self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self._kept: deque[Event] = deque()  # set aside by a `play`, taken before the queue
         self._getter: asyncio.Future[Event] | None = None
 
     async def _next(self, timeout: float | None = None, completed: int = 0) -> Event | None:
         """The channel's next event (None after `timeout`). A pending read survives a timeout,
         so no event is ever dropped between two waits."""
+        if self._kept:
+            return self._took(self._kept.popleft(), completed)
         if self._getter is None:
             if not self.events.empty():
                 event = self.events.get_nowait()
@@ -105,7 +109,9 @@ class AriCallPort:
             raise CallerHungUp(completed)
         return event
 
-    async def play(self, prompts: Sequence[str], interrupt: str) -> Played:
+    async def play(self, prompts: Sequence[str], interrupt: str, keep: bool = False) -> Played:
+        """Play to the end (or a key in `interrupt`). Other events are passed over, or with
+        `keep` set aside for the call's next reads (a colleague's leg hanging up meanwhile)."""
         playback = uuid.uuid4().hex
         media = [self.media_uri(p, self.language) for p in prompts]
         log.debug("%s play %s as %s", self.channel_id, prompts, playback)
@@ -113,21 +119,28 @@ class AriCallPort:
             await self.ari.play(self.channel_id, playback, media, self.language)
         except AriNotFound:
             raise CallerHungUp(0) from None
-        completed = 0
-        while True:
-            event = await self._next(completed=completed)
-            if isinstance(event, PlaybackContinuing) and event.playback.id == playback:
-                completed += 1
-            elif isinstance(event, PlaybackFinished) and event.playback.id == playback:
-                if event.playback.state == "failed":
-                    log.error("Asterisk could not play %s on %s", event.playback.media_uri,
-                              self.channel_id)
-                return Played(None, len(prompts))
-            elif isinstance(event, ChannelDtmfReceived) and interrupt and (
-                interrupt == ANY_KEY or event.digit in interrupt
-            ):
-                await self.ari.stop_playback(playback)
-                return Played(event.digit, completed)
+        completed, kept = 0, []
+        try:
+            while True:
+                event = await self._next(completed=completed)
+                assert event is not None  # (no timeout)
+                if isinstance(event, PlaybackContinuing) and event.playback.id == playback:
+                    completed += 1
+                elif isinstance(event, PlaybackFinished) and event.playback.id == playback:
+                    if event.playback.state == "failed":
+                        log.error("Asterisk could not play %s on %s", event.playback.media_uri,
+                                  self.channel_id)
+                    return Played(None, len(prompts))
+                elif isinstance(event, ChannelDtmfReceived) and interrupt and (
+                    interrupt == ANY_KEY or event.digit in interrupt
+                ):
+                    await self.ari.stop_playback(playback)
+                    return Played(event.digit, completed)
+                elif keep and not isinstance(event, PlaybackContinuing | PlaybackFinished
+                                             | ChannelDtmfReceived):
+                    kept.append(event)
+        finally:
+            self._kept.extendleft(reversed(kept))
 
     async def wait_key(self, timeout: float) -> str | None:
         deadline = self.clock.monotonic() + timeout

@@ -961,22 +961,45 @@ class CallSession:
 
     async def _consult_failed(self, leg: AgentLeg, other: AgentLeg, why: ConsultOutcome
                               ) -> AgentLeg:
-        """Back to the agent: the colleague did not answer, refused, hung up, or the agent
-        cancelled."""
+        """The colleague did not answer, refused or hung up, or the agent cancelled: the
+        caller back to the agent, or (the topic's `transfer_failed`) told so first, or back
+        to the line in their place."""
         if other.answered_at is not None:
             other.wrap_up(self.config.queues[leg.topic], talked=False)
         elif why == "cancelled":
             other.cancelled()
         else:
             other.missed(why)
-        if not self._with_caller:  # (else the agent is talking to the caller already)
-            try:
-                await self._off_hold(leg, f"consultation with {other.agent.id}: {why}")
-            except CallControlError:
-                raise CallerHungUp() from None
-        self._with_caller = False
+        with_caller, self._with_caller = self._with_caller, False
+        settings = self.config.queues[leg.topic]
+        if not with_caller:  # (else the agent is talking to the caller already)
+            if why != "cancelled":  # (the agent's own choice: they tell the caller)
+                await self._say_not_reached(leg.topic, settings)
+            if why != "cancelled" and settings.transfer_failed.consultation == "queue":
+                self._transferring = leg.topic  # _talk sees the agent's leg end, as in a
+                self.transferred = TransferredBy(  # blind transfer back to the line
+                    agent=leg.agent.id, agent_name=leg.agent.name, from_topic=leg.topic,
+                    note=f"consultazione con {other.agent.name} non riuscita",
+                    at=self.clock.now())
+                await self.telephony.hangup(leg.channel_id)
+            else:
+                try:
+                    await self._off_hold(leg, f"consultation with {other.agent.id}: {why}")
+                except CallControlError:
+                    raise CallerHungUp() from None
         self._tell_consult(leg, other.agent.id, other.agent.name, "over", why)
         return leg
+
+    async def _say_not_reached(self, topic: str, settings: QueueTopic) -> None:
+        """The caller, on hold while a transfer was tried, hears that it did not work (if the
+        topic says what), with the music stopped: whatever comes next starts its own."""
+        try:
+            await self.telephony.stop_channel_moh(self.channel_id)
+        except AriNotFound:
+            raise CallerHungUp() from None
+        if (prompt := settings.transfer_failed.prompt) is not None:
+            self.journal.add("transfer_failed", topic, prompt=prompt)
+            await self.port.play([prompt], interrupt="", keep=True)
 
     async def _complete(self, leg: AgentLeg, other: AgentLeg, hung_up: bool = False
                         ) -> AgentLeg:
@@ -1144,10 +1167,8 @@ class CallSession:
             self.legs.registry.unwatch(channel)
             if self.outside_talk:
                 self.legs.spawn(self.legs.bridges.close_call(self.bridge_of))
-        try:
-            await self.telephony.stop_channel_moh(self.channel_id)
-        except AriNotFound:
-            raise CallerHungUp() from None
+        assert self.queued is not None
+        await self._say_not_reached(self.queued.topic, self.config.queues[self.queued.topic])
         return False
 
     async def _ring_outside(self, channel: str, outside: OutsideNumber) -> bool:

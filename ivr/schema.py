@@ -223,6 +223,16 @@ class CallbackKey(Strict):
     unavailable: PromptId
 
 
+class TransferFailed(Strict):
+    """A transfer that does not reach its target: a consultation's colleague not answering,
+    refusing or hanging up, a number outside not answering, busy or unreachable."""
+
+    prompt: PromptId | None = None  # told to the caller first ("the transfer did not work")
+    # A failed consultation: the caller goes back to the agent who consulted, or back to the
+    # line in their place (the agent then wraps up, as after a blind transfer).
+    consultation: Literal["agent", "queue"] = "agent"
+
+
 class QueueTopic(Strict):
     """A waiting line for one topic (see config/queues.yaml for what each field means)."""
 
@@ -242,6 +252,7 @@ class QueueTopic(Strict):
     no_agents: Destination | None = None  # nobody logged in for the topic (paused counts as in)
     leave_key: LeaveKey | None = None
     callback_key: CallbackKey | None = None
+    transfer_failed: TransferFailed = TransferFailed()
 
     @model_validator(mode="after")
     def _distinct_keys(self) -> QueueTopic:
@@ -266,6 +277,8 @@ class QueueTopic(Strict):
         if self.callback_key:
             found += [(("callback_key", "confirm"), self.callback_key.confirm),
                       (("callback_key", "unavailable"), self.callback_key.unavailable)]
+        if self.transfer_failed.prompt:
+            found.append((("transfer_failed", "prompt"), self.transfer_failed.prompt))
         return found
 
 

@@ -5,9 +5,13 @@ phone is hung up; cancelled or unanswered, the caller is back with the first age
 from __future__ import annotations
 
 import asyncio
+import shutil
+from datetime import datetime
 from typing import Any
 
-from tests.integration.conftest import record_of
+from ruamel.yaml import YAML
+
+from tests.integration.conftest import TEST_SETTINGS, record_of, settings_for, steps
 from tests.integration.desk_api import staff
 from tests.integration.test_call_hold import hears
 
@@ -77,10 +81,13 @@ async def test_a_cancelled_or_unanswered_consultation_gives_the_caller_back(
 
     phones.set("1001", "ignore")  # this time the colleague does not answer
     await desk.until_state("1001", "available", timeout=15)
-    await ask(desk, "consult", {"agent": "1001"})
-    await phones.wait_rings(3)
-    await asyncio.wait_for(phones.rings[-1].ended.wait(), 15)  # rang out
-    await asyncio.sleep(0.5)
+    async with desk.console("1003") as console:
+        await ask(desk, "consult", {"agent": "1001"})
+        await phones.wait_rings(3)
+        await asyncio.wait_for(phones.rings[-1].ended.wait(), 15)  # rang out
+        # Told first (the prompt), then back with the agent: the console says so.
+        await console.until(lambda: any(m.get("outcome") == "no_answer"
+                                        for m in console.messages))
     level, tone = await hears(phones.ari, first.channel, sim, call.id)
     assert level > 0.005 and tone > 0.8
     await call.hangup()
@@ -91,6 +98,52 @@ async def test_a_cancelled_or_unanswered_consultation_gives_the_caller_back(
         if s["kind"] == "resume"]
     assert steps == [("resume", "consultation with 1001: cancelled"),
                      ("resume", "consultation with 1001: no_answer")]
+    # Told (beta's transfer_failed) only when the colleague did not answer, not on a cancel.
+    assert told(record) == [("transfer_failed", "beta", None, "not_reached", "")]
+
+
+def told(record: Any) -> list[Any]:
+    return steps(record, "transfer_failed")
+
+
+async def test_an_unanswered_consultation_can_give_the_caller_back_to_the_line(
+        start_service, desk, caller, phones, tmp_path):
+    """transfer_failed.consultation: queue. The colleague does not answer: the caller is
+    told, goes back to the line in their place (the first agent's phone hung up, the agent
+    wrapping up) and is served again from there."""
+    config = tmp_path / "config"
+    shutil.copytree(TEST_SETTINGS.parent, config)
+    yaml = YAML()
+    queues = yaml.load(config / "queues.yaml")
+    queues["queues"]["beta"]["transfer_failed"] = {"prompt": "not_reached",
+                                                   "consultation": "queue"}
+    yaml.dump(queues, config / "queues.yaml")
+    service = await start_service(settings=settings_for(config / "centralino.yaml"))
+    call, first = await talking_to_1003(desk, caller, phones, "0611115555")
+    asked = desk.clock.now()
+    phones.set("1001", "ignore")
+    await ask(desk, "consult", {"agent": "1001"})
+    await phones.wait_rings(2)
+    await asyncio.wait_for(phones.rings[-1].ended.wait(), 15)  # rang out
+    await asyncio.wait_for(first.ended.wait(), 10)  # told, then the first agent let go
+    await desk.until_waiting("beta", bool)
+    [waiting] = await desk.waiting("beta")
+    assert waiting["caller"] == "0611115555"
+    assert await call.listen(1) > 0.005  # the line's music again
+    again = await phones.wait_answered("1003", timeout=15)  # after 1003's wrap-up
+    await desk.until_state("1003", "on_call")
+    level, tone = await hears(phones.ari, again.channel, caller.ari, call.id)
+    assert level > 0.005 and tone > 0.8
+    await call.hangup()
+    record = await record_of(service, call)
+    assert (record.outcome, record.agent_id) == ("answered", "1003")
+    assert told(record) == [("transfer_failed", "beta", None, "not_reached", "")]
+    events = [(e.agent, e.event, e.data1) for e in await desk.queue_log(record.id)
+              if e.event in ("CONNECT", "BLINDTRANSFER")]
+    assert [(a, e) for a, e, _ in events] == [("1003", "CONNECT"), ("1003", "BLINDTRANSFER"),
+                                              ("1003", "CONNECT")]
+    assert events[1][2] == "beta"
+    assert datetime.fromisoformat(waiting["since"]) < asked  # their place: first arrival
 
 
 async def test_the_agent_swaps_between_caller_and_colleague_then_completes(

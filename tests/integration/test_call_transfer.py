@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.integration.conftest import record_of
+from tests.integration.conftest import steps as steps_of
 from tests.integration.desk_api import staff
 from tests.integration.test_agents import to_alpha, until_talking
 from tests.integration.test_call_hold import hears
@@ -174,6 +175,9 @@ async def test_a_blind_transfer_to_a_number_outside(start_service, desk, caller,
         "GET", f"/api/calls/{record.id}", token="dev-sup"))["steps"] if "outside" in s["kind"]]
     assert steps == [("outside_failed", "+390612345998: no answer in 2 s"),
                      ("outside_answered", "+390612345999")]
+    # The caller was told (alpha's transfer_failed) before going back to the line.
+    assert steps_of(record, "transfer_failed") == [
+        ("transfer_failed", "alpha", None, "not_reached", "")]
 
 
 async def test_a_transfer_needs_a_call_and_another_line(start_service, desk, caller, phones):

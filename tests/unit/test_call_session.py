@@ -418,6 +418,9 @@ async def test_a_number_outside_not_answering_gives_the_caller_back_to_the_line(
     await call.transfer(number="0612345999")
     await world.clock.advance(5.5)  # recalls' ring_timeout (5 s here): given up
     assert [c for c in ast.hung_up if "-out-" in c]
+    assert ast.played[call.channel_id][-1] == "prompt:it/not_reached"  # told, no music
+    assert call.channel_id not in ast.channel_music
+    await world.clock.advance(PROMPT_SECONDS)  # then back in the line
     assert ast.bridge_of(call.channel_id) == "centralino-queue-beta"
     assert ast.music_of(call.channel_id) == "calm" and call.channel_id not in ast.channel_music
     assert [(s.kind, s.detail) for s in call.journal.steps if "outside" in s.kind] == [
@@ -546,7 +549,11 @@ async def test_an_attended_transfer_cancelled_or_unanswered_gives_the_caller_bac
     await world.clock.advance(2)  # 1001's wrap-up
     ast.phones["Local/1001@centralino-agents"] = Phone(answer_after=None)
     call.consult("1001")
-    await world.clock.advance(4)  # ring_timeout 3
+    await world.clock.advance(4)  # ring_timeout 3: the caller is told (beta's transfer_failed)
+    assert ast.played[call.channel_id][-1] == "prompt:it/not_reached"
+    assert call.channel_id not in ast.channel_music
+    assert ast.bridges[call.bridge].members == {first.channel_id}
+    await world.clock.advance(PROMPT_SECONDS)  # then back with the agent
     assert call.consulting is None
     assert ast.bridges[call.bridge].members == {call.channel_id, first.channel_id}
     assert [s.detail for s in call.journal.steps if s.kind == "resume"] == [

@@ -136,7 +136,8 @@ CASES = {
         [Expect(("queue: tecnici",), "queue", "unknown queue 'tecnici' (see queues.yaml)")],
     ),
     "queue removed from queues.yaml": Broken(
-        QUEUES, "  tecnico:\n    name: Referenti tecnici\n", "",
+        QUEUES, "  tecnico:\n    name: Referenti tecnici\n"
+        "    transfer_failed: {prompt: transfer_not_reached}\n", "",
         [Expect(("queue: tecnico",), "queue", "unknown queue 'tecnico'", file=REF)],
     ),
     "queue rule to an unknown queue": Broken(
@@ -183,8 +184,21 @@ CASES = {
         [Expect(("confirm: hold_callback_confirmed",), "queues.suap.callback_key.confirm",
                 "unknown prompt 'hold_callback_confirmed' (add it to the manifest)")],
     ),
+    "transfer_failed with an unknown prompt": Broken(
+        QUEUES, "transfer_failed: {prompt: transfer_not_reached, consultation: queue}",
+        "transfer_failed: {prompt: transfer_not_reachd, consultation: queue}",
+        [Expect(("prompt: transfer_not_reachd",), "queues.suap.transfer_failed.prompt",
+                "unknown prompt 'transfer_not_reachd' (add it to the manifest)")],
+    ),
+    "transfer_failed sending a consultation nowhere": Broken(
+        QUEUES, "transfer_failed: {prompt: transfer_not_reached, consultation: queue}",
+        "transfer_failed: {prompt: transfer_not_reached, consultation: line}",
+        [Expect(("consultation: line",), "queues.suap.transfer_failed.consultation",
+                "Input should be 'agent' or 'queue'")],
+    ),
     "no_agents rules in a loop": Broken(
-        QUEUES, "    music_class: calm\n  generale:\n    name: Informazioni generali\n",
+        QUEUES, "    music_class: calm\n    transfer_failed: {prompt: transfer_not_reached}\n"
+        "  generale:\n    name: Informazioni generali\n",
         "    music_class: calm\n    no_agents: {queue: generale}\n  generale:\n"
         "    name: Informazioni generali\n    no_agents: {queue: anagrafe}\n",
         [Expect(("no_agents: {queue: generale}", "queue"), "queues.anagrafe.no_agents.queue",

@@ -202,15 +202,17 @@ async def test_a_broken_configuration_is_refused_with_its_problems_and_the_runni
     client, parts = web
     running = parts.config
     queues = tmp_path / "config" / "queues.yaml"
-    queues.write_text(queues.read_text(encoding="utf-8").replace(
-        "    service_level: 30", "    service_level: trenta", 1), encoding="utf-8")
+    text = queues.read_text(encoding="utf-8")
+    line = text[:text.index("    service_level: 30")].count("\n") + 1
+    queues.write_text(text.replace("    service_level: 30", "    service_level: trenta", 1),
+                      encoding="utf-8")
     resp = await client.post("/api/admin/reload", headers=bearer(ADMIN))
     assert resp.status == 422
     body = await resp.json()
     assert body["error"] == "configuration refused; the running one stays"
     assert body["running_version"] == running.version
     [problem] = body["problems"]  # file:line:column: field: what is wrong
-    assert f"{queues}:69:" in problem and "suap.service_level" in problem, problem
+    assert f"{queues}:{line}:" in problem and "suap.service_level" in problem, problem
 
 
 async def test_a_reload_keeps_agents_states_and_drops_those_removed(web, tmp_path):
