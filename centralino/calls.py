@@ -138,6 +138,7 @@ class CallSession:
 
     def __init__(self, parts: CallParts, setup: Setup, channel: Channel, number: str, *,
                  resume_topic: str | None = None, resume_since: datetime | None = None,
+                 resume_for: frozenset[str] = frozenset(),
                  resume_talk: ResumeTalk | None = None, queue_log_id: str | None = None,
                  resumed: bool = False):
         self.parts, self.legs = parts, parts.legs
@@ -182,7 +183,7 @@ class CallSession:
         self._transferring: str | None = None  # the topic an agent is passing the caller to
         self._for_agent: str | None = None  # ... and the agent, if transferred to one by name,
         self._for_group: str | None = None  # ... or the second-level group
-        self._for_agents: frozenset[str] = frozenset()  # who may take them then
+        self._for_agents = resume_for  # who may take them then (or back after a restart)
         self._outside: OutsideNumber | None = None  # ... or a number outside the desk
         # (agent leg, when): the transfer that leg's phone asked was declined
         self._refer_declined: tuple[str, float] | None = None
@@ -402,7 +403,8 @@ class CallSession:
                       self.position_on_entry)
         # Written now, not at the end: a restarted service (even after a crash) reads it to
         # put the caller back in their place.
-        self.records.call_changed(self.info.call_id, topic=topic, queued_at=self.queued.since)
+        self.records.call_changed(self.info.call_id, topic=topic, queued_at=self.queued.since,
+                                  waiting_for=",".join(sorted(self.queued.for_agents)))
         self.desk.broadcast(QueueJoined(
             call_id=self.info.call_id, topic=topic, caller=self.queued.caller,
             position=self.position_on_entry,
@@ -610,6 +612,7 @@ class CallSession:
         leg.missed(outcome)
         if self.queued.for_agents == {agent.id}:  # transferred to them, not answered: the line's
             self.queues.target(self.queued, ())
+            self.records.call_changed(self.info.call_id, waiting_for="")
             self.journal.add("transfer_missed", self.queued.topic, detail=agent.id)
         return "missed"
 

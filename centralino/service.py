@@ -417,14 +417,18 @@ class Service:
                     self._start_session(session)
                     continue
             topic = waiting_in.get(channel_id)
-            since, first_id = None, None
+            since, first_id, waiting_for = None, None, frozenset[str]()
             if topic and (found := await self.store.waiting_since(channel_id)):
-                first_id, since = found  # back in their place in the line
+                first_id, since, waiting_for = found  # back in their place in the line
+            # Transferred to agents by name or group: for those of them still logged in.
+            waiting_for &= self.desk.logged_in()
             log.info("adopting call on %s (%s) %s", channel_id, number,
-                     f"waiting in {topic}" if topic else "from the start of its flow")
+                     f"waiting in {topic}" + (f" for {', '.join(sorted(waiting_for))}"
+                                              if waiting_for else "")
+                     if topic else "from the start of its flow")
             self._start_session(self._call(channel, number, resume_topic=topic,
-                                           resume_since=since, queue_log_id=first_id,
-                                           resumed=True))
+                                           resume_since=since, resume_for=waiting_for,
+                                           queue_log_id=first_id, resumed=True))
 
     def _outside_talk(self, caller: str, outside: str) -> None:
         """A caller and the number outside they were transferred to, talking: nothing to

@@ -72,6 +72,9 @@ class Call(Base):
     # The call id its queue_log lines carry: its own, or that of the first record of the same
     # caller when a restarted service adopted the call (None: rows written before 0007).
     queue_log_id: Mapped[str | None] = mapped_column(String(32))
+    # Transferred to a named agent or a second-level group: the agents (comma-separated) the
+    # caller waits for, so that a restarted service offers them to these again ('' anybody).
+    waiting_for: Mapped[str] = mapped_column(String(255), default="", server_default="")
     steps: Mapped[list[CallStep]] = relationship(
         back_populates="call", order_by="CallStep.seq", cascade="all, delete-orphan"
     )

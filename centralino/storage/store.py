@@ -232,20 +232,21 @@ class Store:
         async with self.sessions() as s:
             return list((await s.scalars(query)).all())
 
-    async def waiting_since(self, channel_id: str) -> tuple[str, datetime] | None:
-        """(queue_log id, queued_at) of the latest record of a channel that was waiting in a
-        queue: a restarted service puts an adopted caller back in their place, and goes on
-        writing their queue_log lines under the id of the first ones."""
-        query = (select(Call.queue_log_id, Call.id, Call.queued_at)
+    async def waiting_since(self, channel_id: str) -> tuple[str, datetime, frozenset[str]] | None:
+        """(queue_log id, queued_at, the agents they wait for if a transfer named them) of the
+        latest record of a channel that was waiting in a queue: a restarted service puts an
+        adopted caller back in their place, and goes on writing their queue_log lines under
+        the id of the first ones."""
+        query = (select(Call.queue_log_id, Call.id, Call.queued_at, Call.waiting_for)
                  .where(Call.channel_id == channel_id, Call.queued_at.is_not(None))
                  .order_by(Call.started_at.desc()).limit(1))
         async with self.sessions() as s:
             row = (await s.execute(query)).first()
         if row is None:
             return None
-        log_id, call_id, queued_at = row
+        log_id, call_id, queued_at, waiting_for = row
         assert queued_at is not None  # the query takes only rows that have it
-        return log_id or call_id, queued_at
+        return log_id or call_id, queued_at, frozenset(filter(None, waiting_for.split(",")))
 
     # --- line overrides -------------------------------------------------------------------
 

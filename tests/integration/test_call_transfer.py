@@ -256,3 +256,41 @@ async def test_a_transferred_caller_keeps_their_place_across_a_service_restart(
     await call.hangup()
     record = await record_of(restarted, call)
     assert (record.outcome, record.agent_id, record.topic) == ("answered", "1003", "beta")
+
+
+async def test_a_caller_transferred_to_a_busy_colleague_waits_for_them_across_a_restart(
+        start_service, desk, caller, phones):
+    """Transferred by name to a colleague on another call: the caller waits for that
+    colleague only, and still does after a service restart (a free agent of the line is not
+    offered them); the colleague takes them once free."""
+    service = await start_service()
+    await staff(desk, "1001")
+    busy = await caller.dial("0999000002", caller_number="0655551111")  # beta: 1001 takes it
+    await phones.wait_answered("1001")
+    await until_talking(desk, "1001")
+    await staff(desk, "1003")
+    call = await caller.dial("0999000002", caller_number="0655552222")
+    first = await phones.wait_answered("1003")
+    await until_talking(desk, "1003")
+    await desk.request("POST", "/api/agents/1003/call/transfer", token="dev-1003",
+                       json_body={"agent": "1001", "note": "La segue lei"})
+    await asyncio.wait_for(first.ended.wait(), 5)
+    await desk.until_waiting("beta", bool)
+    await desk.until_state("1003", "available")  # free, and not offered this caller
+
+    await service.__aexit__(None, None, None)
+    restarted = await start_service(keep_agents=True)
+    [waiting] = await desk.until_waiting("beta", bool)
+    assert waiting["caller"] == "0655552222"
+    await asyncio.sleep(2)  # 1003 is free all along: the caller is still 1001's
+    assert await desk.state("1003") == "available"
+    assert [w["caller"] for w in await desk.waiting("beta")] == ["0655552222"]
+
+    await busy.hangup()  # 1001 is free after the wrap-up: theirs
+    second = await phones.wait_answered("1001", timeout=15)
+    await until_talking(desk, "1001")
+    level, tone = await hears(caller.ari, call.id, caller.ari, second.channel)
+    assert level > 0.005 and tone > 0.8
+    await call.hangup()
+    record = await record_of(restarted, call)
+    assert (record.outcome, record.agent_id, record.topic) == ("answered", "1001", "beta")

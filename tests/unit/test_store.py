@@ -247,7 +247,7 @@ async def test_a_restarted_service_finds_where_a_channel_was_waiting(store):
 
     await write(store, fill)
     # Rows written before the 0007 migration have no queue_log_id: the call's own id.
-    assert await store.waiting_since("ch1") == ("first", at(9, 1))
+    assert await store.waiting_since("ch1") == ("first", at(9, 1), frozenset())
     assert await store.waiting_since("ch2") is None
     assert await store.waiting_since("unknown") is None
 
@@ -258,10 +258,14 @@ async def test_a_restarted_service_finds_where_a_channel_was_waiting(store):
         r.call_changed("second", topic="tributi", queued_at=at(9, 1))
 
     await write(store, adopted)
-    assert await store.waiting_since("ch1") == ("first", at(9, 1))
+    assert await store.waiting_since("ch1") == ("first", at(9, 1), frozenset())
     # A newer record of the channel that has not queued yet does not hide the place.
     await write(store, lambda r: r.call_started(new_call("third", at(9, 20), channel="ch1")))
-    assert await store.waiting_since("ch1") == ("first", at(9, 1))
+    assert await store.waiting_since("ch1") == ("first", at(9, 1), frozenset())
+    # Transferred to a group: waiting for its members, who are found again after a restart.
+    await write(store, lambda r: r.call_changed("second", waiting_for="1002,1005"))
+    assert await store.waiting_since("ch1") == ("first", at(9, 1),
+                                                frozenset({"1002", "1005"}))
 
 
 async def test_a_calls_offers_in_the_order_the_phones_rang(store):
@@ -672,7 +676,7 @@ async def schema(store: Store) -> dict[str, Any]:
 
 async def test_an_empty_database_is_built_to_the_latest_schema(store):
     built = await schema(store)
-    assert built["tables"] == TABLES and built["version"] == ["0018"]
+    assert built["tables"] == TABLES and built["version"] == ["0019"]
     columns = built["columns"]
     assert {"announced_wait", "queue_log_id", "queued_at", "connected_at",
             "agent_id"} <= columns["calls"]
@@ -716,8 +720,8 @@ async def test_an_older_database_is_upgraded_at_start_keeping_its_records(tmp_pa
                 " '0612345001', 'Anagrafe', '333', '', 'v1', '2026-12-01 09:00:00.000000', '',"
                 " '2026-12-01 09:01:00.000000', 'tributi')"))
     async with Store(url_of(path)) as upgraded:
-        assert (await schema(upgraded))["version"] == ["0018"]
+        assert (await schema(upgraded))["version"] == ["0019"]
         call = await upgraded.get_call("c1")
         assert call is not None and (call.queue_log_id, call.topic) == (None, "tributi")
-        assert await upgraded.waiting_since("ch1") == ("c1", at(9, 1))
+        assert await upgraded.waiting_since("ch1") == ("c1", at(9, 1), frozenset())
 

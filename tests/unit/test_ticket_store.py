@@ -276,7 +276,7 @@ async def test_the_inbox_shows_mine_first_then_what_i_may_take_soonest_deadline_
 
 async def test_an_empty_database_gets_the_ticket_tables(store):
     built = await schema(store)
-    assert built["version"] == ["0018"] and built["tables"] >= TICKET_TABLES
+    assert built["version"] == ["0019"] and built["tables"] >= TICKET_TABLES
     assert {"ix_tickets_inbox", "ix_tickets_owner_state"} <= built["indexes"]["tickets"]
     assert "ix_ticket_events_ticket_id" in built["indexes"]["ticket_events"]
 
@@ -291,7 +291,7 @@ async def test_a_database_of_0007_gets_tickets_and_keeps_its_calls(tmp_path):
                 " config_version, started_at, detail) VALUES ('c1', 'ch1', '0612345001',"
                 " 'Anagrafe', '333', '', 'v1', '2026-12-01 09:00:00.000000', '')"))
     async with Store(url_of(path)) as upgraded:
-        assert (await schema(upgraded))["version"] == ["0018"]
+        assert (await schema(upgraded))["version"] == ["0019"]
         assert await upgraded.get_call("c1") is not None
         made = await upgraded.create_ticket(request(channel="phone", call_id="c1"))
         assert made.number == "HD-2026-000001"
@@ -305,8 +305,9 @@ async def test_going_back_to_0007_removes_only_the_tickets(store):
     assert at_0007["version"] == ["0007"]
     assert at_0007["tables"] == TABLES - TICKET_TABLES - {"mail_messages", "mail_outbox",
                                                           "bounced_addresses"}
+    later = {"calls": {"waiting_for"}}  # (0019's, not the tickets')
     assert {t: at_0007["columns"][t] for t in at_0007["tables"]} == {
-        t: built["columns"][t] for t in at_0007["tables"]}
+        t: built["columns"][t] - later.get(t, set()) for t in at_0007["tables"]}
     await store.migrate()
     assert await schema(store) == built
     assert (await store.create_ticket(request())).number == "HD-2026-000001"  # a new start
