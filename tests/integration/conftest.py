@@ -215,8 +215,10 @@ def run_env(tmp_path: Path, asterisk) -> tuple[Path, dict[str, str], Path]:
 
 
 def start_run(settings: Path, env: dict[str, str], log_path: Path,
-              preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
-    """`centralino run` as a real process, serving when this returns, with nobody logged in."""
+              preexec_fn: Callable[[], None] | None = None, keep_agents: bool = False
+              ) -> subprocess.Popen[bytes]:
+    """`centralino run` as a real process, serving when this returns, with nobody logged in
+    (or, `keep_agents`, the logins the database remembers: a restart)."""
     port = int(env["CENTRALINO_HTTP__PORT"])
     with open(log_path, "a") as log:
         proc = subprocess.Popen(
@@ -234,8 +236,8 @@ def start_run(settings: Path, env: dict[str, str], log_path: Path,
     else:
         proc.kill()
     assert proc.poll() is None, log_path.read_text()
-    for agent in api_get("/api/agents", port):  # logins survive restarts: start with nobody
-        api_post(f"/api/agents/{agent['id']}/logout", port)
+    for agent in [] if keep_agents else api_get("/api/agents", port):
+        api_post(f"/api/agents/{agent['id']}/logout", port)  # logins survive restarts
     return proc
 
 

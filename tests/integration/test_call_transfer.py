@@ -266,7 +266,7 @@ async def test_a_caller_transferred_to_a_busy_colleague_waits_for_them_across_a_
     service = await start_service()
     await staff(desk, "1001")
     busy = await caller.dial("0999000002", caller_number="0655551111")  # beta: 1001 takes it
-    await phones.wait_answered("1001")
+    busy_leg = await phones.wait_answered("1001")
     await until_talking(desk, "1001")
     await staff(desk, "1003")
     call = await caller.dial("0999000002", caller_number="0655552222")
@@ -287,6 +287,7 @@ async def test_a_caller_transferred_to_a_busy_colleague_waits_for_them_across_a_
     assert [w["caller"] for w in await desk.waiting("beta")] == ["0655552222"]
 
     await busy.hangup()  # 1001 is free after the wrap-up: theirs
+    await asyncio.wait_for(busy_leg.ended.wait(), 5)
     second = await phones.wait_answered("1001", timeout=15)
     await until_talking(desk, "1001")
     level, tone = await hears(caller.ari, call.id, caller.ari, second.channel)
