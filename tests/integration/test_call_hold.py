@@ -23,12 +23,21 @@ TONE = {"media": "tone:440/60000"}  # a minute of 440 Hz: somebody talking, for 
 
 async def heard(ari: AriClient, channel: str, seconds: float = 1.5) -> tuple[float, float]:
     """What `channel` hears for `seconds`: its RMS level (0: silence), and the share of it at
-    440 Hz (1: only the other side's tone; music spreads over many frequencies). Recorded on
-    a snoop channel: the channel itself is busy playing its tone (ARI queues a recording
-    behind a playback). A simulated phone is the far half of a Local channel: what it hears
-    is what it reads ("in"); what it plays goes out to the call."""
+    440 Hz (1: only the other side's tone; music spreads over many frequencies). A simulated
+    phone is the far half of a Local channel: what it hears is what it reads ("in"); what it
+    plays goes out to the call."""
+    level, shares = await heard_tones(ari, channel, (440,), seconds, spy="in")
+    return level, shares[440]
+
+
+async def heard_tones(ari: AriClient, channel: str, tones: tuple[int, ...],
+                      seconds: float = 1.5, spy: str = "in") -> tuple[float, dict[int, float]]:
+    """The RMS level of what `spy` ("in": what the channel reads; "out": what Asterisk sends
+    it, what a SIP phone's user hears) and the share of it at each of `tones` (Hz, +-10).
+    Recorded on a snoop channel: the channel itself may be busy playing (ARI queues a
+    recording behind a playback)."""
     snoop = await ari.request("POST", f"/channels/{channel}/snoop",
-                              {"spy": "in", "app": ari.app})
+                              {"spy": spy, "app": ari.app})
     name = f"hold-{uuid.uuid4().hex[:12]}"
     try:
         for attempt in range(50):  # the snoop enters its application a moment after
@@ -52,11 +61,13 @@ async def heard(ari: AriClient, channel: str, seconds: float = 1.5) -> tuple[flo
     await ari.request("DELETE", f"/recordings/stored/{name}")
     data, rate = soundfile.read(io.BytesIO(body), dtype="float32")
     if not len(data):
-        return 0.0, 0.0
+        return 0.0, dict.fromkeys(tones, 0.0)
     power = np.abs(np.fft.rfft(data)) ** 2
     frequencies = np.fft.rfftfreq(len(data), 1 / rate)
-    at_tone = power[(frequencies > 430) & (frequencies < 450)].sum()
-    return float(np.sqrt(np.mean(np.square(data)))), float(at_tone / max(power.sum(), 1e-12))
+    total = max(power.sum(), 1e-12)
+    return float(np.sqrt(np.mean(np.square(data)))), {
+        tone: float(power[(frequencies > tone - 10) & (frequencies < tone + 10)].sum() / total)
+        for tone in tones}
 
 
 async def control(desk: Any, action: str, status: int = 200) -> dict[str, Any]:
