@@ -14,6 +14,7 @@ import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -123,7 +124,7 @@ async def test_attended_cancelled_and_blind_transfers_between_sip_phones(
     _desk_config(config)
     service = await start_service(settings=settings_for(CENTRALINO_CONFIG_DIR=str(config)))
     await sip_phones("1005", _agent("1005"), FIRST, 0)
-    await sip_phones("1004", _agent("1004"), SECOND, 1)
+    colleague = await sip_phones("1004", _agent("1004"), SECOND, 1)
     citizen = await sip_phones("caller", "<sip:caller@127.0.0.1;transport=udp>;"
                                "auth_pass=caller-dev;regint=0;audio_codecs=PCMA", CALLER, 2)
 
@@ -209,8 +210,56 @@ async def test_attended_cancelled_and_blind_transfers_between_sip_phones(
     events = [(e.agent, e.event) for e in await desk.queue_log(record.id)]
     assert events == [("NONE", "ENTERQUEUE"), ("1005", "CONNECT"), ("1005", "BLINDTRANSFER"),
                       ("NONE", "ENTERQUEUE"), ("1004", "CONNECT"), ("1004", "COMPLETECALLER")]
+
+    # The colleague hangs up before completion, then does not answer: each time the caller is
+    # told (beta's transfer_failed prompt) and back with 1005; then the caller hangs up
+    # during a consultation: both agents' phones are hung up.
+    await desk.until_state("1005", "available")
+    await desk.until_state("1004", "available")
+    await staff(desk, "1005", "1004")
+    await citizen.command("dial", f"sip:{DIRECT}@127.0.0.1:5060")
+    await desk.until_state("1005", "on_call", timeout=20)
+    me, first = await _until(channel_of("caller")), await _until(channel_of("1005"))
+    await ask("1005", "consult", {"agent": "1004"})
+    await desk.until_state("1004", "on_call")
+    await colleague.command("hangup")
+    await desk.until_state("1004", "wrap_up", "available")
+    await _until(lambda: _told(desk, me, 1))
+    await asyncio.sleep(2)  # (the prompt)
+    await hears_only(me, FIRST)
+    await hears_only(first, CALLER)
+
+    await colleague.command("answermode", "manual")  # rings, nobody picks up
+    await desk.until_state("1004", "available", timeout=10)
+    await ask("1005", "consult", {"agent": "1004"})
+    await desk.until_state("1004", "ringing")
+    await _until(lambda: _told(desk, me, 2), timeout=15)  # beta's ring_timeout: 3 s
+    await asyncio.sleep(2)
+    await hears_only(me, FIRST)
+    await hears_only(first, CALLER)
+
+    await colleague.command("answermode", "auto")
+    await desk.until_state("1004", "available", timeout=10)
+    await ask("1005", "consult", {"agent": "1004"})
+    await desk.until_state("1004", "on_call")
+    await citizen.command("hangup")
+    await _until(lambda: _gone(channel_of("1004")), timeout=10)
+    await _until(lambda: _gone(channel_of("1005")), timeout=10)
+    record = await record_of(service, SimpleNamespace(service_half=me))
+    assert (record.outcome, record.agent_id) == ("answered", "1005")
+    assert [(s.kind, s.detail) for s in record.steps if s.kind in ("resume", "consult")] == [
+        ("consult", "1004 by 1005"), ("resume", "consultation with 1004: hung_up"),
+        ("consult", "1004 by 1005"), ("resume", "consultation with 1004: no_answer"),
+        ("consult", "1004 by 1005")]
     await desk.logout("1005")  # the next tests' configuration has no 1005
     await desk.logout("1004")
+
+
+async def _told(desk: Any, channel: str, times: int) -> bool:
+    """The caller on `channel` has been told `times` that a transfer did not work."""
+    found = await desk.call_of(channel)
+    return found is not None and sum(s["kind"] == "transfer_failed"
+                                     for s in found["steps"]) >= times
 
 
 async def _gone(find: Callable[[], Awaitable[str | None]]) -> bool:
