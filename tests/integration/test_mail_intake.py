@@ -143,9 +143,10 @@ async def test_a_citizen_s_mail_becomes_a_ticket_and_leaves_the_inbox_unread(sta
     assert len(await tickets_from(desk, address, count=2, timeout=2)) == 1
 
 
-async def test_the_rules_and_the_delegation_mailbox_choose_where_a_ticket_goes(start_service,
-                                                                               desk,
-                                                                               mail_settings):
+async def test_the_rules_and_the_delegation_mailbox_choose_where_a_ticket_goes(
+        start_service, desk, smtp_server, mail_settings):
+    """...and the second level's answer goes back to the office in the thread, from the
+    delegation mailbox's address; the office's reply updates the same ticket."""
     await start_service(settings=mail_settings)
     address = f"r{uuid.uuid4().hex[:8]}@esempio.it"
     await asyncio.to_thread(deliver, "helpdesk", mail(address, "Reclamo sul servizio", "..."))
@@ -153,10 +154,32 @@ async def test_the_rules_and_the_delegation_mailbox_choose_where_a_ticket_goes(s
     assert complaint["topic"] == "beta"  # the rule on the word "reclamo"
 
     office = f"b{uuid.uuid4().hex[:8]}@comune.example.it"
-    await asyncio.to_thread(deliver, "secondolivello",
-                            mail(office, "Verifica pratica 42", "Da verificare presso l'ufficio."))
+    delegation = mail(office, "Verifica pratica 42", "Da verificare presso l'ufficio.")
+    await asyncio.to_thread(deliver, "secondolivello", delegation)
     [delegated] = await tickets_from(desk, office)
     assert (delegated["level"], delegated["state"]) == ("back-office", "escalato")
+    number = delegated["number"]
+    member = {"Authorization": "Bearer dev-1003"}  # of back-office (tickets.yaml)
+    for action in ({"action": "take"}, {"action": "reply", "text": "Pratica verificata."}):
+        async with desk.http.post(f"{desk.base}/api/tickets/{number}/actions", json=action,
+                                  headers=member) as resp:
+            assert resp.status == 200, await resp.text()
+    [answer] = await mail_about(number, office, 1)  # (no acknowledgement: acknowledge false)
+    assert "Pratica verificata." in answer.get_content()
+    assert answer["From"].addresses[0].addr_spec == "backoffice@helpdesk.test"
+    assert "Verifica pratica 42" in answer["Subject"]
+    assert answer["In-Reply-To"] == delegation["Message-ID"]  # in the office's thread
+    reply = mail(office, f"Re: {answer['Subject']}", "Grazie, chiudiamo.",
+                 In_Reply_To=answer["Message-ID"], References=answer["References"])
+    await asyncio.to_thread(deliver, "secondolivello", reply)
+    for _ in range(100):
+        thread = (await detail(desk, number))["thread"]
+        if thread[-1]["body"].strip() == "Grazie, chiudiamo.":
+            break
+        await asyncio.sleep(0.2)
+    assert [m["body"].strip() for m in thread] == [
+        "Da verificare presso l'ufficio.", "Pratica verificata.", "Grazie, chiudiamo."]
+    assert len(await tickets_from(desk, office, count=2, timeout=1)) == 1
 
 
 async def test_a_message_stored_but_not_moved_is_not_taken_twice(asterisk):
