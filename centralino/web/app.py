@@ -323,7 +323,12 @@ async def get_call(request: web.Request) -> web.Response:
     call = await svc.store.get_call(request.match_info["call_id"])
     if call is None:
         raise error(web.HTTPNotFound, "no such call")
-    return web.json_response(call_json(call), headers=headers)
+    iso = lambda t: t.isoformat() if t else None  # noqa: E731
+    # Each agent's leg: who was rung, who answered, until when (transfers make several).
+    legs = [{"agent_id": o.agent_id, "rang_at": iso(o.offered_at),
+             "answered_at": iso(o.answered_at), "ended_at": iso(o.ended_at),
+             "outcome": o.outcome} for o in await svc.store.offers_for(call.id)]
+    return web.json_response({**call_json(call), "legs": legs}, headers=headers)
 
 
 @allow("admin", "supervisor")

@@ -63,6 +63,11 @@ async def test_an_attended_transfer_consults_then_completes(start_service, desk,
     events = [(e.agent, e.event) for e in await desk.queue_log(record.id)]
     assert events == [("NONE", "ENTERQUEUE"), ("1003", "CONNECT"),
                       ("1003", "ATTENDEDTRANSFER")]
+    # Each agent's leg in the call's record: both answered, the first ended first.
+    legs = (await desk.request("GET", f"/api/calls/{record.id}", token="dev-sup"))["legs"]
+    assert [(leg["agent_id"], leg["outcome"]) for leg in legs] == [("1003", "answered"),
+                                                                    ("1001", "answered")]
+    assert legs[0]["ended_at"] <= legs[1]["ended_at"] and legs[1]["answered_at"] is not None
 
 
 async def test_a_cancelled_or_unanswered_consultation_gives_the_caller_back(

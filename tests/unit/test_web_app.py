@@ -388,7 +388,7 @@ async def test_call_records_are_found_by_number_caller_and_channel(web):
     assert (call["outcome"], call["topic"], call["caller_number"]) == (
         "abandoned", "suap", "3471234567")
     assert [(s["kind"], s["node"], s["key"]) for s in call["steps"]] == [("menu", "main", "1")]
-    assert (call["agent_id"], call["connected_at"]) == (None, None)  # nobody answered it
+    assert (call["agent_id"], call["connected_at"], call["legs"]) == (None, None, [])  # nobody
     answered = await (await client.get("/api/calls/call1", headers=bearer(ADMIN))).json()
     queued = datetime.fromisoformat(answered["queued_at"])
     assert answered["agent_id"] == "1001"  # who took it, and after how long in the line
