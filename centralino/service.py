@@ -19,7 +19,7 @@ from centralino.agentleg import GONE, LegParts
 from centralino.ari.client import AriClient, AriError, AriNotFound
 from centralino.ari.models import Channel, Event, StasisStart
 from centralino.callport import ChannelGone
-from centralino.calls import OUTSIDE_LEG, CallParts, CallSession, ResumeTalk, Setup
+from centralino.calls import CallParts, CallSession, ResumeTalk, Setup
 from centralino.clock import LoopClock
 from centralino.config import Config, load_config
 from centralino.desk import Desk
@@ -35,6 +35,7 @@ from centralino.storage.writer import Writer
 from centralino.telephony import CALL_BRIDGE, QUEUE_BRIDGE, Bridges
 from centralino.tickets.desk import TicketDesk
 from centralino.tickets.files import Files
+from centralino.transfers import OUTSIDE_LEG
 from centralino.web.app import create_app
 from centralino.web.common import ABUSE
 from centralino.web.site import GuardedSite, addresses_of, connection_limits

@@ -25,8 +25,9 @@ from pydantic import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from centralino.calls import CallControlError, CallSession
+from centralino.calls import CallSession
 from centralino.desk import agent_json
+from centralino.transfers import CallControlError
 from centralino.web.common import SERVICE, WHO, allow, caught_up, error, identify, json_body
 from cti.agents import AgentState, AgentStateError
 from cti.messages import (

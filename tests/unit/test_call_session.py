@@ -11,8 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from centralino.calls import CallControlError, CallSession
+from centralino.calls import CallSession
 from centralino.clock import VirtualClock
+from centralino.transfers import CallControlError
 from cti.agents import AgentState
 from cti.recalls import RecallError
 from tests.unit.fakeasterisk import PROMPT_SECONDS, START, Desk_, Phone
