@@ -36,18 +36,14 @@ class MailDesk:
         self.inboxes = {name: Inbox(name, box, config, store, clock, self._kick.set)
                         for name, box in config.mailboxes.items()}
         self._spawn = spawn
-        self._tasks: list[asyncio.Task[Any]] = []
 
     def start(self) -> None:
-        self._tasks = [self._spawn(inbox.run()) for inbox in self.inboxes.values()]
-        self._tasks.append(self._spawn(self._take_in()))
-        self._tasks.append(self._spawn(self.outbox.run()))
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        """Each mailbox's reader, the intake and the outbox, as tasks of the service (which
+        cancels them when it stops, and cancels again any that swallowed that)."""
+        for inbox in self.inboxes.values():
+            self._spawn(inbox.run())
+        self._spawn(self._take_in())
+        self._spawn(self.outbox.run())
 
     async def _take_in(self) -> None:
         while True:
