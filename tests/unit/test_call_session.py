@@ -16,6 +16,7 @@ from centralino.clock import VirtualClock
 from centralino.transfers import CallControlError
 from cti.agents import AgentState
 from cti.recalls import RecallError
+from ivr.schema import TransferFailed
 from tests.unit.fakeasterisk import PROMPT_SECONDS, START, Desk_, Phone
 
 DIRECT = "0999000002"  # the cost notice, then the line "beta" (callback key 5, music "calm")
@@ -562,6 +563,32 @@ async def test_an_attended_transfer_cancelled_or_unanswered_gives_the_caller_bac
     ast.hang_up(call.channel_id)
     await asyncio.wait_for(task, 1)
     assert world.collected.call(call.call_id)["agent_id"] == "1003"
+
+
+async def test_a_failed_consultation_can_give_the_caller_back_to_the_line(world):
+    """transfer_failed.consultation: queue. The colleague does not answer: the caller is
+    told, the first agent's phone is hung up (a blind transfer back to the line, as the
+    records say) and the caller waits again in their place, by their first arrival."""
+    beta = world.call_config.queues["beta"]
+    world.call_config.queues["beta"] = beta.model_copy(update={"transfer_failed": TransferFailed(
+        prompt="not_reached", consultation="queue")})
+    ast = world.asterisk
+    call, task = await consulting(world)
+    first, arrived = call.leg, call.queued.since
+    ast.phones["Local/1001@centralino-agents"] = Phone(answer_after=None)
+    call.consult("1001")
+    await world.clock.advance(4)  # ring_timeout 3: told first, the agent still there
+    assert ast.played[call.channel_id][-1] == "prompt:it/not_reached"
+    assert first.channel_id not in ast.hung_up
+    await world.clock.advance(1.1)  # the prompt over (3 + PROMPT_SECONDS): 1003 let go
+    assert first.channel_id in ast.hung_up
+    assert state(world, "1003") is AgentState.WRAP_UP  # (beta's wrap-up: 1 s)
+    assert ast.bridge_of(call.channel_id) == "centralino-queue-beta"
+    assert call.queued.since == arrived and call.on_hold is False
+    assert world.collected.queue_log("beta")[-2:] == [("1003", "BLINDTRANSFER"),
+                                                       ("NONE", "ENTERQUEUE")]
+    ast.hang_up(call.channel_id)
+    await asyncio.wait_for(task, 1)
 
 
 async def test_the_caller_hanging_up_during_a_consultation_ends_it(world):
