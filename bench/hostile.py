@@ -31,6 +31,7 @@ import os
 import platform
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,7 @@ ATTACKS = ("slow", "bodies", "scrapers")  # the options of `attack` that say how
 SLOW_CLIENTS, SLOW_ADDRESSES = 2000, 40
 BODY_CLIENTS, SCRAPERS = 40, 20
 SETTLE = 5.0  # seconds of attack before the callers dial
+WINDOW = 5.0  # seconds: the reactions' percentiles are also given per window of the run
 TARGETS = {"reaction_p99_ms": 10.0, "service_rss_mb": 300.0, "healthz_p99_ms": 100.0}
 PORTAL_KEY, AGENT, AGENT_TOKEN = "dev-portal", "1001", "dev-1001"  # tests/integration/config
 
@@ -190,6 +192,25 @@ def _result(proc: subprocess.Popen[bytes]) -> dict:
     return json.loads(out) if proc.returncode == 0 else {"error": f"exit {proc.returncode}"}
 
 
+def _reactions() -> list[tuple[float, float]]:
+    """The service's reactions (wall, loop CPU; ms) since the last call, forgotten there."""
+    answer = _admin("/api/admin/ari-latency?reset=1&samples=1")
+    return [(w, c) for w, c in answer.get("samples_ms", [])]
+
+
+def _percentiles(reactions: list[tuple[float, float]]) -> dict:
+    """As /api/admin/ari-latency computes them, over `reactions` (ms)."""
+    out: dict = {"count": len(reactions)}
+    for i, clock in enumerate(("wall", "cpu")):
+        series = sorted(r[i] for r in reactions)
+        if not series:
+            continue
+        q = statistics.quantiles(series, n=100, method="inclusive") if len(series) > 1 \
+            else series * 99
+        out[clock] = {"p50_ms": q[49], "p90_ms": q[89], "p99_ms": q[98], "max_ms": series[-1]}
+    return out
+
+
 def _admin(path: str) -> dict:
     """The admin API, patient: under attack the service may take long to answer."""
     from bench.__main__ import PORT
@@ -245,13 +266,19 @@ async def run_hostile(calls: int, ramp: float, steady: float,
                 await asyncio.to_thread(_admin, "/api/admin/ari-latency?reset=1")
                 rss_peak = rss_bytes(proc.pid)
                 navigating = asyncio.gather(*tasks, return_exceptions=True)
+                windows: list[list[tuple[float, float]]] = []  # reactions, WINDOW s each
+                next_window = time.monotonic() + WINDOW
                 while not navigating.done():
                     rss_peak = max(rss_peak, rss_bytes(proc.pid))
                     await asyncio.wait([navigating], timeout=0.5)
+                    if time.monotonic() >= next_window:
+                        windows.append(await asyncio.to_thread(_reactions))
+                        next_window += WINDOW
                 keys = navigating.result()
                 t1, cpu1 = time.monotonic(), cpu_seconds(proc.pid)
                 ast1 = cpu_seconds(ast) if ast else 0
-                latency = await asyncio.to_thread(_admin, "/api/admin/ari-latency")
+                windows.append(await asyncio.to_thread(_reactions))
+                latency = _percentiles([r for window in windows for r in window])
                 in_progress = (await asyncio.to_thread(_admin, "/healthz")).get("calls_in_progress")
                 attacked = await asyncio.to_thread(_result, attacker)
                 healthz = await asyncio.to_thread(_result, prober)
@@ -285,6 +312,11 @@ async def run_hostile(calls: int, ramp: float, steady: float,
         "latency_ms": {clock: {k: round(v, 3) for k, v in latency[clock].items()}
                        for clock in ("wall", "cpu") if clock in latency},
         "latency_samples": latency.get("count", 0),
+        # Where in the run the slow reactions were (an outlier run, placed in time).
+        "windows": [{"from_s": WINDOW * i, "count": len(w),
+                     "p99_ms": _percentiles(w).get("wall", {}).get("p99_ms"),
+                     "max_ms": max((r[0] for r in w), default=None)}
+                    for i, w in enumerate(windows)],
         "healthz": healthz,
         "service_cpu_percent": round(100 * (cpu1 - cpu0) / elapsed, 1),
         "service_rss_mb_before": round(rss_before / 2**20, 1),

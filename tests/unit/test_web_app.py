@@ -253,6 +253,9 @@ async def test_ari_latency_percentiles_and_reset(web):
     parts.ari.reaction_samples.append((0.007, 0.001))  # a single sample is every percentile
     body = await (await client.get(url, headers=bearer(ADMIN))).json()
     assert body["wall"] == pytest.approx({"p50_ms": 7, "p90_ms": 7, "p99_ms": 7, "max_ms": 7})
+    assert "samples_ms" not in body
+    body = await (await client.get(url + "?samples=1", headers=bearer(ADMIN))).json()
+    assert body["samples_ms"] == [[7, 1]]  # each (wall, cpu), for a bench's windows
 
 
 # --- lines and their overrides -----------------------------------------------------------------
