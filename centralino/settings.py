@@ -64,7 +64,8 @@ class HttpSettings(_Section):
         return is_loopback(self.host)
     # Hostile or unlucky clients (centralino.web.site): a connection without a complete request
     # head this many seconds after it opened or was last answered is closed (idle keep-alive
-    # and slowly sent heads alike).
+    # and slowly sent heads alike); each connection's own timeout is 1 to 1.5 times this, so
+    # that connections opened together are not all closed together.
     idle_timeout: float = Field(15.0, gt=0, le=3600)
     # Connections beyond these are closed at once. Asterisk's address (asterisk.ari_url's host)
     # and priority_addresses each have their own max_connections_per_address; all the others

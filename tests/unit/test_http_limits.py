@@ -112,3 +112,33 @@ async def test_the_site_closes_what_is_over_a_cap_at_once_and_serves_the_rest():
         writer.close()
     finally:
         await runner.cleanup()
+
+
+async def test_connections_opened_together_are_not_all_closed_together():
+    """A flood's connections, opened in one burst and never sending a request, are closed
+    between idle_timeout and 1.5 times it, each at its own time (all at once stalled every
+    call: bench hostile)."""
+    app = web.Application()
+    runner = web.AppRunner(app, keepalive_timeout=1.0)
+    await runner.setup()
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    await GuardedSite(runner, "127.0.0.1", port, ConnectionLimits(per_address=50, shared=50)
+                      ).start()
+    loop = asyncio.get_running_loop()
+    try:
+        opened = loop.time()
+        connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+
+        async def closed(reader: asyncio.StreamReader) -> float:
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            return loop.time() - opened
+        after = sorted(await asyncio.gather(*(closed(r) for r, _ in connections)))
+        for _, writer in connections:
+            writer.close()
+        assert after[0] >= 0.95 and after[-1] <= 1.5 + 0.3, after
+        assert after[-1] - after[0] > 0.15, after  # spread, not one burst
+    finally:
+        await runner.cleanup()
