@@ -85,7 +85,7 @@ async def _serve(settings: Settings) -> None:
 
             async def reload() -> None:
                 try:
-                    await service.reload()
+                    await service.running.reload()
                 except ConfigError as exc:  # a line each, complete, for whoever greps the log
                     for problem in exc.problems:
                         log.error("reload refused: %s", problem, extra=logs.NEVER_FOLDED)

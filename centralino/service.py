@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from datetime import datetime
 from typing import Any, Self
 
 from aiohttp import web
@@ -21,13 +20,11 @@ from centralino.ari.models import Channel, Event, StasisStart
 from centralino.callport import ChannelGone
 from centralino.calls import CallParts, CallSession, ResumeTalk, Setup
 from centralino.clock import LoopClock
-from centralino.config import Config, load_config
 from centralino.desk import Desk
 from centralino.mail.desk import MailDesk
-from centralino.media import PromptCatalog
-from centralino.promptbuild import PromptBuildError, build_prompts
 from centralino.recalls.placing import RECALL_CHANNEL, RecallParts, Recalls, RecallSession
 from centralino.registry import Registry
+from centralino.running import RunningConfig
 from centralino.settings import Settings
 from centralino.storage.records import Records
 from centralino.storage.store import Store
@@ -37,11 +34,9 @@ from centralino.tickets.desk import TicketDesk
 from centralino.tickets.files import Files
 from centralino.transfers import OUTSIDE_LEG
 from centralino.web.app import create_app
-from centralino.web.common import ABUSE
+from centralino.web.common import ABUSE, WebParts
 from centralino.web.site import GuardedSite, addresses_of, connection_limits
 from ivr.clock import Clock, ShiftedClock, SystemClock
-from ivr.config import CallConfig
-from ivr.hours import Override
 from ivr.yamlfile import ConfigError
 from queue_manager.queues import QueueManager
 
@@ -61,24 +56,23 @@ class Service:
         self.store = Store(settings.database.url)
         self.ari = AriClient(settings.asterisk.ari_url, settings.asterisk.username,
                              settings.asterisk.password, settings.asterisk.app,
-                             observe_reaction=metrics.ARI_REACTION.observe)
+                             observe_reaction=metrics.ARI_REACTION.observe, clock=self.clock)
         self.writer = Writer(self.store.write, self.clock)
         self.records = Records(self.writer)
         self.queues = QueueManager(settings.recalls.share)
         self.registry = Registry()
         self.desk = Desk(self.clock, self.records, self.queues, self.registry)
         self.bridges = Bridges(self.ari)
-        self.overrides: dict[str, Override] = {}
+        self.running = RunningConfig(settings, self.store, self.clock, self.desk, self.bridges)
         self.legs = LegParts(self.ari, self.bridges, self.clock, self.records, self.desk,
                              self.queues, self.registry, settings.asterisk.app, self.spawn)
         self.recalls = Recalls(RecallParts(self.legs, self.store, settings.recalls,
-                                           lambda: self.config.call), self.spawn)
+                                           lambda: self.running.config.call), self.spawn)
         self.mail: MailDesk | None = None  # mail.yaml: the mailboxes, from the start
-        self.tickets = TicketDesk(self.store, self.clock, lambda: self.config, self.desk,
+        self.tickets = TicketDesk(self.store, self.clock, lambda: self.running.config, self.desk,
                                   self.spawn, Files(settings.tickets.attachments))
-        self.call_parts = CallParts(self.legs, self.store, self.recalls, self.overrides)
-        self.config: Config
-        self.catalog: PromptCatalog
+        self.call_parts = CallParts(self.legs, self.store, self.recalls,
+                                    self.running.overrides)
         self.started_at = self.clock.now()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reload_lock = asyncio.Lock()
@@ -87,18 +81,8 @@ class Service:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    @property
-    def call_config(self) -> CallConfig:
-        return self.config.call
-
-    @property
-    def topics(self) -> list[str]:
-        """The configured topics, then those a reload removed that are still served."""
-        return [*self.call_config.queues, *sorted(self.desk.retiring)]
-
     async def __aenter__(self) -> Self:
-        config, catalog = await self._prepare()  # a broken config stops us before anything runs
-        self.config, self.catalog = config, catalog
+        config = await self.running.load()  # a broken config stops us before anything runs
         try:
             await self._start()
         except BaseException:
@@ -117,12 +101,13 @@ class Service:
         interrupted = await self.store.mark_unfinished("interrupted", self.clock.now())
         if interrupted:
             log.warning("%d call records were left open by the previous run", interrupted)
-        await self._load_overrides()
-        self.desk.configure(self.config.agents, await self.store.last_agent_states(),
-                            groups=self._groups)
+        await self.running.load_overrides()
+        config = self.running.config
+        self.desk.configure(config.agents, await self.store.last_agent_states(),
+                            groups=self.running.groups_of)
         await self.tickets.load()
-        if self.config.mail is not None and self.tickets.enabled:
-            self.mail = MailDesk(self.store, self.tickets, self.clock, self.config.mail,
+        if config.mail is not None and self.tickets.enabled:
+            self.mail = MailDesk(self.store, self.tickets, self.clock, config.mail,
                                  self.spawn)
             self.mail.public_url = self.settings.http.public_url
             self.tickets.on_answer = self.mail.answer
@@ -132,7 +117,9 @@ class Service:
         http = self.settings.http
         asterisk = await addresses_of(self.settings.asterisk.ari_url)
         limits = connection_limits(http, asterisk | {str(a) for a in http.priority_addresses})
-        app = create_app(self)
+        app = create_app(WebParts(
+            self.settings, self.clock, self.running, self.desk, self.store, self.writer,
+            self.queues, self.registry, self.ari, self.recalls, self.tickets, self.mail))
         app[ABUSE] = limits.abused
         # aiohttp's keep-alive timer also runs while a request head is incomplete: one timeout
         # closes idle connections and slow heads alike. A body refused unread (too large, say)
@@ -200,68 +187,6 @@ class Service:
         log.error("%s failed", getattr(task.get_coro(), "__qualname__", task.get_name()),
                   exc_info=exc)
 
-    # --- configuration --------------------------------------------------------------------
-
-    async def _prepare(self) -> tuple[Config, PromptCatalog]:
-        """Load the configuration and build its prompts; raise ConfigError and change nothing
-        if anything is wrong."""
-        s = self.settings
-        # In a thread: calls go on being served while the files are read (ivr/yamlfile.py bounds
-        # what one file may cost).
-        config = await asyncio.to_thread(load_config, s)
-        try:
-            report = await asyncio.to_thread(build_prompts, config.call.prompts,
-                                             s.prompts.recordings, s.prompts.build_dir)
-        except PromptBuildError as exc:  # the build folder unwritable, its index unreadable
-            raise ConfigError.single(str(s.prompts.build_dir), f"prompts: {exc}") from None
-        for error in report.errors:
-            log.error("prompt build: %s", error)
-        catalog = PromptCatalog(s.prompts.build_dir, s.http.public_url)
-        if missing := catalog.missing(config.call.prompts):
-            raise ConfigError.single(str(s.prompts.manifest), f"prompts without audio: "
-                                     f"{', '.join(missing)} ({'; '.join(report.errors)})")
-        return config, catalog
-
-    async def reload(self) -> Config:
-        """Validate the new configuration and swap it in; on any error keep the running one
-        and raise ConfigError. Calls in progress finish on the version they started with."""
-        async with self._reload_lock:
-            config, catalog = await self._prepare()
-            self.config, self.catalog = config, catalog
-            self.bridges.forget()  # topics may have changed their music
-            self.desk.configure(config.agents, topics=config.call.queues, groups=self._groups)
-            log.info("configuration %s loaded (%d numbers, %d agents)", config.version,
-                     len(config.call.flows), len(config.agents.agents))
-            return config
-
-    def _groups(self, agent: str) -> frozenset[str]:
-        """The agent's second-level groups (tickets.yaml)."""
-        tickets = self.config.tickets
-        return tickets.groups_of(agent) if tickets else frozenset()
-
-    # --- line overrides -------------------------------------------------------------------
-
-    async def _load_overrides(self) -> None:
-        rows = await self.store.active_overrides(self.clock.now())
-        self.overrides.clear()  # the same mapping the calls read
-        self.overrides.update({r.number: Override(r.state, r.until, r.reason, r.set_by)  # type: ignore[arg-type]
-                               for r in rows})
-
-    async def set_override(self, number: str, state: str, until: datetime, reason: str,
-                           by: str) -> Override:
-        await self.store.set_override(number, state, until, reason, by, self.clock.now())
-        override = Override(state, until, reason, by)  # type: ignore[arg-type]
-        self.overrides[number] = override
-        log.warning("line %s forced %s until %s by %s: %s", number, state, until.isoformat(),
-                    by, reason)
-        return override
-
-    async def clear_override(self, number: str, by: str) -> bool:
-        cleared = await self.store.clear_override(number, by, self.clock.now())
-        self.overrides.pop(number, None)
-        log.warning("line %s back to its opening hours (override cleared by %s)", number, by)
-        return cleared > 0
-
     # --- events and calls -----------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
@@ -282,7 +207,8 @@ class Service:
 
     def _call(self, channel: Channel, number: str, **adopted: Any) -> CallSession:
         """A call on the configuration running now (it keeps it to its end)."""
-        setup = Setup(self.config.call, self.config.version, self.catalog)
+        running = self.running
+        setup = Setup(running.config.call, running.config.version, running.catalog)
         return CallSession(self.call_parts, setup, channel, number, **adopted)
 
     def _start_session(self, session: CallSession) -> None:
@@ -327,7 +253,7 @@ class Service:
             row = await self.store.get_recall(recall_id)
             answered = [o for o in await self.store.offers_for(recall_id) if o.answered_at]
             agent = self.desk.agents.get(answered[-1].agent_id) if answered else None
-            if row is None or agent is None or row.topic not in self.call_config.queues:
+            if row is None or agent is None or row.topic not in self.running.config.call.queues:
                 continue
             offer = answered[-1]
             assert offer.answered_at is not None

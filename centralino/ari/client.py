@@ -24,6 +24,8 @@ from urllib.parse import quote
 import aiohttp
 
 from centralino.ari.models import EVENT_TYPES, Event, parse_event
+from centralino.clock import LoopClock, Timers
+from ivr.clock import SystemClock
 
 log = logging.getLogger("centralino.ari")
 WS_REQUEST_TIMEOUT = 10.0  # seconds for Asterisk to answer a request sent on the events socket
@@ -54,7 +56,8 @@ class AriNotFound(AriError):
 
 class AriClient:
     def __init__(self, url: str, username: str, password: str, app: str,
-                 observe_reaction: Callable[[float], None] | None = None):
+                 observe_reaction: Callable[[float], None] | None = None,
+                 clock: Timers | None = None):
         self.base = url.rstrip("/") + "/ari"
         self.username = username
         self.app = app
@@ -63,6 +66,9 @@ class AriClient:
         self.connected = asyncio.Event()
         self.reaction_samples: deque[tuple[float, float]] = deque(maxlen=200_000)
         self._observe = observe_reaction
+        # The reconnection back-off's timer (the service's clock); the network's own timeouts
+        # (a request, a handshake) stay on the event loop, as aiohttp keeps them.
+        self._clock = clock or LoopClock(SystemClock())
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._rest_ws = False  # this connection answers RESTRequest frames
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -316,7 +322,7 @@ class AriClient:
                 for future in self._pending.values():
                     if not future.done():
                         future.set_exception(ConnectionError("events socket closed"))
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))  # noqa: S311 - jitter
+            await self._clock.after(delay * (0.8 + 0.4 * random.random()))  # noqa: S311 - jitter
             delay = min(delay * 2, 5.0)
 
     async def _setup_connection(self, event_types: Iterable[str],

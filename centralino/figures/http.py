@@ -21,7 +21,17 @@ from aiohttp import web
 from centralino import metrics
 from centralino.figures import compute as figures
 from centralino.storage.faults import fault_of
-from centralino.web.common import SERVICE, Shell, allow, caught_up, error
+from centralino.web.common import (
+    CLOCK,
+    DESK,
+    QUEUES,
+    RUNNING,
+    STORE,
+    TICKETS,
+    allow,
+    caught_up,
+    error,
+)
 from cti.recalls import ATTEMPT_OUTCOMES
 from ivr.clock import LOCAL, aware
 from tickets import figures as ticket_figures
@@ -85,9 +95,9 @@ def period(params: Mapping[str, str], now: datetime) -> tuple[datetime, datetime
 
 # --- figures ----------------------------------------------------------------------------------
 
-def thresholds(svc: Shell) -> dict[str, figures.Thresholds]:
+def thresholds(app: web.Application) -> dict[str, figures.Thresholds]:
     return {name: figures.Thresholds(q.service_level, q.short_abandon)
-            for name, q in svc.call_config.queues.items()}
+            for name, q in app[RUNNING].call_config.queues.items()}
 
 
 def _log_rows(rows: list[Any]) -> list[figures.LogRow]:
@@ -96,86 +106,89 @@ def _log_rows(rows: list[Any]) -> list[figures.LogRow]:
             for r in rows]
 
 
-async def period_report(svc: Shell, since: datetime, until: datetime,
+async def period_report(app: web.Application, since: datetime, until: datetime,
                         topic: str | None = None, line: str | None = None) -> figures.Report:
-    rows = await svc.store.figures_rows(since, until)
+    store = app[STORE]
+    rows = await store.figures_rows(since, until)
     # Wrap-ups: the agents' changes from the first answer to just after the last call ended.
     connected = [r.at for r in rows if r.event == "CONNECT"]
     completed = [r.at for r in rows if r.event in figures.COMPLETE]
-    changes = (await svc.store.agent_changes(min(connected), max(completed) + WRAP_UP_WINDOW)
+    changes = (await store.agent_changes(min(connected), max(completed) + WRAP_UP_WINDOW)
                if connected and completed else [])
     # The arithmetic takes ~50 ms per 2,000 calls: in a thread, so that calls in progress
     # keep getting their events handled meanwhile (the GIL changes hands every 5 ms).
-    limits = thresholds(svc)
+    limits = thresholds(app)
     return await asyncio.to_thread(lambda: figures.report(
         _log_rows(rows), limits, since, until,
         agent_changes=[(c.agent_id, c.at, c.state) for c in changes], topic=topic, line=line))
 
 
-async def recall_report(svc: Shell, since: datetime, until: datetime,
+async def recall_report(app: web.Application, since: datetime, until: datetime,
                         topic: str | None = None) -> dict[str, Any]:
-    requests, attempts = await svc.store.recall_figures_rows(since, until, topic)
+    requests, attempts = await app[STORE].recall_figures_rows(since, until, topic)
     return figures.recall_report(
         [figures.RecallRow(*r) for r in requests], [figures.AttemptRow(*a) for a in attempts])
 
 
-async def ticket_report(svc: Shell, since: datetime, until: datetime) -> dict[str, Any] | None:
+async def ticket_report(app: web.Application, since: datetime, until: datetime
+                        ) -> dict[str, Any] | None:
     """The written requests opened in the period, and the backlog now (None: no tickets)."""
-    if not svc.tickets.enabled:
+    store = app[STORE]
+    tickets = app[TICKETS]
+    if not tickets.enabled:
         return None
-    rows = await svc.store.ticket_figures_rows(since, until)
-    hours = svc.tickets.config.hours
-    schedule = svc.call_config.schedules.get(hours) if hours else None
+    rows = await store.ticket_figures_rows(since, until)
+    hours = tickets.config.hours
+    schedule = app[RUNNING].call_config.schedules.get(hours) if hours else None
     found = await asyncio.to_thread(ticket_figures.report,
                                     [ticket_figures.TicketRow(*r) for r in rows], schedule)
-    now = svc.clock.now()
-    charge = await svc.store.ticket_charge_intervals(since, until, now)
-    return {**found, "backlog": await svc.store.ticket_backlog(now),
+    now = app[CLOCK].now()
+    charge = await store.ticket_charge_intervals(since, until, now)
+    return {**found, "backlog": await store.ticket_backlog(now),
             "agents_in_charge_seconds": ticket_figures.time_in_charge(charge, since,
                                                                       min(until, now))}
 
 
-def live(svc: Shell, topics: list[str]) -> dict[str, Any]:
-    return figures.live({t: svc.queues.waiting(t) for t in topics}, svc.desk.agents.values(),
-                        svc.clock.now())
+def live(app: web.Application, topics: list[str]) -> dict[str, Any]:
+    return figures.live({t: app[QUEUES].waiting(t) for t in topics}, app[DESK].agents.values(),
+                        app[CLOCK].now())
 
 
 @allow("admin", "supervisor")
 async def get_figures(request: web.Request) -> web.Response:
     """?from=&to=&topic=&line= (line: its name or number). JSON: the period's figures (total,
     topics, lines, topic_lines), each topic's thresholds, and the live state."""
-    svc = request.app[SERVICE]
-    since, until = period(request.query, svc.clock.now())
-    queues = svc.call_config.queues
+    running = request.app[RUNNING]
+    since, until = period(request.query, request.app[CLOCK].now())
+    queues = running.call_config.queues
     topic = request.query.get("topic") or None
-    if topic is not None and topic not in svc.topics:
+    if topic is not None and topic not in running.topics:
         raise error(web.HTTPNotFound, f"no topic {topic[:64]!r} (see queues.yaml)")
     line = request.query.get("line") or None
     if line is not None and not any(line in (f.name, n)
-                                    for n, f in svc.call_config.flows.items()):
+                                    for n, f in running.call_config.flows.items()):
         raise error(web.HTTPNotFound, f"no line named or numbered {line[:64]!r}")
     headers = await caught_up(request)  # read what was just done
-    found = await period_report(svc, since, until, topic, line)
-    shown = [topic] if topic else svc.topics
+    found = await period_report(request.app, since, until, topic, line)
+    shown = [topic] if topic else running.topics
     return web.json_response({
         **found.as_dict(),
         # Recalls have no line: `line` does not select them.
-        "recalls": await recall_report(svc, since, until, topic),
+        "recalls": await recall_report(request.app, since, until, topic),
         "settings": {t: {"name": queues[t].name, "service_level": queues[t].service_level,
                          "short_abandon": queues[t].short_abandon}
                      for t in shown if t in queues},  # not those a reload removed
-        "live": live(svc, shown),
-        "tickets": await ticket_report(svc, since, until),
+        "live": live(request.app, shown),
+        "tickets": await ticket_report(request.app, since, until),
     }, headers=headers)
 
 
 @allow("admin", "supervisor")
 async def get_queue_log(request: web.Request) -> web.StreamResponse:
     """?from=&to=: the history as Asterisk's queue_log file, oldest first, streamed."""
-    svc = request.app[SERVICE]
-    since, until = period(request.query, svc.clock.now())
+    since, until = period(request.query, request.app[CLOCK].now())
     headers = await caught_up(request)
-    batches = svc.store.queue_log_batches(since, until)
+    batches = request.app[STORE].queue_log_batches(since, until)
     # The first part before the answer starts: a database away is a 503, not a cut stream.
     first: list[Any] = await anext(batches, [])
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
@@ -199,12 +212,12 @@ async def _chain(first: list[Any], rest: Any) -> Any:
 
 # --- Prometheus -------------------------------------------------------------------------------
 
-async def refresh(svc: Shell) -> None:
+async def refresh(app: web.Application) -> None:
     """Set the live gauges, then today's figures per topic (one database query). /metrics
     (app.py) calls this just before it renders them."""
-    topics = svc.topics
-    now = svc.clock.now()
-    state = live(svc, topics)
+    topics = app[RUNNING].topics
+    now = app[CLOCK].now()
+    state = live(app, topics)
     for gauge in (metrics.LONGEST_WAIT, metrics.AGENTS, metrics.QUEUE_AGENTS):
         gauge.clear()  # a topic removed by a reload disappears
     for topic, t in state["topics"].items():
@@ -215,14 +228,14 @@ async def refresh(svc: Shell) -> None:
         metrics.AGENTS.labels(s).set(n)
     since, until = period({}, now)
     try:
-        rows = await svc.store.figures_rows(since, until)
+        rows = await app[STORE].figures_rows(since, until)
     except Exception as exc:  # the live gauges are still worth serving
         if (fault := fault_of(exc)).waits:  # health says so too: one line, no traceback
             log.error("today's figures for /metrics: database %s (%s)", fault.kind, fault)
         else:
             log.exception("today's figures for /metrics")
         return
-    limits = thresholds(svc)
+    limits = thresholds(app)
     today = await asyncio.to_thread(
         lambda: figures.topic_figures(_log_rows(rows), limits, since, until))
     per_topic = {
@@ -242,7 +255,7 @@ async def refresh(svc: Shell) -> None:
             if v is not None:  # undefined (no calls yet): absent rather than a fake 0
                 gauge.labels(topic).set(v)
     try:
-        recalls = (await recall_report(svc, since, until))["topics"]
+        recalls = (await recall_report(app, since, until))["topics"]
     except Exception:
         log.exception("today's recall figures for /metrics")
         return
@@ -262,7 +275,7 @@ async def refresh(svc: Shell) -> None:
         if r["attempts_per_success"] is not None:
             metrics.TODAY_RECALL_ATTEMPTS_PER_SUCCESS.labels(topic).set(r["attempts_per_success"])
     try:
-        tickets = await ticket_report(svc, since, until)
+        tickets = await ticket_report(app, since, until)
     except Exception:
         log.exception("today's ticket figures for /metrics")
         return

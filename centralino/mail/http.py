@@ -27,7 +27,7 @@ from aiohttp import web
 from centralino import metrics
 from centralino.mail.desk import MailDesk
 from centralino.storage.faults import fault_of
-from centralino.web.common import SERVICE, WHO, Shell, allow, error, query_int
+from centralino.web.common import CLOCK, MAIL, STORE, WHO, allow, error, query_int
 from ivr.clock import LOCAL
 from mail import kinds
 
@@ -47,7 +47,7 @@ def add_routes(app: web.Application) -> None:
 
 
 def _mail(request: web.Request) -> MailDesk:
-    desk = request.app[SERVICE].mail
+    desk = request.app[MAIL]
     if desk is None:
         raise error(web.HTTPServiceUnavailable, "this desk reads no mailboxes (no mail.yaml)")
     return desk
@@ -195,13 +195,13 @@ async def retry(request: web.Request) -> web.Response:
 _COUNTED: weakref.WeakKeyDictionary[MailDesk, dict[str, int]] = weakref.WeakKeyDictionary()
 
 
-async def refresh(svc: Shell) -> None:
+async def refresh(app: web.Application) -> None:
     """The mail's gauges, when /metrics is rendered (at most once per metrics_max_age): the
     mailboxes' state from memory, the rest from one small query by status (mail_gauges)."""
     for gauge in (metrics.MAILBOX_UP, metrics.MAIL_QUARANTINED, metrics.MAIL_OLDEST_STORED,
                   metrics.MAIL_OUTBOX):
         gauge.clear()  # a mailbox a reload removed disappears
-    desk = svc.mail
+    desk = app[MAIL]
     if desk is None:
         return
     counted = _COUNTED.setdefault(desk, {})
@@ -210,14 +210,14 @@ async def refresh(svc: Shell) -> None:
         metrics.MAIL_STORED.labels(name).inc(max(0, h["stored"] - counted.get(name, 0)))
         counted[name] = max(h["stored"], counted.get(name, 0))
     try:
-        gauges = await svc.store.mail_gauges()
+        gauges = await app[STORE].mail_gauges()
     except Exception as exc:  # the mailboxes' state is still worth serving
         if (fault := fault_of(exc)).waits:
             log.error("mail figures for /metrics: database %s (%s)", fault.kind, fault)
         else:
             log.exception("mail figures for /metrics")
         return
-    now = svc.clock.now()
+    now = app[CLOCK].now()
     for name in desk.config.mailboxes:
         metrics.MAIL_QUARANTINED.labels(name).set(gauges["quarantined"].get(name, 0))
         if (oldest := gauges["oldest_stored"].get(name)) is not None:

@@ -26,7 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from centralino.storage.models import RecallAttempt, RecallRequest
 from centralino.web.common import (
-    SERVICE,
+    CLOCK,
+    QUEUES,
+    RECALLS,
+    RUNNING,
+    SETTINGS,
+    STORE,
     ErrorOut,
     error,
     json_body,
@@ -44,7 +49,7 @@ ADDRESS_LIMIT = web.AppKey("recall_address_limit", SlidingWindow)
 
 
 def add_routes(app: web.Application) -> None:
-    limits = app[SERVICE].settings.recalls.limits
+    limits = app[SETTINGS].recalls.limits
     app[ADDRESS_LIMIT] = SlidingWindow(limits.per_address_per_minute, 60)
     app.router.add_get(f"{BASE}/openapi.json", openapi)
     app.router.add_post(BASE, create)
@@ -171,7 +176,7 @@ async def _visible(request: web.Request) -> RecallRequest:
     recall_id = request.match_info["id"]
     row = None
     if len(recall_id) == 32 and set(recall_id) <= ID_CHARS:
-        row = await request.app[SERVICE].store.get_recall(recall_id)
+        row = await request.app[STORE].get_recall(recall_id)
     if row is None or (role == "portal" and row.client != person):
         raise error(web.HTTPNotFound, f"no recall request {recall_id!r}")
     return row
@@ -186,34 +191,35 @@ def _invalid(field: str, reason: str) -> web.HTTPException:
 
 @own_auth
 async def create(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
-    settings = svc.settings.recalls
+    running = request.app[RUNNING]
+    store = request.app[STORE]
+    settings = request.app[SETTINGS].recalls
     role, client = portal_or_token(request)
     if role != "portal":
         raise error(web.HTTPForbidden, "only a portal's key can ask for a recall")
-    now = svc.clock.now().astimezone(UTC)
+    now = request.app[CLOCK].now().astimezone(UTC)
     # Every POST counts, valid or not: the limit is there for floods.
     if (wait := request.app[ADDRESS_LIMIT].hit(request.remote or "unknown", now)) is not None:
         raise error(web.HTTPTooManyRequests, "too many requests from this address",
                     headers={"Retry-After": str(wait)})
     body = await json_body(request, RecallCreate, empty=None)
-    topics = settings.topics or list(svc.call_config.queues)
-    if body.topic not in topics or body.topic not in svc.call_config.queues:
+    topics = settings.topics or list(running.call_config.queues)
+    if body.topic not in topics or body.topic not in running.call_config.queues:
         raise _invalid("topic", f"unknown topic {body.topic!r} (known: {', '.join(topics)})")
-    schedule = svc.call_config.schedules.get(settings.hours) if settings.hours else None
+    schedule = running.call_config.schedules.get(settings.hours) if settings.hours else None
     try:
-        number = classify(body.number, settings, svc.call_config.flows)
+        number = classify(body.number, settings, running.call_config.flows)
         due = due_time(body.mode, body.slot, now, schedule, settings.horizon_days)
     except RecallError as exc:
         raise _invalid(exc.field, exc.reason) from None
 
-    existing = await svc.store.open_recall(number.e164, body.topic)
+    existing = await store.open_recall(number.e164, body.topic)
     if existing is not None:
         return _posted(existing, duplicate=True)
     # Per number in the database (cheap: an indexed count), so it survives restarts. Two
     # concurrent requests for different topics may both pass: the limit is soft by one.
     day = timedelta(days=1)
-    count, oldest = await svc.store.recalls_since(number.e164, now - day)
+    count, oldest = await store.recalls_since(number.e164, now - day)
     if count >= settings.limits.per_number_per_day and oldest is not None:
         raise error(web.HTTPTooManyRequests, f"this number asked for {count} recalls in the "
                     "last 24 hours", headers={"Retry-After": str(retry_after(oldest + day, now))})
@@ -223,8 +229,8 @@ async def create(request: web.Request) -> web.Response:
         note=body.note, portal_ref=body.portal_ref, client=client, status="waiting",
         created_at=now, updated_at=now, due_at=due, attempts=0,
     )
-    row, created = await svc.store.create_recall(row)  # committed before we answer
-    svc.recalls.poke()  # the scheduler puts it in its line when due
+    row, created = await store.create_recall(row)  # committed before we answer
+    request.app[RECALLS].poke()  # the scheduler puts it in its line when due
     return _posted(row, duplicate=not created)
 
 
@@ -239,9 +245,8 @@ def _posted(row: RecallRequest, duplicate: bool) -> web.Response:
 @own_auth
 async def get_recall(request: web.Request) -> web.Response:
     row = await _visible(request)
-    svc = request.app[SERVICE]
-    attempts = await svc.store.recall_attempts(row.id)
-    position = svc.queues.position(row.id) if row.status == "waiting" else None
+    attempts = await request.app[STORE].recall_attempts(row.id)
+    position = request.app[QUEUES].position(row.id) if row.status == "waiting" else None
     return web.json_response(_detail(row, attempts, position))
 
 
@@ -249,18 +254,18 @@ async def get_recall(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     """Waiting: cancelled (200). Cancelled already: the same answer. Otherwise 409: once the
     call is being placed, or over, there is nothing left to cancel."""
-    svc = request.app[SERVICE]
+    store = request.app[STORE]
     row = await _visible(request)
     if row.status != "cancelled":
-        updated = await svc.store.set_recall_status(row.id, "cancelled", svc.clock.now(),
+        updated = await store.set_recall_status(row.id, "cancelled", request.app[CLOCK].now(),
                                                     only_from=("waiting",))
         if updated is None:
-            current = await svc.store.get_recall(row.id) or row
+            current = await store.get_recall(row.id) or row
             raise error(web.HTTPConflict, f"the request is {current.status}: only a waiting "
                         "request can be cancelled")
         row = updated
-        svc.recalls.cancelled(row.id)  # out of its line, if it was in one
-    return web.json_response(_detail(row, await svc.store.recall_attempts(row.id)))
+        request.app[RECALLS].cancelled(row.id)  # out of its line, if it was in one
+    return web.json_response(_detail(row, await store.recall_attempts(row.id)))
 
 
 @own_auth
@@ -273,7 +278,7 @@ async def list_recalls(request: web.Request) -> web.Response:
     if status is not None and status not in STATUSES:
         raise error(web.HTTPBadRequest, f"status: one of {', '.join(STATUSES)}")
     limit = query_int(request, "limit", 100, 1, 1000)
-    rows = await request.app[SERVICE].store.find_recalls(
+    rows = await request.app[STORE].find_recalls(
         status=status, topic=query.get("topic") or None, client=query.get("client") or None,
         limit=limit)
     return web.json_response([_out(r) for r in rows])

@@ -44,7 +44,10 @@ from centralino.storage.models import (
 )
 from centralino.tickets.desk import ACTIONS, STATUS_TOKEN, Action, Busy, TicketDesk
 from centralino.web.common import (
-    SERVICE,
+    CLOCK,
+    RUNNING,
+    SETTINGS,
+    TICKETS,
     ErrorOut,
     error,
     json_body,
@@ -64,7 +67,7 @@ STATUS_WRITES = web.AppKey("ticket_status_writes", SlidingWindow)
 
 
 def add_routes(app: web.Application) -> None:
-    app[STATUS_WRITES] = SlidingWindow(app[SERVICE].settings.tickets.per_address_per_hour, 3600)
+    app[STATUS_WRITES] = SlidingWindow(app[SETTINGS].tickets.per_address_per_hour, 3600)
     app.router.add_get(f"{BASE}/openapi.json", openapi)
     app.router.add_get(BASE + "/status/{token}", citizen_status)
     app.router.add_post(BASE + "/status/{token}", citizen_writes)
@@ -230,7 +233,7 @@ class CitizenMessage(BaseModel):
 # --- who asks ---------------------------------------------------------------------------------
 
 def _desk(request: web.Request) -> TicketDesk:
-    desk = request.app[SERVICE].tickets
+    desk = request.app[TICKETS]
     if not desk.enabled:
         raise error(web.HTTPServiceUnavailable, "this desk takes no written requests "
                     "(no tickets.yaml)")
@@ -384,7 +387,7 @@ async def create(request: web.Request) -> web.Response:
         raise error(web.HTTPUnprocessableEntity, "call_id: only an agent links a call")
     try:
         ask: Request = check(body.model_dump(exclude={"call_id"}), desk.config,
-                             request.app[SERVICE].settings.recalls.default_region)
+                             request.app[SETTINGS].recalls.default_region)
     except InvalidRequest as exc:
         raise _invalid(exc) from None
     if role == "portal":
@@ -458,8 +461,7 @@ async def citizen_status(request: web.Request) -> web.Response:
 @own_auth
 async def citizen_writes(request: web.Request) -> web.Response:
     desk = _desk(request)
-    svc = request.app[SERVICE]
-    wait = request.app[STATUS_WRITES].hit(request.remote or "unknown", svc.clock.now())
+    wait = request.app[STATUS_WRITES].hit(request.remote or "unknown", request.app[CLOCK].now())
     if wait is not None:
         raise error(web.HTTPTooManyRequests, "too many messages from this address",
                     headers={"Retry-After": str(wait)})
@@ -499,7 +501,7 @@ class DeskTopics(BaseModel):
 async def topics(request: web.Request) -> web.Response:
     desk = _desk(request)
     portal_or_token(request)  # any known key or token
-    queues = request.app[SERVICE].call_config.queues
+    queues = request.app[RUNNING].call_config.queues
     config = desk.config
     out = DeskTopics(
         topics=[TopicOut(id=t, name=queues[t].name if t in queues else t,

@@ -37,7 +37,7 @@ from centralino.tickets.http import (
     download,
     status_path,
 )
-from centralino.web.common import SERVICE, error, read_body
+from centralino.web.common import CLOCK, MAIL, RUNNING, SETTINGS, TICKETS, error, read_body
 from cti.recalls import SlidingWindow
 from ivr.clock import LOCAL
 from tickets.attachments import Limits, Refused, clean_name
@@ -91,7 +91,7 @@ MONTHS = ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio"
 
 
 def add_routes(app: web.Application) -> None:
-    settings = app[SERVICE].settings.tickets
+    settings = app[SETTINGS].tickets
     # In memory: a restart makes the forms shown before it ask to be sent again (kept filled in)
     app[FORM_SECRET] = secrets.token_bytes(32)
     app[FORM_SENDS] = SlidingWindow(settings.per_address_per_hour, 3600)
@@ -132,7 +132,7 @@ def _forged(request: web.Request, sent: str) -> str | None:
         return "the form token does not match (a restart since the form was shown?)"
     if not hmac.compare_digest(request.cookies.get(CSRF_COOKIE, ""), nonce):
         return "the form token's cookie is missing (cookies off, or another site)"
-    if time.time() - issued > request.app[SERVICE].settings.tickets.form_max_age:
+    if time.time() - issued > request.app[SETTINGS].tickets.form_max_age:
         return "the form was shown too long ago"
     return None
 
@@ -171,7 +171,7 @@ class _Form:
 
 def _form_html(request: web.Request, desk: TicketDesk, form: _Form, token: str) -> str:
     v, problems = form.values, form.problems
-    queues = request.app[SERVICE].call_config.queues
+    queues = request.app[RUNNING].call_config.queues
     out: list[str] = []
     if problems or form.notice:
         items = "".join(f'<li><a href="#{_field_id(f)}">{escape(FIELD_LABELS[f])}: '
@@ -279,7 +279,7 @@ def _field(problems: dict[str, str], field: str, kind: str, control: str,
 # --- handlers ---------------------------------------------------------------------------------
 
 def _desk(request: web.Request) -> TicketDesk:
-    desk = request.app[SERVICE].tickets
+    desk = request.app[TICKETS]
     if not desk.enabled:
         raise web.HTTPNotFound(text="Questo servizio non riceve richieste scritte.")
     return desk
@@ -323,7 +323,7 @@ async def _multipart(request: web.Request) -> _Sent:
     if request.content_length is not None and request.content_length > cap:
         raise _too_large(cap, request.content_length)
     sent = _Sent({})
-    files = request.app[SERVICE].tickets.files
+    files = request.app[TICKETS].files
     text = total = parts = 0
     try:
         async with asyncio.timeout(UPLOAD_TIMEOUT):
@@ -404,9 +404,8 @@ async def _fields(request: web.Request) -> dict[str, str]:
 
 async def send_form(request: web.Request) -> web.Response:
     desk = _desk(request)
-    svc = request.app[SERVICE]
     address = request.remote or "unknown"
-    if (wait := request.app[FORM_SENDS].hit(address, svc.clock.now())) is not None:
+    if (wait := request.app[FORM_SENDS].hit(address, request.app[CLOCK].now())) is not None:
         return _page(request, "Troppe richieste", f"<p>Da questo indirizzo sono arrivate troppe "
                      f"richieste nell'ultima ora. Riprova tra {max(1, wait // 60)} minuti.</p>",
                      status=429)
@@ -419,7 +418,6 @@ async def send_form(request: web.Request) -> web.Response:
 
 async def _open(request: web.Request, desk: TicketDesk, sent: _Sent, address: str
                 ) -> web.Response:
-    svc = request.app[SERVICE]
     fields = sent.fields
     values = {k: fields.get(k, "") for k in ("body", "name", "email", "phone", "tax_code",
                                              "consent")}
@@ -440,7 +438,7 @@ async def _open(request: web.Request, desk: TicketDesk, sent: _Sent, address: st
         return again({}, "La richiesta non è stata accettata.", status=422)
     problems: dict[str, str] = {}
     try:
-        ask = check(values, desk.config, svc.settings.recalls.default_region)
+        ask = check(values, desk.config, request.app[SETTINGS].recalls.default_region)
     except InvalidRequest as exc:
         for p in exc.problems:
             problems.setdefault("subject" if p.field == "topic" else p.field,
@@ -457,7 +455,7 @@ async def _open(request: web.Request, desk: TicketDesk, sent: _Sent, address: st
     await desk.files.keep(sent.files)
     row, secret = await desk.open(ask, "web", attachments=tuple(a for _, a in sent.files))
     sent.files.clear()
-    if (mail := request.app[SERVICE].mail) is not None and row.requester_email:
+    if (mail := request.app[MAIL]) is not None and row.requester_email:
         await mail.confirm(row, status_path(secret))  # the number and the link, by e-mail
     log.info("ticket %s opened from the web form", row.number)
     raise web.HTTPSeeOther(f"{status_path(secret)}?nuova=1", headers=HEADERS)
@@ -487,7 +485,7 @@ async def _status_html(request: web.Request, desk: TicketDesk, row: Ticket, toke
     if continues:
         out.append(f'<p role="status">La richiesta {escape(continues)} era chiusa da tempo: '
                    f'il tuo messaggio ha aperto questa nuova richiesta.</p>')
-    queues = request.app[SERVICE].call_config.queues
+    queues = request.app[RUNNING].call_config.queues
     topic = queues[row.topic].name if row.topic in queues else row.topic
     out.append(f'<dl class="riepilogo"><dt>Numero</dt><dd>{escape(row.number)}</dd>'
                f'<dt>Argomento</dt><dd>{escape(topic)}: {escape(row.subject)}</dd>'
@@ -545,10 +543,9 @@ def _size(size: int) -> str:
 
 async def citizen_writes(request: web.Request) -> web.Response:
     desk = _desk(request)
-    svc = request.app[SERVICE]
     row = await _by_token(request, desk)
     address = request.remote or "unknown"
-    if (wait := request.app[STATUS_WRITES].hit(address, svc.clock.now())) is not None:
+    if (wait := request.app[STATUS_WRITES].hit(address, request.app[CLOCK].now())) is not None:
         return _page(request, "Troppi messaggi", f"<p>Da questo indirizzo sono arrivati troppi "
                      f"messaggi nell'ultima ora. Riprova tra {max(1, wait // 60)} minuti.</p>",
                      status=429)

@@ -28,7 +28,23 @@ from sqlalchemy.exc import IntegrityError
 from centralino.calls import CallSession
 from centralino.desk import agent_json
 from centralino.transfers import CallControlError
-from centralino.web.common import SERVICE, WHO, allow, caught_up, error, identify, json_body
+from centralino.web.common import (
+    CLOCK,
+    DESK,
+    QUEUES,
+    RECALLS,
+    REGISTRY,
+    RUNNING,
+    SETTINGS,
+    STORE,
+    TICKETS,
+    WHO,
+    allow,
+    caught_up,
+    error,
+    identify,
+    json_body,
+)
 from cti.agents import AgentState, AgentStateError
 from cti.messages import (
     SCHEMA_URL,
@@ -70,7 +86,7 @@ def add_routes(app: web.Application) -> None:
 async def _close_sockets(app: web.Application) -> None:
     """A stopping service closes its sockets (consoles then reconnect to the next run) instead
     of letting aiohttp wait its shutdown timeout (60 s) for them."""
-    desk = app[SERVICE].desk
+    desk = app[DESK]
     sockets = set(desk.supervisors)
     sockets.update(ws for group in desk.consoles.values() for ws in group)
     for ws in sockets:
@@ -78,7 +94,7 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 def _agent(request: web.Request) -> Any:
-    agent = request.app[SERVICE].desk.agents.get(request.match_info["agent_id"])
+    agent = request.app[DESK].agents.get(request.match_info["agent_id"])
     if agent is None:
         raise error(web.HTTPNotFound, f"no agent {request.match_info['agent_id']!r}")
     return agent
@@ -86,7 +102,7 @@ def _agent(request: web.Request) -> Any:
 
 @allow("admin", "supervisor")
 async def list_agents(request: web.Request) -> web.Response:
-    return web.json_response([agent_json(a) for a in request.app[SERVICE].desk.agents.values()])
+    return web.json_response([agent_json(a) for a in request.app[DESK].agents.values()])
 
 
 @allow("admin", "supervisor", "self")
@@ -97,9 +113,8 @@ async def get_agent(request: web.Request) -> web.Response:
 @allow("admin", "supervisor", "self")
 async def agent_events(request: web.Request) -> web.Response:
     agent = _agent(request)
-    svc = request.app[SERVICE]
     headers = await caught_up(request)  # read what was just done
-    rows = await svc.store.agent_events(agent.id)
+    rows = await request.app[STORE].agent_events(agent.id)
     return web.json_response([{"at": r.at.isoformat(), "state": r.state, "reason": r.reason,
                                "by": r.by} for r in rows], headers=headers)
 
@@ -120,20 +135,19 @@ async def change_state(request: web.Request) -> web.Response:
     if action == "pause" and len(body.reason.strip()) < 2:
         raise error(web.HTTPBadRequest, "reason: say why (a pause needs a reason)")
     role, person = request[WHO]
-    svc = request.app[SERVICE]
     try:
-        svc.desk.ask(agent.id, action, f"{role}:{person}", body.reason.strip())
+        request.app[DESK].ask(agent.id, action, f"{role}:{person}", body.reason.strip())
     except AgentStateError as exc:
         raise error(web.HTTPConflict, str(exc)) from None
-    if action == "logout" and body.tickets == "release" and svc.tickets.enabled:
-        await svc.tickets.release_all(agent.id)
+    if action == "logout" and body.tickets == "release" and request.app[TICKETS].enabled:
+        await request.app[TICKETS].release_all(agent.id)
     return web.json_response(agent_json(agent))
 
 
 def _call_of(request: web.Request) -> CallSession:
     """The agent's call in progress (409: none, or a recall: not for these controls yet)."""
     agent = _agent(request)
-    session = request.app[SERVICE].registry.calls.get(agent.call_id or "")
+    session = request.app[REGISTRY].calls.get(agent.call_id or "")
     if agent.state is not AgentState.ON_CALL or session is None:
         raise error(web.HTTPConflict, f"agent {agent.id} has no call in progress")
     if not isinstance(session, CallSession):
@@ -158,21 +172,21 @@ async def transfer_targets(request: web.Request) -> web.Response:
     """Where the agent may send a caller: the topics' lines (their names, how many wait, how
     many agents are free), the colleagues taking calls now (their state), and the second-level
     groups (how many of their other members are logged in, and free)."""
+    running = request.app[RUNNING]
     agent = _agent(request)
-    svc = request.app[SERVICE]
-    desk, queues = svc.desk, svc.call_config.queues
+    desk, queues = request.app[DESK], running.call_config.queues
     topics = []
     for topic_id, topic in sorted(queues.items(), key=lambda item: item[1].name):
         logged_in, _, free = desk.staffing(topic_id)
         topics.append({"id": topic_id, "name": topic.name, "logged_in": logged_in,
-                       "free": free, "waiting": len(svc.queues.waiting(topic_id))})
+                       "free": free, "waiting": len(request.app[QUEUES].waiting(topic_id))})
     taking = (AgentState.AVAILABLE, AgentState.RINGING, AgentState.ON_CALL,
               AgentState.WRAP_UP)
     colleagues = [{"id": a.id, "name": a.name, "state": str(a.state),
                    "topics": sorted(a.topics)}
                   for a in sorted(desk.agents.values(), key=lambda a: a.name)
                   if a.id != agent.id and a.state in taking and a.topics]
-    tickets = svc.config.tickets
+    tickets = running.config.tickets
     groups = []
     for group_id, group in sorted(tickets.groups.items() if tickets else (),
                                   key=lambda item: item[1].name):
@@ -265,20 +279,21 @@ class RecallMark(BaseModel):
 async def mark_recall(request: web.Request) -> web.Response:
     """After a recall conversation: it was the citizen (done), an answering machine or
     somebody else (no_answer: called again as after no answer), or a wrong number (failed)."""
-    svc = request.app[SERVICE]
+    store = request.app[STORE]
     agent = _agent(request)
     body: RecallMark = await json_body(request, RecallMark)
     recall_id = request.match_info["recall_id"]
-    row = await svc.store.get_recall(recall_id) if len(recall_id) <= 32 else None
+    row = await store.get_recall(recall_id) if len(recall_id) <= 32 else None
     if row is None:
         raise error(web.HTTPNotFound, f"no recall request {recall_id!r}")
-    calls = [a for a in await svc.store.recall_attempts(row.id) if a.outcome not in AGENT_OUTCOMES]
+    calls = [a for a in await store.recall_attempts(row.id) if a.outcome not in AGENT_OUTCOMES]
     last = calls[-1] if calls else None
     if last is not None and last.agent_id != agent.id:
         raise error(web.HTTPForbidden, f"the last call of this request was {last.agent_id}'s")
-    settings = svc.settings.recalls
-    schedule = svc.call_config.schedules.get(settings.hours) if settings.hours else None
-    now = svc.clock.now()
+    settings = request.app[SETTINGS].recalls
+    schedules = request.app[RUNNING].call_config.schedules
+    schedule = schedules.get(settings.hours) if settings.hours else None
+    now = request.app[CLOCK].now()
     try:
         after = after_mark(body.outcome, row.status, last.outcome if last else None,
                            row.attempts, settings, now, schedule)
@@ -288,7 +303,7 @@ async def mark_recall(request: web.Request) -> web.Response:
         assert last is not None
         role, person = request[WHO]
         try:
-            marked = await svc.store.mark_recall(last, body.outcome, f"{role}:{person}",
+            marked = await store.mark_recall(last, body.outcome, f"{role}:{person}",
                                                  after.status, after.due_at, now)
         except IntegrityError:
             raise error(web.HTTPConflict, "the citizen has another open request for this "
@@ -296,8 +311,8 @@ async def mark_recall(request: web.Request) -> web.Response:
         if not marked:
             raise error(web.HTTPConflict, "the request changed meanwhile: look again")
         if after.status == "waiting":
-            svc.recalls.poke()
-        row = await svc.store.get_recall(row.id) or row
+            request.app[RECALLS].poke()
+        row = await store.get_recall(row.id) or row
     return web.json_response({"id": row.id, "outcome": body.outcome, "status": row.status,
                               "attempts": row.attempts, "due_at": row.due_at.isoformat()})
 
@@ -350,7 +365,7 @@ async def _open(request: web.Request
         await _refuse(ws, WSCloseCode.POLICY_VIOLATION, 'the first message must be '
                       '{"token": "..."}')
         return None
-    who = identify(request.app[SERVICE], hello.token)
+    who = identify(request.app, hello.token)
     if who is None:
         await _refuse(ws, 4001, "unknown token")
         return None
@@ -360,22 +375,23 @@ async def _open(request: web.Request
 async def console(request: web.Request) -> web.WebSocketResponse:
     """An agent's console: receives a screen pop when their phone starts ringing and answers
     {"type": "ack", "offer_id": ...} once it is on screen."""
-    svc = request.app[SERVICE]
+    desk = request.app[DESK]
     opened = await _open(request)
     if opened is None:
         return web.WebSocketResponse()
     ws, (role, person), first = opened
-    agent = svc.desk.agents.get(request.match_info["agent_id"])
+    agent = desk.agents.get(request.match_info["agent_id"])
     if agent is None or (role == "agent" and person != agent.id):
         await _refuse(ws, 4003, "not your console")
         return ws
-    svc.desk.consoles.setdefault(agent.id, set()).add(ws)
+    desk.consoles.setdefault(agent.id, set()).add(ws)
     if first.states:  # what the system did to them (auto-pause, wrap-up, ...)
-        svc.desk.state_watchers.setdefault(agent.id, set()).add(ws)
+        desk.state_watchers.setdefault(agent.id, set()).add(ws)
     # Wrap-up seconds per topic: the console counts down after a call of that topic.
-    wrap_up = {t: q.wrap_up for t, q in svc.call_config.queues.items() if t in agent.topics}
+    topics = request.app[RUNNING].call_config.queues
+    wrap_up = {t: q.wrap_up for t, q in topics.items() if t in agent.topics}
     # A console reopened during a call shows its pop again.
-    hello = Hello(agent=AgentView.of(agent), wrap_up=wrap_up, offer=svc.desk.current_pop(agent))
+    hello = Hello(agent=AgentView.of(agent), wrap_up=wrap_up, offer=desk.current_pop(agent))
     await ws.send_str(wire(hello))
     try:
         async for msg in ws:
@@ -387,16 +403,16 @@ async def console(request: web.Request) -> web.WebSocketResponse:
                 await _refuse(ws, WSCloseCode.POLICY_VIOLATION, 'expected {"type": "ack", '
                               '"offer_id": "..."}')
                 break
-            svc.desk.acknowledged(agent.id, ack.offer_id)
+            desk.acknowledged(agent.id, ack.offer_id)
     finally:
-        svc.desk.consoles.get(agent.id, set()).discard(ws)
-        svc.desk.state_watchers.get(agent.id, set()).discard(ws)
+        desk.consoles.get(agent.id, set()).discard(ws)
+        desk.state_watchers.get(agent.id, set()).discard(ws)
     return ws
 
 
 async def supervisor(request: web.Request) -> web.WebSocketResponse:
     """Live agent and queue changes, after a snapshot of both."""
-    svc = request.app[SERVICE]
+    desk = request.app[DESK]
     opened = await _open(request)
     if opened is None:
         return web.WebSocketResponse()
@@ -404,12 +420,12 @@ async def supervisor(request: web.Request) -> web.WebSocketResponse:
     if role not in ("admin", "supervisor"):
         await _refuse(ws, 4003, "supervisors only")
         return ws
-    lines = LINES.validate_python(svc.queues.snapshot(svc.clock.now()))
-    await ws.send_str(wire(Snapshot(agents=svc.desk.snapshot(), queues=lines)))
-    svc.desk.supervisors.add(ws)
+    lines = LINES.validate_python(request.app[QUEUES].snapshot(request.app[CLOCK].now()))
+    await ws.send_str(wire(Snapshot(agents=desk.snapshot(), queues=lines)))
+    desk.supervisors.add(ws)
     try:
         async for _ in ws:  # supervisors only listen: what they send is dropped
             pass
     finally:
-        svc.desk.supervisors.discard(ws)
+        desk.supervisors.discard(ws)
     return ws

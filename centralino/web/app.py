@@ -28,14 +28,23 @@ from centralino.tickets import http as tickets_api
 from centralino.tickets import pages as ticket_pages
 from centralino.web import agents, console
 from centralino.web.common import (
+    ARI,
     CHALLENGE,
-    SERVICE,
-    Shell,
+    CLOCK,
+    MAIL,
+    QUEUES,
+    REGISTRY,
+    RUNNING,
+    SETTINGS,
+    STORE,
+    WRITER,
+    WebParts,
     allow,
     authenticate,
     caught_up,
     database_away,
     error,
+    install,
     json_body,
     plain_errors,
     presented_token,
@@ -47,10 +56,10 @@ from ivr.hours import line_status
 from ivr.yamlfile import ConfigError
 
 
-def create_app(service: Shell) -> web.Application:
+def create_app(parts: WebParts) -> web.Application:
     app = web.Application(middlewares=[plain_errors, database_away, authenticate])
-    app[SERVICE] = service
-    app[METRICS_PAGE] = MetricsPage(service.settings.http.metrics_max_age)
+    install(app, parts)
+    app[METRICS_PAGE] = MetricsPage(parts.settings.http.metrics_max_age)
     app[SCRAPES] = SlidingWindow(SCRAPES_PER_10S, 10)
     app.router.add_get("/healthz", health)
     app.router.add_get("/metrics", prometheus)
@@ -76,23 +85,23 @@ def create_app(service: Shell) -> web.Application:
 
 
 async def health(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
-    connected = svc.ari.connected.is_set()
+    writer, mail = request.app[WRITER], request.app[MAIL]
+    connected = request.app[ARI].connected.is_set()
     # The database away or refusing writes is not a 503: calls go on and records wait in
     # memory (a restart by a watchdog would lose them).
-    fault, since = svc.writer.fault, svc.writer.fault_since
+    fault, since = writer.fault, writer.fault_since
     return web.json_response({
         "status": "ok" if connected else "asterisk unreachable",
         "asterisk_connected": connected,
         "database": "ok" if fault is None else fault.kind,  # unreachable, refusing writes
         "database_problem": None if fault is None else fault.reason,  # read-only, disk full...
         "database_problem_seconds": None if since is None else round(time.time() - since),
-        "records_waiting": svc.writer.waiting,
-        "config_version": svc.config.version,
-        "calls_in_progress": svc.registry.in_progress(),
+        "records_waiting": writer.waiting,
+        "config_version": request.app[RUNNING].config.version,
+        "calls_in_progress": request.app[REGISTRY].in_progress(),
         # Each mailbox (mail.yaml): a mailbox that cannot be reached is said here, not a 503:
         # calls and the other mailboxes go on.
-        "mailboxes": svc.mail.health() if svc.mail else {},
+        "mailboxes": mail.health() if mail else {},
     }, status=200 if connected else 503)
 
 
@@ -128,26 +137,27 @@ SCRAPES_PER_10S = 10
 
 
 async def prometheus(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
-    http = svc.settings.http
+    writer = request.app[WRITER]
+    http = request.app[SETTINGS].http
     if http.metrics_token:
         token = presented_token(request)
         if not any(hmac.compare_digest(token.encode(), secret.encode())
                    for secret in (http.metrics_token, http.admin_token)):
             raise error(web.HTTPUnauthorized, "unknown token", headers=CHALLENGE)
-    if (wait := request.app[SCRAPES].hit(request.remote or "", svc.clock.now())) is not None:
+    now = request.app[CLOCK].now()
+    if (wait := request.app[SCRAPES].hit(request.remote or "", now)) is not None:
         raise error(web.HTTPTooManyRequests, f"at most {SCRAPES_PER_10S} scrapes in 10 s",
                     headers={"Retry-After": str(wait)})
 
     async def render() -> bytes:
-        metrics.ACTIVE_CALLS.set(svc.registry.in_progress())
-        metrics.DATABASE_UP.set(svc.writer.fault is None)
-        metrics.RECORDS_WAITING.set(svc.writer.waiting)
+        metrics.ACTIVE_CALLS.set(request.app[REGISTRY].in_progress())
+        metrics.DATABASE_UP.set(writer.fault is None)
+        metrics.RECORDS_WAITING.set(writer.waiting)
         metrics.WAITING.clear()  # a topic a reload removed goes once nobody waits in it
-        for topic in svc.topics:
-            metrics.WAITING.labels(topic).set(len(svc.queues.waiting(topic)))
-        await mail_api.refresh(svc)
-        await figures_api.refresh(svc)
+        for topic in request.app[RUNNING].topics:
+            metrics.WAITING.labels(topic).set(len(request.app[QUEUES].waiting(topic)))
+        await mail_api.refresh(request.app)
+        await figures_api.refresh(request.app)
         return generate_latest()
 
     body = await request.app[METRICS_PAGE].get(render)
@@ -155,15 +165,15 @@ async def prometheus(request: web.Request) -> web.Response:
 
 
 async def prompt_file(request: web.Request) -> web.StreamResponse:
-    svc = request.app[SERVICE]
+    running = request.app[RUNNING]
     lang, prompt = request.match_info["lang"], request.match_info["prompt"]
-    path = svc.catalog.path(lang, prompt)
+    path = running.catalog.path(lang, prompt)
     if path is None or not path.exists():
         raise error(web.HTTPNotFound, "no such prompt")
     # The URL carries the content hash: a changed prompt has a new URL, so this one may be
     # cached forever. Another digest (a call that started before a reload changed the
     # recording, or anybody guessing) gets today's file, which must not be cached under it.
-    if svc.catalog.is_current(lang, prompt, request.match_info["digest"]):
+    if running.catalog.is_current(lang, prompt, request.match_info["digest"]):
         cache = "public, max-age=31536000, immutable"
     else:
         cache = "no-store"
@@ -172,15 +182,14 @@ async def prompt_file(request: web.Request) -> web.StreamResponse:
 
 @allow("admin")
 async def reload_config(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
     try:
-        config = await svc.reload()
+        config = await request.app[RUNNING].reload()
     except ConfigError as exc:
         metrics.CONFIG_RELOADS.labels("refused").inc()
         return web.json_response({
             "error": "configuration refused; the running one stays",
             "problems": [str(p) for p in exc.problems],
-            "running_version": svc.config.version,
+            "running_version": request.app[RUNNING].config.version,
         }, status=422)
     metrics.CONFIG_RELOADS.labels("ok").inc()
     return web.json_response({"version": config.version,
@@ -192,7 +201,7 @@ async def ari_latency(request: web.Request) -> web.Response:
     """Percentiles of the service's reaction time (benchmarks read this): wall clock, and the
     event loop's CPU time over the same interval (what remains if the OS never preempted us).
     `samples=1`: each (wall, cpu) in ms too, for a benchmark that cuts a run into windows."""
-    samples = request.app[SERVICE].ari.reaction_samples
+    samples = request.app[ARI].reaction_samples
     values = list(samples)
     if request.query.get("reset") in ("1", "true"):
         samples.clear()
@@ -210,8 +219,8 @@ async def ari_latency(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
-def _line(svc: Shell, number: str) -> Any:
-    flow = svc.call_config.flows.get(number)
+def _line(app: web.Application, number: str) -> Any:
+    flow = app[RUNNING].call_config.flows.get(number)
     if flow is None:
         raise error(web.HTTPNotFound, f"no line with number {number}")
     return flow
@@ -219,12 +228,12 @@ def _line(svc: Shell, number: str) -> Any:
 
 @allow("admin", "supervisor")
 async def list_lines(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
-    now = svc.clock.now()
+    running = request.app[RUNNING]
+    now = request.app[CLOCK].now()
     out = []
-    for number, flow in svc.call_config.flows.items():
-        schedule = svc.call_config.schedules.get(flow.hours) if flow.hours else None
-        override = svc.overrides.get(number)
+    for number, flow in running.call_config.flows.items():
+        schedule = running.call_config.schedules.get(flow.hours) if flow.hours else None
+        override = running.overrides.get(number)
         status = line_status(schedule, override, now)
         out.append({
             "number": number, "name": flow.name, "open": status.open, "why": status.why,
@@ -249,29 +258,27 @@ class OverrideRequest(BaseModel):
 
 @allow("admin")
 async def put_override(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
     number = request.match_info["number"]
-    _line(svc, number)
+    _line(request.app, number)
     body: OverrideRequest = await json_body(request, OverrideRequest)
-    if body.until <= svc.clock.now():
+    if body.until <= request.app[CLOCK].now():
         raise error(web.HTTPBadRequest, "until: must be in the future")
-    override = await svc.set_override(number, body.state, body.until, body.reason, body.by)
+    override = await request.app[RUNNING].set_override(number, body.state, body.until,
+                                                       body.reason, body.by)
     return web.json_response(_override_json(override))
 
 
 @allow("admin")
 async def delete_override(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
     number = request.match_info["number"]
-    _line(svc, number)
+    _line(request.app, number)
     by = request.query.get("by", "api")[:64]
-    return web.json_response({"cleared": await svc.clear_override(number, by)})
+    return web.json_response({"cleared": await request.app[RUNNING].clear_override(number, by)})
 
 
 @allow("admin")
 async def override_history(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
-    rows = await svc.store.override_history(request.match_info["number"])
+    rows = await request.app[STORE].override_history(request.match_info["number"])
     return web.json_response([_override_row(r) for r in rows])
 
 
@@ -309,10 +316,9 @@ def call_json(call: Call) -> dict[str, Any]:
 
 @allow("admin", "supervisor")
 async def list_calls(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
     limit = query_int(request, "limit", 50, 1, 500)
     headers = await caught_up(request)  # read what was just done
-    calls = await svc.store.find_calls(
+    calls = await request.app[STORE].find_calls(
         channel_id=request.query.get("channel_id"), number=request.query.get("number"),
         caller=request.query.get("caller"), limit=limit,
     )
@@ -321,20 +327,19 @@ async def list_calls(request: web.Request) -> web.Response:
 
 @allow("admin", "supervisor")
 async def get_call(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
+    store = request.app[STORE]
     headers = await caught_up(request)
-    call = await svc.store.get_call(request.match_info["call_id"])
+    call = await store.get_call(request.match_info["call_id"])
     if call is None:
         raise error(web.HTTPNotFound, "no such call")
     iso = lambda t: t.isoformat() if t else None  # noqa: E731
     # Each agent's leg: who was rung, who answered, until when (transfers make several).
     legs = [{"agent_id": o.agent_id, "rang_at": iso(o.offered_at),
              "answered_at": iso(o.answered_at), "ended_at": iso(o.ended_at),
-             "outcome": o.outcome} for o in await svc.store.offers_for(call.id)]
+             "outcome": o.outcome} for o in await store.offers_for(call.id)]
     return web.json_response({**call_json(call), "legs": legs}, headers=headers)
 
 
 @allow("admin", "supervisor")
 async def list_queues(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
-    return web.json_response(svc.queues.snapshot(svc.clock.now()))
+    return web.json_response(request.app[QUEUES].snapshot(request.app[CLOCK].now()))

@@ -1,4 +1,5 @@
-"""What every HTTP handler shares: the service, JSON errors, who is calling and what they may do.
+"""What every HTTP handler shares: the service's parts, JSON errors, who is calling and what
+they may do.
 
 Tokens: the admin token (settings http.admin_token) may do everything; a supervisor's token
 (agents.yaml) may see and change every agent; an agent's token only their own state. No token,
@@ -16,6 +17,7 @@ import functools
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
@@ -56,49 +58,67 @@ class RecallPlacing(Protocol):
     def cancelled(self, recall_id: str) -> None: ...
 
 
-class Shell(Protocol):
-    """What the HTTP API reaches of the running service (centralino.service.Service builds
-    the parts and is one): the agents' desk, the records, the lines, the configuration."""
+class Running(Protocol):
+    """The configuration running now (centralino.running.RunningConfig): read it at each
+    request, a reload swaps it."""
 
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def clock(self) -> Timers: ...
-    @property
-    def desk(self) -> Desk: ...
-    @property
-    def store(self) -> Store: ...
-    @property
-    def writer(self) -> Writer: ...
-    @property
-    def queues(self) -> QueueManager: ...
-    @property
-    def registry(self) -> Registry: ...
-    @property
-    def ari(self) -> AriHealth: ...
-    @property
-    def recalls(self) -> RecallPlacing: ...
-    @property
-    def tickets(self) -> TicketDesk: ...
-    @property
-    def mail(self) -> MailDesk | None: ...
-    @property
-    def catalog(self) -> PromptCatalog: ...
-    @property
-    def overrides(self) -> Mapping[str, Override]: ...
     @property
     def config(self) -> Config: ...
     @property
     def call_config(self) -> CallConfig: ...
     @property
+    def catalog(self) -> PromptCatalog: ...
+    @property
     def topics(self) -> list[str]: ...
+    @property
+    def overrides(self) -> Mapping[str, Override]: ...
     async def reload(self) -> Config: ...
     async def set_override(self, number: str, state: str, until: datetime, reason: str,
                            by: str) -> Override: ...
     async def clear_override(self, number: str, by: str) -> bool: ...
 
 
-SERVICE: web.AppKey[Shell] = web.AppKey("service")
+@dataclass(frozen=True)
+class WebParts:
+    """What the HTTP API reaches of the running service; create_app puts each part under its
+    own key below, and each handler takes only the parts it uses."""
+
+    settings: Settings
+    clock: Timers
+    running: Running
+    desk: Desk
+    store: Store
+    writer: Writer
+    queues: QueueManager
+    registry: Registry
+    ari: AriHealth
+    recalls: RecallPlacing
+    tickets: TicketDesk
+    mail: MailDesk | None
+
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+CLOCK: web.AppKey[Timers] = web.AppKey("clock")
+RUNNING: web.AppKey[Running] = web.AppKey("running")
+DESK: web.AppKey[Desk] = web.AppKey("desk")
+STORE: web.AppKey[Store] = web.AppKey("store")
+WRITER: web.AppKey[Writer] = web.AppKey("writer")
+QUEUES: web.AppKey[QueueManager] = web.AppKey("queues")
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
+ARI: web.AppKey[AriHealth] = web.AppKey("ari")
+RECALLS: web.AppKey[RecallPlacing] = web.AppKey("recalls")
+TICKETS: web.AppKey[TicketDesk] = web.AppKey("tickets")
+MAIL: web.AppKey[MailDesk | None] = web.AppKey("mail")
+
+
+def install(app: web.Application, parts: WebParts) -> None:
+    """Each part under its key."""
+    app[SETTINGS], app[CLOCK], app[RUNNING] = parts.settings, parts.clock, parts.running
+    app[DESK], app[STORE], app[WRITER] = parts.desk, parts.store, parts.writer
+    app[QUEUES], app[REGISTRY], app[ARI] = parts.queues, parts.registry, parts.ari
+    app[RECALLS], app[TICKETS], app[MAIL] = parts.recalls, parts.tickets, parts.mail
+
+
 WHO = web.RequestKey("who", tuple)  # (role, id): role is admin, supervisor or agent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Told the address of each request refused as abuse; True if that address is barred now
@@ -216,21 +236,21 @@ def well_formed(token: str) -> bool:
         and " " not in token
 
 
-def identify(service: Shell, token: str) -> tuple[str, str] | None:
+def identify(app: web.Application, token: str) -> tuple[str, str] | None:
     """(role, id) of whoever holds `token`, or None."""
     if not well_formed(token):
         return None
-    admin = service.settings.http.admin_token
-    if hmac.compare_digest(token.encode(), admin.encode()):
+    settings = app[SETTINGS]
+    if hmac.compare_digest(token.encode(), settings.http.admin_token.encode()):
         return "admin", "admin"
-    who = service.config.agents.who(token)
-    return who if who and strong_enough(service, token, f"{who[0]} {who[1]}") else None
+    who = app[RUNNING].config.agents.who(token)
+    return who if who and strong_enough(settings, token, f"{who[0]} {who[1]}") else None
 
 
-def strong_enough(service: Shell, token: str, whose: str) -> bool:
+def strong_enough(settings: Settings, token: str, whose: str) -> bool:
     """Production refuses a weak token even when it matches: only its hash is configured, so
     this is the first moment its strength can be judged. Development takes any."""
-    if service.settings.mode != "production" or (why := weakness(token)) is None:
+    if settings.mode != "production" or (why := weakness(token)) is None:
         return True
     log.error("refused the token of %s: too weak for production (%s); give them a new one "
               "(`centralino token`)", whose, why)
@@ -267,10 +287,10 @@ def portal_or_token(request: web.Request) -> tuple[str, str]:
     """("portal", client id) for a portal's key (settings recalls.clients), else
     ("admin"|"supervisor"|"agent", id) from `identify`; 401 for neither."""
     key = presented_token(request, api_key_header=True)
-    svc = request.app[SERVICE]
-    if (client := svc.settings.recalls.client_for(key)) and strong_enough(svc, key, client):
+    settings = request.app[SETTINGS]
+    if (client := settings.recalls.client_for(key)) and strong_enough(settings, key, client):
         return "portal", client
-    who = identify(svc, key)
+    who = identify(request.app, key)
     if who is None:
         raise error(web.HTTPUnauthorized, "unknown API key", headers=CHALLENGE)
     return who
@@ -300,7 +320,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     # recalls/http.py are not tokens known here).
     if request.path.startswith("/api/") and not getattr(request.match_info.handler, "own_auth",
                                                         False):
-        who = identify(request.app[SERVICE], presented_token(request))
+        who = identify(request.app, presented_token(request))
         if who is None:
             raise error(web.HTTPUnauthorized, "unknown token", headers=CHALLENGE)
         request[WHO] = who
@@ -329,7 +349,7 @@ async def caught_up(request: web.Request) -> dict[str, str]:
     """Before a handler reads what the service just did: wait until the records are written,
     but not while the database takes no writes (the writer tries again for as long as it
     takes): then what is stored is served, and the headers say how much is missing."""
-    missing = await request.app[SERVICE].writer.caught_up()
+    missing = await request.app[WRITER].caught_up()
     return {"X-Records-Waiting": str(missing)} if missing else {}
 
 

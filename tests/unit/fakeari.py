@@ -21,9 +21,13 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Self
 
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from centralino.clock import LoopClock, Timer
+from ivr.clock import SystemClock
 
 USERNAME, PASSWORD = "centralino", "secret"  # the fake's ARI user (ari.conf)
 ASTERISK_ID = "02:42:ac:11:00:02"
@@ -411,6 +415,21 @@ class Hurried:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(asyncio, name)
+
+    # As a clock (centralino.clock.Timers) for the ARI client's back-off: recorded, and short.
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def after(self, seconds: float) -> asyncio.Future[None]:
+        if seconds > 0:
+            self.slept.append(seconds)
+        return LoopClock(SystemClock()).after(min(seconds, self.nap))
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        return asyncio.get_running_loop().call_later(min(seconds, self.nap), callback)
 
     async def sleep(self, delay: float, result: Any = None) -> Any:
         if delay > 0:

@@ -54,9 +54,10 @@ def hurried(monkeypatch: pytest.MonkeyPatch) -> Hurried:
 
 
 def ari_of(fake: FakeAri, password: str | None = None, app: str = APP,
-           observe: Callable[[float], None] | None = None) -> AriClient:
+           observe: Callable[[float], None] | None = None, clock: Hurried | None = None
+           ) -> AriClient:
     return AriClient(fake.url + "/", fake.username,
-                     fake.password if password is None else password, app, observe)
+                     fake.password if password is None else password, app, observe, clock)
 
 
 def closed_port() -> int:
@@ -339,7 +340,7 @@ async def test_an_asterisk_without_rest_over_ws_gets_requests_over_http(
     caplog.set_level(logging.INFO, "centralino.ari")
     hurried.patience = 0.2  # the probe's 2 s for an answer that never comes
     listener = Listener()
-    async with FakeAri(rest_over_ws=False) as fake, ari_of(fake) as ari, \
+    async with FakeAri(rest_over_ws=False) as fake, ari_of(fake, clock=hurried) as ari, \
             running(ari, listener):
         fake.channels["c-1"] = channel("c-1")
         await ari.answer("c-1")
@@ -352,7 +353,7 @@ async def test_a_request_waiting_on_the_socket_fails_when_the_socket_drops(
         fake: FakeAri, hurried: Hurried) -> None:
     fake.stall("GET", "/channels/c-1")
     listener = Listener()
-    async with ari_of(fake) as ari, running(ari, listener):
+    async with ari_of(fake, clock=hurried) as ari, running(ari, listener):
         waiting = asyncio.create_task(ari.get_channel("c-1"))
         await fake.request_to("GET", "/channels/c-1")
         await fake.drop()
@@ -365,7 +366,7 @@ async def test_after_the_socket_drops_it_reconnects_and_resyncs(
         fake: FakeAri, hurried: Hurried, caplog: pytest.LogCaptureFixture) -> None:
     fake.channels["c-1"] = channel("c-1")
     listener = Listener()
-    async with ari_of(fake) as ari, running(ari, listener):
+    async with ari_of(fake, clock=hurried) as ari, running(ari, listener):
         await listener.until(lambda: listener.resyncs == 1)
         await fake.drop()
         await fake.until(lambda: not fake.sockets)
@@ -384,7 +385,7 @@ async def test_connected_is_cleared_while_asterisk_is_away(fake: FakeAri,
                                                           hurried: Hurried) -> None:
     listener = Listener()
     fake.stall("PUT", f"/applications/{APP}/eventFilter")  # the next setup never completes
-    async with ari_of(fake) as ari, running(ari, listener, connect=False):
+    async with ari_of(fake, clock=hurried) as ari, running(ari, listener, connect=False):
         await fake.request_to("PUT", f"/applications/{APP}/eventFilter")
         assert not ari.connected.is_set() and listener.resyncs == 0
         fake.restore("PUT", f"/applications/{APP}/eventFilter")
@@ -396,7 +397,8 @@ async def test_connected_is_cleared_while_asterisk_is_away(fake: FakeAri,
 async def test_wrong_credentials_on_the_socket_are_logged_and_retried_with_backoff(
         fake: FakeAri, hurried: Hurried, caplog: pytest.LogCaptureFixture) -> None:
     listener = Listener()
-    async with ari_of(fake, password="wrong") as ari, running(ari, listener, connect=False):
+    async with ari_of(fake, password="wrong", clock=hurried) as ari, \
+            running(ari, listener, connect=False):
         async with asyncio.timeout(3):
             while len(hurried.slept) < 8:
                 await asyncio.sleep(0.01)
@@ -411,7 +413,8 @@ async def test_without_asterisk_it_keeps_retrying_then_connects(
     caplog.set_level(logging.WARNING, "centralino.ari")
     port = closed_port()
     listener = Listener()
-    async with AriClient(f"http://127.0.0.1:{port}", "centralino", "secret", APP) as ari, \
+    async with AriClient(f"http://127.0.0.1:{port}", "centralino", "secret", APP,
+                         clock=hurried) as ari, \
             running(ari, listener, connect=False):
         async with asyncio.timeout(3):
             while len(hurried.slept) < 3:
@@ -425,7 +428,7 @@ async def test_without_asterisk_it_keeps_retrying_then_connects(
 
 async def test_an_invalid_application_name_is_refused_with_its_status(
         fake: FakeAri, hurried: Hurried, caplog: pytest.LogCaptureFixture) -> None:
-    async with ari_of(fake, app="") as ari, running(ari, Listener(), connect=False):
+    async with ari_of(fake, app="", clock=hurried) as ari, running(ari, Listener(), connect=False):
         async with asyncio.timeout(3):
             while not hurried.slept:
                 await asyncio.sleep(0.01)
@@ -438,7 +441,7 @@ async def test_a_failed_setup_closes_the_socket_and_tries_again(
     path = f"/applications/{APP}/eventFilter"
     fake.answer("PUT", path, 400, {"message": "Invalid filter"})
     listener = Listener()
-    async with ari_of(fake) as ari, running(ari, listener, connect=False):
+    async with ari_of(fake, clock=hurried) as ari, running(ari, listener, connect=False):
         await fake.until(lambda: len(fake.requests("PUT", path)) >= 2)
         assert not ari.connected.is_set() and listener.resyncs == 0
         fake.restore("PUT", path)
@@ -499,7 +502,7 @@ async def test_a_late_failure_of_an_old_setup_leaves_the_new_connection_alone(
     path = f"/applications/{APP}/eventFilter"
     fake.stall("PUT", path)  # Asterisk hangs on the first setup's request, then drops
     listener = Listener()
-    async with ari_of(fake) as ari, running(ari, listener, connect=False):
+    async with ari_of(fake, clock=hurried) as ari, running(ari, listener, connect=False):
         await fake.request_to("PUT", path)
         fake.restore("PUT", path)
         await fake.drop()

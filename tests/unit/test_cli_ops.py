@@ -35,6 +35,7 @@ from centralino.promptbuild import PromptBuildError
 from centralino.settings import load_settings
 from centralino.tokens import weakness
 from centralino.web.app import create_app
+from centralino.web.common import WebParts
 from ivr.clock import LOCAL, FixedClock
 from ivr.hours import Override
 from ivr.yamlfile import ConfigError, ConfigProblem
@@ -118,7 +119,9 @@ class Api:
 
     def _serve(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        app = create_app(self.service)  # type: ignore[arg-type]
+        svc = self.service
+        app = create_app(WebParts(svc.settings, svc.clock, svc, svc.desk, svc.store,  # type: ignore[arg-type]
+                                  svc.writer, *[None] * 6))
         app.on_response_prepare.append(self._seen)
         runner = web.AppRunner(app, access_log=None)
         self.loop.run_until_complete(runner.setup())

@@ -21,7 +21,7 @@ GARBAGE = b"\x00\x01 not a message at all"
 def with_mail(parts: Any) -> MailDesk:
     """The mail desk over the parts' store and tickets, its loops not started."""
     desk = MailDesk(parts.store, parts.tickets, parts.clock, CONFIG, parts.spawn)
-    parts.mail = desk
+    parts.replace(mail=desk)
     return desk
 
 

@@ -24,7 +24,7 @@ from centralino.recalls import http as api
 from centralino.settings import Settings, load_settings
 from centralino.storage.models import RecallRequest
 from centralino.storage.store import Store
-from centralino.web.common import SERVICE, authenticate
+from centralino.web.common import WebParts, authenticate, install
 from cti.config import AgentEntry, AgentsConfig, SupervisorEntry, token_hash
 from cti.recalls import (
     DEV_PORTAL_KEY,
@@ -326,7 +326,8 @@ async def open_client(limits: RecallLimits) -> tuple[TestClient, SimpleNamespace
     store = await Store("sqlite+aiosqlite:///:memory:").__aenter__()
     svc = fake_service(store, limits)
     app = web.Application(middlewares=[authenticate])  # the real auth middleware
-    app[SERVICE] = svc  # type: ignore[assignment]
+    install(app, WebParts(svc.settings, svc.clock, svc, None, svc.store, None,  # type: ignore[arg-type]
+                          svc.queues, None, None, svc.recalls, None, None))
     api.add_routes(app)
     client = TestClient(TestServer(app))
     await client.start_server()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from centralino.settings import Settings
 from centralino.tokens import generate, weakness
 from centralino.web.app import MetricsPage
-from centralino.web.common import identify, well_formed
+from centralino.web.common import RUNNING, SETTINGS, identify, well_formed
 from cti.config import AgentEntry, AgentsConfig, token_hash
 from cti.recalls import PortalClient, RecallSettings, key_hash
 
@@ -84,13 +85,13 @@ def test_development_does_not_listen_beyond_this_machine_with_public_tokens():
     assert Settings.model_validate({"http": {"host": "127.0.0.1"}})  # the default: fine
 
 
-def service(mode: str, **tokens: str) -> SimpleNamespace:
-    """What `identify` reads: the settings and the agents' token hashes."""
+def service(mode: str, **tokens: str) -> dict[Any, Any]:
+    """What `identify` reads of the app: the settings and the agents' token hashes."""
     agents = AgentsConfig(3, {aid: AgentEntry(name=aid, device=f"PJSIP/{aid}", topics={"a": 0},
                                               token_sha256=token_hash(t))
                               for aid, t in tokens.items()}, {}, "")
     settings = Settings.model_validate({**PRODUCTION, "mode": mode})
-    return SimpleNamespace(settings=settings, config=SimpleNamespace(agents=agents))
+    return {SETTINGS: settings, RUNNING: SimpleNamespace(config=SimpleNamespace(agents=agents))}
 
 
 def test_a_weak_token_is_refused_when_presented_in_production(caplog):

@@ -245,7 +245,7 @@ async def test_after_a_restart_agents_are_back_as_they_were_and_free(web):
     parts.caller_waits("c1", "anagrafe")
     await act(client, "1003", "login", token("1003"))  # rings for c1 when the service stops
     await parts.writer.drain()
-    parts.desk = make_desk(parts)  # the next run, as Service starts it
+    parts.replace(desk=make_desk(parts))  # the next run, as Service starts it
     parts.desk.configure(parts.config.agents, await parts.store.last_agent_states())
     listed = await (await client.get("/api/agents", headers=bearer(SUPERVISOR))).json()
     assert [(a["id"], a["state"], a["reason"]) for a in listed] == [

@@ -64,7 +64,8 @@ async def test_health_is_503_while_asterisk_is_unreachable(web):
 async def test_with_the_database_away_health_stays_200_and_reads_say_what_is_missing(web):
     client, parts = web
     away = Store(UNREACHABLE_DB)
-    parts.writer = parts.records.sink = Writer(away.write)
+    parts.replace(writer=Writer(away.write))
+    parts.records.sink = parts.writer
     parts.writer.start()
     try:
         parts.records.agent_changed("1001", NOW, "available", "", "agent:1001")
@@ -89,7 +90,8 @@ async def test_with_the_database_away_health_stays_200_and_reads_say_what_is_mis
 
 async def test_a_request_that_needs_an_unreachable_database_is_503(web):
     client, parts = web
-    good, parts.store = parts.store, Store(UNREACHABLE_DB)
+    good = parts.store
+    parts.replace(store=Store(UNREACHABLE_DB))
     try:
         resp = await client.put("/api/lines/0612345001/override", headers=bearer(ADMIN),
                                 json={"state": "closed", "until": "2026-12-01T12:00",
@@ -103,7 +105,7 @@ async def test_a_request_that_needs_an_unreachable_database_is_503(web):
         assert resp.status == 503
     finally:
         await parts.store.__aexit__()
-        parts.store = good
+        parts.replace(store=good)
 
 
 async def test_a_caller_talking_to_an_agent_is_one_call_in_progress(web):

@@ -293,7 +293,8 @@ async def test_metrics_keep_the_live_gauges_when_the_database_is_away(web, caplo
     client, parts = web
     parts.caller_waits("w1", "suap", seconds_ago=30)
     await parts.writer.drain()
-    good, parts.store = parts.store, Store(UNREACHABLE_DB)
+    good = parts.store
+    parts.replace(store=Store(UNREACHABLE_DB))
     try:
         got = await scrape(client)
         assert by_topic(got, "centralino_queue_waiting")["suap"] == 1
@@ -301,4 +302,4 @@ async def test_metrics_keep_the_live_gauges_when_the_database_is_away(web, caplo
         assert "today's figures for /metrics: database unreachable" in caplog.text
     finally:
         await parts.store.__aexit__()
-        parts.store = good
+        parts.replace(store=good)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -34,15 +35,13 @@ from centralino.storage.writer import Writer
 from centralino.tickets.desk import TicketDesk
 from centralino.tickets.files import Files
 from centralino.web.app import create_app
+from centralino.web.common import DESK, MAIL, STORE, WRITER, WebParts
 from cti.config import dev_token
 from cti.messages import CallOffer
 from ivr.clock import LOCAL, FixedClock
 from ivr.config import CallConfig
 from ivr.hours import Override
 from queue_manager.queues import QueueManager, Waiting
-
-if TYPE_CHECKING:
-    from centralino.web.common import Shell
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = "admin-token-of-the-web-tests"
@@ -124,7 +123,8 @@ class CallSession:
 
 
 class Parts:
-    """The service as the web handlers see it."""
+    """The service's parts as the web handlers see them; it stands in for the running
+    configuration (centralino.running.RunningConfig) too."""
 
     def __init__(self, settings: Settings, config: Config, store: Store) -> None:
         self.settings = settings
@@ -146,6 +146,24 @@ class Parts:
                                   self.spawn, Files(settings.tickets.attachments))
         self.tasks: set[asyncio.Task[None]] = set()
         self.mail = None  # no mail.yaml in these tests
+        self.app = web.Application()  # the one create_app made, once made
+
+    def replace(self, **parts: Any) -> None:
+        """Swap parts under the app being served (a database gone, a mailbox added), as the
+        real service never does: aiohttp warns that a started app changes."""
+        keys: dict[str, web.AppKey[Any]] = {"store": STORE, "writer": WRITER, "mail": MAIL,
+                                         "desk": DESK}
+        for name, value in parts.items():
+            setattr(self, name, value)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.app[keys[name]] = value
+
+    def web(self) -> WebParts:
+        """What create_app receives."""
+        return WebParts(self.settings, self.clock, self, self.desk, self.store, self.writer,
+                        self.queues, self.registry, self.ari, self.recalls, self.tickets,
+                        self.mail)
 
     @property
     def call_config(self) -> CallConfig:
@@ -262,7 +280,7 @@ async def web_parts(tmp_path: Path, env: dict[str, str] | None = None
     await parts.tickets.load()
     parts.writer.start()
     try:
-        app = create_app(cast("Shell", parts))
+        app = parts.app = create_app(parts.web())
         async with TestClient(TestServer(app)) as client:
             yield client, parts
     finally:
