@@ -22,11 +22,13 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Self
 
 import aiohttp
 
 from ivr.clock import ShiftedClock
+from tests.integration.waiting import eventually
 
 PORT = 18081  # tests/integration/conftest.py settings_for
 ADMIN_TOKEN = "test-admin-token"  # tests/integration/config/centralino.yaml http.admin_token
@@ -38,6 +40,12 @@ POPS = ("offer", "recall", "recall_outcome")  # screen pops among a console's me
 def agent_token(agent_id: str) -> str:
     """Every test agent's personal token is dev-<id> (development mode only)."""
     return f"dev-{agent_id}"
+
+
+def service_side(phone_channel: str) -> str:
+    """The service's half of a Local channel whose far half (";2") a simulated phone holds
+    (a Ring's channel): the one the service puts in its bridges."""
+    return phone_channel.removesuffix(";2")
 
 
 class ApiError(AssertionError):
@@ -192,10 +200,8 @@ class DeskApi:
     async def until_state(self, agent_id: str, *states: str, timeout: float = 10,
                           poll: float = 0.02) -> dict[str, Any]:
         """Until the agent is in one of `states`; the agent as the API shows them then."""
-        async with asyncio.timeout(timeout):
-            while (agent := await self.agent(agent_id))["state"] not in states:
-                await asyncio.sleep(poll)
-        return agent
+        return await eventually(partial(self.agent, agent_id), lambda a: a["state"] in states,
+                                timeout, poll, f"agent {agent_id} {' or '.join(states)}")
 
     async def agent_events(self, agent_id: str) -> list[dict[str, Any]]:
         """The agent's stored changes, newest first (`GET /api/agents/{id}/events`)."""
@@ -233,10 +239,9 @@ class DeskApi:
 
     async def until_waiting(self, topic: str, check: Callable[[list[dict[str, Any]]], bool],
                             timeout: float = 10) -> list[dict[str, Any]]:
-        async with asyncio.timeout(timeout):
-            while not check(line := await self.waiting(topic)):
-                await asyncio.sleep(0.05)
-        return line
+        """Who waits in the topic's line, once `check` holds for it."""
+        return await eventually(partial(self.waiting, topic), check, timeout,
+                                what=f"the line of {topic}")
 
     # --- calls and reports -------------------------------------------------------------------
 
@@ -312,6 +317,21 @@ class DeskApi:
             if resp.status != 200:
                 raise ApiError("GET", ARI_URL + path, resp.status, await resp.text())
             return await resp.json()
+
+    async def bridge_of(self, channel_id: str) -> dict[str, Any] | None:
+        """The Asterisk bridge `channel_id` is in (ARI), or None."""
+        return next((b for b in await self.asterisk("/bridges")
+                     if channel_id in b["channels"]), None)
+
+    async def until_bridged(self, channel_id: str, *others: str, timeout: float = 10
+                            ) -> dict[str, Any]:
+        """Until Asterisk has `channel_id` in a conversation's (mixing) bridge with `others`
+        (none given: with anybody): they hear each other. That bridge."""
+        def talking(bridge: dict[str, Any] | None) -> bool:
+            return (bridge is not None and bridge["bridge_type"] == "mixing"
+                    and set(others) <= set(bridge["channels"]) and len(bridge["channels"]) > 1)
+        return await eventually(partial(self.bridge_of, channel_id), talking, timeout,
+                                what=f"{channel_id} bridged with {', '.join(others) or 'anybody'}")
 
 
 async def staff(desk: DeskApi, *agent_ids: str) -> None:

@@ -52,7 +52,7 @@ async def test_three_callers_one_agent_served_in_arrival_order(start_service, de
     for n in range(3):
         ring = await phones.wait_answered("1003")
         assert ring.caller_number == f"060000000{n}"
-        await asyncio.sleep(0.3)
+        await until_talking(desk, "1003")  # bridged, not just picked up
         await phones.hang_up(ring)  # the agent ends the call; wrap-up; the next one
     for call in calls:
         record = await record_of(service, call)
@@ -127,7 +127,7 @@ async def test_abandon_is_recorded_with_its_wait(start_service, desk, caller):
     await staff(desk)
     call = await caller.dial(DIRECT)
     await call.wait_idle()
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(1.5)  # real waiting in the line: the wait the record must show
     await call.hangup()
     record = await record_of(service, call)
     assert record.outcome == "abandoned"

@@ -9,7 +9,7 @@ import asyncio
 
 from tests.integration.conftest import record_of
 from tests.integration.conftest import steps as steps_of
-from tests.integration.desk_api import staff
+from tests.integration.desk_api import service_side, staff
 from tests.integration.test_agents import to_alpha, until_talking
 from tests.integration.test_call_hold import hears
 
@@ -90,7 +90,7 @@ async def test_a_blind_transfer_to_the_second_level(start_service, desk, caller,
         assert await desk.state("1001") == "available"  # free in alpha, yet not rung
         [waiting] = await desk.waiting("alpha")
         assert waiting["caller"] == "0655555555"
-        await asyncio.sleep(1)
+        await asyncio.sleep(1)  # real waiting while 1003 is paused: the figures' reached_avg
         await desk.resume("1003")
         pop = await console.pop()
         second = await phones.wait_answered("1003")
@@ -158,7 +158,7 @@ async def test_a_blind_transfer_to_a_number_outside(start_service, desk, caller,
     await asyncio.wait_for(first.ended.wait(), 5)
     office = await citizens.wait_answered("0612345999")
     assert office.caller_number == "0612345000"  # settings recalls.caller_id: the desk's
-    await asyncio.sleep(0.5)
+    await desk.until_bridged(call.service_half, service_side(office.channel))
     sim = caller.ari
     level, tone = await hears(sim, call.id, citizens.ari, office.channel)
     assert level > 0.005 and tone > 0.8  # the office hears the caller ...
@@ -284,7 +284,9 @@ async def test_a_caller_transferred_to_a_busy_colleague_waits_for_them_across_a_
     restarted = await start_service(keep_agents=True)
     [waiting] = await desk.until_waiting("beta", bool)
     assert waiting["caller"] == "0655552222"
-    await asyncio.sleep(2)  # 1003 is free all along: the caller is still 1001's
+    # 1003 is free all along: the caller is still 1001's. A free agent is offered a waiting
+    # caller at once (the restarted service distributes as it adopts); 2 s outlasts that.
+    await asyncio.sleep(2)
     assert await desk.state("1003") == "available"
     assert [w["caller"] for w in await desk.waiting("beta")] == ["0655552222"]
 

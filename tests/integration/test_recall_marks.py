@@ -86,12 +86,12 @@ async def test_a_wrong_number_gives_up_and_done_changes_nothing(start_service, d
     assert (status, body["status"]) == (200, "done")
     assert [a["outcome"] for a in (await desk.recall(first_id))["attempt_log"]] == ["answered"]
 
-    await asyncio.sleep(1.2)  # the agent's wrap-up (1 s)
+    await desk.until_state("1003", "available")  # after the agent's wrap-up (1 s)
     second_id, second = await ask()
     citizens.set(second, "answer", delay=0.1)
     await talked(desk, phones, citizens, second_id, second)
     status, body = await mark("1003", second_id, "wrong_number", token="dev-sup")  # supervisor
     assert (status, body["status"]) == (200, "failed")
-    await asyncio.sleep(2)  # longer than the retry delay: never called again
+    await asyncio.sleep(2)  # longer than the retry delay (1 s): never called again
     assert len(citizens.rings_of(second)) == 1
     assert (await desk.recall(second_id))["status"] == "failed"

@@ -4,7 +4,6 @@ the figures and metrics, until a later reload finds its line empty."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 
@@ -55,7 +54,7 @@ async def test_a_renamed_topic_keeps_serving_its_callers(start_service, desk, ca
     await staff(desk, "1003")
     ring = await phones.wait_answered("1003")
     assert ring.caller_number == "0633333333"
-    await asyncio.sleep(0.3)
+    await desk.until_state("1003", "on_call")  # bridged, not just picked up
     await phones.hang_up(ring)
     record = await record_of(service, waiting)
     assert (record.outcome, record.topic, record.agent_id) == ("answered", "beta", "1003")
@@ -70,6 +69,7 @@ async def test_a_renamed_topic_keeps_serving_its_callers(start_service, desk, ca
     assert await metric("centralino_queue_waiting", 'topic="beta"') is None
     ring = await phones.wait_answered("1003")  # after the wrap-up
     assert ring.caller_number == "0644444444"
-    await asyncio.sleep(0.3)  # bridged, as above (hanging up as it answers is another test)
+    await desk.until_state("1003", "on_call")  # bridged, as above (hanging up as it answers
+    # is another test)
     await phones.hang_up(ring)
     assert (await record_of(service, later)).topic == "gamma"

@@ -166,7 +166,7 @@ async def test_attended_cancelled_and_blind_transfers_between_sip_phones(
     await ask("1005", "consult", {"agent": "1004"})
     await desk.until_state("1004", "on_call")
     second = await _until(channel_of("1004"))
-    await asyncio.sleep(0.3)
+    await desk.until_bridged(first, second)  # (the caller out of it since the consultation began)
     await hears_music(me)  # on hold: the line's music, neither agent
     await hears_only(first, SECOND)  # the agents hear each other
     await hears_only(second, FIRST)
@@ -193,7 +193,7 @@ async def test_attended_cancelled_and_blind_transfers_between_sip_phones(
     await desk.until_state("1004", "on_call")
     await ask("1005", "consult/cancel")
     await _until(lambda: _gone(channel_of("1004")), timeout=10)
-    await asyncio.sleep(0.3)
+    await desk.until_bridged(me, first)
     await hears_only(me, FIRST)  # back with 1005
     await hears_only(first, CALLER)
     await desk.until_state("1004", "available", timeout=10)
@@ -225,7 +225,7 @@ async def test_attended_cancelled_and_blind_transfers_between_sip_phones(
     await colleague.command("hangup")
     await desk.until_state("1004", "wrap_up", "available")
     await _until(lambda: _told(desk, me, 1))
-    await asyncio.sleep(2)  # (the prompt)
+    await desk.until_bridged(me, first)  # back once the prompt has played
     await hears_only(me, FIRST)
     await hears_only(first, CALLER)
 
@@ -234,7 +234,7 @@ async def test_attended_cancelled_and_blind_transfers_between_sip_phones(
     await ask("1005", "consult", {"agent": "1004"})
     await desk.until_state("1004", "ringing")
     await _until(lambda: _told(desk, me, 2), timeout=15)  # beta's ring_timeout: 3 s
-    await asyncio.sleep(2)
+    await desk.until_bridged(me, first)  # back once the prompt has played
     await hears_only(me, FIRST)
     await hears_only(first, CALLER)
 

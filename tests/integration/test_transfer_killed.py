@@ -11,10 +11,11 @@ from functools import partial
 from centralino.storage.models import Call
 from centralino.storage.store import Store
 from tests.integration.conftest import PORT, start_run, stop_run
-from tests.integration.desk_api import DeskApi, staff
+from tests.integration.desk_api import DeskApi, service_side, staff
 from tests.integration.test_agents import to_alpha
 from tests.integration.test_call_hold import hears
 from tests.integration.test_resilience import later, records
+from tests.integration.waiting import eventually
 
 DIRECT = "0999000002"  # straight to beta (agents 1001, 1003)
 
@@ -77,14 +78,18 @@ async def test_a_talk_with_a_number_outside_when_the_service_is_killed(run_env, 
                                json_body={"number": "0612345997"}, expect=(200, 202))
             await asyncio.wait_for(first.ended.wait(), 5)
             office = await citizens.wait_answered("0612345997")
-            await asyncio.sleep(0.5)
+            await desk.until_bridged(call.service_half, service_side(office.channel))
             sim = caller.ari
 
             proc.kill()
             proc.wait()
             proc = await asyncio.to_thread(partial(start_run, keep_agents=True), settings,
                                            later(env, 10), log)
-            await asyncio.sleep(1)  # adopted (or not): the conversation goes on regardless
+            # The restarted service has looked at Asterisk's calls: this one it leaves to
+            # end by itself (the conversation goes on), hanging up either side if the other does.
+            await eventually(partial(asyncio.to_thread, log.read_text),
+                             lambda text: "talks to a number outside" in text,
+                             what="the restarted service taking stock of the conversation")
             level, tone = await hears(citizens.ari, office.channel, sim, call.id)
             assert level > 0.005 and tone > 0.8
             level, tone = await hears(sim, call.id, citizens.ari, office.channel)
