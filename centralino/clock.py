@@ -38,6 +38,19 @@ async def sleep(timers: Timers, seconds: float) -> None:
     await timers.after(seconds)
 
 
+async def woken(event: asyncio.Event, timers: Timers, seconds: float) -> bool:
+    """Until `event` is set or `seconds` pass on `timers`: whether the event woke us (a loop
+    that works when told, and anyway every so often)."""
+    waiting = asyncio.ensure_future(event.wait())
+    timer = timers.after(seconds)
+    try:
+        await asyncio.wait((waiting, timer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        timer.cancel()
+    return event.is_set()
+
+
 class LoopClock:
     """Wall time from `wall` (the system's, or shifted for a rehearsal); timers from the loop."""
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from centralino.clock import Timers
+from centralino.clock import Timers, woken
 from centralino.mail.inbox import Inbox, stopping
 from centralino.mail.intake import Intake
 from centralino.mail.outbox import Outbox
@@ -57,10 +57,7 @@ class MailDesk:
                     log.exception("e-mail intake")
                 else:
                     log.error("e-mail intake: database %s (%s)", fault.kind, fault)
-            try:
-                await asyncio.wait_for(self._kick.wait(), INTAKE_EVERY)
-            except TimeoutError:
-                pass
+            await woken(self._kick, self.clock, INTAKE_EVERY)
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Each mailbox now: connected, its problem and since when (wall time, ISO), how many

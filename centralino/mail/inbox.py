@@ -21,13 +21,13 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import aioimaplib
 
-from centralino.clock import Timers
+from centralino.clock import Timers, woken
 from centralino.mail import tls
 from centralino.storage.faults import fault_of
 from centralino.storage.store import Store
@@ -129,7 +129,7 @@ class Inbox:
                 self._failed(exc)
                 if self._logged_in:  # it worked until now: the back-off starts again
                     attempt = 0
-                await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
+                await self.clock.after(BACKOFF[min(attempt, len(BACKOFF) - 1)])
                 attempt += 1
 
     def _failed(self, exc: BaseException) -> None:
@@ -288,13 +288,14 @@ class Inbox:
         """Until the server announces mail, the sweep interval passes, or we are woken."""
         self._wake.clear()
         if not imap.has_capability("IDLE"):
-            await _until(self._wake.wait(), self.config.sweep_seconds)
+            await woken(self._wake, self.clock, self.config.sweep_seconds)
             return
         idle = await imap.idle_start(timeout=self.config.sweep_seconds)
         try:
             push = asyncio.ensure_future(imap.wait_server_push())
-            woken = asyncio.ensure_future(self._wake.wait())
-            _, pending = await asyncio.wait({push, woken}, timeout=self.config.sweep_seconds,
+            wake = asyncio.ensure_future(self._wake.wait())
+            sweep = self.clock.after(self.config.sweep_seconds)
+            _, pending = await asyncio.wait({push, wake, sweep},
                                             return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
@@ -302,13 +303,6 @@ class Inbox:
             imap.idle_done()
             if not self._dropped():
                 await asyncio.wait_for(idle, 10)
-
-
-async def _until(waiting: Awaitable[object], seconds: float) -> None:
-    try:
-        await asyncio.wait_for(waiting, seconds)
-    except TimeoutError:
-        pass
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:

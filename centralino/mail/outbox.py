@@ -18,7 +18,7 @@ from typing import Any, Literal
 import aiosmtplib
 from aiosmtplib.typing import Default
 
-from centralino.clock import Timers
+from centralino.clock import Timers, woken
 from centralino.mail import tls
 from centralino.mail.inbox import MailboxError, secret, stopping
 from centralino.storage.models import MailOut
@@ -28,6 +28,7 @@ from mail.config import MailConfig
 log = logging.getLogger("centralino.mail")
 RETRY = (30, 120, 600, 1800, 3600)  # seconds before the next try, then every hour
 MAX_TRIES = 24
+RETRY_EVERY = 10.0  # seconds: what is due is looked for also without being kicked
 
 
 class Outbox:
@@ -47,10 +48,7 @@ class Outbox:
             except Exception as exc:  # the database away: the messages wait in it
                 stopping(exc)
                 log.exception("sending mail")
-            try:
-                await asyncio.wait_for(self.kick.wait(), 10)
-            except TimeoutError:
-                pass
+            await woken(self.kick, self.clock, RETRY_EVERY)
 
     async def send_due(self) -> int:
         sent = 0

@@ -28,7 +28,7 @@ from centralino.agentleg import AGENT_LEG_FORMATS, GONE, AgentLeg, LegParts, wit
 from centralino.ari.client import AriError
 from centralino.ari.models import ChannelDestroyed, Event, StasisStart
 from centralino.callport import AriCallPort, ChannelGone
-from centralino.clock import sleep
+from centralino.clock import sleep, woken
 from centralino.desk import OfferMade
 from centralino.storage.faults import fault_of
 from centralino.storage.models import RecallAttempt, RecallRequest
@@ -466,11 +466,5 @@ class Recalls:
                     log.exception("recall scheduler: could not read due requests")
                 else:  # the records' writer says so too; one line, not a traceback a minute
                     log.error("recall scheduler: database %s (%s)", fault.kind, fault)
-            poked: asyncio.Future[Any] = asyncio.ensure_future(self._poke.wait())
-            timer = self.clock.after(next_wake(due, self.clock.now()))
-            try:
-                await asyncio.wait((poked, timer), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                poked.cancel()
-                timer.cancel()
+            await woken(self._poke, self.clock, next_wake(due, self.clock.now()))
 
