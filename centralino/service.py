@@ -62,7 +62,7 @@ class Service:
         self.queues = QueueManager(settings.recalls.share)
         self.registry = Registry()
         self.desk = Desk(self.clock, self.records, self.queues, self.registry)
-        self.bridges = Bridges(self.ari)
+        self.bridges = Bridges(self.ari, self.clock)
         self.running = RunningConfig(settings, self.store, self.clock, self.desk, self.bridges)
         self.legs = LegParts(self.ari, self.bridges, self.clock, self.records, self.desk,
                              self.queues, self.registry, settings.asterisk.app, self.spawn)

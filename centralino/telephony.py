@@ -13,6 +13,7 @@ import logging
 from typing import Any, Protocol
 
 from centralino.ari.client import AriError, AriNotFound
+from centralino.clock import Timers
 
 log = logging.getLogger("centralino.bridges")
 QUEUE_BRIDGE = "centralino-queue-{topic}"  # a holding bridge per topic, with its music
@@ -39,8 +40,8 @@ class Telephony(Protocol):
 
 
 class Bridges:
-    def __init__(self, telephony: Telephony):
-        self.telephony = telephony
+    def __init__(self, telephony: Telephony, clock: Timers):
+        self.telephony, self.clock = telephony, clock
         self._holding: dict[str, asyncio.Future[None]] = {}
 
     def forget(self) -> None:
@@ -69,7 +70,7 @@ class Bridges:
             raise
         except AriError as exc:  # a channel still on its way out of another bridge: once more
             log.warning("%s into %s: %s; trying again", channel, bridge, exc)
-            await asyncio.sleep(0.2)
+            await self.clock.after(0.2)
             await self.telephony.add_channel(bridge, channel, HOLDING_ROLE)
 
     async def unhold(self, channel: str, topic: str) -> None:

@@ -378,7 +378,7 @@ class Desk_:
         topics = set(self.call_config.queues)
         self.desk.configure(load_agents_config(CONFIG / "agents.yaml", topics))
         self.spawned: list[Any] = []
-        self.legs = LegParts(self.asterisk, Bridges(self.asterisk), clock, self.records,
+        self.legs = LegParts(self.asterisk, Bridges(self.asterisk, clock), clock, self.records,
                              self.desk, self.queues, self.registry, "centralino", self._spawn)
         self.callbacks = Callbacks()
         self.overrides: dict[str, Override] = {}
