@@ -63,7 +63,8 @@ async def test_a_broken_file_is_refused_with_its_line_and_nothing_changes(runnin
     queues.write_text(queues.read_text() + "\n  nonsense: [\n")
     with pytest.raises(ConfigError) as refused:
         await live.reload()
-    assert re.search(r"/config/queues\.yaml:\d+:\d+: YAML syntax", str(refused.value)), refused.value
+    problem = str(refused.value)
+    assert re.search(r"/config/queues\.yaml:\d+:\d+: YAML syntax", problem), problem
     assert live.config is config and live.catalog is catalog and bridges.forgot == 0
 
 
