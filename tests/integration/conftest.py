@@ -33,6 +33,7 @@ from centralino.storage.store import Store
 from ivr.clock import ShiftedClock, aware
 from tests.integration.desk_api import DeskApi, staff
 from tests.integration.mailserver import smtp_server  # noqa: F401 (a fixture, for mail tests)
+from tests.integration.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 CHROOT = REPO / "asterisk-dev" / "chroot.sh"
@@ -165,13 +166,12 @@ async def record_of(service: Service, call: SimCall, timeout: float = 10) -> Cal
     """The stored record of `call` once the service has finished it (the last one, if a
     restarted service adopted the call). From the database: `GET /api/calls` has no
     queued_at, connected_at, agent_id or announced_wait, which tests assert on."""
-    async with asyncio.timeout(timeout):
-        while True:
-            await service.writer.caught_up()  # what was done is stored (the writer batches)
-            found = await service.store.find_calls(channel_id=call.service_half)
-            if found and all(c.outcome is not None for c in found):
-                return max(found, key=lambda c: c.ended_at)
-            await asyncio.sleep(0.1)
+    async def stored() -> list[Call]:
+        await service.writer.caught_up()  # what was done is stored (the writer batches)
+        return await service.store.find_calls(channel_id=call.service_half)
+    found = await eventually(stored, lambda found: found and all(
+        c.outcome is not None for c in found), timeout, 0.1, f"the record of {call.service_half}")
+    return max(found, key=lambda c: c.ended_at)
 
 
 def steps(record: Call, *kinds: str) -> list[tuple[str, str, str | None, str | None, str]]:

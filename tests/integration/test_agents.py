@@ -11,6 +11,7 @@ import aiohttp
 
 from tests.integration.conftest import MENU, record_of
 from tests.integration.desk_api import staff, stored_offers
+from tests.integration.waiting import eventually
 
 DIRECT = "0999000002"  # straight to queue beta (agents 1001 and 1003)
 API = "http://127.0.0.1:18081"
@@ -326,9 +327,10 @@ async def test_an_agent_hanging_up_as_they_answer_leaves_the_caller_waiting_with
     call = await to_alpha(caller)
     await phones.wait_rings(1)
     await asyncio.wait_for(phones.rings[0].ended.wait(), 10)
-    async with asyncio.timeout(5):
-        while "could not bridge" not in caplog.text:
-            await asyncio.sleep(0.05)
+    async def logged() -> str:
+        return caplog.text
+    await eventually(logged, lambda text: "could not bridge" in text, timeout=5,
+                     what="the failed bridge in the log")
     assert await call.listen(1.5) > 0.005  # back with the music, not in silence
     phones.set("1002", "answer")
     await staff(desk, "1002")

@@ -50,7 +50,7 @@ async def heard_tones(ari: AriClient, channel: str, tones: tuple[int, ...],
                 if exc.status != 409 or attempt == 49:
                     raise
                 await asyncio.sleep(0.02)
-        await asyncio.sleep(seconds + 0.5)
+        await asyncio.sleep(seconds + 0.5)  # real audio: the recording takes its time
         try:
             await ari.request("POST", f"/recordings/live/{name}/stop")
         except AriError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 from datetime import datetime
+from functools import partial
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -15,6 +16,7 @@ import pytest
 
 from tests.integration.conftest import record_of, settings_for, steps
 from tests.integration.desk_api import staff
+from tests.integration.waiting import eventually
 
 MENU, DIRECT = "0999000001", "0999000002"
 API = "http://127.0.0.1:18081"
@@ -88,9 +90,8 @@ async def test_calls_go_on_and_their_records_wait_for_the_database(start_service
     assert call.heard == ["cost", "closed"]  # the caller noticed nothing
 
     async with aiohttp.ClientSession() as http:
-        async with asyncio.timeout(10):
-            while (h := await health(http))["database"] != "unreachable":
-                await asyncio.sleep(0.1)
+        h = await eventually(partial(health, http), lambda h: h["database"] == "unreachable",
+                             what="/healthz: the database unreachable")
         assert h["status"] == "ok" and h["records_waiting"] > 0
         async with http.get(f"{API}/metrics") as resp:
             text = await resp.text()
@@ -104,9 +105,9 @@ async def test_calls_go_on_and_their_records_wait_for_the_database(start_service
             assert "try again" in (await resp.json())["error"]
 
         await cable.plug()
-        async with asyncio.timeout(30):
-            while (h := await health(http))["database"] != "ok" or h["records_waiting"]:
-                await asyncio.sleep(0.2)
+        await eventually(partial(health, http),
+                         lambda h: h["database"] == "ok" and not h["records_waiting"],
+                         timeout=30, every=0.2, what="/healthz: the database back, all written")
     record = await record_of(service, call)  # written once the database was back
     assert record.outcome == "closed"
     assert steps(record, "closed")[0][4] == "hours"  # why it was closed
@@ -122,6 +123,9 @@ async def test_records_kept_at_a_stop_while_the_database_is_away_are_written_at_
     await cable.unplug()
     call = await caller.dial(MENU)
     await call.wait_ended()
+    async with aiohttp.ClientSession() as http:  # the service is through with the call too
+        await eventually(partial(health, http), lambda h: h["calls_in_progress"] == 0,
+                         what="/healthz: no call in progress")
     await service.__aexit__(None, None, None)  # waits 10 s for the database, then keeps
     assert spool.exists()
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -20,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from centralino.storage.store import Store
 from tests.integration.conftest import REPO, TEST_SETTINGS, record_of, settings_for
+from tests.integration.waiting import eventually
 
 MENU = "0999000001"
 API = "http://127.0.0.1:18081"
@@ -41,9 +43,9 @@ async def refused_then_back(start_service, caller, url: str, refuse: Callable[[]
             await call.wait_ended()
             assert call.heard[-2:] == ["info_b", "goodbye"]  # the caller noticed nothing
 
-            async with asyncio.timeout(15):
-                while (h := await _get(http, "/healthz"))["database"] != "refusing writes":
-                    await asyncio.sleep(0.1)
+            h = await eventually(partial(_get, http, "/healthz"),
+                                 lambda h: h["database"] == "refusing writes", timeout=15,
+                                 what="/healthz: the database refusing writes")
             assert h["status"] == "ok" and h["database_problem"] in problems
             assert h["records_waiting"] > 0
             assert "centralino_database_up 0.0" in await _text(http, "/metrics")
@@ -71,9 +73,9 @@ async def refused_then_back(start_service, caller, url: str, refuse: Callable[[]
         finally:
             await _call(allow)
 
-        async with asyncio.timeout(30):
-            while (h := await _get(http, "/healthz"))["database"] != "ok" or h["records_waiting"]:
-                await asyncio.sleep(0.2)
+        h = await eventually(partial(_get, http, "/healthz"),
+                             lambda h: h["database"] == "ok" and not h["records_waiting"],
+                             timeout=30, every=0.2, what="/healthz: writes again, all written")
         assert h["database_problem"] is None
         assert "centralino_database_up 1.0" in await _text(http, "/metrics")
         events = await _get(http, "/api/agents/1001/events")

@@ -72,7 +72,7 @@ async def test_figures_queue_log_and_metrics_from_real_calls(start_service, desk
         assert (live["topics"]["beta"]["waiting"], live["topics"]["beta"]["ringing"]) == (2, 0)
         assert live["topics"]["beta"]["agents"]["logged_out"] == 3  # 1001, 1003 and 1004 serve beta
 
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0)  # real waiting in the line: the abandon's wait, measured
         await gives_up.hangup()  # waited about 2.5 s: an abandon (short_abandon is 1.5 s)
         hasty = await caller.dial(DIRECT, caller_number="0633333333")
         await hasty.wait_idle(quiet=0.2)
@@ -81,7 +81,7 @@ async def test_figures_queue_log_and_metrics_from_real_calls(start_service, desk
         await staff(desk, "1003")
         ring = await phones.wait_answered("1003")
         await until_talking(desk, "1003")
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # a real conversation: the figures' handling time (aht_avg)
         await phones.hang_up(ring)  # the agent ends the call; 1 s wrap-up (queues.yaml)
         records = [await record_of(service, c) for c in (answered, gives_up, hasty)]
         await desk.until_state("1003", "available", timeout=5, poll=0.05)

@@ -12,11 +12,13 @@ import resource
 import time
 import urllib.request
 from collections import Counter
+from functools import partial
 
 import pytest
 
 from bench.hostile import slow_client
 from tests.integration.conftest import MENU, api_get, service_process
+from tests.integration.waiting import eventually
 
 CHAIN = ["cost", "welcome", "promo_now", "privacy", "menu_main"]
 IDLE_TIMEOUT = 3
@@ -50,13 +52,10 @@ async def call_is_recorded(port: int, caller) -> None:
     await call.wait_heard("menu_main", timeout=60)
     assert call.heard == CHAIN
     await call.hangup()
-    async with asyncio.timeout(30):
-        while True:
-            found = await asyncio.to_thread(
-                api_get, f"/api/calls?channel_id={call.service_half}", port)
-            if found and found[0]["outcome"] is not None:
-                break
-            await asyncio.sleep(0.2)
+    found = await eventually(
+        partial(asyncio.to_thread, api_get, f"/api/calls?channel_id={call.service_half}", port),
+        lambda found: found and found[0]["outcome"] is not None, timeout=30, every=0.2,
+        what="the call's record")
     assert found[0]["outcome"] == "caller_hangup"
 
 

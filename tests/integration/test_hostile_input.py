@@ -13,6 +13,7 @@ from aiohttp import WSCloseCode
 
 from tests.integration.conftest import MENU, settings_for
 from tests.integration.desk_api import staff
+from tests.integration.waiting import eventually
 
 API = "http://127.0.0.1:18081"
 WS = "ws://127.0.0.1:18081"
@@ -181,9 +182,9 @@ async def test_a_console_message_of_the_wrong_shape_closes_the_console(http, mes
         assert ws.close_code == WSCloseCode.POLICY_VIOLATION
     # The console is forgotten (its pops go nowhere): no API tells the consoles a service
     # holds open, so this looks at the service's own list.
-    async with asyncio.timeout(5):
-        while service.desk.consoles.get("1001"):
-            await asyncio.sleep(0.05)
+    async def consoles() -> object:
+        return service.desk.consoles.get("1001")
+    await eventually(consoles, lambda open_: not open_, timeout=5, what="1001's console forgotten")
 
 
 async def test_a_recall_to_the_help_desk_itself_is_refused(http):

@@ -131,5 +131,7 @@ async def test_bad_override_requests_get_4xx_with_a_reason(start_service):
 async def _sleep_until(desk, when: datetime) -> None:
     import asyncio
 
+    # Real time must pass: the service's clock (the test's ShiftedClock) runs with the wall
+    # clock, and the override ends when that clock reaches its `until`.
     delay = (when - desk.now()).total_seconds()
     await asyncio.sleep(max(0.0, delay) + 0.2)

@@ -47,6 +47,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.imap_proxy import ImapProxy
 from tests.integration.test_mail_intake import IMAP, LMTP, SUPERVISOR, mail
+from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.asterisk  # the services under test connect to the real Asterisk
 
@@ -157,10 +158,9 @@ def assert_once(sent: list[EmailMessage], tag: str, stored: list[MailMessage],
 
 async def until(condition: Any, timeout: float, what: str) -> None:
     """Until `condition()` (awaited if it is to be) is true, at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await _value(condition()):
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        await asyncio.sleep(0.1)
+    async def probe() -> Any:
+        return await _value(condition())
+    await eventually(probe, timeout=timeout, every=0.1, what=what)
 
 
 async def _value(value: Any) -> Any:

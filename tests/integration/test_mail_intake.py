@@ -25,6 +25,7 @@ from centralino.storage.store import Store
 from ivr.clock import SystemClock
 from mail.config import load_mail_config
 from tests.integration.conftest import TEST_SETTINGS, settings_for
+from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.asterisk  # the service under test connects to the real Asterisk
 
@@ -101,6 +102,10 @@ async def detail(desk: Any, number: str) -> dict[str, Any]:
     return await desk.request("GET", f"/api/tickets/{number}", token=SUPERVISOR)
 
 
+async def thread_of(desk: Any, number: str) -> list[dict[str, Any]]:
+    return (await detail(desk, number))["thread"]
+
+
 async def test_a_citizen_s_mail_becomes_a_ticket_and_leaves_the_inbox_unread(start_service,
                                                                               desk,
                                                                               mail_settings):
@@ -130,11 +135,9 @@ async def test_a_citizen_s_mail_becomes_a_ticket_and_leaves_the_inbox_unread(sta
     away = mail(address, "Risposta automatica: Certificato", "Sono fuori ufficio.",
                 Auto_Submitted="auto-replied", In_Reply_To=first["Message-ID"])
     await asyncio.to_thread(deliver, "helpdesk", away)
-    for _ in range(100):
-        thread = (await detail(desk, ticket["number"]))["thread"]
-        if len(thread) >= 3:
-            break
-        await asyncio.sleep(0.2)
+    thread = await eventually(lambda: thread_of(desk, ticket["number"]),
+                              lambda thread: len(thread) >= 3, timeout=20, every=0.2,
+                              what="the reply and the automatic answer in the thread")
     assert [(m["direction"], m["visibility"], m["body"].strip()) for m in thread] == [
         ("in", "public", "Buongiorno, mi serve il certificato."),
         ("in", "public", "Aggiungo la partita IVA."),
@@ -172,11 +175,9 @@ async def test_the_rules_and_the_delegation_mailbox_choose_where_a_ticket_goes(
     reply = mail(office, f"Re: {answer['Subject']}", "Grazie, chiudiamo.",
                  In_Reply_To=answer["Message-ID"], References=answer["References"])
     await asyncio.to_thread(deliver, "secondolivello", reply)
-    for _ in range(100):
-        thread = (await detail(desk, number))["thread"]
-        if thread[-1]["body"].strip() == "Grazie, chiudiamo.":
-            break
-        await asyncio.sleep(0.2)
+    thread = await eventually(lambda: thread_of(desk, number),
+                              lambda thread: thread[-1]["body"].strip() == "Grazie, chiudiamo.",
+                              timeout=20, every=0.2, what="the office's reply in the thread")
     assert [m["body"].strip() for m in thread] == [
         "Da verificare presso l'ufficio.", "Pratica verificata.", "Grazie, chiudiamo."]
     assert len(await tickets_from(desk, office, count=2, timeout=1)) == 1
@@ -286,11 +287,9 @@ async def test_the_citizen_gets_the_number_then_the_answer_and_their_reply_joins
     again = mail(address, f"Re: {answer['Subject']}", "Grazie, ricevuto.",
                  In_Reply_To=answer["Message-ID"], References=answer["References"])
     await asyncio.to_thread(deliver, "helpdesk", again)
-    for _ in range(100):
-        thread = (await detail(desk, number))["thread"]
-        if thread[-1]["body"].strip() == "Grazie, ricevuto.":
-            break
-        await asyncio.sleep(0.2)
+    thread = await eventually(lambda: thread_of(desk, number),
+                              lambda thread: thread[-1]["body"].strip() == "Grazie, ricevuto.",
+                              timeout=20, every=0.2, what="the citizen's reply in the thread")
     assert [m["body"].strip() for m in thread] == [
         "Ho pagato due volte.", "Le rimborsiamo 10 euro.", "Grazie, ricevuto."]
     assert len(await tickets_from(desk, address, count=2, timeout=1)) == 1
@@ -311,7 +310,9 @@ async def test_the_service_stops_at_once_whatever_its_mailboxes_are_doing(asteri
     for n in range(20):
         service = Service(mail_settings)
         await service.__aenter__()
-        await asyncio.sleep(n % 5 * 0.05)  # at different moments of their work
+        # Deliberately at different moments of their work (no event to wait for: any moment
+        # must do).
+        await asyncio.sleep(n % 5 * 0.05)
         async with asyncio.timeout(20):
             await service.__aexit__(None, None, None)
         assert mail_work() == [], f"stop {n}: still running"

@@ -41,6 +41,7 @@ from tests.integration.test_mail_intake import (
     mail,
     tickets_from,
 )
+from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.asterisk  # the service under test connects to the real Asterisk
 
@@ -83,12 +84,9 @@ def received(address: str) -> list[EmailMessage]:
 async def until(check: Callable[[], Awaitable[T | None]], timeout: float = 20,
                 what: str = "") -> T:
     """`check()`'s first true answer, polled; fails after `timeout` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        if found := await check():
-            return found
-        assert asyncio.get_running_loop().time() < deadline, f"never happened: {what}"
-        await asyncio.sleep(0.2)
+    found = await eventually(check, timeout=timeout, every=0.2, what=what or "never happened")
+    assert found is not None
+    return found
 
 
 async def outgoing(store: Store, address: str) -> list[MailOut]:
@@ -221,7 +219,7 @@ async def test_mail_arriving_while_the_database_is_away_waits_in_the_inbox_then_
         assert not health["mailboxes"]["cittadini"]["connected"]
         # The reader tried (and keeps trying, every few seconds): nothing it could not store
         # has left the INBOX.
-        for _ in range(3):
+        for _ in range(3):  # 3 s, beyond its first retries (inbox BACKOFF: 1 s, then 2 s)
             assert sorted(await asyncio.to_thread(where, "INBOX")) == sorted(ids)
             await asyncio.sleep(1)
         await cable.plug()

@@ -22,6 +22,7 @@ from ivr.clock import SystemClock
 from mail.config import load_mail_config
 from tests.integration.conftest import TEST_SETTINGS, settings_for
 from tests.integration.test_mail_intake import IMAP, mail, tickets_from
+from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.asterisk
 
@@ -85,12 +86,10 @@ async def test_mail_is_read_over_starttls_and_tls_only_with_a_trusted_certificat
     for name in ("starttls", "imaps"):
         [ticket] = await tickets_from(desk, addresses[name])
         assert ticket["channel"] == "email"
-    health: dict[str, Any] = {}
-    for _ in range(100):
-        health = (await desk.request("GET", "/healthz"))["mailboxes"]
-        if health["untrusted"]["problem"]:
-            break
-        await asyncio.sleep(0.1)
+    async def mailboxes() -> dict[str, Any]:
+        return (await desk.request("GET", "/healthz"))["mailboxes"]
+    health = await eventually(mailboxes, lambda h: h["untrusted"]["problem"], every=0.1,
+                              what="the untrusted mailbox's problem on /healthz")
     assert health["starttls"]["connected"] and health["imaps"]["connected"]
     assert not health["untrusted"]["connected"]
     assert "certificate verify failed" in health["untrusted"]["problem"]

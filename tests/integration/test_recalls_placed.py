@@ -7,6 +7,7 @@ import asyncio
 import random
 import shutil
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import pairwise
 from typing import Any
 
@@ -15,6 +16,7 @@ import aiohttp
 from tests.integration.conftest import REPO, TEST_SETTINGS, record_of, settings_for, steps
 from tests.integration.desk_api import staff, stored_attempts, stored_offers
 from tests.integration.test_agents import until_talking
+from tests.integration.waiting import eventually
 
 API = "http://127.0.0.1:18081/api/recalls"
 PORTAL = {"Authorization": "Bearer dev-portal"}
@@ -32,30 +34,26 @@ async def ask(**changes: Any) -> tuple[str, str]:
         return (await resp.json())["id"], national
 
 
-async def until(check, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
+async def until(check, timeout: float = 15, what: str = "the condition"  # type: ignore[no-untyped-def]
+                ) -> None:
+    await eventually(check, timeout=timeout, what=what)
 
 
 async def in_line(desk, recall_id: str) -> None:
-    async def check() -> bool:
-        return any(w["call_id"] == recall_id for w in await desk.waiting("beta"))
-    await until(check)
+    await desk.until_waiting("beta", lambda line: any(w["call_id"] == recall_id for w in line),
+                             timeout=15)
 
 
 async def status_is(desk, recall_id: str, *statuses: str, timeout: float = 30) -> None:
-    async def check() -> bool:
-        return (await desk.recall(recall_id))["status"] in statuses
-    await until(check, timeout)
+    await eventually(partial(desk.recall, recall_id), lambda row: row["status"] in statuses,
+                     timeout, what=f"recall {recall_id} {' or '.join(statuses)}")
 
 
 async def bridged(desk, recall_id: str) -> None:
     """Until Asterisk bridges the agent and the citizen (its bridge as ARI shows it)."""
-    async def check() -> bool:
-        bridge = await desk.asterisk(f"/bridges/centralino-call-{recall_id}")
-        return bridge is not None and len(bridge["channels"]) == 2  # None: not there yet
-    await until(check)
+    await eventually(partial(desk.asterisk, f"/bridges/centralino-call-{recall_id}"),
+                     lambda bridge: bridge is not None and len(bridge["channels"]) == 2,
+                     15, what=f"recall {recall_id}: agent and citizen bridged")  # None: not yet
 
 
 def at(value: str) -> datetime:
@@ -237,6 +235,7 @@ async def test_back_request_is_placed_at_its_slot_and_not_before(start_service, 
     recall_id, national = await ask(mode="back", slot=slot.isoformat())
     citizens.set(national, "answer", delay=0.1)
     assert at((await desk.recall(recall_id))["due_at"]) == slot
+    # Real time to a second before the slot (the service's clock runs with the wall clock).
     await asyncio.sleep((slot - desk.now()).total_seconds() - 1)
     assert not phones.rings and not await desk.waiting("beta")  # a second before: nothing
     ring = await citizens.wait_answered(national, timeout=10)
@@ -276,6 +275,7 @@ async def test_cancelled_while_in_line_is_never_placed(start_service, desk, phon
     await desk.until_waiting("beta", lambda line: not line, timeout=5)
     phones.set("1003", "answer", delay=0.1)
     await staff(desk, "1003")
+    # A free agent is offered a waiting request at once (at the login): 1.5 s outlasts that.
     await asyncio.sleep(1.5)
     assert not phones.rings and not citizens.rings_of(national)
     assert (await desk.recall(recall_id))["status"] == "cancelled"
@@ -289,7 +289,7 @@ async def test_a_request_nobody_reaches_expires(start_service, desk, phones):
     await status_is(desk, recall_id, "expired", timeout=10)
     await desk.until_waiting("beta", lambda line: not line, timeout=5)
     await staff(desk, "1003")
-    await asyncio.sleep(1)
+    await asyncio.sleep(1)  # outlasts the offer a free agent gets at once: never placed
     assert not phones.rings
 
 
@@ -333,7 +333,7 @@ async def test_restart_during_a_recall_conversation_keeps_the_agent_on_call(
     await start_service(keep_agents=True, keep_recalls=True)
     async def adopted() -> bool:  # the agent is on this recall's call again
         return (await desk.agent("1003"))["call_id"] == recall_id
-    await until(adopted, 5)
+    await until(adopted, 5, "1003 on the recall's call again")
     assert await desk.state("1003") == "on_call"
     live = await caller.dial(DIRECT, caller_number="0622223333")
     await live.wait_idle()

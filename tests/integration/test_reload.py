@@ -48,10 +48,10 @@ def _post(path: str) -> tuple[int, dict]:
 
 
 async def _reloaded(old_version: str) -> str:
-    async with asyncio.timeout(15):
-        while (version := _get("/healthz")["config_version"]) == old_version:
-            await asyncio.sleep(0.1)
-    return version
+    async def version() -> str:
+        return _get("/healthz")["config_version"]
+    return await eventually(version, lambda version: version != old_version, 15, 0.1,
+                            "a new configuration version on /healthz")
 
 
 async def test_sighup_swaps_config_and_calls_in_progress_keep_their_version(running, caller):
@@ -155,10 +155,9 @@ async def test_sighup_with_hostile_files_is_refused_in_the_log_and_calls_go_on(r
     expected = _hostile_files(config / "flows")
 
     proc.send_signal(signal.SIGHUP)
-    async with asyncio.timeout(30):
-        while "reload refused (" not in log.read_text():
-            await asyncio.sleep(0.1)
-    text = log.read_text()
+    text = await eventually(partial(asyncio.to_thread, log.read_text),
+                            lambda text: "reload refused (" in text, 30, 0.1,
+                            "the refusal in the log")
     assert "reload refused (4 problem(s)): the running configuration stays" in text
     for where, words in expected.values():
         lines = [ln for ln in text.splitlines() if f"reload refused: {where}" in ln]

@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 
@@ -24,6 +25,7 @@ from tests.integration.conftest import (
     stop_run,
 )
 from tests.integration.desk_api import staff
+from tests.integration.waiting import eventually
 
 MENU, DIRECT = "0999000001", "0999000002"
 
@@ -125,13 +127,13 @@ async def records(store: Store, channel: str, count: int = 1, ended: bool = Fals
                   queued: bool = False) -> list[Call]:
     """The records of a caller's channel, oldest first, once there are `count` of them (all
     ended, the latest queued, if asked)."""
-    async with asyncio.timeout(20):
-        while True:
-            found = sorted(await store.find_calls(channel_id=channel), key=lambda c: c.started_at)
-            if (len(found) >= count and (not ended or all(c.outcome for c in found))
-                    and (not queued or found[-1].queued_at is not None)):
-                return found
-            await asyncio.sleep(0.1)
+    async def stored() -> list[Call]:
+        return sorted(await store.find_calls(channel_id=channel), key=lambda c: c.started_at)
+
+    def complete(found: list[Call]) -> bool:
+        return (len(found) >= count and (not ended or all(c.outcome for c in found))
+                and (not queued or found[-1].queued_at is not None))
+    return await eventually(stored, complete, 20, 0.1, f"{count} record(s) of {channel}")
 
 
 def keys(record: Call) -> list[tuple[str, str | None]]:
@@ -154,9 +156,8 @@ async def test_a_killed_service_keeps_the_menu_path_of_a_call(run_env, caller):
             await call.press("1")
             await call.wait_heard("menu_sub")
             # Stored as it happened: not waiting for the end of the call.
-            async with asyncio.timeout(10):
-                while not keys((await records(store, call.service_half))[0]):
-                    await asyncio.sleep(0.1)
+            await eventually(partial(records, store, call.service_half),
+                             lambda found: keys(found[0]), 10, 0.1, "the key pressed, stored")
 
             proc.kill()
             proc.wait()
@@ -174,9 +175,9 @@ async def test_a_killed_service_keeps_the_menu_path_of_a_call(run_env, caller):
 
 async def connected(store: Store, channel: str) -> None:
     """Until the latest record of the channel says an agent answered."""
-    async with asyncio.timeout(20):
-        while (await records(store, channel))[-1].connected_at is None:
-            await asyncio.sleep(0.1)
+    await eventually(partial(records, store, channel),
+                     lambda found: found[-1].connected_at is not None, 20, 0.1,
+                     f"an agent answering {channel}")
 
 
 @pytest.mark.parametrize("end", ["answered", "abandoned"])

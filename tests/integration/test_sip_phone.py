@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import MENU
+from tests.integration.waiting import eventually
 
 pytestmark = pytest.mark.skipif(shutil.which("baresip") is None,
                                 reason="baresip is installed by ./dev test")
@@ -78,10 +79,7 @@ async def phone(tmp_path: Path, asterisk):
 
 async def _until(check, timeout: float = 60):  # type: ignore[no-untyped-def]
     """Until `await check()` is true; its value."""
-    async with asyncio.timeout(timeout):
-        while not (found := await check()):
-            await asyncio.sleep(0.05)
-    return found
+    return await eventually(check, timeout=timeout, what=getattr(check, "__name__", "check"))
 
 
 async def test_sip_phone_navigates_with_rfc4733_dtmf(start_service, desk, phone):

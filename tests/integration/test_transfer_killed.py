@@ -54,9 +54,9 @@ async def test_a_consultation_when_the_service_is_killed(run_env, caller, phones
             assert level > 0.005 and tone > 0.8
             await call.hangup()
             await asyncio.wait_for(first.ended.wait(), 5)
-            async with asyncio.timeout(20):
-                while (found := await records_of(env, call.service_half))[-1].outcome is None:
-                    await asyncio.sleep(0.1)
+            found = await eventually(partial(records_of, env, call.service_half),
+                                     lambda found: found[-1].outcome is not None, 20, 0.1,
+                                     "the adopted call's record")
         assert [c.outcome for c in found] == ["interrupted", "answered"]
         assert found[-1].agent_id == "1003"
     finally:
