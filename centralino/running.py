@@ -18,7 +18,6 @@ from centralino.promptbuild import PromptBuildError, build_prompts
 from centralino.settings import Settings
 from centralino.storage.store import Store
 from centralino.telephony import Bridges
-from ivr.config import CallConfig
 from ivr.hours import Override
 from ivr.yamlfile import ConfigError
 
@@ -28,16 +27,12 @@ log = logging.getLogger("centralino")
 class RunningConfig:
     def __init__(self, settings: Settings, store: Store, clock: Timers, desk: Desk,
                  bridges: Bridges):
-        self.settings = settings
+        self._settings = settings
         self._store, self._clock, self._desk, self._bridges = store, clock, desk, bridges
         self.overrides: dict[str, Override] = {}  # the same mapping the calls read
         self.config: Config
         self.catalog: PromptCatalog
         self._lock = asyncio.Lock()
-
-    @property
-    def call_config(self) -> CallConfig:
-        return self.config.call
 
     @property
     def topics(self) -> list[str]:
@@ -69,7 +64,7 @@ class RunningConfig:
     async def _prepare(self) -> tuple[Config, PromptCatalog]:
         """Load the configuration and build its prompts; raise ConfigError and change nothing
         if anything is wrong."""
-        s = self.settings
+        s = self._settings
         # In a thread: calls go on being served while the files are read (ivr/yamlfile.py bounds
         # what one file may cost).
         config = await asyncio.to_thread(load_config, s)

@@ -97,7 +97,7 @@ def period(params: Mapping[str, str], now: datetime) -> tuple[datetime, datetime
 
 def thresholds(app: web.Application) -> dict[str, figures.Thresholds]:
     return {name: figures.Thresholds(q.service_level, q.short_abandon)
-            for name, q in app[RUNNING].call_config.queues.items()}
+            for name, q in app[RUNNING].config.call.queues.items()}
 
 
 def _log_rows(rows: list[Any]) -> list[figures.LogRow]:
@@ -139,7 +139,7 @@ async def ticket_report(app: web.Application, since: datetime, until: datetime
         return None
     rows = await store.ticket_figures_rows(since, until)
     hours = tickets.config.hours
-    schedule = app[RUNNING].call_config.schedules.get(hours) if hours else None
+    schedule = app[RUNNING].config.call.schedules.get(hours) if hours else None
     found = await asyncio.to_thread(ticket_figures.report,
                                     [ticket_figures.TicketRow(*r) for r in rows], schedule)
     now = app[CLOCK].now()
@@ -160,13 +160,13 @@ async def get_figures(request: web.Request) -> web.Response:
     topics, lines, topic_lines), each topic's thresholds, and the live state."""
     running = request.app[RUNNING]
     since, until = period(request.query, request.app[CLOCK].now())
-    queues = running.call_config.queues
+    queues = running.config.call.queues
     topic = request.query.get("topic") or None
     if topic is not None and topic not in running.topics:
         raise error(web.HTTPNotFound, f"no topic {topic[:64]!r} (see queues.yaml)")
     line = request.query.get("line") or None
     if line is not None and not any(line in (f.name, n)
-                                    for n, f in running.call_config.flows.items()):
+                                    for n, f in running.config.call.flows.items()):
         raise error(web.HTTPNotFound, f"no line named or numbered {line[:64]!r}")
     headers = await caught_up(request)  # read what was just done
     found = await period_report(request.app, since, until, topic, line)

@@ -28,7 +28,7 @@ from mail.config import MailConfig
 log = logging.getLogger("centralino.mail")
 RETRY = (30, 120, 600, 1800, 3600)  # seconds before the next try, then every hour
 MAX_TRIES = 24
-RETRY_EVERY = 10.0  # seconds: what is due is looked for also without being kicked
+LOOK_EVERY = 10.0  # seconds: what is due is looked for also without being kicked
 
 
 class Outbox:
@@ -48,7 +48,7 @@ class Outbox:
             except Exception as exc:  # the database away: the messages wait in it
                 stopping(exc)
                 log.exception("sending mail")
-            await woken(self.kick, self.clock, RETRY_EVERY)
+            await woken(self.kick, self.clock, LOOK_EVERY)
 
     async def send_due(self) -> int:
         sent = 0

@@ -203,12 +203,12 @@ async def create(request: web.Request) -> web.Response:
         raise error(web.HTTPTooManyRequests, "too many requests from this address",
                     headers={"Retry-After": str(wait)})
     body = await json_body(request, RecallCreate, empty=None)
-    topics = settings.topics or list(running.call_config.queues)
-    if body.topic not in topics or body.topic not in running.call_config.queues:
+    topics = settings.topics or list(running.config.call.queues)
+    if body.topic not in topics or body.topic not in running.config.call.queues:
         raise _invalid("topic", f"unknown topic {body.topic!r} (known: {', '.join(topics)})")
-    schedule = running.call_config.schedules.get(settings.hours) if settings.hours else None
+    schedule = running.config.call.schedules.get(settings.hours) if settings.hours else None
     try:
-        number = classify(body.number, settings, running.call_config.flows)
+        number = classify(body.number, settings, running.config.call.flows)
         due = due_time(body.mode, body.slot, now, schedule, settings.horizon_days)
     except RecallError as exc:
         raise _invalid(exc.field, exc.reason) from None

@@ -501,7 +501,7 @@ class DeskTopics(BaseModel):
 async def topics(request: web.Request) -> web.Response:
     desk = _desk(request)
     portal_or_token(request)  # any known key or token
-    queues = request.app[RUNNING].call_config.queues
+    queues = request.app[RUNNING].config.call.queues
     config = desk.config
     out = DeskTopics(
         topics=[TopicOut(id=t, name=queues[t].name if t in queues else t,

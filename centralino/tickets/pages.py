@@ -171,7 +171,7 @@ class _Form:
 
 def _form_html(request: web.Request, desk: TicketDesk, form: _Form, token: str) -> str:
     v, problems = form.values, form.problems
-    queues = request.app[RUNNING].call_config.queues
+    queues = request.app[RUNNING].config.call.queues
     out: list[str] = []
     if problems or form.notice:
         items = "".join(f'<li><a href="#{_field_id(f)}">{escape(FIELD_LABELS[f])}: '
@@ -485,7 +485,7 @@ async def _status_html(request: web.Request, desk: TicketDesk, row: Ticket, toke
     if continues:
         out.append(f'<p role="status">La richiesta {escape(continues)} era chiusa da tempo: '
                    f'il tuo messaggio ha aperto questa nuova richiesta.</p>')
-    queues = request.app[RUNNING].call_config.queues
+    queues = request.app[RUNNING].config.call.queues
     topic = queues[row.topic].name if row.topic in queues else row.topic
     out.append(f'<dl class="riepilogo"><dt>Numero</dt><dd>{escape(row.number)}</dd>'
                f'<dt>Argomento</dt><dd>{escape(topic)}: {escape(row.subject)}</dd>'

@@ -174,7 +174,7 @@ async def transfer_targets(request: web.Request) -> web.Response:
     groups (how many of their other members are logged in, and free)."""
     running = request.app[RUNNING]
     agent = _agent(request)
-    desk, queues = request.app[DESK], running.call_config.queues
+    desk, queues = request.app[DESK], running.config.call.queues
     topics = []
     for topic_id, topic in sorted(queues.items(), key=lambda item: item[1].name):
         logged_in, _, free = desk.staffing(topic_id)
@@ -291,7 +291,7 @@ async def mark_recall(request: web.Request) -> web.Response:
     if last is not None and last.agent_id != agent.id:
         raise error(web.HTTPForbidden, f"the last call of this request was {last.agent_id}'s")
     settings = request.app[SETTINGS].recalls
-    schedules = request.app[RUNNING].call_config.schedules
+    schedules = request.app[RUNNING].config.call.schedules
     schedule = schedules.get(settings.hours) if settings.hours else None
     now = request.app[CLOCK].now()
     try:
@@ -388,7 +388,7 @@ async def console(request: web.Request) -> web.WebSocketResponse:
     if first.states:  # what the system did to them (auto-pause, wrap-up, ...)
         desk.state_watchers.setdefault(agent.id, set()).add(ws)
     # Wrap-up seconds per topic: the console counts down after a call of that topic.
-    topics = request.app[RUNNING].call_config.queues
+    topics = request.app[RUNNING].config.call.queues
     wrap_up = {t: q.wrap_up for t, q in topics.items() if t in agent.topics}
     # A console reopened during a call shows its pop again.
     hello = Hello(agent=AgentView.of(agent), wrap_up=wrap_up, offer=desk.current_pop(agent))

@@ -220,7 +220,7 @@ async def ari_latency(request: web.Request) -> web.Response:
 
 
 def _line(app: web.Application, number: str) -> Any:
-    flow = app[RUNNING].call_config.flows.get(number)
+    flow = app[RUNNING].config.call.flows.get(number)
     if flow is None:
         raise error(web.HTTPNotFound, f"no line with number {number}")
     return flow
@@ -231,8 +231,8 @@ async def list_lines(request: web.Request) -> web.Response:
     running = request.app[RUNNING]
     now = request.app[CLOCK].now()
     out = []
-    for number, flow in running.call_config.flows.items():
-        schedule = running.call_config.schedules.get(flow.hours) if flow.hours else None
+    for number, flow in running.config.call.flows.items():
+        schedule = running.config.call.schedules.get(flow.hours) if flow.hours else None
         override = running.overrides.get(number)
         status = line_status(schedule, override, now)
         out.append({

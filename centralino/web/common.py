@@ -41,7 +41,6 @@ if TYPE_CHECKING:  # types only: the web layer never imports the service that ru
     from centralino.storage.store import Store
     from centralino.storage.writer import Writer
     from centralino.tickets.desk import TicketDesk
-    from ivr.config import CallConfig
     from ivr.hours import Override
     from queue_manager.queues import QueueManager
 
@@ -64,8 +63,6 @@ class Running(Protocol):
 
     @property
     def config(self) -> Config: ...
-    @property
-    def call_config(self) -> CallConfig: ...
     @property
     def catalog(self) -> PromptCatalog: ...
     @property

@@ -76,10 +76,6 @@ class FakeService:
         self.calls: list[Any] = []
         self.call_queries: list[dict[str, Any]] = []
 
-    @property
-    def call_config(self) -> Any:
-        return self.config.call
-
     async def reload(self) -> Any:
         if self.reload_outcome is not None:
             raise self.reload_outcome

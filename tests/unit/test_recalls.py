@@ -316,7 +316,7 @@ def fake_service(store: Store, limits: RecallLimits) -> SimpleNamespace:
     call = SimpleNamespace(queues={"alpha": None, "beta": None}, schedules={"office": OFFICE},
                            flows={HELP_DESK: None})  # the help desk's own line
     return SimpleNamespace(settings=settings, store=store, clock=FixedClock(NOW),
-                           call_config=call, config=SimpleNamespace(agents=agents, call=call),
+                           config=SimpleNamespace(agents=agents, call=call),
                            queues=QueueManager(),  # the lines (positions of waiting requests)
                            # the scheduler (recalls.placing.Recalls): poked, told of cancels
                            recalls=SimpleNamespace(poke=lambda: None, cancelled=lambda _: None))

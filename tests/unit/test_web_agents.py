@@ -261,7 +261,7 @@ async def test_the_console_says_hello_with_the_agent_and_its_wrap_up_times(web):
     ws, hello = await open_console(client, "1001", token("1001"))
     assert hello["type"] == "hello" and "offer" not in hello
     assert (hello["agent"]["id"], hello["agent"]["state"]) == ("1001", "logged_out")
-    queues = parts.call_config.queues
+    queues = parts.config.call.queues
     assert hello["wrap_up"] == {"suap": queues["suap"].wrap_up,
                                 "generale": queues["generale"].wrap_up}
     await ws.close()
@@ -304,7 +304,7 @@ async def test_a_screen_pop_reaches_every_console_of_the_agent_and_the_ack_is_st
         pop = await tab.receive_json(timeout=2)
         assert (pop["type"], pop["offer_id"], pop["call_id"], pop["caller_number"],
                 pop["topic_name"]) == ("offer", "o1", "c1", "3471234567",
-                                       parts.call_config.queues["suap"].name)
+                                       parts.config.call.queues["suap"].name)
     parts.clock.advance(2)
     await tabs[0].send_json({"type": "ack", "offer_id": "o1"})
     await tabs[0].close()  # the server has read the ack before the close
@@ -607,7 +607,7 @@ async def test_an_agent_sees_where_a_caller_can_be_transferred(web):
     assert resp.status == 200
     targets = await resp.json()
     topics = {t["id"]: t for t in targets["topics"]}
-    assert set(topics) == set(parts.call_config.queues)
+    assert set(topics) == set(parts.config.call.queues)
     assert all(t["name"] and t["logged_in"] >= 0 for t in topics.values())
     # Colleagues taking calls, never oneself; nobody logged out.
     assert [a["id"] for a in targets["agents"]] == ["1002"]

@@ -271,7 +271,7 @@ async def lines(client: Client) -> dict[str, dict[str, Any]]:
 async def test_lines_follow_their_opening_hours(web):
     client, parts = web
     now = await lines(client)
-    assert set(now) == set(parts.call_config.flows)
+    assert set(now) == set(parts.config.call.flows)
     line = now["0612345001"]
     assert (line["name"], line["open"], line["why"], line["override"]) == (
         "Associazioni di categoria", True, "open", None)

@@ -39,7 +39,6 @@ from centralino.web.common import DESK, MAIL, STORE, WRITER, WebParts
 from cti.config import dev_token
 from cti.messages import CallOffer
 from ivr.clock import LOCAL, FixedClock
-from ivr.config import CallConfig
 from ivr.hours import Override
 from queue_manager.queues import QueueManager, Waiting
 
@@ -165,17 +164,13 @@ class Parts:
                         self.queues, self.registry, self.ari, self.recalls, self.tickets,
                         self.mail)
 
-    @property
-    def call_config(self) -> CallConfig:
-        return self.config.call
-
     def _groups(self, agent: str) -> frozenset[str]:
         tickets = self.config.tickets
         return tickets.groups_of(agent) if tickets else frozenset()
 
     @property
     def topics(self) -> list[str]:
-        return [*self.call_config.queues, *sorted(self.desk.retiring)]
+        return [*self.config.call.queues, *sorted(self.desk.retiring)]
 
     def spawn(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
@@ -225,7 +220,7 @@ class Parts:
         return CallOffer(offer_id=offer_id, call_id=call_id, caller_number="3471234567",
                          caller_name="Maria Rossi", number="0612345001",
                          line="Associazioni di categoria", topic=topic,
-                         topic_name=self.call_config.queues[topic].name, path=[],
+                         topic_name=self.config.call.queues[topic].name, path=[],
                          waited_seconds=12.5, previous_contacts=[], offered_at=self.clock.now())
 
 
